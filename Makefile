@@ -40,7 +40,7 @@ FILTER_SRC := $(shell find filter -name '*.go' -not -name '*_test.go' 2>/dev/nul
 
 filter: $(BUILD)/filter.wasm $(BUILD)/filter-go.wasm
 
-$(BUILD)/filter.wasm: $(FILTER_SRC) $(TINYGO)
+$(BUILD)/filter.wasm: $(FILTER_SRC) $(TINYGO) scripts/tinygo-build.sh scripts/tinygo/wasip1-debian.json
 	@mkdir -p $(BUILD)
 	@echo ">> tinygo build -> $@"
 	@scripts/tinygo-build.sh $(TINYGO) $@ ./filter
