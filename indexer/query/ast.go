@@ -1,0 +1,182 @@
+package query
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Expr is a node of a query's abstract syntax tree. The parser produces it with the names written by the user;
+// Compile resolves names to document fields and turns literals into canonical values, producing the same node
+// types, so a store compiles only one tree shape: And, Or, Not, Compare, In and Exists (Text nodes are moved
+// out of the filter by Compile, see Query.Text).
+type Expr interface {
+	// Pos is the 1-based byte offset of the node in the query text (0 for nodes built by Compile).
+	Pos() int
+	// String renders the node in query syntax; parsing the output yields an equal tree.
+	String() string
+}
+
+// Op is a comparison operator.
+type Op int
+
+// Comparison operators.
+const (
+	Eq Op = iota // =
+	Ne           // !=
+	Lt           // <
+	Le           // <=
+	Gt           // >
+	Ge           // >=
+)
+
+// String returns the operator as written in a query (and in a Meilisearch filter).
+func (o Op) String() string {
+	switch o {
+	case Eq:
+		return "="
+	case Ne:
+		return "!="
+	case Lt:
+		return "<"
+	case Le:
+		return "<="
+	case Gt:
+		return ">"
+	case Ge:
+		return ">="
+	}
+	return "?"
+}
+
+// Value is a literal. Str is the text (unquoted); Num holds its numeric value when IsNum is set. Quotes only
+// let a value hold spaces or keywords: "123" and 123 mean the same. After
+// Compile, durations and times are integer microseconds with Str their decimal form, booleans are "true" or
+// "false", and Quoted is cleared.
+type Value struct {
+	Str    string
+	Num    float64
+	IsNum  bool
+	Quoted bool // written between quotes
+	At     int  // 1-based offset in the query text
+}
+
+// String renders the value in query syntax.
+func (v Value) String() string {
+	if v.IsNum && !v.Quoted {
+		return v.Str
+	}
+	if !v.Quoted && isPlainWord(v.Str) {
+		return v.Str
+	}
+	return strconv.Quote(v.Str)
+}
+
+// And matches documents matched by every term.
+type And struct {
+	Terms []Expr
+	At    int
+}
+
+// Or matches documents matched by any term.
+type Or struct {
+	Terms []Expr
+	At    int
+}
+
+// Not matches documents not matched by X, including documents without the fields X names (as in Meilisearch).
+type Not struct {
+	X  Expr
+	At int
+}
+
+// Compare is `Field Op Value`. Equality (= and !=) is case-insensitive on strings, and a value that reads as a
+// number also equals a numeric field; ordering operators (<, <=, >, >=) match numeric fields only. A field
+// holding a list matches if any element does. `a != b` means `NOT a = b`.
+type Compare struct {
+	Field string
+	Op    Op
+	Value Value
+	At    int
+}
+
+// In is `Field IN [v1, v2, ...]`: equality with any of the values.
+type In struct {
+	Field  string
+	Values []Value
+	At     int
+}
+
+// Exists is `Field EXISTS`: the document has the field (with any value).
+type Exists struct {
+	Field string
+	At    int
+}
+
+// Text is a free-text word or "quoted phrase": the document contains the words in this order in one of its
+// searchable fields, compared case-insensitively and as whole words.
+type Text struct {
+	Phrase string
+	At     int
+}
+
+// Pos implements Expr.
+func (e *And) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *Or) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *Not) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *Compare) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *In) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *Exists) Pos() int { return e.At }
+
+// Pos implements Expr.
+func (e *Text) Pos() int { return e.At }
+
+func (e *And) String() string {
+	return join(e.Terms, " AND ", func(x Expr) bool { _, ok := x.(*Or); return ok })
+}
+
+func (e *Or) String() string { return join(e.Terms, " OR ", func(Expr) bool { return false }) }
+
+func (e *Not) String() string {
+	switch e.X.(type) {
+	case *And, *Or, *Not:
+		return "NOT (" + e.X.String() + ")"
+	}
+	return "NOT " + e.X.String()
+}
+
+func (e *Compare) String() string { return e.Field + " " + e.Op.String() + " " + e.Value.String() }
+
+func (e *In) String() string {
+	parts := make([]string, len(e.Values))
+	for i, v := range e.Values {
+		parts[i] = v.String()
+	}
+	return e.Field + " IN [" + strings.Join(parts, ", ") + "]"
+}
+
+func (e *Exists) String() string { return e.Field + " EXISTS" }
+
+func (e *Text) String() string { return strconv.Quote(e.Phrase) }
+
+// join renders terms with sep, parenthesising those for which paren reports true.
+func join(terms []Expr, sep string, paren func(Expr) bool) string {
+	parts := make([]string, len(terms))
+	for i, t := range terms {
+		if paren(t) {
+			parts[i] = "(" + t.String() + ")"
+		} else {
+			parts[i] = t.String()
+		}
+	}
+	return strings.Join(parts, sep)
+}

@@ -1,0 +1,293 @@
+package query
+
+import (
+	"regexp"
+	"strconv"
+)
+
+// Parse parses a query into its syntax tree, with field names as written. An empty query yields a nil Expr
+// (match everything). Errors are *Error values naming the position and what was expected.
+//
+// Grammar (keywords are case-insensitive; juxtaposition means AND):
+//
+//	query   = [ or ] EOF
+//	or      = and { "OR" and }
+//	and     = unary { [ "AND" ] unary }
+//	unary   = "NOT" unary | "(" or ")" | term
+//	term    = field op value
+//	        | field [ "NOT" ] "IN" "[" value { "," value } "]"
+//	        | field [ "NOT" ] "EXISTS"
+//	        | word | string                       (free text)
+//	op      = "=" | "!=" | "<" | "<=" | ">" | ">="
+//	value   = word | string
+//	field   = word matching [A-Za-z_][A-Za-z0-9_.\-]*
+func Parse(src string) (Expr, error) {
+	toks, err := lex(src)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{toks: toks}
+	if p.peek().kind == tEOF {
+		return nil, nil
+	}
+	e, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if t := p.peek(); t.kind != tEOF {
+		if t.kind == tRParen {
+			return nil, errorf(t.pos, `expected end of query, found ")" without matching "("`)
+		}
+		return nil, errorf(t.pos, "expected AND, OR or end of query, found %s", t.describe())
+	}
+	return e, nil
+}
+
+// maxDepth bounds nesting so hostile input cannot exhaust the stack.
+const maxDepth = 100
+
+type parser struct {
+	toks  []token
+	i     int
+	depth int
+}
+
+func (p *parser) peek() token { return p.toks[p.i] }
+
+func (p *parser) peekAt(n int) token {
+	if p.i+n < len(p.toks) {
+		return p.toks[p.i+n]
+	}
+	return p.toks[len(p.toks)-1]
+}
+
+func (p *parser) next() token {
+	t := p.toks[p.i]
+	if t.kind != tEOF {
+		p.i++
+	}
+	return t
+}
+
+// isKeyword reports whether t is the word keyword kw.
+func isKeyword(t token, kw string) bool { return t.kind == tWord && keyword(t.text) == kw }
+
+func (p *parser) or() (Expr, error) {
+	first, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	terms := []Expr{first}
+	for isKeyword(p.peek(), "OR") {
+		p.next()
+		t, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		terms = append(terms, t)
+	}
+	if len(terms) == 1 {
+		return first, nil
+	}
+	return &Or{Terms: terms, At: first.Pos()}, nil
+}
+
+// startsTerm reports whether t can begin a unary expression.
+func startsTerm(t token) bool {
+	switch t.kind {
+	case tString, tLParen:
+		return true
+	case tWord:
+		kw := keyword(t.text)
+		return kw == "" || kw == "NOT"
+	}
+	return false
+}
+
+func (p *parser) and() (Expr, error) {
+	first, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	terms := []Expr{first}
+	for {
+		t := p.peek()
+		if isKeyword(t, "AND") {
+			p.next()
+		} else if !startsTerm(t) {
+			break
+		}
+		x, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		terms = append(terms, x)
+	}
+	if len(terms) == 1 {
+		return first, nil
+	}
+	return &And{Terms: terms, At: first.Pos()}, nil
+}
+
+func (p *parser) unary() (Expr, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	t := p.peek()
+	if p.depth > maxDepth {
+		return nil, errorf(t.pos, "query nested more than %d levels deep", maxDepth)
+	}
+	switch {
+	case isKeyword(t, "NOT"):
+		p.next()
+		x, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return &Not{X: x, At: t.pos}, nil
+	case t.kind == tLParen:
+		p.next()
+		if p.peek().kind == tRParen {
+			return nil, errorf(p.peek().pos, `expected a condition or free text inside "()", found ")"`)
+		}
+		x, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		if c := p.peek(); c.kind != tRParen {
+			return nil, errorf(c.pos, `expected ")" to close "(" at position %d, found %s`, t.pos, c.describe())
+		}
+		p.next()
+		return x, nil
+	case t.kind == tString:
+		p.next()
+		return &Text{Phrase: t.text, At: t.pos}, nil
+	case t.kind == tWord && keyword(t.text) == "":
+		return p.term()
+	}
+	return nil, errorf(t.pos, `expected a condition, free text, NOT or "(", found %s`, t.describe())
+}
+
+var fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\-]*$`)
+
+// term parses what starts with a plain word: a condition on a field, or a free-text word.
+func (p *parser) term() (Expr, error) {
+	w := p.next()
+	nt := p.peek()
+	neg := false
+	if isKeyword(nt, "NOT") && (isKeyword(p.peekAt(1), "IN") || isKeyword(p.peekAt(1), "EXISTS")) {
+		neg = true
+		p.next()
+		nt = p.peek()
+	}
+	isCond := nt.kind == tOp || isKeyword(nt, "IN") || isKeyword(nt, "EXISTS")
+	if !isCond {
+		return &Text{Phrase: w.text, At: w.pos}, nil
+	}
+	if !fieldRE.MatchString(w.text) {
+		return nil, errorf(w.pos, "expected a field name (letters, digits, '_', '.', '-'), found %q", w.text)
+	}
+	var e Expr
+	switch {
+	case nt.kind == tOp:
+		p.next()
+		v, err := p.value("after " + strconv.Quote(nt.text))
+		if err != nil {
+			return nil, err
+		}
+		e = &Compare{Field: w.text, Op: opOf(nt.text), Value: v, At: w.pos}
+	case isKeyword(nt, "EXISTS"):
+		p.next()
+		e = &Exists{Field: w.text, At: w.pos}
+	default: // IN
+		p.next()
+		vals, err := p.list()
+		if err != nil {
+			return nil, err
+		}
+		e = &In{Field: w.text, Values: vals, At: w.pos}
+	}
+	if neg {
+		return &Not{X: e, At: w.pos}, nil
+	}
+	return e, nil
+}
+
+func opOf(s string) Op {
+	switch s {
+	case "!=":
+		return Ne
+	case "<":
+		return Lt
+	case "<=":
+		return Le
+	case ">":
+		return Gt
+	case ">=":
+		return Ge
+	}
+	return Eq
+}
+
+// value parses a literal; ctx says where it was expected, for the error.
+func (p *parser) value(ctx string) (Value, error) {
+	t := p.peek()
+	switch t.kind {
+	case tString:
+		p.next()
+		return Value{Str: t.text, Quoted: true, At: t.pos}, nil
+	case tWord:
+		if keyword(t.text) == "" {
+			p.next()
+			return wordValue(t.text, t.pos), nil
+		}
+	}
+	return Value{}, errorf(t.pos, "expected a value %s, found %s (quote values that are keywords or contain spaces)", ctx, t.describe())
+}
+
+// wordValue makes the value of an unquoted word, noting whether it reads as a number.
+func wordValue(s string, pos int) Value {
+	v := Value{Str: s, At: pos}
+	if n, err := strconv.ParseFloat(s, 64); err == nil && isDecimal(s) {
+		v.Num, v.IsNum = n, true
+	}
+	return v
+}
+
+// isDecimal reports whether s is a plain decimal number (no hex, exponent, Inf or NaN spellings).
+func isDecimal(s string) bool {
+	digits := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits = true
+		case c == '.' || (i == 0 && (c == '-' || c == '+')):
+		default:
+			return false
+		}
+	}
+	return digits
+}
+
+func (p *parser) list() ([]Value, error) {
+	open := p.peek()
+	if open.kind != tLBrack {
+		return nil, errorf(open.pos, `expected "[" after IN, found %s`, open.describe())
+	}
+	p.next()
+	var vals []Value
+	for {
+		v, err := p.value("in the IN list")
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+		switch t := p.next(); t.kind {
+		case tComma:
+		case tRBrack:
+			return vals, nil
+		default:
+			return nil, errorf(t.pos, `expected "," or "]" in the IN list opened at position %d, found %s`, open.pos, t.describe())
+		}
+	}
+}

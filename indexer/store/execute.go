@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/meshtrace/meshtrace/indexer/query"
+)
+
+// Page selects a window of hits.
+type Page struct {
+	Offset int
+	Limit  int // 0: DefaultLimit
+}
+
+// Execute runs a compiled query over s and returns q.Target documents (set q.Target to choose).
+//
+// A query with conditions in one scope only is one Request. A query that mixes scopes is run as a semi-join:
+// the side not returned is searched first (most recent MaxLimit distinct traces), and its trace ids restrict
+// the returned side with `trace_id IN [...]`; Result.Partial reports that the first side was cut. The time
+// window applies to the start of every document searched, span and trace alike. Free text is matched
+// against spans.
+func Execute(ctx context.Context, s Store, q *query.Query, p Page) (Result, error) {
+	spanFilter := and(q.Span, window(q))
+	traceFilter := and(q.Trace, window(q))
+	sort, err := sortFor(q)
+	if err != nil {
+		return Result{}, err
+	}
+	main := Request{Sort: sort, Offset: p.Offset, Limit: p.Limit}
+	var join *Request
+	if q.Target == query.TraceScope {
+		main.Index, main.Filter = Traces, traceFilter
+		if q.Span != nil || len(q.Text) > 0 {
+			join = &Request{Index: Spans, Filter: spanFilter, Text: q.Text, Distinct: "trace_id", Limit: MaxLimit}
+		}
+	} else {
+		main.Index, main.Filter, main.Text = Spans, spanFilter, q.Text
+		if q.Trace != nil {
+			join = &Request{Index: Traces, Filter: traceFilter, Limit: MaxLimit}
+		}
+	}
+	partial := false
+	if join != nil {
+		ids, total, err := traceIDs(ctx, s, *join)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(ids) == 0 {
+			return Result{}, nil
+		}
+		partial = total > len(ids)
+		main.Filter = and(main.Filter, &query.In{Field: "trace_id", Values: ids})
+	}
+	res, err := s.Search(ctx, main)
+	res.Partial = partial
+	return res, err
+}
+
+// traceIDs runs r and returns the distinct trace ids of its hits and the total number of matches.
+func traceIDs(ctx context.Context, s Store, r Request) ([]query.Value, int, error) {
+	res, err := s.Search(ctx, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	seen := make(map[string]bool)
+	var ids []query.Value
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, query.Value{Str: id})
+		}
+	}
+	for _, sp := range res.Spans {
+		add(sp.TraceID)
+	}
+	for _, tr := range res.Traces {
+		add(tr.TraceID)
+	}
+	return ids, res.Total, nil
+}
+
+// window turns the query's time window into conditions on "start" (same path in both indexes).
+func window(q *query.Query) query.Expr {
+	var terms []query.Expr
+	if q.Since != 0 {
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Ge, Value: micros(q.Since)})
+	}
+	if q.Until != 0 {
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Le, Value: micros(q.Until)})
+	}
+	return and(terms...)
+}
+
+func micros(n int64) query.Value {
+	return query.Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
+}
+
+// and conjoins the non-nil terms, flattening nested conjunctions.
+func and(terms ...query.Expr) query.Expr {
+	var out []query.Expr
+	for _, t := range terms {
+		switch x := t.(type) {
+		case nil:
+		case *query.And:
+			out = append(out, x.Terms...)
+		default:
+			out = append(out, t)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	return &query.And{Terms: out}
+}
+
+// sortFor maps the query's sort keys to the target index: start, end and duration exist in both.
+func sortFor(q *query.Query) ([]query.Sort, error) {
+	out := make([]query.Sort, len(q.Sort))
+	for i, s := range q.Sort {
+		if s.Field.Scope != q.Target {
+			_, both := query.TraceFields[s.Field.Path]
+			if q.Target != query.TraceScope || s.Field.Scope != query.SpanScope || !both {
+				return nil, fmt.Errorf("%w: cannot sort %s by %s field %q", ErrBadRequest, q.Target, s.Field.Scope, s.Field.Path)
+			}
+			s.Field.Scope = q.Target
+		}
+		out[i] = s
+	}
+	return out, nil
+}

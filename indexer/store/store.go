@@ -1,0 +1,82 @@
+// Package store defines the storage interface the indexer writes documents to and searches in. The
+// implementations live in sub-packages: meili (Meilisearch through meilisearch-go) and embedded (on-disk,
+// in-process, the default). Execute runs a compiled query (package query) over any Store, joining span and
+// trace scope the same way for every backend; storetest is the conformance suite every Store passes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+)
+
+// Store is a search backend for span and trace documents. Implementations are safe for concurrent use.
+type Store interface {
+	// Write upserts span documents and trace documents (a trace document replaces the one with the same id).
+	// It returns only when the documents are durably accepted, or with an error (nothing partially lost:
+	// callers retry the whole batch on error). Once Write returns, Search sees the documents.
+	Write(ctx context.Context, spans []document.Span, traces []document.Trace) error
+	// GetTraces fetches trace documents by id (missing ids are omitted); the rollup uses it to merge late spans.
+	GetTraces(ctx context.Context, ids []string) ([]document.Trace, error)
+	// Search runs one request over one index (spans or traces).
+	Search(ctx context.Context, r Request) (Result, error)
+	// DeleteBefore removes span and trace documents that started before t (retention).
+	DeleteBefore(ctx context.Context, t time.Time) error
+	// Close flushes and releases the store.
+	Close() error
+}
+
+// Index names the document kind a request searches.
+type Index int
+
+// Indexes.
+const (
+	Spans  Index = iota // document.Span
+	Traces              // document.Trace
+)
+
+func (i Index) String() string {
+	if i == Traces {
+		return "traces"
+	}
+	return "spans"
+}
+
+// MaxLimit is the most hits one Request returns: Meilisearch's default maxTotalHits, so both backends page
+// the same way.
+const MaxLimit = 1000
+
+// DefaultLimit is the number of hits when Request.Limit is 0.
+const DefaultLimit = 100
+
+// Request is a search over one index. Filter and Text follow the semantics documented in package query
+// (string equality case-insensitive, ordering on numbers only, NOT also matching documents without the
+// field, lists matching if any element does).
+type Request struct {
+	Index  Index
+	Filter query.Expr // resolved filter (query.Query.Span or .Trace, possibly extended); nil matches all
+	Text   []string   // free-text phrases (spans only): each must occur, as whole words in order, in one of query.SpanSearchable
+	// Sort orders hits; empty means start descending. Ties are broken by id ascending, so pages are stable.
+	Sort []query.Sort
+	// Distinct, when set, keeps only the first hit (in sort order) per value of this field (e.g. "trace_id").
+	Distinct string
+	Offset   int
+	Limit    int // 0: DefaultLimit; at most MaxLimit
+}
+
+// Result holds the hits of a Request: Spans for the span index, Traces for the trace index.
+type Result struct {
+	Spans  []document.Span
+	Traces []document.Trace
+	// Total is the number of matching documents (after Distinct), which may exceed the hits returned.
+	Total int
+	// Partial is set by Execute when a query joining span and trace scope matched more than MaxLimit
+	// documents on the joined side: the hits then come from the MaxLimit most recent of them.
+	Partial bool
+}
+
+// ErrBadRequest is wrapped by errors for requests a store cannot run (e.g. Limit above MaxLimit).
+var ErrBadRequest = errors.New("bad search request")
