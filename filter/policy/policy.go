@@ -1,0 +1,565 @@
+// Package policy parses and validates the filter's tagging policy: the JSON plugin configuration that names
+// the service identity, the trace propagation choices, the OTLP export target and the rules that turn request
+// data into span attributes. It parses with fastjson (no reflection) so the same code runs inside the TinyGo
+// plugin and in the tools that validate a policy before it ships. Errors name the offending field path.
+package policy
+
+import (
+	"regexp"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+)
+
+// Direction says which side of the proxy the filter runs on; it decides span kinds.
+type Direction uint8
+
+// Directions. Auto reads Envoy's listener_direction property at run time.
+const (
+	DirectionAuto Direction = iota
+	DirectionInbound
+	DirectionOutbound
+	DirectionGateway
+)
+
+var directionNames = []string{"auto", "inbound", "outbound", "gateway"}
+
+// String returns the configuration spelling of d.
+func (d Direction) String() string { return directionNames[d] }
+
+// SourceKind is where a tag value is read from.
+type SourceKind uint8
+
+// Tag value sources.
+const (
+	SourceHeader       SourceKind = iota // request header (name matched lower case)
+	SourceBaggage                        // member of the W3C baggage header
+	SourceCookie                         // cookie in the Cookie header
+	SourceQuery                          // query parameter of the request path
+	SourceJWTClaim                       // claim of the bearer token in Authorization (decoded, not verified)
+	SourceRecordHeader                   // Kafka record header
+)
+
+var sourceNames = []string{"header", "baggage", "cookie", "query", "jwt_claim", "record_header"}
+
+// String returns the configuration spelling of k.
+func (k SourceKind) String() string { return sourceNames[k] }
+
+// Source is one place to look for a tag value.
+type Source struct {
+	Kind SourceKind
+	Name string
+}
+
+// Service is the identity put on the exported resource. Empty fields are filled from Istio node metadata.
+type Service struct {
+	Name      string
+	Namespace string
+	Workload  string
+}
+
+// Trace holds the trace-joining choices.
+type Trace struct {
+	// StartNew says whether a request without incoming context starts a new trace. Nil means the default:
+	// yes at gateways and inbound listeners, no on outbound listeners.
+	StartNew *bool
+	// B3 enables joining (and rewriting) Zipkin B3 headers besides W3C traceparent.
+	B3 bool
+}
+
+// Export configures the OTLP/HTTP exporter.
+type Export struct {
+	Cluster         string // Envoy cluster the export call is dispatched to
+	Authority       string // :authority of the export request
+	Path            string // :path of the export request
+	BatchSize       int    // spans per export request
+	MaxBuffered     int    // spans held at most; more are dropped and counted
+	FlushIntervalMS int    // tick period; a non-empty batch is sent at least this often
+	TimeoutMS       int    // export call timeout
+	MaxRetries      int    // retries of a failed export call before its spans are dropped
+}
+
+// PeerService names the remote service of a TCP connection by port or by upstream cluster.
+type PeerService struct {
+	Port    int
+	Cluster string
+	Service string
+}
+
+// Kafka selects connections parsed as Kafka.
+type Kafka struct {
+	Ports     []int
+	Clusters  []string
+	RecordKey bool // record messaging.kafka.message.key
+}
+
+// Network configures TCP and Kafka spans.
+type Network struct {
+	PeerServices []PeerService
+	Kafka        Kafka
+}
+
+// Policy is a validated tagging policy.
+type Policy struct {
+	Service   Service
+	Direction Direction
+	Trace     Trace
+	Export    Export
+	HMACKey   string
+	Tags      []Tag
+	Network   Network
+}
+
+// Defaults used for fields the configuration leaves out.
+const (
+	DefaultCluster         = "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local"
+	DefaultAuthority       = "meshtrace-indexer"
+	DefaultPath            = "/v1/traces"
+	DefaultBatchSize       = 256
+	DefaultMaxBuffered     = 4096
+	DefaultFlushIntervalMS = 1000
+	DefaultTimeoutMS       = 2000
+	DefaultMaxRetries      = 2
+)
+
+// Default returns the policy used when the plugin configuration is empty.
+func Default() *Policy {
+	return &Policy{Export: Export{
+		Cluster: DefaultCluster, Authority: DefaultAuthority, Path: DefaultPath,
+		BatchSize: DefaultBatchSize, MaxBuffered: DefaultMaxBuffered, FlushIntervalMS: DefaultFlushIntervalMS,
+		TimeoutMS: DefaultTimeoutMS, MaxRetries: DefaultMaxRetries,
+	}}
+}
+
+// Error is a validation failure at a field path such as "tags[1].hash".
+type Error struct {
+	Path   string
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Reason
+	}
+	return e.Path + ": " + e.Reason
+}
+
+// Parse parses and validates a JSON policy. Empty or whitespace-only input yields Default(). The error, if
+// any, is an *Error naming the first offending field.
+func Parse(data []byte) (*Policy, error) {
+	p := Default()
+	if isBlank(data) {
+		return p, nil
+	}
+	var parser fastjson.Parser
+	root, err := parser.ParseBytes(data)
+	if err != nil {
+		return nil, &Error{Reason: "invalid JSON: " + err.Error()}
+	}
+	d := decoder{}
+	d.object(root, "", func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "service":
+			d.service(v, path, &p.Service)
+		case "direction":
+			d.direction(v, path, &p.Direction)
+		case "trace":
+			d.trace(v, path, &p.Trace)
+		case "export":
+			d.export(v, path, &p.Export)
+		case "hmac_key":
+			p.HMACKey = d.str(v, path)
+		case "tags":
+			d.array(v, path, func(i int, v *fastjson.Value, path string) {
+				p.Tags = append(p.Tags, d.tag(v, path))
+			})
+		case "network":
+			d.network(v, path, &p.Network)
+		default:
+			return false
+		}
+		return true
+	})
+	if d.err == nil {
+		d.check(p)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return p, nil
+}
+
+// check runs the validations that span several fields.
+func (d *decoder) check(p *Policy) {
+	if p.Export.MaxBuffered < p.Export.BatchSize {
+		d.fail("export.max_buffered", "must be at least export.batch_size")
+		return
+	}
+	seen := make(map[string]bool, len(p.Tags))
+	for i := range p.Tags {
+		t := &p.Tags[i]
+		path := indexPath("tags", i)
+		switch {
+		case seen[t.Attribute]:
+			d.fail(path+".attribute", "duplicate attribute \""+t.Attribute+"\"")
+		case t.Hash && p.HMACKey == "":
+			d.fail(path+".hash", "requires \"hmac_key\"")
+		}
+		if d.err != nil {
+			return
+		}
+		seen[t.Attribute] = true
+		if t.Hash {
+			t.hmacKey = []byte(p.HMACKey)
+		}
+	}
+}
+
+// decoder walks the JSON tree and keeps the first error.
+type decoder struct {
+	err *Error
+}
+
+func (d *decoder) fail(path, reason string) {
+	if d.err == nil {
+		d.err = &Error{Path: path, Reason: reason}
+	}
+}
+
+// object calls field for each member of an object; field reports false for an unknown key.
+func (d *decoder) object(v *fastjson.Value, path string, field func(key string, v *fastjson.Value, path string) bool) {
+	o, err := v.Object()
+	if err != nil {
+		d.fail(path, "must be an object")
+		return
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.err != nil {
+			return
+		}
+		key := string(k)
+		p := key
+		if path != "" {
+			p = path + "." + key
+		}
+		if !field(key, v, p) {
+			d.fail(p, "unknown field")
+		}
+	})
+}
+
+func (d *decoder) array(v *fastjson.Value, path string, elem func(i int, v *fastjson.Value, path string)) {
+	a, err := v.Array()
+	if err != nil {
+		d.fail(path, "must be an array")
+		return
+	}
+	for i, e := range a {
+		if d.err != nil {
+			return
+		}
+		elem(i, e, indexPath(path, i))
+	}
+}
+
+func (d *decoder) str(v *fastjson.Value, path string) string {
+	if v.Type() != fastjson.TypeString {
+		d.fail(path, "must be a string")
+		return ""
+	}
+	return string(v.GetStringBytes())
+}
+
+func (d *decoder) boolean(v *fastjson.Value, path string) bool {
+	b, err := v.Bool()
+	if err != nil {
+		d.fail(path, "must be a boolean")
+	}
+	return b
+}
+
+// integer returns a whole number >= min.
+func (d *decoder) integer(v *fastjson.Value, path string, min int) int {
+	n, err := v.Int()
+	if err != nil || n < min {
+		if min == 1 {
+			d.fail(path, "must be a positive integer")
+		} else {
+			d.fail(path, "must be an integer >= "+strconv.Itoa(min))
+		}
+		return 0
+	}
+	return n
+}
+
+func (d *decoder) service(v *fastjson.Value, path string, s *Service) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "name":
+			s.Name = d.str(v, path)
+		case "namespace":
+			s.Namespace = d.str(v, path)
+		case "workload":
+			s.Workload = d.str(v, path)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+func (d *decoder) direction(v *fastjson.Value, path string, dir *Direction) {
+	s := d.str(v, path)
+	for i, name := range directionNames {
+		if s == name {
+			*dir = Direction(i)
+			return
+		}
+	}
+	d.fail(path, "must be one of auto, inbound, outbound, gateway")
+}
+
+func (d *decoder) trace(v *fastjson.Value, path string, t *Trace) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "start_new":
+			b := d.boolean(v, path)
+			t.StartNew = &b
+		case "b3":
+			t.B3 = d.boolean(v, path)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+func (d *decoder) export(v *fastjson.Value, path string, e *Export) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "cluster":
+			e.Cluster = d.nonEmpty(v, path)
+		case "authority":
+			e.Authority = d.nonEmpty(v, path)
+		case "path":
+			if e.Path = d.nonEmpty(v, path); e.Path != "" && e.Path[0] != '/' {
+				d.fail(path, "must start with '/'")
+			}
+		case "batch_size":
+			e.BatchSize = d.integer(v, path, 1)
+		case "max_buffered":
+			e.MaxBuffered = d.integer(v, path, 1)
+		case "flush_interval_ms":
+			e.FlushIntervalMS = d.integer(v, path, 1)
+		case "timeout_ms":
+			e.TimeoutMS = d.integer(v, path, 1)
+		case "max_retries":
+			e.MaxRetries = d.integer(v, path, 0)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+func (d *decoder) nonEmpty(v *fastjson.Value, path string) string {
+	s := d.str(v, path)
+	if s == "" {
+		d.fail(path, "must not be empty")
+	}
+	return s
+}
+
+func (d *decoder) tag(v *fastjson.Value, path string) Tag {
+	var t Tag
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "attribute":
+			t.Attribute = d.nonEmpty(v, path)
+		case "from":
+			d.array(v, path, func(i int, v *fastjson.Value, path string) {
+				t.From = append(t.From, d.source(v, path))
+			})
+		case "regex":
+			re, err := regexp.Compile(d.str(v, path))
+			if err != nil {
+				d.fail(path, err.Error())
+			}
+			t.Regex = re
+		case "lowercase":
+			t.Lowercase = d.boolean(v, path)
+		case "max_length":
+			t.MaxLength = d.integer(v, path, 1)
+		case "hash":
+			t.Hash = d.boolean(v, path)
+		case "redact":
+			t.Redact = d.boolean(v, path)
+		case "default":
+			t.Default = d.str(v, path)
+		case "propagate":
+			t.Propagate = d.boolean(v, path)
+		case "envoy_header":
+			t.EnvoyHeader = d.str(v, path)
+			if !isHeaderName(t.EnvoyHeader) {
+				d.fail(path, "must be a lower-case HTTP header name")
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	switch {
+	case d.err != nil:
+	case t.Attribute == "":
+		d.fail(path+".attribute", "is required")
+	case len(t.From) == 0:
+		d.fail(path+".from", "must name at least one source")
+	case t.Hash && t.Redact:
+		d.fail(path+".redact", "cannot be combined with \"hash\"")
+	case t.Propagate && !isToken(t.Attribute):
+		d.fail(path+".propagate", "attribute \""+t.Attribute+"\" is not a valid baggage key")
+	}
+	return t
+}
+
+func (d *decoder) source(v *fastjson.Value, path string) Source {
+	var s Source
+	n := 0
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		for i, name := range sourceNames {
+			if key == name {
+				n++
+				s = Source{Kind: SourceKind(i), Name: d.nonEmpty(v, path)}
+				if s.Kind == SourceHeader || s.Kind == SourceRecordHeader {
+					s.Name = lower(s.Name)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	if d.err == nil && n != 1 {
+		d.fail(path, "must have exactly one of header, baggage, cookie, query, jwt_claim, record_header")
+	}
+	return s
+}
+
+func (d *decoder) network(v *fastjson.Value, path string, n *Network) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "peer_services":
+			d.array(v, path, func(i int, v *fastjson.Value, path string) {
+				n.PeerServices = append(n.PeerServices, d.peerService(v, path))
+			})
+		case "kafka":
+			d.kafka(v, path, &n.Kafka)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+func (d *decoder) peerService(v *fastjson.Value, path string) PeerService {
+	var ps PeerService
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "port":
+			ps.Port = d.port(v, path)
+		case "cluster":
+			ps.Cluster = d.nonEmpty(v, path)
+		case "service":
+			ps.Service = d.nonEmpty(v, path)
+		default:
+			return false
+		}
+		return true
+	})
+	switch {
+	case d.err != nil:
+	case ps.Service == "":
+		d.fail(path+".service", "is required")
+	case (ps.Port == 0) == (ps.Cluster == ""):
+		d.fail(path, "must have exactly one of port, cluster")
+	}
+	return ps
+}
+
+func (d *decoder) kafka(v *fastjson.Value, path string, k *Kafka) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		switch key {
+		case "ports":
+			d.array(v, path, func(i int, v *fastjson.Value, path string) { k.Ports = append(k.Ports, d.port(v, path)) })
+		case "clusters":
+			d.array(v, path, func(i int, v *fastjson.Value, path string) {
+				k.Clusters = append(k.Clusters, d.nonEmpty(v, path))
+			})
+		case "record_key":
+			k.RecordKey = d.boolean(v, path)
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+func (d *decoder) port(v *fastjson.Value, path string) int {
+	p := d.integer(v, path, 1)
+	if p > 65535 {
+		d.fail(path, "must be a port number (1-65535)")
+	}
+	return p
+}
+
+func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+func isBlank(data []byte) bool {
+	for _, c := range data {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 'A' && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// isToken reports whether s is a non-empty RFC 7230 token (valid as a baggage key).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') &&
+			!containsByte("!#$%&'*+-.^_`|~", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// isHeaderName reports whether s is a lower-case token, as Envoy stores header names.
+func isHeaderName(s string) bool { return isToken(s) && lower(s) == s }
+
+func containsByte(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}

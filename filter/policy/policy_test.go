@@ -1,0 +1,133 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if p.Service != (Service{Name: "checkout", Namespace: "shop", Workload: "checkout-v2"}) {
+		t.Errorf("service = %+v", p.Service)
+	}
+	if p.Direction != DirectionAuto || p.Trace.StartNew == nil || !*p.Trace.StartNew || !p.Trace.B3 {
+		t.Errorf("direction/trace = %v %+v", p.Direction, p.Trace)
+	}
+	if p.Export.BatchSize != 256 || p.Export.MaxRetries != 2 || p.Export.Path != "/v1/traces" {
+		t.Errorf("export = %+v", p.Export)
+	}
+	if len(p.Tags) != 6 {
+		t.Fatalf("tags = %d", len(p.Tags))
+	}
+	first := p.Tags[0]
+	if first.Attribute != "customer_id" || len(first.From) != 2 || first.From[1] != (Source{SourceBaggage, "customer_id"}) ||
+		!first.Propagate || first.EnvoyHeader != "x-meshtrace-customer-id" || first.Regex == nil {
+		t.Errorf("tags[0] = %+v", first)
+	}
+	if p.Tags[5].From[0].Kind != SourceRecordHeader {
+		t.Errorf("tags[5].from = %+v", p.Tags[5].From)
+	}
+	if len(p.Network.PeerServices) != 2 || p.Network.PeerServices[0].Port != 5432 || p.Network.Kafka.Ports[0] != 9092 {
+		t.Errorf("network = %+v", p.Network)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	for _, in := range []string{"", " \n", "{}"} {
+		p, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		if p.Export != Default().Export || p.Trace.StartNew != nil || len(p.Tags) != 0 {
+			t.Errorf("Parse(%q) = %+v", in, p)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tag := func(extra string) string {
+		return `{"attribute": "a", "from": [{"header": "x-a"}]` + extra + `}`
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"invalid JSON", `{"tags": [}`, "invalid JSON: "},
+		{"not an object", `[1]`, "must be an object"},
+		{"unknown top-level field", `{"servce": {}}`, "servce: unknown field"},
+		{"unknown tag field", `{"tags": [` + tag("") + `,` + tag("") + `,{"attribute": "c", "frm": []}]}`, "tags[2].frm: unknown field"},
+		{"wrong type string", `{"hmac_key": 5}`, "hmac_key: must be a string"},
+		{"wrong type bool", `{"trace": {"b3": "yes"}}`, "trace.b3: must be a boolean"},
+		{"wrong type array", `{"tags": {}}`, "tags: must be an array"},
+		{"batch size zero", `{"export": {"batch_size": 0}}`, "export.batch_size: must be a positive integer"},
+		{"batch size fraction", `{"export": {"batch_size": 1.5}}`, "export.batch_size: must be a positive integer"},
+		{"negative retries", `{"export": {"max_retries": -1}}`, "export.max_retries: must be an integer >= 0"},
+		{"buffer below batch", `{"export": {"batch_size": 100, "max_buffered": 10}}`, "export.max_buffered: must be at least export.batch_size"},
+		{"relative path", `{"export": {"path": "v1/traces"}}`, "export.path: must start with '/'"},
+		{"empty cluster", `{"export": {"cluster": ""}}`, "export.cluster: must not be empty"},
+		{"bad direction", `{"direction": "sideways"}`, "direction: must be one of auto, inbound, outbound, gateway"},
+		{"bad regex", `{"tags": [` + tag(`, "regex": "(["`) + `]}`, "tags[0].regex: error parsing regexp: "},
+		{"hash without key", `{"tags": [` + tag("") + `,{"attribute": "b", "from": [{"header": "x"}], "hash": true}]}`, `tags[1].hash: requires "hmac_key"`},
+		{"duplicate attribute", `{"tags": [` + tag("") + `,` + tag("") + `]}`, `tags[1].attribute: duplicate attribute "a"`},
+		{"missing attribute", `{"tags": [{"from": [{"header": "x"}]}]}`, "tags[0].attribute: is required"},
+		{"missing from", `{"tags": [{"attribute": "a"}]}`, "tags[0].from: must name at least one source"},
+		{"two sources in one", `{"tags": [{"attribute": "a", "from": [{"header": "x", "cookie": "y"}]}]}`, "tags[0].from[0]: must have exactly one of"},
+		{"unknown source", `{"tags": [{"attribute": "a", "from": [{"form": "x"}]}]}`, "tags[0].from[0].form: unknown field"},
+		{"hash and redact", `{"hmac_key": "k", "tags": [` + tag(`, "hash": true, "redact": true`) + `]}`, `tags[0].redact: cannot be combined with "hash"`},
+		{"propagate bad key", `{"tags": [{"attribute": "a b", "from": [{"header": "x"}], "propagate": true}]}`, "tags[0].propagate: attribute \"a b\" is not a valid baggage key"},
+		{"bad envoy header", `{"tags": [` + tag(`, "envoy_header": "X-Upper"`) + `]}`, "tags[0].envoy_header: must be a lower-case HTTP header name"},
+		{"zero max length", `{"tags": [` + tag(`, "max_length": 0`) + `]}`, "tags[0].max_length: must be a positive integer"},
+		{"port out of range", `{"network": {"kafka": {"ports": [70000]}}}`, "network.kafka.ports[0]: must be a port number (1-65535)"},
+		{"peer service both", `{"network": {"peer_services": [{"port": 1, "cluster": "c", "service": "s"}]}}`, "network.peer_services[0]: must have exactly one of port, cluster"},
+		{"peer service nameless", `{"network": {"peer_services": [{"port": 1}]}}`, "network.peer_services[0].service: is required"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(tc.in))
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", p)
+			}
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("error %T is not *Error", err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error = %q, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSourceHeaderNamesLowerCased(t *testing.T) {
+	p, err := Parse([]byte(`{"tags": [{"attribute": "a", "from": [{"header": "X-Customer"}, {"cookie": "Sess"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Tags[0].From; got[0].Name != "x-customer" || got[1].Name != "Sess" {
+		t.Fatalf("from = %+v", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	if data, err := os.ReadFile("testdata/example.json"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte(`{"tags": [{"attribute": "a", "from": [{"header": "x"}], "regex": "a(b)"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("Parse returned policy %v and error %v", p, err)
+		}
+		if p != nil && p.Export.BatchSize < 1 {
+			t.Fatalf("accepted batch size %d", p.Export.BatchSize)
+		}
+	})
+}

@@ -1,0 +1,231 @@
+package tracecontext
+
+// Limits from the W3C Baggage specification: at most 180 list members and 8192 bytes in total.
+const (
+	MaxBaggageMembers = 180
+	MaxBaggageBytes   = 8192
+)
+
+// Member is one baggage list member. Value is percent-decoded; Properties is kept verbatim (without the
+// leading ';').
+type Member struct {
+	Key        string
+	Value      string
+	Properties string
+}
+
+// Baggage is an ordered W3C baggage list.
+type Baggage struct {
+	Members []Member
+}
+
+// ParseBaggage parses a baggage header value. Malformed members are skipped (the rest of the list is
+// kept); parsing stops at MaxBaggageMembers members or when the value exceeds MaxBaggageBytes.
+func ParseBaggage(v string) Baggage {
+	var b Baggage
+	if len(v) > MaxBaggageBytes {
+		return b
+	}
+	for len(v) > 0 && len(b.Members) < MaxBaggageMembers {
+		var item string
+		item, v = cutByte(v, ',')
+		if m, ok := parseMember(item); ok {
+			b.Members = append(b.Members, m)
+		}
+	}
+	return b
+}
+
+// Get returns the value of the first member named key.
+func (b *Baggage) Get(key string) (string, bool) {
+	for i := range b.Members {
+		if b.Members[i].Key == key {
+			return b.Members[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// Set replaces the value of member key (dropping its properties) or appends a new member. It reports false,
+// leaving b unchanged, if key is not a valid token or the list would exceed the W3C limits.
+func (b *Baggage) Set(key, value string) bool {
+	if !isToken(key) {
+		return false
+	}
+	for i := range b.Members {
+		if b.Members[i].Key == key {
+			old := b.Members[i]
+			b.Members[i] = Member{Key: key, Value: value}
+			if b.encodedLen() > MaxBaggageBytes {
+				b.Members[i] = old
+				return false
+			}
+			return true
+		}
+	}
+	if len(b.Members) >= MaxBaggageMembers {
+		return false
+	}
+	b.Members = append(b.Members, Member{Key: key, Value: value})
+	if b.encodedLen() > MaxBaggageBytes {
+		b.Members = b.Members[:len(b.Members)-1]
+		return false
+	}
+	return true
+}
+
+// AppendTo appends the header form of b, percent-encoding values as needed.
+func (b *Baggage) AppendTo(dst []byte) []byte {
+	for i, m := range b.Members {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, m.Key...)
+		dst = append(dst, '=')
+		dst = appendPercentEncoded(dst, m.Value)
+		if m.Properties != "" {
+			dst = append(dst, ';')
+			dst = append(dst, m.Properties...)
+		}
+	}
+	return dst
+}
+
+// String returns the header form of b.
+func (b *Baggage) String() string { return string(b.AppendTo(nil)) }
+
+func (b *Baggage) encodedLen() int {
+	n := 0
+	for i, m := range b.Members {
+		if i > 0 {
+			n++
+		}
+		n += len(m.Key) + 1 + len(m.Value)
+		for j := 0; j < len(m.Value); j++ {
+			if !isBaggageOctet(m.Value[j]) {
+				n += 2
+			}
+		}
+		if m.Properties != "" {
+			n += 1 + len(m.Properties)
+		}
+	}
+	return n
+}
+
+func parseMember(item string) (Member, bool) {
+	kv, props := cutByte(item, ';')
+	key, value := cutByte(kv, '=')
+	if len(key) == len(kv) { // no '='
+		return Member{}, false
+	}
+	key, value = trimOWS(key), trimOWS(value)
+	if !isToken(key) {
+		return Member{}, false
+	}
+	for i := 0; i < len(value); i++ {
+		if !isBaggageOctet(value[i]) && value[i] != '%' {
+			return Member{}, false
+		}
+	}
+	decoded, ok := percentDecode(value)
+	if !ok {
+		return Member{}, false
+	}
+	return Member{Key: key, Value: decoded, Properties: trimOWS(props)}, true
+}
+
+// cutByte splits v at the first sep; after is "" when sep is absent.
+func cutByte(v string, sep byte) (before, after string) {
+	for i := 0; i < len(v); i++ {
+		if v[i] == sep {
+			return v[:i], v[i+1:]
+		}
+	}
+	return v, ""
+}
+
+func trimOWS(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// isToken reports whether v is a non-empty RFC 7230 token.
+func isToken(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' ||
+			c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isBaggageOctet reports whether c may appear unencoded in a baggage value (W3C baggage-octet, minus '%',
+// which always introduces an escape).
+func isBaggageOctet(c byte) bool {
+	return c == 0x21 || (c >= 0x23 && c <= 0x2b && c != 0x25) || (c >= 0x2d && c <= 0x3a) ||
+		(c >= 0x3c && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)
+}
+
+func appendPercentEncoded(dst []byte, v string) []byte {
+	const upper = "0123456789ABCDEF"
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if isBaggageOctet(c) {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', upper[c>>4], upper[c&0x0f])
+	}
+	return dst
+}
+
+func percentDecode(v string) (string, bool) {
+	n := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] == '%' {
+			n++
+		}
+	}
+	if n == 0 {
+		return v, true
+	}
+	out := make([]byte, 0, len(v)-2*n)
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' {
+			out = append(out, v[i])
+			continue
+		}
+		if i+2 >= len(v) {
+			return "", false
+		}
+		hi, ok1 := unhex(v[i+1])
+		lo, ok2 := unhex(v[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
+	}
+	return string(out), true
+}
+
+func unhex(c byte) (byte, bool) {
+	if c >= 'A' && c <= 'F' {
+		return c - 'A' + 10, true
+	}
+	return nibble(c)
+}
