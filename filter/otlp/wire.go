@@ -8,7 +8,9 @@ const (
 	wireFixed32 = 5
 )
 
-func appendTag(dst []byte, num, wire int) []byte { return appendVarint(dst, uint64(num)<<3|uint64(wire)) }
+func appendTag(dst []byte, num, wire int) []byte {
+	return appendVarint(dst, uint64(num)<<3|uint64(wire))
+}
 
 func appendVarint(dst []byte, v uint64) []byte {
 	for v >= 0x80 {
