@@ -1,0 +1,186 @@
+package envoy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// start runs Envoy for the test and stops it at cleanup.
+func start(t *testing.T, b Bootstrap) *Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := Start(ctx, b, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestProcessProxiesHTTPAndTCP(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "app saw "+r.URL.Path)
+	}))
+	defer app.Close()
+	echo := tcpEcho(t)
+
+	p := start(t, Bootstrap{
+		Listeners: []Listener{
+			{Name: "inbound", Direction: Inbound, Cluster: "app"},
+			{Name: "direct", Direct: &DirectResponse{Status: 418, Body: "teapot"}},
+			{Name: "tcp", TCP: true, Cluster: "echo"},
+		},
+		Clusters: []Cluster{
+			{Name: "app", Address: app.Listener.Addr().String()},
+			{Name: "echo", Address: echo},
+		},
+	})
+	ctx := context.Background()
+	addr := func(name string) string {
+		a, err := p.ListenerAddr(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	if code, body := get(t, "http://"+addr("inbound")+"/hello"); code != 200 || body != "app saw /hello" {
+		t.Errorf("inbound: %d %q", code, body)
+	}
+	if code, body := get(t, "http://"+addr("direct")+"/"); code != 418 || body != "teapot" {
+		t.Errorf("direct: %d %q", code, body)
+	}
+	conn, err := net.DialTimeout("tcp", addr("tcp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
+		t.Errorf("tcp echo: %q %v", line, err)
+	}
+	if _, err := p.ListenerAddr(ctx, "missing"); err == nil {
+		t.Error("ListenerAddr of an unknown listener: no error")
+	}
+
+	stats, err := p.Stats(ctx, `^http\.(inbound|direct)\.downstream_rq_[0-9]xx$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats["http.inbound.downstream_rq_2xx"] != 1 || stats["http.direct.downstream_rq_4xx"] != 1 {
+		t.Errorf("stats: %v", stats)
+	}
+	if rss, err := p.RSS(); err != nil || rss < 1<<20 {
+		t.Errorf("RSS = %d, %v", rss, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Exited() {
+		t.Error("process still running after Close")
+	}
+}
+
+func TestStartFailsWithEnvoysReason(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.wasm")
+	_, err := Start(context.Background(), Bootstrap{
+		Listeners: []Listener{{Name: "in", Direct: &DirectResponse{Status: 200},
+			Wasm: &Wasm{Name: "p", VMID: "p", File: missing, Config: "{}"}}},
+	}, Options{Dir: t.TempDir()})
+	if err == nil {
+		t.Fatal("Envoy started with a missing .wasm file")
+	}
+	// The error carries Envoy's own log, which names the file it could not read.
+	if !strings.Contains(err.Error(), "exited during startup") || !strings.Contains(err.Error(), missing) {
+		t.Errorf("error does not explain the failure:\n%v", err)
+	}
+}
+
+func TestRenderRejectsInconsistentBootstrap(t *testing.T) {
+	tests := []struct {
+		name string
+		b    Bootstrap
+		want string
+	}{
+		{"unknown cluster", Bootstrap{Listeners: []Listener{{Name: "l", Cluster: "nope"}}}, `unknown cluster "nope"`},
+		{"tcp needs cluster", Bootstrap{Listeners: []Listener{{Name: "l", TCP: true, Direct: &DirectResponse{}}}}, "unknown cluster"},
+		{"unnamed listener", Bootstrap{Listeners: []Listener{{Direct: &DirectResponse{}}}}, "without a name"},
+		{"repeated cluster", Bootstrap{Clusters: []Cluster{{Name: "c", Address: "127.0.0.1:1"}, {Name: "c", Address: "127.0.0.1:2"}}}, "repeated"},
+		{"bad cluster address", Bootstrap{Clusters: []Cluster{{Name: "c", Address: "localhost"}}}, `cluster "c"`},
+		{"bad listener port", Bootstrap{Listeners: []Listener{{Name: "l", Address: "127.0.0.1:99999", Direct: &DirectResponse{}}}}, "bad port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.b.Render()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Render() error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseStats(t *testing.T) {
+	got := parseStats("a.b: 3\nwasmcustom.x.y: 42\ncluster.c.upstream_rq_time: P0(nan,1) P25(nan,2)\ng: -1\nnoise\n")
+	want := map[string]int64{"a.b": 3, "wasmcustom.x.y": 42, "g": -1}
+	if len(got) != len(want) {
+		t.Fatalf("parseStats = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+}
+
+// tcpEcho serves a line-echo TCP server on loopback for the test and returns its address.
+func tcpEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
