@@ -1,0 +1,294 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+var (
+	wasmOnce  sync.Once
+	wasmBytes []byte
+	wasmErr   error
+)
+
+// realWasm compiles a trivial Go program for wasip1 once per test binary: a real module, not made-up bytes.
+func realWasm(t *testing.T) []byte {
+	t.Helper()
+	wasmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wasmimage")
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		src := "package main\n\nfunc main() { println(\"meshtrace\") }\n"
+		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
+			wasmErr = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module tiny\n\ngo 1.21\n"), 0o644); err != nil {
+			wasmErr = err
+			return
+		}
+		out := filepath.Join(dir, "tiny.wasm")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=-mod=mod", "GOWORK=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			wasmErr = errors.New(string(b))
+			return
+		}
+		wasmBytes, wasmErr = os.ReadFile(out)
+	})
+	if wasmErr != nil {
+		t.Fatalf("build wasip1 test module: %v", wasmErr)
+	}
+	return wasmBytes
+}
+
+// roundTrip stores an image somewhere and reads it back from there.
+type roundTrip func(t *testing.T, img v1.Image) v1.Image
+
+func TestRoundTrip(t *testing.T) {
+	wasm := realWasm(t)
+	ctx := context.Background()
+
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name string
+		trip roundTrip
+	}{
+		{"registry", func(t *testing.T, img v1.Image) v1.Image {
+			ref, err := name.ParseReference(u.Host + "/meshtrace/filter:test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pushed, err := Push(ctx, ref, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := img.Digest()
+			if pushed != want {
+				t.Fatalf("Push returned %s, image digest %s", pushed, want)
+			}
+			pulled, err := remote.Image(ref, remote.WithContext(ctx))
+			if err != nil {
+				t.Fatal(err)
+			}
+			byDigest, err := remote.Image(ref.Context().Digest(pushed.String()), remote.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("pull by digest %s: %v", pushed, err)
+			}
+			if d, _ := byDigest.Digest(); d != pushed {
+				t.Fatalf("pulled by digest %s, got %s", pushed, d)
+			}
+			return pulled
+		}},
+		{"oci-layout", func(t *testing.T, img v1.Image) v1.Image {
+			dir := filepath.Join(t.TempDir(), "layout")
+			if err := WriteLayout(dir, img, "meshtrace/filter:test"); err != nil {
+				t.Fatal(err)
+			}
+			p, err := layout.FromPath(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := img.Digest()
+			got, err := p.Image(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}},
+		{"oci-archive", func(t *testing.T, img v1.Image) v1.Image {
+			path := filepath.Join(t.TempDir(), "filter.tar")
+			if err := WriteArchive(path, img, "meshtrace/filter:test"); err != nil {
+				t.Fatal(err)
+			}
+			return fromArchive(t, path, img)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			img, err := Build(wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := tc.trip(t, img)
+			checkCompat(t, got, wasm)
+			want, _ := img.Digest()
+			if d, err := got.Digest(); err != nil || d != want {
+				t.Fatalf("digest after round trip = %v (%v), want %s", d, err, want)
+			}
+		})
+	}
+}
+
+// fromArchive unpacks an OCI archive with the standard library and opens the image of img's digest in it.
+func fromArchive(t *testing.T, path string, img v1.Image) v1.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		if hdr.Typeflag == tar.TypeDir {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(target, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	got, err := p.Image(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// checkCompat checks what Istio's image fetcher requires of a compat image, independently of Build: OCI
+// manifest, the variant annotation, exactly one OCI tar+gzip layer whose only file is plugin.wasm with the
+// exact module bytes.
+func checkCompat(t *testing.T, img v1.Image, wasm []byte) {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
+		t.Errorf("media types = %q / %q", m.MediaType, m.Config.MediaType)
+	}
+	if got := m.Annotations[VariantAnnotation]; got != VariantCompat {
+		t.Errorf("annotation %s = %q", VariantAnnotation, got)
+	}
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != types.OCILayer {
+		t.Fatalf("layers = %+v, want one %s", m.Layers, types.OCILayer)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var files []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, hdr.Name)
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == WasmFile && !bytes.Equal(body, wasm) {
+			t.Errorf("%s holds %d bytes differing from the %d-byte module", WasmFile, len(body), len(wasm))
+		}
+	}
+	if len(files) != 1 || files[0] != WasmFile {
+		t.Errorf("layer files = %v, want [%s]", files, WasmFile)
+	}
+}
+
+func TestBuildIsReproducible(t *testing.T) {
+	wasm := realWasm(t)
+	digest := func(b []byte) v1.Hash {
+		img, err := Build(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	a, b := digest(wasm), digest(bytes.Clone(wasm))
+	if a != b {
+		t.Fatalf("same module, different digests %s %s", a, b)
+	}
+	changed := append(bytes.Clone(wasm), 0) // a trailing byte changes the content, not the magic
+	if c := digest(changed); c == a {
+		t.Fatalf("different modules share digest %s", c)
+	}
+}
+
+func TestBuildRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"empty", nil},
+		{"text", []byte("hello")},
+		{"truncated magic", []byte("\x00as")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Build(tc.in); err == nil || !strings.Contains(err.Error(), "WebAssembly") {
+				t.Fatalf("Build(%q) error = %v", tc.in, err)
+			}
+		})
+	}
+}
+
+func TestFileSHA256(t *testing.T) {
+	// SHA-256 of the empty string, from FIPS 180-2 test vectors.
+	if got := FileSHA256(nil); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Fatal(got)
+	}
+}
