@@ -1,0 +1,569 @@
+// Package otlpjson decodes the OTLP/JSON encoding of trace export requests (lowerCamelCase field names, hex
+// trace and span ids, 64-bit integers as strings or numbers, enums as integers) into the protobuf types of
+// go.opentelemetry.io/proto/otlp, with fastjson and without reflection.
+//
+// The decoder is strict about structure (a field of the wrong JSON type is an error naming its path) and lenient
+// where the protobuf JSON mapping is: snake_case field names and enum names are accepted too, and unknown fields
+// are ignored, as the OTLP specification requires. An id that is not valid hex is not a decode error: it is
+// decoded to an id of impossible length so that the span is rejected individually (partial success).
+package otlpjson
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/valyala/fastjson"
+)
+
+// maxDepth bounds the nesting of AnyValue arrays and key-value lists.
+const maxDepth = 32
+
+// InvalidID is what an id that is not valid hex decodes to: its length is never a valid id length, so the span
+// carrying it is rejected on its own instead of failing the whole request.
+var InvalidID = []byte{0}
+
+// Decoder decodes OTLP/JSON trace export requests. The zero value is ready to use. A Decoder reuses its parser
+// buffers between calls and is not safe for concurrent use; pool Decoders for concurrent decoding.
+type Decoder struct {
+	p fastjson.Parser
+}
+
+// Error is a decode error: the JSON path of the offending value and what is wrong with it.
+type Error struct {
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// Decode parses an OTLP/JSON ExportTraceServiceRequest.
+func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, error) {
+	v, err := d.p.ParseBytes(data)
+	if err != nil {
+		return nil, &Error{Msg: "invalid JSON: " + err.Error()}
+	}
+	obj, err := object(v, "")
+	if err != nil {
+		return nil, err
+	}
+	req := &coltracepb.ExportTraceServiceRequest{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "resourceSpans", "resource_spans":
+			req.ResourceSpans, derr = decodeList(v, "resourceSpans", decodeResourceSpans)
+		}
+	})
+	if derr != nil {
+		return nil, derr
+	}
+	return req, nil
+}
+
+func decodeResourceSpans(v *fastjson.Value, path string) (*tracepb.ResourceSpans, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	rs := &tracepb.ResourceSpans{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "resource":
+			rs.Resource, derr = decodeResource(v, path+".resource")
+		case "scopeSpans", "scope_spans":
+			rs.ScopeSpans, derr = decodeList(v, path+".scopeSpans", decodeScopeSpans)
+		case "schemaUrl", "schema_url":
+			rs.SchemaUrl, derr = str(v, path+".schemaUrl")
+		}
+	})
+	return rs, derr
+}
+
+func decodeResource(v *fastjson.Value, path string) (*resourcepb.Resource, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	r := &resourcepb.Resource{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "attributes":
+			r.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+		case "droppedAttributesCount", "dropped_attributes_count":
+			r.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+		}
+	})
+	return r, derr
+}
+
+func decodeScopeSpans(v *fastjson.Value, path string) (*tracepb.ScopeSpans, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	ss := &tracepb.ScopeSpans{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "scope":
+			ss.Scope, derr = decodeScope(v, path+".scope")
+		case "spans":
+			ss.Spans, derr = decodeList(v, path+".spans", decodeSpan)
+		case "schemaUrl", "schema_url":
+			ss.SchemaUrl, derr = str(v, path+".schemaUrl")
+		}
+	})
+	return ss, derr
+}
+
+func decodeScope(v *fastjson.Value, path string) (*commonpb.InstrumentationScope, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	s := &commonpb.InstrumentationScope{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "name":
+			s.Name, derr = str(v, path+".name")
+		case "version":
+			s.Version, derr = str(v, path+".version")
+		case "attributes":
+			s.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+		case "droppedAttributesCount", "dropped_attributes_count":
+			s.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+		}
+	})
+	return s, derr
+}
+
+func decodeSpan(v *fastjson.Value, path string) (*tracepb.Span, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	s := &tracepb.Span{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "traceId", "trace_id":
+			s.TraceId, derr = id(v, path+".traceId")
+		case "spanId", "span_id":
+			s.SpanId, derr = id(v, path+".spanId")
+		case "parentSpanId", "parent_span_id":
+			s.ParentSpanId, derr = id(v, path+".parentSpanId")
+		case "traceState", "trace_state":
+			s.TraceState, derr = str(v, path+".traceState")
+		case "flags":
+			s.Flags, derr = uint32Of(v, path+".flags")
+		case "name":
+			s.Name, derr = str(v, path+".name")
+		case "kind":
+			var n int32
+			n, derr = enum(v, path+".kind", tracepb.Span_SpanKind_value)
+			s.Kind = tracepb.Span_SpanKind(n)
+		case "startTimeUnixNano", "start_time_unix_nano":
+			s.StartTimeUnixNano, derr = uint64Of(v, path+".startTimeUnixNano")
+		case "endTimeUnixNano", "end_time_unix_nano":
+			s.EndTimeUnixNano, derr = uint64Of(v, path+".endTimeUnixNano")
+		case "attributes":
+			s.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+		case "droppedAttributesCount", "dropped_attributes_count":
+			s.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+		case "events":
+			s.Events, derr = decodeList(v, path+".events", decodeEvent)
+		case "droppedEventsCount", "dropped_events_count":
+			s.DroppedEventsCount, derr = uint32Of(v, path+".droppedEventsCount")
+		case "links":
+			s.Links, derr = decodeList(v, path+".links", decodeLink)
+		case "droppedLinksCount", "dropped_links_count":
+			s.DroppedLinksCount, derr = uint32Of(v, path+".droppedLinksCount")
+		case "status":
+			s.Status, derr = decodeStatus(v, path+".status")
+		}
+	})
+	return s, derr
+}
+
+func decodeEvent(v *fastjson.Value, path string) (*tracepb.Span_Event, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	e := &tracepb.Span_Event{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "timeUnixNano", "time_unix_nano":
+			e.TimeUnixNano, derr = uint64Of(v, path+".timeUnixNano")
+		case "name":
+			e.Name, derr = str(v, path+".name")
+		case "attributes":
+			e.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+		case "droppedAttributesCount", "dropped_attributes_count":
+			e.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+		}
+	})
+	return e, derr
+}
+
+func decodeLink(v *fastjson.Value, path string) (*tracepb.Span_Link, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	l := &tracepb.Span_Link{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "traceId", "trace_id":
+			l.TraceId, derr = id(v, path+".traceId")
+		case "spanId", "span_id":
+			l.SpanId, derr = id(v, path+".spanId")
+		case "traceState", "trace_state":
+			l.TraceState, derr = str(v, path+".traceState")
+		case "attributes":
+			l.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+		case "droppedAttributesCount", "dropped_attributes_count":
+			l.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+		case "flags":
+			l.Flags, derr = uint32Of(v, path+".flags")
+		}
+	})
+	return l, derr
+}
+
+func decodeStatus(v *fastjson.Value, path string) (*tracepb.Status, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	s := &tracepb.Status{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "message":
+			s.Message, derr = str(v, path+".message")
+		case "code":
+			var n int32
+			n, derr = enum(v, path+".code", tracepb.Status_StatusCode_value)
+			s.Code = tracepb.Status_StatusCode(n)
+		}
+	})
+	return s, derr
+}
+
+func decodeAttributes(v *fastjson.Value, path string, depth int) ([]*commonpb.KeyValue, error) {
+	return decodeList(v, path, func(v *fastjson.Value, path string) (*commonpb.KeyValue, error) {
+		return decodeKeyValue(v, path, depth)
+	})
+}
+
+func decodeKeyValue(v *fastjson.Value, path string, depth int) (*commonpb.KeyValue, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	kv := &commonpb.KeyValue{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "key":
+			kv.Key, derr = str(v, path+".key")
+		case "value":
+			kv.Value, derr = decodeAnyValue(v, path+".value", depth)
+		}
+	})
+	return kv, derr
+}
+
+func decodeAnyValue(v *fastjson.Value, path string, depth int) (*commonpb.AnyValue, error) {
+	if depth >= maxDepth {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)}
+	}
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	av := &commonpb.AnyValue{}
+	var derr error
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if derr != nil {
+			return
+		}
+		switch string(k) {
+		case "stringValue", "string_value":
+			var s string
+			s, derr = str(v, path+".stringValue")
+			av.Value = &commonpb.AnyValue_StringValue{StringValue: s}
+		case "boolValue", "bool_value":
+			var b bool
+			b, derr = boolOf(v, path+".boolValue")
+			av.Value = &commonpb.AnyValue_BoolValue{BoolValue: b}
+		case "intValue", "int_value":
+			var n int64
+			n, derr = int64Of(v, path+".intValue")
+			av.Value = &commonpb.AnyValue_IntValue{IntValue: n}
+		case "doubleValue", "double_value":
+			var f float64
+			f, derr = float64Of(v, path+".doubleValue")
+			av.Value = &commonpb.AnyValue_DoubleValue{DoubleValue: f}
+		case "bytesValue", "bytes_value":
+			var b []byte
+			b, derr = bytesOf(v, path+".bytesValue")
+			av.Value = &commonpb.AnyValue_BytesValue{BytesValue: b}
+		case "arrayValue", "array_value":
+			var arr *commonpb.ArrayValue
+			arr, derr = decodeArrayValue(v, path+".arrayValue", depth+1)
+			av.Value = &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
+		case "kvlistValue", "kvlist_value":
+			var kvl *commonpb.KeyValueList
+			kvl, derr = decodeKeyValueList(v, path+".kvlistValue", depth+1)
+			av.Value = &commonpb.AnyValue_KvlistValue{KvlistValue: kvl}
+		}
+	})
+	return av, derr
+}
+
+func decodeArrayValue(v *fastjson.Value, path string, depth int) (*commonpb.ArrayValue, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	arr := &commonpb.ArrayValue{}
+	if vals := obj.Get("values"); vals != nil {
+		arr.Values, err = decodeList(vals, path+".values", func(v *fastjson.Value, path string) (*commonpb.AnyValue, error) {
+			return decodeAnyValue(v, path, depth)
+		})
+	}
+	return arr, err
+}
+
+func decodeKeyValueList(v *fastjson.Value, path string, depth int) (*commonpb.KeyValueList, error) {
+	obj, err := object(v, path)
+	if err != nil {
+		return nil, err
+	}
+	kvl := &commonpb.KeyValueList{}
+	if vals := obj.Get("values"); vals != nil {
+		kvl.Values, err = decodeAttributes(vals, path+".values", depth)
+	}
+	return kvl, err
+}
+
+// decodeList decodes a JSON array (or null) with one element decoder; element paths get an [i] suffix.
+func decodeList[T any](v *fastjson.Value, path string, elem func(*fastjson.Value, string) (T, error)) ([]T, error) {
+	if v.Type() == fastjson.TypeNull {
+		return nil, nil
+	}
+	items, err := v.Array()
+	if err != nil {
+		return nil, &Error{Path: path, Msg: "expected an array, got " + v.Type().String()}
+	}
+	out := make([]T, 0, len(items))
+	for i, item := range items {
+		e, err := elem(item, path+"["+strconv.Itoa(i)+"]")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func object(v *fastjson.Value, path string) (*fastjson.Object, error) {
+	obj, err := v.Object()
+	if err != nil {
+		return nil, &Error{Path: path, Msg: "expected an object, got " + v.Type().String()}
+	}
+	return obj, nil
+}
+
+func str(v *fastjson.Value, path string) (string, error) {
+	if v.Type() == fastjson.TypeNull {
+		return "", nil
+	}
+	b, err := v.StringBytes()
+	if err != nil {
+		return "", &Error{Path: path, Msg: "expected a string, got " + v.Type().String()}
+	}
+	return string(b), nil
+}
+
+func boolOf(v *fastjson.Value, path string) (bool, error) {
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		return true, nil
+	case fastjson.TypeFalse, fastjson.TypeNull:
+		return false, nil
+	}
+	return false, &Error{Path: path, Msg: "expected a boolean, got " + v.Type().String()}
+}
+
+// id decodes a hex trace or span id. Invalid hex yields InvalidID (the span is rejected later, alone).
+func id(v *fastjson.Value, path string) ([]byte, error) {
+	s, err := str(v, path)
+	if err != nil || s == "" {
+		return nil, err
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return InvalidID, nil
+	}
+	return b, nil
+}
+
+func bytesOf(v *fastjson.Value, path string) ([]byte, error) {
+	s, err := str(v, path)
+	if err != nil {
+		return nil, err
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, &Error{Path: path, Msg: "invalid base64"}
+}
+
+// numberText returns the text of a JSON number, or of a string holding one (the protobuf JSON mapping allows both
+// for 64-bit integers).
+func numberText(v *fastjson.Value, path, what string) (string, bool, error) {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		return v.String(), true, nil
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return string(b), false, nil
+	case fastjson.TypeNull:
+		return "0", true, nil
+	}
+	return "", false, &Error{Path: path, Msg: "expected " + what + ", got " + v.Type().String()}
+}
+
+func uint64Of(v *fastjson.Value, path string) (uint64, error) {
+	s, _, err := numberText(v, path, "an unsigned integer")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid unsigned integer %q", s)}
+	}
+	return n, nil
+}
+
+func uint32Of(v *fastjson.Value, path string) (uint32, error) {
+	s, _, err := numberText(v, path, "an unsigned integer")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid 32-bit unsigned integer %q", s)}
+	}
+	return uint32(n), nil
+}
+
+func int64Of(v *fastjson.Value, path string) (int64, error) {
+	s, _, err := numberText(v, path, "an integer")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid integer %q", s)}
+	}
+	return n, nil
+}
+
+func float64Of(v *fastjson.Value, path string) (float64, error) {
+	s, isNumber, err := numberText(v, path, "a number")
+	if err != nil {
+		return 0, err
+	}
+	if !isNumber {
+		switch s {
+		case "NaN":
+			return math.NaN(), nil
+		case "Infinity":
+			return math.Inf(1), nil
+		case "-Infinity":
+			return math.Inf(-1), nil
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid number %q", s)}
+	}
+	return f, nil
+}
+
+// enum decodes an enum given as an integer (the OTLP/JSON rule) or by its protobuf name.
+func enum(v *fastjson.Value, path string, names map[string]int32) (int32, error) {
+	if v.Type() == fastjson.TypeString {
+		b, _ := v.StringBytes()
+		if n, ok := names[string(b)]; ok {
+			return n, nil
+		}
+		if n, err := strconv.ParseInt(string(b), 10, 32); err == nil {
+			return int32(n), nil
+		}
+		return 0, &Error{Path: path, Msg: fmt.Sprintf("unknown enum value %q", strings.TrimSpace(string(b)))}
+	}
+	if v.Type() == fastjson.TypeNull {
+		return 0, nil
+	}
+	n, err := v.Int()
+	if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
+		return 0, &Error{Path: path, Msg: "expected an enum integer, got " + v.String()}
+	}
+	return int32(n), nil
+}
