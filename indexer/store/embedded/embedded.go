@@ -1,0 +1,169 @@
+// Package embedded is the default store: an on-disk, in-process search index built on bleve (scorch), with
+// no server to run. It implements store.Store with the same filter semantics as Meilisearch (see package
+// query), which the conformance suite in storetest checks.
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/mapping"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// Store is the embedded store: one bleve index for spans and one for traces, under one directory.
+type Store struct {
+	spans  *idx
+	traces *idx
+}
+
+var _ store.Store = (*Store)(nil)
+
+// idx is one bleve index with the fields its documents search and sort on.
+type idx struct {
+	b          bleve.Index
+	searchable map[string]bool
+	sortable   map[string]bool
+}
+
+// sortable paths carry doc values; start also serves the default order and retention.
+var (
+	spanSortable  = set("start", "end", "duration")
+	traceSortable = set("start", "end", "duration", "span_count", "error_count")
+)
+
+func set(keys ...string) map[string]bool {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// Open opens the store in dir, creating it if needed.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	spans, err := openIndex(filepath.Join(dir, "spans.bleve"))
+	if err != nil {
+		return nil, err
+	}
+	traces, err := openIndex(filepath.Join(dir, "traces.bleve"))
+	if err != nil {
+		spans.Close()
+		return nil, err
+	}
+	return &Store{
+		spans:  &idx{b: spans, searchable: set(query.SpanSearchable...), sortable: spanSortable},
+		traces: &idx{b: traces, searchable: map[string]bool{}, sortable: traceSortable},
+	}, nil
+}
+
+func openIndex(path string) (bleve.Index, error) {
+	b, err := bleve.Open(path)
+	if errors.Is(err, bleve.ErrorIndexPathDoesNotExist) {
+		// Documents are built field by field (IndexAdvanced), so the mapping only has to stay out of the way.
+		m := mapping.NewIndexMapping()
+		m.DefaultMapping.Dynamic = false
+		b, err = bleve.New(path, m)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	return errors.Join(s.spans.b.Close(), s.traces.b.Close())
+}
+
+// Write implements store.Store. It returns once both batches are persisted to disk.
+func (s *Store) Write(ctx context.Context, spans []document.Span, traces []document.Trace) error {
+	if len(spans) > 0 {
+		if err := s.spans.write(ctx, len(spans), func(i int) (string, any) { return spans[i].ID, &spans[i] }); err != nil {
+			return err
+		}
+	}
+	if len(traces) > 0 {
+		return s.traces.write(ctx, len(traces), func(i int) (string, any) { return traces[i].ID, &traces[i] })
+	}
+	return nil
+}
+
+func (x *idx) write(ctx context.Context, n int, doc func(int) (string, any)) error {
+	batch := x.b.NewBatch()
+	for i := range n {
+		id, d := doc(i)
+		if id == "" {
+			return fmt.Errorf("embedded store: document %d has no id", i)
+		}
+		src, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("embedded store: encode %s: %w", id, err)
+		}
+		bd, err := buildDocument(id, src, x.searchable, x.sortable)
+		if err != nil {
+			return fmt.Errorf("embedded store: %s: %w", id, err)
+		}
+		if err := batch.IndexAdvanced(bd); err != nil {
+			return fmt.Errorf("embedded store: %s: %w", id, err)
+		}
+	}
+	persisted := make(chan error, 1)
+	batch.SetPersistedCallback(func(err error) { persisted <- err })
+	if err := x.b.Batch(batch); err != nil {
+		return fmt.Errorf("embedded store: write batch: %w", err)
+	}
+	select {
+	case err := <-persisted:
+		if err != nil {
+			return fmt.Errorf("embedded store: persist batch: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// GetTraces implements store.Store.
+func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	req := bleve.NewSearchRequestOptions(bleve.NewDocIDQuery(ids), len(ids), 0, false)
+	req.Fields = []string{sourceField}
+	res, err := s.traces.b.SearchInContext(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: get traces: %w", err)
+	}
+	out := make([]document.Trace, 0, len(res.Hits))
+	for _, h := range res.Hits {
+		var t document.Trace
+		if err := decodeHit(h.Fields, &t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func decodeHit(fields map[string]any, v any) error {
+	src, ok := fields[sourceField].(string)
+	if !ok {
+		return errors.New("embedded store: hit without stored source")
+	}
+	if err := json.Unmarshal([]byte(src), v); err != nil {
+		return fmt.Errorf("embedded store: decode stored document: %w", err)
+	}
+	return nil
+}

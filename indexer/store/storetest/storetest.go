@@ -1,0 +1,254 @@
+// Package storetest is the conformance suite every store.Store passes: the same fixture, the same queries and
+// the same answers, so the query language means one thing on every backend. A store's tests call Run with a
+// constructor of empty stores.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// Case is one query of the suite and its expected answer.
+type Case struct {
+	Query   string
+	Target  string // "spans" or "traces" to override the query's default; "" keeps it
+	Page    store.Page
+	Want    []string // fixture labels of the hits
+	Ordered bool     // Want is in the expected order (otherwise compared as a set)
+	Total   int      // expected Result.Total; -1: len(Want)
+}
+
+var (
+	t1 = TraceID(1)
+	t5 = TraceID(5)
+)
+
+// Cases are the queries the suite runs over the fixture.
+var Cases = []Case{
+	// The three queries the product is built around.
+	{Query: "trace_id=" + t1 + " sort=start", Want: []string{"t1.1", "t1.2", "t1.3", "t1.4", "t1.5"}, Ordered: true},
+	{Query: "service=service-b duration>=1s since=10m", Want: []string{"t6.2"}},
+	{Query: "customer_id=123 service=inventory-service trace.duration>500ms since=1h", Want: []string{"t1"}},
+	{Query: "trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h", Want: []string{"t1"}},
+	// Same query, returning the matching spans instead of traces.
+	{Query: "customer_id=123 service=inventory-service trace.duration>500ms since=1h", Target: "spans", Want: []string{"t1.5"}},
+
+	// Equality is case-insensitive on strings; a number equals numeric and textual values alike.
+	{Query: "service=INVENTORY-Service", Want: []string{"t1.5", "t3.5", "t4.5", "t5.5"}},
+	{Query: "customer_id=123 service=service-b", Want: []string{"t6.2", "t8.2"}},
+	{Query: `customer_id="123" kind=consumer`, Want: []string{"t6.2", "t8.2"}},
+	{Query: `name="GET /checkout" since=1h`, Want: []string{"t1.1", "t1.2", "t2.1", "t2.2", "t3.1", "t3.2", "t4.1", "t4.2"}},
+	{Query: "status=ERROR", Want: []string{"t1.5", "t7.2"}},
+	{Query: "error=true", Want: []string{"t1.5", "t7.2"}},
+	{Query: "service=nope", Want: nil},
+
+	// Ordering operators compare numbers; durations take units.
+	{Query: "attr.http.response.status_code>=500", Want: []string{"t1.5"}},
+	{Query: "http.response.status_code=200 service=inventory-service", Want: []string{"t3.5", "t4.5", "t5.5"}},
+	{Query: "duration<5ms since=1h", Want: []string{"t1.4", "t2.4", "t3.4", "t4.4", "t6.1", "t7.1", "t8.1"}},
+	{Query: "duration=4ms", Want: []string{"t1.4", "t2.4", "t3.4", "t4.4", "t5.4"}},
+	{Query: "messaging.kafka.offset IN [41, 42]", Want: []string{"t6.2", "t7.2", "t8.2"}},
+	{Query: "trace.duration>=1s", Want: []string{"t5", "t6", "t7"}},
+
+	// NOT and != also match documents without the field; EXISTS; IN.
+	{Query: "NOT customer_id EXISTS", Want: []string{"t1.4", "t2.4", "t3.4", "t4.4", "t5.4"}},
+	{Query: "customer_id!=123 service IN [postgres, service-b]", Want: []string{"t1.4", "t2.4", "t3.4", "t4.4", "t5.4", "t7.2"}},
+	{Query: "NOT (customer_id=123 OR customer_id=456) since=1h", Want: []string{"t1.4", "t2.4", "t3.4", "t4.4", "t7.1", "t7.2"}},
+	{Query: "kind IN [producer, CONSUMER]", Want: []string{"t6.1", "t6.2", "t7.1", "t7.2", "t8.1", "t8.2"}},
+	{Query: "attr.messaging.system EXISTS service=orders-api", Want: []string{"t6.1", "t7.1", "t8.1"}},
+	{Query: "(service=postgres OR service=service-b) error=true", Want: []string{"t7.2"}},
+	{Query: "resource.k8s.namespace.name=shop service=orders-api", Want: []string{"t6.1", "t7.1", "t8.1"}},
+
+	// Free text: whole words, case-insensitive, phrases in order, in name, status message, attributes, events.
+	{Query: `"connection reset"`, Want: []string{"t1.5"}},
+	{Query: `reset CONNECTION`, Want: []string{"t1.5"}},
+	{Query: `"reset connection"`, Want: nil},
+	{Query: `conn`, Want: nil},
+	{Query: `timeout`, Want: []string{"t7.2"}},
+	{Query: `"cache miss" since=1h`, Want: []string{"t1.5", "t3.5", "t4.5"}},
+	{Query: `"stock sku" error=false`, Want: []string{"t3.5", "t4.5", "t5.5"}},
+	{Query: `retry customer_id=123`, Want: []string{"t6.2", "t8.2"}},
+
+	// Trace scope, and the two scopes together.
+	{Query: "trace.services IN [service-b] trace.error_count>0", Want: []string{"t7"}},
+	{Query: "trace.root_service=gateway since=1h", Want: []string{"t1", "t2", "t3", "t4"}},
+	{Query: "trace.service=checkout", Want: []string{"t1", "t2", "t3", "t4", "t5"}},
+	{Query: "service=inventory-service trace.customer_id=456", Target: "spans", Want: []string{"t3.5"}},
+	{Query: "error=true trace.span_count>=5", Want: []string{"t1"}},
+	{Query: "error=true trace.span_count>=5", Target: "spans", Want: []string{"t1.5"}},
+	{Query: `"connection reset"`, Target: "traces", Want: []string{"t1"}},
+	{Query: "trace.duration>10s service=gateway", Target: "spans", Want: nil},
+
+	// Time windows.
+	{Query: "between=25m..12m trace.root_service=gateway", Want: []string{"t2", "t4"}},
+	{Query: "between=2026-11-22T11:40:00Z..2026-11-22T11:50:00Z service=service-b", Want: []string{"t7.2"}},
+	{Query: "since=2026-11-22T11:54:00Z", Want: []string{"t8.2", "t8.1", "t6.2", "t6.1"}, Ordered: true},
+
+	// Sorting and paging (Total counts every match).
+	{Query: "since=1h sort=-duration", Target: "traces", Page: store.Page{Limit: 3},
+		Want: []string{"t7", "t6", "t2"}, Ordered: true, Total: 7},
+	{Query: "since=1h sort=-duration", Target: "traces", Page: store.Page{Offset: 3, Limit: 3},
+		Want: []string{"t1", "t3", "t4"}, Ordered: true, Total: 7},
+	{Query: "trace.root_service=orders-api sort=trace.span_count sort=start", Want: []string{"t7", "t6", "t8"}, Ordered: true},
+	{Query: "", Page: store.Page{Limit: 2}, Want: []string{"t8.2", "t8.1"}, Ordered: true, Total: 30},
+}
+
+// Run runs the suite. open returns a new, empty store; Run closes it.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	f := NewFixture()
+	ctx := context.Background()
+	load := func(t *testing.T) store.Store {
+		s := open(t)
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		if err := s.Write(ctx, f.Spans, f.Traces); err != nil {
+			t.Fatalf("Write fixture: %v", err)
+		}
+		return s
+	}
+
+	t.Run("Queries", func(t *testing.T) {
+		s := load(t)
+		for _, c := range Cases {
+			name := c.Query
+			if c.Target != "" {
+				name += " (" + c.Target + ")"
+			}
+			t.Run(name, func(t *testing.T) { runCase(t, s, f, c) })
+		}
+	})
+	t.Run("Distinct", func(t *testing.T) {
+		s := load(t)
+		res, err := s.Search(ctx, store.Request{Index: store.Spans, Distinct: "trace_id", Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, spanLabels(t, f, res), []string{"t8.2", "t6.2", "t3.5"}, true)
+		if res.Total != 8 {
+			t.Errorf("Total = %d, want 8 distinct traces", res.Total)
+		}
+	})
+	t.Run("BadRequest", func(t *testing.T) {
+		s := load(t)
+		_, err := s.Search(ctx, store.Request{Index: store.Spans, Limit: store.MaxLimit + 1})
+		if !errors.Is(err, store.ErrBadRequest) {
+			t.Errorf("Limit above MaxLimit: err = %v, want ErrBadRequest", err)
+		}
+	})
+	t.Run("GetTraces", func(t *testing.T) {
+		s := load(t)
+		got, err := s.GetTraces(ctx, []string{t5, t1, "ffff"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []document.Trace{f.Traces[0], f.Traces[4]}
+		slices.SortFunc(got, func(a, b document.Trace) int { return strings.Compare(a.ID, b.ID) })
+		if !sameJSON(got, want) {
+			t.Errorf("GetTraces = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("Upsert", func(t *testing.T) {
+		s := load(t)
+		tr := f.Traces[0]
+		tr.SpanCount, tr.Services = 99, append(slices.Clone(tr.Services), "late-service")
+		if err := s.Write(ctx, nil, []document.Trace{tr}); err != nil {
+			t.Fatal(err)
+		}
+		updated := *f
+		updated.Traces = append([]document.Trace{tr}, f.Traces[1:]...)
+		runCase(t, s, &updated, Case{Query: "trace.span_count=99 trace.services=late-service", Want: []string{"t1"}})
+		runCase(t, s, &updated, Case{Query: "trace.root_service=gateway since=1h", Want: []string{"t1", "t2", "t3", "t4"}})
+	})
+	t.Run("DeleteBefore", func(t *testing.T) {
+		s := load(t)
+		if err := s.DeleteBefore(ctx, Now.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		runCase(t, s, f, Case{Query: "trace_id=" + t5, Want: nil})
+		runCase(t, s, f, Case{Query: "service=inventory-service", Want: []string{"t1.5", "t3.5", "t4.5"}})
+		runCase(t, s, f, Case{Query: "trace.duration>=1s", Want: []string{"t6", "t7"}})
+	})
+}
+
+func runCase(t *testing.T, s store.Store, f *Fixture, c Case) {
+	t.Helper()
+	q, err := query.Compile(c.Query, Now)
+	if err != nil {
+		t.Fatalf("Compile(%q): %v", c.Query, err)
+	}
+	switch c.Target {
+	case "spans":
+		q.Target = query.SpanScope
+	case "traces":
+		q.Target = query.TraceScope
+	}
+	res, err := store.Execute(context.Background(), s, q, c.Page)
+	if err != nil {
+		t.Fatalf("Execute(%q): %v", c.Query, err)
+	}
+	got := spanLabels(t, f, res)
+	for _, tr := range res.Traces {
+		got = append(got, f.Label(tr.ID))
+		if !sameJSON(tr, f.trace(tr.ID)) {
+			t.Errorf("hit %s differs from the document written:\n got %+v", f.Label(tr.ID), tr)
+		}
+	}
+	check(t, got, c.Want, c.Ordered)
+	want := c.Total
+	if want == 0 {
+		want = len(c.Want)
+	}
+	if res.Total != want {
+		t.Errorf("%q: Total = %d, want %d", c.Query, res.Total, want)
+	}
+}
+
+// spanLabels returns the labels of the span hits, failing t for any hit that differs from the document
+// written.
+func spanLabels(t *testing.T, f *Fixture, res store.Result) []string {
+	t.Helper()
+	var out []string
+	for _, sp := range res.Spans {
+		out = append(out, f.Label(sp.ID))
+		if !sameJSON(sp, f.span(sp.ID)) {
+			t.Errorf("hit %s differs from the document written:\n got %+v", f.Label(sp.ID), sp)
+		}
+	}
+	return out
+}
+
+func check(t *testing.T, got, want []string, ordered bool) {
+	t.Helper()
+	if !ordered {
+		got, want = sorted(got), sorted(want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("hits = %v, want %v", got, want)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// sameJSON reports whether a and b encode to the same JSON (stores return numbers of attribute maps as
+// float64, the fixture holds ints).
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
