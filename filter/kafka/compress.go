@@ -1,0 +1,209 @@
+package kafka
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"io"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// errLimit reports that a batch decompresses to more than Config.MaxDecompressedBytes; the output so far is
+// still returned.
+var errLimit = errors.New("kafka: decompressed batch exceeds the limit")
+
+// xerialMagic starts snappy data framed the way the Java client writes it.
+var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+
+// codecState holds the decompressors of one decoder, created on first use and reused.
+type codecState struct {
+	src  bytes.Reader
+	gzip *gzip.Reader
+	zstd *zstd.Decoder
+}
+
+// decompress decompresses one batch's records into the decoder's scratch buffer.
+func (d *Decoder) decompress(codec Codec, src []byte) ([]byte, error) {
+	limit := d.cfg.MaxDecompressedBytes
+	c := &d.codecs
+	c.src.Reset(src)
+	var out []byte
+	var err error
+	switch codec {
+	case CodecGzip:
+		if c.gzip == nil {
+			c.gzip, err = gzip.NewReader(&c.src)
+		} else {
+			err = c.gzip.Reset(&c.src)
+		}
+		if err == nil {
+			out, err = readLimited(d.scratch[:0], c.gzip, limit)
+		}
+	case CodecSnappy:
+		out, err = unsnappy(d.scratch[:0], src, limit)
+	case CodecLZ4:
+		out, err = unlz4(d.scratch[:0], src, limit)
+	case CodecZstd:
+		if c.zstd == nil {
+			c.zstd, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxMemory(uint64(limit)))
+		}
+		if err == nil {
+			out, err = c.zstd.DecodeAll(src, d.scratch[:0])
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+				err = errLimit
+			}
+		}
+	default:
+		return nil, errors.New("kafka: unknown compression codec")
+	}
+	if cap(out) > cap(d.scratch) {
+		d.scratch = out[:0]
+	}
+	return out, err
+}
+
+// readLimited appends r's output to dst, stopping at limit bytes.
+func readLimited(dst []byte, r io.Reader, limit int) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			if len(dst) >= limit {
+				return dst, errLimit
+			}
+			grown := min(max(2*cap(dst), 4096), limit)
+			dst = append(dst, make([]byte, grown-len(dst))...)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// unsnappy decodes a raw snappy block or xerial-framed snappy chunks.
+func unsnappy(dst, src []byte, limit int) ([]byte, error) {
+	if !bytes.HasPrefix(src, xerialMagic) {
+		return unsnappyBlock(dst, src, limit)
+	}
+	if len(src) < len(xerialMagic)+8 {
+		return dst, errShort
+	}
+	src = src[len(xerialMagic)+8:] // version and compatible version
+	for len(src) > 0 {
+		if len(src) < 4 {
+			return dst, errShort
+		}
+		n := int(binary.BigEndian.Uint32(src))
+		src = src[4:]
+		if n > len(src) {
+			return dst, errShort
+		}
+		var err error
+		if dst, err = unsnappyBlock(dst, src[:n], limit); err != nil {
+			return dst, err
+		}
+		src = src[n:]
+	}
+	return dst, nil
+}
+
+func unsnappyBlock(dst, block []byte, limit int) ([]byte, error) {
+	n, err := s2.DecodedLen(block)
+	if err != nil {
+		return dst, err
+	}
+	if len(dst)+n > limit {
+		return dst, errLimit
+	}
+	if cap(dst)-len(dst) < n {
+		dst = append(make([]byte, 0, len(dst)+n), dst...)
+	}
+	out, err := s2.Decode(dst[len(dst):len(dst)+n], block)
+	if err != nil {
+		return dst, err
+	}
+	return dst[:len(dst)+len(out)], nil
+}
+
+// LZ4 frame format constants (lz4 Frame Format Description 1.6.x).
+const (
+	lz4Magic           = 0x184D2204
+	lz4FlagContentSize = 0x08
+	lz4FlagContentSum  = 0x04
+	lz4FlagBlockSum    = 0x10
+	lz4FlagDictID      = 0x01
+	lz4Uncompressed    = 0x80000000
+)
+
+// unlz4 decodes an LZ4 frame block by block. (lz4.Reader would be simpler, but it starts goroutines, which the
+// TinyGo build without a scheduler cannot have.)
+func unlz4(dst, src []byte, limit int) ([]byte, error) {
+	if len(src) < 7 || binary.LittleEndian.Uint32(src) != lz4Magic {
+		return dst, errors.New("kafka: not an lz4 frame")
+	}
+	flags := src[4]
+	header := 7 // magic, FLG, BD, header checksum
+	if flags&lz4FlagContentSize != 0 {
+		header += 8
+	}
+	if flags&lz4FlagDictID != 0 {
+		header += 4
+	}
+	if len(src) < header {
+		return dst, errShort
+	}
+	src = src[header:]
+	for {
+		if len(src) < 4 {
+			return dst, errShort
+		}
+		size := binary.LittleEndian.Uint32(src)
+		src = src[4:]
+		if size == 0 {
+			return dst, nil // end mark (a content checksum may follow)
+		}
+		raw := size&lz4Uncompressed != 0
+		n := int(size &^ lz4Uncompressed)
+		if n > len(src) {
+			return dst, errShort
+		}
+		block := src[:n]
+		src = src[n:]
+		if flags&lz4FlagBlockSum != 0 {
+			if len(src) < 4 {
+				return dst, errShort
+			}
+			src = src[4:]
+		}
+		if raw {
+			if len(dst)+n > limit {
+				return dst, errLimit
+			}
+			dst = append(dst, block...)
+			continue
+		}
+		room := limit - len(dst)
+		if room <= 0 {
+			return dst, errLimit
+		}
+		if cap(dst)-len(dst) < min(room, 4<<20) {
+			dst = append(make([]byte, 0, len(dst)+min(room, 4<<20)), dst...)
+		}
+		m, err := lz4.UncompressBlock(block, dst[len(dst):cap(dst)])
+		if err != nil {
+			if cap(dst)-len(dst) >= room {
+				return dst, errLimit
+			}
+			return dst, err
+		}
+		dst = dst[:len(dst)+m]
+	}
+}

@@ -1,0 +1,301 @@
+package kafka_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"testing"
+
+	"github.com/meshtrace/meshtrace/filter/kafka"
+	"github.com/meshtrace/meshtrace/filter/kafka/kafkatest"
+)
+
+var update = flag.Bool("update", false, "re-record testdata/captures and the fuzz seed corpus from kgo against kfake")
+
+// summary totals what a replay reported per topic.
+type summary struct {
+	produced, consumed int
+	partitions         []int32
+	codec              string
+	headers            map[string]string
+	traceParents       []string // from Produce
+	fetchedParents     []string // from Fetch
+	key                string
+	clientIDs          map[string]bool
+	unanswered         int
+	undecoded          int
+}
+
+// replay feeds a capture into one decoder per connection, sharing topic names, and totals the exchanges.
+func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*summary {
+	t.Helper()
+	cfg.Topics = kafka.NewTopicNames(64)
+	out := map[string]*summary{}
+	handle := func(ex *kafka.Exchange) {
+		for _, tp := range ex.Topics {
+			s := out[tp.Name]
+			if s == nil {
+				s = &summary{headers: map[string]string{}, clientIDs: map[string]bool{}, codec: "none"}
+				out[tp.Name] = s
+			}
+			s.clientIDs[ex.ClientID] = true
+			s.undecoded += tp.Undecoded
+			if tp.Compression != kafka.CodecNone {
+				s.codec = tp.Compression.String()
+			}
+			for _, h := range tp.Headers {
+				if _, ok := s.headers[h.Key]; !ok {
+					s.headers[h.Key] = string(h.Value)
+				}
+			}
+			if ex.APIKey == kafka.APIFetch {
+				s.consumed += tp.Records
+				s.fetchedParents = addContexts(s.fetchedParents, tp.Contexts)
+				continue
+			}
+			if !ex.Answered {
+				s.unanswered++
+			}
+			s.produced += tp.Records
+			for _, p := range tp.Partitions {
+				if !slices.Contains(s.partitions, p) {
+					s.partitions = append(s.partitions, p)
+				}
+			}
+			s.traceParents = addContexts(s.traceParents, tp.Contexts)
+			if tp.HasKey {
+				s.key = string(tp.Key)
+			}
+		}
+	}
+	decoders := make([]*kafka.Decoder, c.Conns())
+	for i := range decoders {
+		decoders[i] = kafka.NewDecoder(cfg, handle)
+	}
+	for i, ch := range c.Chunks {
+		if ch.FromClient {
+			decoders[ch.Conn].Requests(ch.Data, uint64(i))
+		} else {
+			decoders[ch.Conn].Responses(ch.Data, uint64(i))
+		}
+	}
+	for i, d := range decoders {
+		d.Close(uint64(len(c.Chunks)))
+		if err := d.Err(); err != nil {
+			t.Errorf("connection %d: decoder stopped: %v", i, err)
+		}
+	}
+	return out
+}
+
+func addContexts(to []string, cs []kafka.Context) []string {
+	for _, c := range cs {
+		if !slices.Contains(to, string(c.TraceParent)) {
+			to = append(to, string(c.TraceParent))
+		}
+	}
+	slices.Sort(to)
+	return to
+}
+
+func check(t *testing.T, sc kafkatest.Scenario, got map[string]*summary) {
+	t.Helper()
+	for topic, want := range sc.Topics {
+		s := got[topic]
+		if s == nil {
+			t.Errorf("topic %q: no exchanges reported (got topics %v)", topic, keys(got))
+			continue
+		}
+		sort.Slice(s.partitions, func(i, j int) bool { return s.partitions[i] < s.partitions[j] })
+		if s.produced != want.Records || s.consumed != want.Consumed {
+			t.Errorf("topic %q: produced %d consumed %d records, want %d and %d", topic, s.produced, s.consumed, want.Records, want.Consumed)
+		}
+		if !slices.Equal(s.partitions, want.Partitions) {
+			t.Errorf("topic %q: partitions %v, want %v", topic, s.partitions, want.Partitions)
+		}
+		if s.codec != want.Codec {
+			t.Errorf("topic %q: codec %s, want %s", topic, s.codec, want.Codec)
+		}
+		for k, v := range want.Headers {
+			if s.headers[k] != v {
+				t.Errorf("topic %q: header %q = %q, want %q", topic, k, s.headers[k], v)
+			}
+		}
+		if !slices.Equal(s.traceParents, want.TraceParents) {
+			t.Errorf("topic %q: produced trace contexts %q, want %q", topic, s.traceParents, want.TraceParents)
+		}
+		if want.Consumed > 0 && !slices.Equal(s.fetchedParents, want.TraceParents) {
+			t.Errorf("topic %q: fetched trace contexts %q, want %q", topic, s.fetchedParents, want.TraceParents)
+		}
+		if s.key != want.Key {
+			t.Errorf("topic %q: key %q, want %q", topic, s.key, want.Key)
+		}
+		if s.undecoded != 0 || s.unanswered != 0 {
+			t.Errorf("topic %q: %d undecoded records, %d unanswered produce requests", topic, s.undecoded, s.unanswered)
+		}
+		if len(s.clientIDs) != 1 || !s.clientIDs[kafkatest.ClientID] {
+			t.Errorf("topic %q: client ids %v, want only %q", topic, s.clientIDs, kafkatest.ClientID)
+		}
+	}
+	for topic := range got {
+		if sc.Topics[topic] == nil {
+			t.Errorf("unexpected topic %q reported", topic)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var testConfig = kafka.Config{Headers: []string{"x-customer-id"}, RecordKey: true}
+
+// TestLiveTraffic records each scenario with kgo against kfake and checks what the decoder reports, with the
+// capture as recorded, cut into tiny pieces, and merged into large ones.
+func TestLiveTraffic(t *testing.T) {
+	for _, sc := range kafkatest.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			c, err := kafkatest.Record(context.Background(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, sc, replay(t, c, testConfig))
+			rng := rand.New(rand.NewPCG(1, uint64(len(sc.Name))))
+			check(t, sc, replay(t, split(c, rng), testConfig))
+			check(t, sc, replay(t, merge(c), testConfig))
+			if *update {
+				writeCapture(t, sc.Name, c)
+			}
+		})
+	}
+}
+
+// TestCapturedFixtures replays the committed captures (the inputs of the compiled-filter tests).
+func TestCapturedFixtures(t *testing.T) {
+	for _, sc := range kafkatest.Scenarios() {
+		t.Run(sc.Name, func(t *testing.T) {
+			c, err := kafkatest.Load(sc.Name)
+			if err != nil {
+				t.Fatalf("%v (re-record with `go test ./filter/kafka -run TestLiveTraffic -update`)", err)
+			}
+			check(t, sc, replay(t, c, testConfig))
+		})
+	}
+}
+
+// split cuts every chunk into pieces of 1 to 7 bytes.
+func split(c *kafkatest.Capture, rng *rand.Rand) *kafkatest.Capture {
+	out := &kafkatest.Capture{}
+	for _, ch := range c.Chunks {
+		for d := ch.Data; len(d) > 0; {
+			n := min(1+rng.IntN(7), len(d))
+			out.Chunks = append(out.Chunks, kafkatest.Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: d[:n]})
+			d = d[n:]
+		}
+	}
+	return out
+}
+
+// merge joins consecutive chunks of the same connection and direction, so that calls carry several frames.
+func merge(c *kafkatest.Capture) *kafkatest.Capture {
+	out := &kafkatest.Capture{}
+	for _, ch := range c.Chunks {
+		if n := len(out.Chunks); n > 0 && out.Chunks[n-1].Conn == ch.Conn && out.Chunks[n-1].FromClient == ch.FromClient {
+			out.Chunks[n-1].Data = append(out.Chunks[n-1].Data, ch.Data...)
+			continue
+		}
+		out.Chunks = append(out.Chunks, kafkatest.Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: slices.Clone(ch.Data)})
+	}
+	return out
+}
+
+func writeCapture(t *testing.T, name string, c *kafkatest.Capture) {
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kafkatest.Path(name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed := "go test fuzz v1\n[]byte(" + strconv.Quote(string(b)) + ")\n"
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecoder")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(seed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzDecoder feeds arbitrary traffic (a kafkatest capture encoding; seeds are real kgo/kfake captures) to
+// decoders and checks that they neither crash nor report impossible summaries.
+func FuzzDecoder(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c kafkatest.Capture
+		if err := c.UnmarshalBinary(data); err != nil || c.Conns() > 8 {
+			c = kafkatest.Capture{Chunks: []kafkatest.Chunk{{FromClient: true, Data: data}, {Data: data}}}
+		}
+		cfg := kafka.Config{Topics: kafka.NewTopicNames(4), MaxFrameBytes: 4096, MaxDecompressedBytes: 1 << 16,
+			MaxInFlight: 4, Headers: []string{"x-customer-id"}, RecordKey: true}
+		handle := func(ex *kafka.Exchange) {
+			for _, tp := range ex.Topics {
+				if tp.Records < 0 || tp.Undecoded < 0 || tp.Undecoded > tp.Records || len(tp.Contexts) > kafka.DefaultMaxContexts {
+					t.Fatalf("impossible topic summary %+v", tp)
+				}
+			}
+		}
+		decoders := make([]*kafka.Decoder, c.Conns())
+		for i := range decoders {
+			decoders[i] = kafka.NewDecoder(cfg, handle)
+		}
+		for _, ch := range c.Chunks {
+			if ch.FromClient {
+				decoders[ch.Conn].Requests(ch.Data, 1)
+			} else {
+				decoders[ch.Conn].Responses(ch.Data, 2)
+			}
+		}
+		for _, d := range decoders {
+			d.Close(3)
+		}
+	})
+}
+
+func ExampleDecoder() {
+	c, err := kafkatest.Load("produce-headers-gzip")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	names := kafka.NewTopicNames(16)
+	decoders := map[int]*kafka.Decoder{}
+	for _, ch := range c.Chunks {
+		d := decoders[ch.Conn]
+		if d == nil {
+			d = kafka.NewDecoder(kafka.Config{Topics: names}, func(ex *kafka.Exchange) {
+				for _, t := range ex.Topics {
+					fmt.Printf("produce %s: %d records, %s, first traceparent %s\n", t.Name, t.Records, t.Compression, t.Contexts[0].TraceParent)
+				}
+			})
+			decoders[ch.Conn] = d
+		}
+		if ch.FromClient {
+			d.Requests(ch.Data, 0)
+		} else {
+			d.Responses(ch.Data, 0)
+		}
+	}
+	// Output:
+	// produce payments: 4 records, gzip, first traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba90001-01
+}

@@ -1,0 +1,106 @@
+package kafka
+
+// Codec is a record batch compression codec (the low three bits of the batch attributes).
+type Codec int8
+
+// Compression codecs, numbered as in the record batch attributes.
+const (
+	CodecNone   Codec = 0
+	CodecGzip   Codec = 1
+	CodecSnappy Codec = 2
+	CodecLZ4    Codec = 3
+	CodecZstd   Codec = 4
+)
+
+var codecNames = [...]string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// String returns the codec's name as Kafka's compression.type spells it.
+func (c Codec) String() string {
+	if c >= 0 && int(c) < len(codecNames) {
+		return codecNames[c]
+	}
+	return "unknown"
+}
+
+// API keys the decoder understands.
+const (
+	APIProduce  int16 = 0
+	APIFetch    int16 = 1
+	APIMetadata int16 = 3
+)
+
+// Exchange is one Produce request (with its response, if any) or one Fetch response (with its request),
+// summarised per topic. It and everything it points to are only valid during the Handler call: copy what
+// you keep.
+type Exchange struct {
+	APIKey        int16
+	APIVersion    int16
+	CorrelationID int32
+	ClientID      string
+	// TransactionalID is the Produce request's transactional id, if any.
+	TransactionalID string
+	// Acks is the Produce request's acks setting.
+	Acks int16
+	// StartNanos is when the request was seen, EndNanos when the response was (or when the exchange was given
+	// up: acks=0, connection closed).
+	StartNanos, EndNanos uint64
+	// Answered reports whether a response was seen.
+	Answered bool
+	// Truncated reports that the frame was larger than the decoder buffers, so only its beginning was read.
+	Truncated bool
+	Topics    []Topic
+}
+
+// Topic summarises the records of one topic in an exchange.
+type Topic struct {
+	// Name is the topic name; for versions that carry only topic ids it is filled from the Metadata responses
+	// seen (see TopicNames) and empty if the id is unknown.
+	Name string
+	// ID is the topic id (Produce v13+, Fetch v13+), zero otherwise.
+	ID [16]byte
+	// Partitions lists the partitions that carried records, in order of appearance, without duplicates.
+	Partitions []int32
+	// Records counts records by the headers of the record batches (magic v2, control batches excluded);
+	// Batches counts those batches.
+	Records, Batches int
+	// Undecoded counts the records among them whose contents could not be read (corrupt or truncated data,
+	// decompression limit).
+	Undecoded int
+	// Compression is the first non-none codec seen, CodecNone if every batch was uncompressed.
+	Compression Codec
+	// ErrorCode is the first non-zero error code the broker returned for this topic's partitions.
+	ErrorCode int16
+	// FirstOffset and LastOffset bound the record offsets seen (Fetch; Produce responses give the base offset).
+	FirstOffset, LastOffset int64
+	// Key is the key of the only record when Records == 1 and Config.RecordKey is set.
+	Key    []byte
+	HasKey bool
+	// Headers holds the first value of each record header named in Config.Headers, plus traceparent,
+	// tracestate and baggage.
+	Headers []Header
+	// Contexts lists distinct trace contexts (traceparent with the tracestate of the same record) in order of
+	// appearance, at most Config.MaxContexts.
+	Contexts []Context
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Context is the trace context carried by one record.
+type Context struct {
+	TraceParent []byte
+	TraceState  []byte
+}
+
+// Header returns the value of the named collected header.
+func (t *Topic) Header(key string) ([]byte, bool) {
+	for i := range t.Headers {
+		if t.Headers[i].Key == key {
+			return t.Headers[i].Value, true
+		}
+	}
+	return nil, false
+}

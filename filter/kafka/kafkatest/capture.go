@@ -1,0 +1,106 @@
+// Package kafkatest records real Kafka traffic for tests: it runs the franz-go client (kgo) against the
+// franz-go in-process broker (kfake) through a recording dialer, and stores both directions of every
+// connection as a Capture. It is for tests only; the filter does not import it.
+package kafkatest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// Chunk is the bytes of one read or write on one connection.
+type Chunk struct {
+	Conn       int  // connection number, from 0 in dial order
+	FromClient bool // request bytes (client to broker) if true, response bytes otherwise
+	Data       []byte
+}
+
+// Capture is the traffic of a scenario in the order it happened across all its connections.
+type Capture struct {
+	Chunks []Chunk
+}
+
+// Conns returns the number of connections in the capture.
+func (c *Capture) Conns() int {
+	n := 0
+	for _, ch := range c.Chunks {
+		n = max(n, ch.Conn+1)
+	}
+	return n
+}
+
+// Bytes returns the number of bytes in the capture.
+func (c *Capture) Bytes() int {
+	n := 0
+	for _, ch := range c.Chunks {
+		n += len(ch.Data)
+	}
+	return n
+}
+
+// MarshalBinary encodes the capture as a sequence of chunks, each: connection (uvarint), direction byte
+// (1 = from client), length (uvarint), data. The same encoding is the input of the decoder's fuzz target.
+func (c *Capture) MarshalBinary() ([]byte, error) {
+	var out []byte
+	for _, ch := range c.Chunks {
+		out = binary.AppendUvarint(out, uint64(ch.Conn))
+		dir := byte(0)
+		if ch.FromClient {
+			dir = 1
+		}
+		out = append(out, dir)
+		out = binary.AppendUvarint(out, uint64(len(ch.Data)))
+		out = append(out, ch.Data...)
+	}
+	return out, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded.
+func (c *Capture) UnmarshalBinary(b []byte) error {
+	c.Chunks = c.Chunks[:0]
+	for len(b) > 0 {
+		conn, n := binary.Uvarint(b)
+		if n <= 0 || conn > 1<<16 {
+			return errors.New("kafkatest: bad connection number")
+		}
+		b = b[n:]
+		if len(b) == 0 {
+			return errors.New("kafkatest: missing direction")
+		}
+		dir := b[0]
+		b = b[1:]
+		size, n := binary.Uvarint(b)
+		if n <= 0 || size > uint64(len(b)-n) {
+			return fmt.Errorf("kafkatest: chunk of %d bytes runs past the end", size)
+		}
+		b = b[n:]
+		c.Chunks = append(c.Chunks, Chunk{Conn: int(conn), FromClient: dir == 1, Data: b[:size:size]})
+		b = b[size:]
+	}
+	return nil
+}
+
+// Path returns where the committed capture of a scenario lives.
+func Path(name string) string {
+	return filepath.Join(dir(), "testdata", "captures", name+".bin")
+}
+
+// Load reads the committed capture of a scenario.
+func Load(name string) (*Capture, error) {
+	b, err := os.ReadFile(Path(name))
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{}
+	return c, c.UnmarshalBinary(b)
+}
+
+// dir returns the kafka package folder, which holds testdata.
+func dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
