@@ -1,0 +1,60 @@
+package plugin
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+)
+
+// Property paths read by the filter (Envoy attribute names).
+var (
+	pathListenerDirection = []string{"listener_direction"}
+	pathSourceAddress     = []string{"source", "address"}
+	pathUpstreamAddress   = []string{"upstream", "address"}
+	pathClusterName       = []string{"xds", "cluster_name"}
+	pathResponseCode      = []string{"response", "code"}
+	pathResponseFlags     = []string{"response", "flags"}
+	pathResponseDetails   = []string{"response", "code_details"}
+)
+
+// propertyString returns a string property, or "" when the host has none.
+func propertyString(path []string) string {
+	b, err := proxywasm.GetProperty(path)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// propertyInt returns an integer property (Envoy encodes them as 8 little-endian bytes).
+func propertyInt(path []string) (int64, bool) {
+	b, err := proxywasm.GetProperty(path)
+	if err != nil || len(b) != 8 {
+		return 0, false
+	}
+	return int64(binary.LittleEndian.Uint64(b)), true
+}
+
+// idSource makes random trace and span ids with a wyrand generator seeded from the host's entropy, so an
+// id costs no host call.
+type idSource struct{ state uint64 }
+
+func (g *idSource) seed() {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		binary.LittleEndian.PutUint64(b[:], hostNow())
+	}
+	g.state = binary.LittleEndian.Uint64(b[:])
+}
+
+func (g *idSource) next() uint64 {
+	for {
+		g.state += 0xa0761d6478bd642f
+		hi, lo := bits.Mul64(g.state, g.state^0xe7037ed1a0b428db)
+		if v := hi ^ lo; v != 0 {
+			return v
+		}
+	}
+}

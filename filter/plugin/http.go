@@ -1,0 +1,301 @@
+package plugin
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/meshtrace/meshtrace/filter/extract"
+	"github.com/meshtrace/meshtrace/filter/policy"
+	"github.com/meshtrace/meshtrace/filter/span"
+	tc "github.com/meshtrace/meshtrace/filter/tracecontext"
+)
+
+// maxAttrValue bounds the request-derived values (path, user agent, ...) copied into span attributes.
+const maxAttrValue = 1024
+
+// viaUpstream is Envoy's response code details for a response that came from the upstream.
+const viaUpstream = "via_upstream"
+
+// httpContext records the span of one HTTP stream. It never pauses, delays or fails the stream.
+type httpContext struct {
+	types.DefaultHttpContext
+	root    *rootContext
+	span    span.Span
+	active  bool // a span is being recorded
+	status  int64
+	headers [][2]string // request headers, valid during OnHttpRequestHeaders
+	baggage tc.Baggage
+}
+
+// OnHttpRequestHeaders joins or starts the trace, evaluates the tag rules and rewrites the propagation
+// headers so the next hop becomes a child of this stream's span.
+func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
+	start := hostNow()
+	headers, err := proxywasm.GetHttpRequestHeaders()
+	if err != nil {
+		return types.ActionContinue
+	}
+	h.headers = headers
+	defer func() { h.headers = nil }()
+	r := h.root
+	dir := r.streamDirection()
+	parent, joined := h.parentContext()
+	if !joined && !r.startNew(dir) {
+		return types.ActionContinue
+	}
+	s := &h.span
+	s.StartUnixNano = start
+	s.Kind = spanKind(dir)
+	s.SpanID = spanID(r.ids.next())
+	s.Flags = uint32(tc.FlagSampled)
+	if joined {
+		s.TraceID, s.ParentSpanID, s.TraceState, s.Flags = parent.TraceID, parent.SpanID, parent.TraceState, uint32(parent.Flags)
+	} else {
+		s.TraceID = traceID(r.ids.next(), r.ids.next())
+	}
+	h.active = true
+	h.requestAttributes(dir)
+	h.applyTags()
+	h.propagate(parent, joined)
+	return types.ActionContinue
+}
+
+// parentContext reads the incoming trace context: W3C first, then (when enabled) B3 single and multi.
+func (h *httpContext) parentContext() (tc.SpanContext, bool) {
+	if c, ok := tc.ParseTraceparent(h.header(tc.HeaderTraceparent)); ok {
+		c.TraceState = tc.SanitizeTracestate(h.header(tc.HeaderTracestate))
+		return c, true
+	}
+	if !h.root.policy.Trace.B3 {
+		return tc.SpanContext{}, false
+	}
+	if v := h.header(tc.HeaderB3); v != "" {
+		return tc.ParseB3Single(v)
+	}
+	return tc.ParseB3Multi(h.header(tc.HeaderB3TraceID), h.header(tc.HeaderB3SpanID),
+		h.header(tc.HeaderB3Sampled), h.header(tc.HeaderB3Flags))
+}
+
+// requestAttributes records the OTel HTTP request attributes.
+func (h *httpContext) requestAttributes(dir policy.Direction) {
+	s := &h.span
+	method := h.header(":method")
+	s.Name = method
+	if s.Name == "" {
+		s.Name = "HTTP"
+	}
+	path := h.header(":path")
+	path, _, _ = strings.Cut(path, "?")
+	s.Attrs = append(s.Attrs[:0],
+		span.String("http.request.method", method),
+		span.String("url.path", clip(path)),
+	)
+	if v := h.header(":scheme"); v != "" {
+		s.Attrs = append(s.Attrs, span.String("url.scheme", v))
+	}
+	if host, port := splitHostPort(h.header(":authority")); host != "" {
+		s.Attrs = append(s.Attrs, span.String("server.address", clip(host)))
+		if port > 0 {
+			s.Attrs = append(s.Attrs, span.Int("server.port", port))
+		}
+	}
+	if v := h.header("user-agent"); v != "" {
+		s.Attrs = append(s.Attrs, span.String("user_agent.original", clip(v)))
+	}
+	if dir != policy.DirectionOutbound {
+		peer, port := splitHostPort(propertyString(pathSourceAddress))
+		client := peer
+		if xff := h.header("x-forwarded-for"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			client = strings.TrimSpace(first)
+		}
+		if client != "" {
+			s.Attrs = append(s.Attrs, span.String("client.address", clip(client)))
+		}
+		if peer != "" {
+			s.Attrs = append(s.Attrs, span.String("network.peer.address", peer))
+			if port > 0 {
+				s.Attrs = append(s.Attrs, span.Int("network.peer.port", port))
+			}
+		}
+	}
+}
+
+// applyTags evaluates the policy's tag rules: span attribute, outgoing baggage, Envoy header copy.
+func (h *httpContext) applyTags() {
+	tags := h.root.policy.Tags
+	if len(tags) == 0 {
+		return
+	}
+	h.baggage = tc.ParseBaggage(h.header(tc.HeaderBaggage))
+	for i := range tags {
+		t := &tags[i]
+		v, ok := tagValue(t, h)
+		if !ok {
+			continue
+		}
+		h.span.Attrs = append(h.span.Attrs, span.String(t.Attribute, v))
+		if t.EnvoyHeader != "" {
+			if err := proxywasm.ReplaceHttpRequestHeader(t.EnvoyHeader, v); err != nil {
+				logProblem("cannot set "+t.EnvoyHeader, err)
+			}
+		}
+	}
+}
+
+// value implements valueSource over the request headers.
+func (h *httpContext) value(src policy.Source) (string, bool) {
+	switch src.Kind {
+	case policy.SourceHeader:
+		return h.lookup(src.Name)
+	case policy.SourceBaggage:
+		return h.baggage.Get(src.Name)
+	case policy.SourceCookie:
+		return extract.Cookie(h.header("cookie"), src.Name)
+	case policy.SourceQuery:
+		return extract.Query(h.header(":path"), src.Name)
+	case policy.SourceJWTClaim:
+		return extract.JWTClaim(h.header("authorization"), src.Name)
+	}
+	return "", false
+}
+
+// propagate rewrites traceparent (and the B3 headers that arrived) to this stream's span and writes
+// propagated tags into the baggage header.
+func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
+	s := &h.span
+	own := tc.SpanContext{TraceID: s.TraceID, SpanID: s.SpanID, Flags: byte(s.Flags), TraceState: s.TraceState}
+	var buf [64]byte
+	replace := func(name string, value []byte) {
+		if err := proxywasm.ReplaceHttpRequestHeader(name, string(value)); err != nil {
+			logProblem("cannot set "+name, err)
+		}
+	}
+	replace(tc.HeaderTraceparent, tc.AppendTraceparent(buf[:0], own))
+	if joined && h.root.policy.Trace.B3 {
+		if h.header(tc.HeaderB3) != "" {
+			replace(tc.HeaderB3, tc.AppendB3Single(buf[:0], own))
+		} else if h.header(tc.HeaderB3SpanID) != "" {
+			replace(tc.HeaderB3SpanID, []byte(tc.HexSpanID(own.SpanID)))
+			replace(tc.HeaderB3ParentID, []byte(tc.HexSpanID(parent.SpanID)))
+		}
+	}
+	changed := false
+	for i := range h.root.policy.Tags {
+		t := &h.root.policy.Tags[i]
+		if !t.Propagate {
+			continue
+		}
+		if v, ok := attrValue(s.Attrs, t.Attribute); ok {
+			if old, had := h.baggage.Get(t.Attribute); !had || old != v {
+				changed = h.baggage.Set(t.Attribute, v) || changed
+			}
+		}
+	}
+	if changed {
+		replace(tc.HeaderBaggage, h.baggage.AppendTo(nil))
+	}
+}
+
+// OnHttpResponseHeaders records the response status.
+func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
+	if !h.active {
+		return types.ActionContinue
+	}
+	if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+		h.status, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return types.ActionContinue
+}
+
+// OnHttpStreamDone (the log phase) finishes the span with what Envoy knows about the stream and submits it.
+func (h *httpContext) OnHttpStreamDone() {
+	if !h.active {
+		return
+	}
+	h.active = false
+	s := &h.span
+	s.EndUnixNano = hostNow()
+	code, ok := propertyInt(pathResponseCode)
+	if !ok {
+		code = h.status
+	}
+	if code > 0 {
+		s.Attrs = append(s.Attrs, span.Int("http.response.status_code", code))
+	}
+	if cluster := propertyString(pathClusterName); cluster != "" {
+		s.Attrs = append(s.Attrs, span.String("envoy.upstream.cluster", cluster))
+	}
+	if s.Kind == span.KindClient {
+		if addr, port := splitHostPort(propertyString(pathUpstreamAddress)); addr != "" {
+			s.Attrs = append(s.Attrs, span.String("network.peer.address", addr))
+			if port > 0 {
+				s.Attrs = append(s.Attrs, span.Int("network.peer.port", port))
+			}
+		}
+	}
+	if flags, ok := propertyInt(pathResponseFlags); ok && flags != 0 {
+		s.Attrs = append(s.Attrs, span.String("envoy.response_flags", responseFlags(uint64(flags))))
+	}
+	details := propertyString(pathResponseDetails)
+	local := details != "" && details != viaUpstream
+	if local {
+		s.Attrs = append(s.Attrs, span.String("envoy.response_code_details", details))
+	}
+	switch {
+	case code >= 500:
+		s.Status = span.StatusError
+	case local:
+		s.Status, s.StatusMessage = span.StatusError, details
+	case code >= 400 && s.Kind == span.KindClient:
+		s.Status = span.StatusError
+	}
+	h.root.submit(s)
+}
+
+// header returns the first request header called name ("" when absent).
+func (h *httpContext) header(name string) string {
+	v, _ := h.lookup(name)
+	return v
+}
+
+func (h *httpContext) lookup(name string) (string, bool) {
+	for _, kv := range h.headers {
+		if kv[0] == name {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+func attrValue(attrs []span.Attr, key string) (string, bool) {
+	for i := range attrs {
+		if attrs[i].Key == key {
+			return attrs[i].Str, true
+		}
+	}
+	return "", false
+}
+
+func spanID(v uint64) span.SpanID {
+	var id span.SpanID
+	putUint64(id[:], v)
+	return id
+}
+
+func traceID(hi, lo uint64) span.TraceID {
+	var id span.TraceID
+	putUint64(id[:8], hi)
+	putUint64(id[8:], lo)
+	return id
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := 7; i >= 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+}

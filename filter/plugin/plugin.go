@@ -1,0 +1,121 @@
+// Package plugin is the proxy-wasm side of the filter: the VM and root (plugin) context, which loads the
+// tagging policy, knows the workload's identity and owns the span exporter, and the stream contexts that
+// record one span per HTTP stream (and, through newTCPContext, per TCP connection).
+package plugin
+
+import (
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/meshtrace/meshtrace/filter/policy"
+	"github.com/meshtrace/meshtrace/filter/span"
+)
+
+// Version is the filter version reported as the instrumentation scope version.
+const Version = "0.1.0"
+
+// ScopeName is the instrumentation scope of every exported span.
+const ScopeName = "meshtrace-filter"
+
+// newTCPContext builds the context of a new TCP connection. Network tracing (TCP and Kafka) sets it from
+// an init function in this package; while it is nil, connections pass through untraced.
+var newTCPContext func(r *rootContext, contextID uint32) types.TcpContext
+
+// NewVMContext returns the VM context to hand to proxywasm.SetVMContext.
+func NewVMContext() types.VMContext { return &vmContext{} }
+
+type vmContext struct {
+	types.DefaultVMContext
+}
+
+// NewPluginContext creates the root context of one plugin configuration.
+func (*vmContext) NewPluginContext(contextID uint32) types.PluginContext {
+	return &rootContext{contextID: contextID}
+}
+
+// rootContext is the per-plugin state shared by all stream contexts of a VM.
+type rootContext struct {
+	types.DefaultPluginContext
+	contextID uint32
+	policy    *policy.Policy
+	direction policy.Direction // resolved direction when the policy fixes it; DirectionAuto otherwise
+	ids       idSource
+	exporter  *exporter
+}
+
+// OnPluginStart loads and validates the policy. An invalid policy fails the start with one log line that
+// names the field and the reason.
+func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && err != types.ErrorStatusNotFound {
+		proxywasm.LogCriticalf("meshtrace: cannot read plugin configuration: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	p, err := policy.Parse(data)
+	if err != nil {
+		proxywasm.LogCriticalf("meshtrace: invalid policy: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	r.policy = p
+	r.direction = p.Direction
+	r.ids.seed()
+	res := resourceFor(p.Service)
+	r.exporter = newExporter(p.Export, res, r.ids.next())
+	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(p.Export.FlushIntervalMS)); err != nil {
+		proxywasm.LogWarnf("meshtrace: cannot set tick period: %v", err)
+	}
+	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules", serviceName(res), len(p.Tags))
+	return types.OnPluginStartStatusOK
+}
+
+// OnTick sends what is buffered and retries failed exports.
+func (r *rootContext) OnTick() { r.exporter.tick(hostNow()) }
+
+// OnQueueReady runs a flush requested by a stream whose span filled the batch.
+func (r *rootContext) OnQueueReady(queueID uint32) { r.exporter.queueReady(queueID) }
+
+// NewHttpContext starts the span of a new HTTP stream.
+func (r *rootContext) NewHttpContext(contextID uint32) types.HttpContext {
+	return &httpContext{root: r}
+}
+
+// NewTcpContext returns the network tracing context, or nil (connection not traced).
+func (r *rootContext) NewTcpContext(contextID uint32) types.TcpContext {
+	if newTCPContext == nil {
+		return nil
+	}
+	return newTCPContext(r, contextID)
+}
+
+// submit hands a finished span to the exporter. Stream contexts of every kind call it.
+func (r *rootContext) submit(s *span.Span) { r.exporter.submit(s) }
+
+// startNew reports whether a stream without incoming trace context starts a new trace.
+func (r *rootContext) startNew(dir policy.Direction) bool {
+	if r.policy.Trace.StartNew != nil {
+		return *r.policy.Trace.StartNew
+	}
+	return dir != policy.DirectionOutbound
+}
+
+// streamDirection resolves the direction of the current stream (reading listener_direction when auto).
+func (r *rootContext) streamDirection() policy.Direction {
+	if r.direction != policy.DirectionAuto {
+		return r.direction
+	}
+	switch v, _ := propertyInt(pathListenerDirection); v {
+	case 1:
+		return policy.DirectionInbound
+	case 2:
+		return policy.DirectionOutbound
+	}
+	return policy.DirectionAuto
+}
+
+// spanKind maps a direction to the kind of the span the proxy records for it.
+func spanKind(dir policy.Direction) span.Kind {
+	if dir == policy.DirectionOutbound {
+		return span.KindClient
+	}
+	return span.KindServer
+}
