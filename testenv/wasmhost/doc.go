@@ -1,0 +1,69 @@
+// Package wasmhost is a proxy-wasm host on wazero for tests: it loads a compiled plugin (TinyGo
+// -buildmode=c-shared -scheduler=none, or Go GOOS=wasip1 GOARCH=wasm -buildmode=c-shared) and drives it
+// the way Envoy does, synchronously, so tests can check what the real .wasm does.
+//
+// # Why not proxytest
+//
+// The proxy-wasm Go SDK's proxytest.NewWasmVMContext runs a .wasm only for HTTP contexts (it returns nil
+// for TCP contexts and never calls proxy_on_new_connection or the data callbacks) and never calls
+// proxy_on_delete, so guest memory grows with every stream and leaks go unnoticed. Its emulator also
+// holds a global lock, so two plugin instances cannot run in one test. This host deletes every context,
+// covers network contexts, and runs any number of independent instances.
+//
+// # Lifecycle
+//
+// Compile compiles once (with a process-wide compilation cache, on disk under the user cache directory);
+// Module.Load instantiates a VM: WASI (wasi_snapshot_preview1) is linked, the reactor's _initialize (or a
+// command's _start) runs, then the root context is created (id 1) with proxy_on_context_create,
+// proxy_on_vm_start and proxy_on_configure; false from either is an error carrying the plugin's warn and
+// error logs. Load(ctx, wasm, cfg) does both for a single instance. Host.Close runs proxy_on_done and
+// proxy_on_delete on the root context.
+//
+// An HTTPStream (Host.NewHTTPStream) or a Connection (Host.NewConnection) is a stream context; its
+// callbacks are made in Envoy's order and Complete (HTTP) or Close (network: both connection close
+// callbacks) ends it with proxy_on_done, proxy_on_log and proxy_on_delete. Host.LiveContexts counts the
+// contexts created and not deleted, the root included, so it proves the plugin deletes its state.
+//
+// # ABI coverage
+//
+// The host implements the imports of the proxy-wasm Go SDK (ABI 0.2.x, export proxy_abi_version_0_2_0 or
+// _0_2_1), with Envoy's return codes where they are observable:
+//
+//   - logs: proxy_log (Host.Logs);
+//   - header maps: get/add/replace/remove a value, get/set all pairs, for request and response headers
+//     and trailers and the HTTP call response headers and trailers; keys are lower-cased and compared
+//     case-insensitively; a map not delivered yet (response headers while handling the request) is
+//     BadArgument;
+//   - buffers: proxy_get_buffer_bytes and proxy_set_buffer_bytes for the VM and plugin configuration
+//     (read-only), request and response bodies, downstream and upstream data, and the HTTP call response
+//     body; writes follow Envoy (start 0 drains and prepends, start at the end appends);
+//   - properties: host-wide (Config.Properties) and per context, addressed by the path segments joined by
+//     "."; proxy_set_property writes the effective context's properties;
+//   - proxy_http_call: requires :method, :path and :authority (and a known cluster when Config.Clusters
+//     is set); the call stays pending (Host.PendingHTTPCalls, Host.RespondHTTPCall) or is answered by
+//     Config.HTTPCall and delivered on the next Host.Flush or Host.Tick; a failed call is delivered with
+//     zero headers, body and trailers, as Envoy does on reset or timeout;
+//   - timers: proxy_set_tick_period_milliseconds (Host.TickPeriod), proxy_on_tick via Host.Tick;
+//   - metrics: counters (positive increments only), gauges, histograms (Host.Metrics, Host.Histogram);
+//   - shared data with compare-and-swap and shared queues (register, resolve, enqueue, dequeue,
+//     proxy_on_queue_ready on the next Flush), in a Shared store that hosts may share like VMs of one vm_id;
+//   - proxy_set_effective_context, proxy_send_local_response (HTTPStream.LocalReply),
+//     proxy_continue_stream and proxy_close_stream (counted per stream), proxy_done;
+//   - the clock: Config.Now drives WASI clock_time_get (the Go and TinyGo time.Now) and
+//     proxy_get_current_time_nanoseconds;
+//   - proxy_call_foreign_function answers NotFound; any other "env" import is linked to a stub that logs an
+//     error and returns Unimplemented, so plugins built with other SDKs still load.
+//
+// # Errors
+//
+// A guest trap or exit (a Go or TinyGo panic) is returned as an error naming the callback, with the tail of
+// the guest's output (where the panic message is); the Host is unusable afterwards and Host.Err keeps the
+// error. The host itself never panics on guest input.
+//
+// # Differences from the team contract
+//
+// Callbacks return (Action, error) instead of Action, and Complete, Close, Tick, Flush and
+// RespondHTTPCall return an error, so a guest trap is never lost. NewConnection returns the Action of
+// proxy_on_new_connection and an error as well. A Host is not safe for concurrent use: like an Envoy
+// worker's VM it is driven by one goroutine; separate Hosts run in parallel.
+package wasmhost
