@@ -1,0 +1,235 @@
+// Package render turns a meshtrace policy into proxy configuration: Istio WasmPlugin resources (HTTP and
+// NETWORK) and a Gloo Edge Enterprise Gateway carrying the filter in httpGateway.options.wasm. The policy is
+// validated with the parser the plugin itself uses, so a policy the plugin would refuse never reaches a proxy.
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	istioExt "istio.io/api/extensions/v1alpha1"
+	istioType "istio.io/api/type/v1beta1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrace/meshtrace/filter/policy"
+)
+
+// TargetRef names a Service or a gateway.networking.k8s.io Gateway a WasmPlugin applies to.
+type TargetRef struct {
+	Group, Kind, Name, Namespace string
+}
+
+// ParseTargetRef parses "Service/NAME" or "GROUP/KIND/NAME", e.g. "Service/checkout" or
+// "gateway.networking.k8s.io/Gateway/ingress".
+func ParseTargetRef(s string) (TargetRef, error) {
+	parts := strings.Split(s, "/")
+	switch {
+	case len(parts) == 2 && parts[0] == "Service":
+		return TargetRef{Kind: parts[0], Name: parts[1]}, nil
+	case len(parts) == 3 && parts[0] != "" && parts[1] != "" && parts[2] != "":
+		return TargetRef{Group: parts[0], Kind: parts[1], Name: parts[2]}, nil
+	}
+	return TargetRef{}, fmt.Errorf("target ref %q: want Service/NAME or GROUP/KIND/NAME", s)
+}
+
+// Istio holds what an Istio WasmPlugin needs besides the policy.
+type Istio struct {
+	Name      string // base name; "-http" and "-network" are appended
+	Namespace string
+	URL       string // oci://registry/repo:tag, file:// or http(s)://
+	// SHA256 pins the module: the image manifest digest for oci:// (what `wasmplugin push` prints), the
+	// module's own SHA-256 otherwise. Hex, without "sha256:".
+	SHA256          string
+	ImagePullPolicy string // IfNotPresent or Always; empty leaves Istio's default
+	ImagePullSecret string
+	Selector        map[string]string // workload labels; exclusive with TargetRefs
+	TargetRefs      []TargetRef
+	Phase           string // AUTHN, AUTHZ, STATS (default) or UNSPECIFIED_PHASE
+	Priority        *int32
+	FailStrategy    string // FAIL_OPEN (default), FAIL_CLOSE or FAIL_RELOAD
+	HTTPMode        string // CLIENT, SERVER or CLIENT_AND_SERVER (default: Istio's, all traffic)
+	HTTPPorts       []uint32
+	// NetworkMode and NetworkPorts select connections for the NETWORK plugin; ports default to the
+	// policy's Kafka ports and peer service ports, mode to CLIENT (connections the workload opens).
+	NetworkMode  string
+	NetworkPorts []uint32
+}
+
+// PluginType is the kind of Envoy filter a WasmPlugin inserts.
+type PluginType string
+
+// Plugin types.
+const (
+	HTTP    PluginType = "HTTP"
+	Network PluginType = "NETWORK"
+)
+
+var sha256Hex = regexp.MustCompile(`^[a-f0-9]{64}$`)
+
+// Policy validates a policy document and returns it as a protobuf Struct for pluginConfig.
+func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
+	p, err := policy.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	return p, s, nil
+}
+
+// IstioPlugins renders one WasmPlugin per requested type as a YAML stream.
+func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, error) {
+	if o.Name == "" || o.URL == "" {
+		return nil, errors.New("name and url are required")
+	}
+	if o.SHA256 != "" && !sha256Hex.MatchString(o.SHA256) {
+		return nil, fmt.Errorf("sha256 %q: want 64 lowercase hex digits", o.SHA256)
+	}
+	if len(o.Selector) > 0 && len(o.TargetRefs) > 0 {
+		return nil, errors.New("selector and targetRefs are exclusive")
+	}
+	if len(types) == 0 {
+		types = []PluginType{HTTP, Network}
+	}
+	pol, cfg, err := Policy(policyJSON)
+	if err != nil {
+		return nil, err
+	}
+	phase, err := enum(istioExt.PluginPhase_value, o.Phase, "STATS", "phase")
+	if err != nil {
+		return nil, err
+	}
+	fail, err := enum(istioExt.FailStrategy_value, o.FailStrategy, "FAIL_OPEN", "failStrategy")
+	if err != nil {
+		return nil, err
+	}
+	pull, err := enum(istioExt.PullPolicy_value, o.ImagePullPolicy, "UNSPECIFIED_POLICY", "imagePullPolicy")
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	for _, t := range types {
+		mode, ports := o.HTTPMode, o.HTTPPorts
+		if t == Network {
+			mode, ports = o.NetworkMode, o.NetworkPorts
+			if mode == "" {
+				mode = "CLIENT"
+			}
+			if len(ports) == 0 {
+				ports = networkPorts(pol)
+			}
+		} else if t != HTTP {
+			return nil, fmt.Errorf("plugin type %q: want HTTP or NETWORK", t)
+		}
+		spec := &istioExt.WasmPlugin{
+			Url:             o.URL,
+			Sha256:          o.SHA256,
+			ImagePullPolicy: istioExt.PullPolicy(pull),
+			ImagePullSecret: o.ImagePullSecret,
+			PluginConfig:    cfg,
+			Phase:           istioExt.PluginPhase(phase),
+			FailStrategy:    istioExt.FailStrategy(fail),
+			Type:            istioExt.PluginType(istioExt.PluginType_value[string(t)]),
+		}
+		if o.Priority != nil {
+			spec.Priority = wrapperspb.Int32(*o.Priority)
+		}
+		if len(o.Selector) > 0 {
+			spec.Selector = &istioType.WorkloadSelector{MatchLabels: o.Selector}
+		}
+		for _, r := range o.TargetRefs {
+			spec.TargetRefs = append(spec.TargetRefs, &istioType.PolicyTargetReference{
+				Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace})
+		}
+		if mode != "" || len(ports) > 0 {
+			m, err := enum(istioType.WorkloadMode_value, mode, "UNDEFINED", "match mode")
+			if err != nil {
+				return nil, err
+			}
+			sel := &istioExt.WasmPlugin_TrafficSelector{Mode: istioType.WorkloadMode(m)}
+			for _, p := range ports {
+				sel.Ports = append(sel.Ports, &istioType.PortSelector{Number: p})
+			}
+			spec.Match = []*istioExt.WasmPlugin_TrafficSelector{sel}
+		}
+		name := o.Name + "-" + strings.ToLower(string(t))
+		if err := writeObject(&out, "extensions.istio.io/v1alpha1", "WasmPlugin", name, o.Namespace, spec); err != nil {
+			return nil, err
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// networkPorts lists the destination ports the policy names for TCP and Kafka spans, sorted and unique.
+func networkPorts(p *policy.Policy) []uint32 {
+	var ports []uint32
+	for _, k := range p.Network.Kafka.Ports {
+		ports = append(ports, uint32(k))
+	}
+	for _, s := range p.Network.PeerServices {
+		if s.Port > 0 {
+			ports = append(ports, uint32(s.Port))
+		}
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
+func enum(values map[string]int32, v, def, field string) (int32, error) {
+	if v == "" {
+		v = def
+	}
+	n, ok := values[v]
+	if !ok {
+		names := make([]string, 0, len(values))
+		for k := range values {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		return 0, fmt.Errorf("%s %q: want one of %s", field, v, strings.Join(names, ", "))
+	}
+	return n, nil
+}
+
+// writeObject appends one YAML document with the spec marshalled by protojson (field names as the CRDs
+// spell them, enums by name).
+func writeObject(out *bytes.Buffer, apiVersion, kind, name, namespace string, spec proto.Message) error {
+	specJSON, err := protojson.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return writeDoc(out, apiVersion, kind, name, namespace, json.RawMessage(specJSON))
+}
+
+func writeDoc(out *bytes.Buffer, apiVersion, kind, name, namespace string, spec any) error {
+	meta := map[string]string{"name": name}
+	if namespace != "" {
+		meta["namespace"] = namespace
+	}
+	doc, err := json.Marshal(map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": meta, "spec": spec})
+	if err != nil {
+		return err
+	}
+	y, err := yaml.JSONToYAML(doc)
+	if err != nil {
+		return err
+	}
+	out.WriteString("---\n")
+	out.Write(y)
+	return nil
+}
