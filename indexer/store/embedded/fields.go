@@ -18,9 +18,15 @@ import (
 // Internal bleve field names; document paths never start with "_".
 const (
 	sourceField = "_source" // the document's JSON, stored only
-	fieldsField = "_fields" // one keyword term per path present in the document (for EXISTS)
-	textField   = "_text"   // searchable values, one field instance per value (phrases never span two)
+	fieldsField = "_fields" // one term per path present in the document (for EXISTS)
+	textField   = "_text"   // words of the searchable values; positions jump between values
 )
+
+// valueSep separates the values packed into the _fields and _text fields.
+const valueSep = '\x00'
+
+// valueGap is the position gap between two values of the _text field, so a phrase never spans two values.
+const valueGap = 10
 
 // maxFilterBytes mirrors Meilisearch, which does not index filterable values over 500 bytes.
 const maxFilterBytes = 500
@@ -28,11 +34,16 @@ const maxFilterBytes = 500
 var (
 	// keywordAnalyzer indexes a (lower-cased) value as one term.
 	keywordAnalyzer = &analysis.DefaultAnalyzer{Tokenizer: single.NewSingleTokenTokenizer()}
+	// listAnalyzer makes one term of each valueSep-separated value.
+	listAnalyzer = &analysis.DefaultAnalyzer{
+		Tokenizer: character.NewCharacterTokenizer(func(r rune) bool { return r != valueSep }),
+	}
 	// textAnalyzer splits on every rune that is not a letter or digit and lower-cases: whole words.
 	textAnalyzer = &analysis.DefaultAnalyzer{
 		Tokenizer:    character.NewCharacterTokenizer(isWordRune),
 		TokenFilters: []analysis.TokenFilter{lowercase.NewLowerCaseFilter()},
 	}
+	valuesAnalyzer = gapAnalyzer{textAnalyzer}
 )
 
 func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
@@ -43,6 +54,28 @@ func words(s string) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {
 		out[i] = string(t.Term)
+	}
+	return out
+}
+
+// gapAnalyzer analyzes valueSep-separated values with the wrapped analyzer and leaves a gap of valueGap
+// positions between values.
+type gapAnalyzer struct{ analysis.Analyzer }
+
+func (g gapAnalyzer) Analyze(input []byte) analysis.TokenStream {
+	var out analysis.TokenStream
+	offset, pos := 0, 0
+	for value := range bytes.SplitSeq(input, []byte{valueSep}) {
+		last := pos
+		for _, t := range g.Analyzer.Analyze(value) {
+			t.Start += offset
+			t.End += offset
+			t.Position += pos
+			last = t.Position
+			out = append(out, t)
+		}
+		pos = last + valueGap
+		offset += len(value) + 1
 	}
 	return out
 }
@@ -58,7 +91,8 @@ type builder struct {
 	searchable map[string]bool // top-level paths whose values are searchable
 	sortable   map[string]bool // numeric paths with doc values
 	seen       map[string]bool
-	textPos    uint64
+	paths      []byte // present paths, valueSep-separated
+	text       []byte // searchable values, valueSep-separated
 }
 
 func buildDocument(id string, source []byte, searchable, sortable map[string]bool) (*bdoc.Document, error) {
@@ -72,6 +106,10 @@ func buildDocument(id string, source []byte, searchable, sortable map[string]boo
 	for k, v := range m {
 		b.walk(k, v, searchable[k])
 	}
+	b.doc.AddField(bdoc.NewTextFieldCustom(fieldsField, nil, b.paths, index.IndexField, listAnalyzer))
+	if len(b.text) > 0 {
+		b.doc.AddField(bdoc.NewTextFieldCustom(textField, nil, b.text, index.IndexField|index.IncludeTermVectors, valuesAnalyzer))
+	}
 	b.doc.AddField(bdoc.NewTextFieldWithIndexingOptions(sourceField, nil, source, index.StoreField))
 	return b.doc, nil
 }
@@ -79,7 +117,7 @@ func buildDocument(id string, source []byte, searchable, sortable map[string]boo
 func (b *builder) exists(path string) {
 	if !b.seen[path] {
 		b.seen[path] = true
-		b.doc.AddField(bdoc.NewTextFieldCustom(fieldsField, nil, []byte(path), index.IndexField, keywordAnalyzer))
+		b.paths = append(append(b.paths, path...), valueSep)
 	}
 }
 
@@ -102,7 +140,7 @@ func (b *builder) walk(path string, v any, searchable bool) {
 			b.keyword(path, normalize(x))
 		}
 		if searchable {
-			b.text(x)
+			b.addText(x)
 		}
 	case bool:
 		b.keyword(path, strconv.FormatBool(x))
@@ -115,7 +153,7 @@ func (b *builder) walk(path string, v any, searchable bool) {
 			b.doc.AddField(bdoc.NewNumericFieldWithIndexingOptions(path, nil, f, opts))
 		}
 		if searchable {
-			b.text(x.String())
+			b.addText(x.String())
 		}
 	}
 }
@@ -124,8 +162,6 @@ func (b *builder) keyword(path, v string) {
 	b.doc.AddField(bdoc.NewTextFieldCustom(path, nil, []byte(v), index.IndexField, keywordAnalyzer))
 }
 
-func (b *builder) text(v string) {
-	b.textPos++
-	b.doc.AddField(bdoc.NewTextFieldCustom(textField, []uint64{b.textPos}, []byte(v),
-		index.IndexField|index.IncludeTermVectors, textAnalyzer))
+func (b *builder) addText(v string) {
+	b.text = append(append(b.text, v...), valueSep)
 }

@@ -1,0 +1,160 @@
+package embedded
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/storetest"
+)
+
+// BenchmarkWrite measures ingest: span documents per second, in batches of 5,000 (plus their traces).
+func BenchmarkWrite(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var spans []document.Span
+	var traces []document.Trace
+	err = storetest.Generate(5000, 1, func(sp []document.Span, tr document.Trace) error {
+		spans, traces = append(spans, sp...), append(traces, tr)
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		// New ids each round, so every round inserts rather than replaces.
+		for j := range spans {
+			spans[j].ID = spans[j].TraceID + "-" + spans[j].SpanID + "-" + string(rune('a'+i%26)) + itoa(i)
+		}
+		if err := s.Write(ctx, spans, traces); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+}
+
+func itoa(i int) string { return time.Duration(i).String() }
+
+// benchSpans is the size of the query benchmark's index.
+const benchSpans = 1_000_000
+
+// openBenchStore opens the 1M-span index, building it on first use under testdata-local/ (gitignored) or
+// $MESHTRACE_BENCH_DIR; building takes minutes and reports the ingest rate.
+func openBenchStore(b *testing.B) *Store {
+	dir := os.Getenv("MESHTRACE_BENCH_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "testdata-local", "embedded-1m-v1") // bump the suffix when the index layout changes
+	}
+	done := filepath.Join(dir, "complete")
+	if _, err := os.Stat(done); err != nil {
+		if err := os.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
+		s, err := Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		var spans []document.Span
+		var traces []document.Trace
+		ctx := context.Background()
+		flush := func() error {
+			err := s.Write(ctx, spans, traces)
+			spans, traces = spans[:0], traces[:0]
+			return err
+		}
+		err = storetest.Generate(benchSpans, 42, func(sp []document.Span, tr document.Trace) error {
+			spans, traces = append(spans, sp...), append(traces, tr)
+			if len(spans) >= 10_000 {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		b.Logf("built %d-span index in %v: %.0f spans/s (with trace documents)", benchSpans, el, benchSpans/el.Seconds())
+		if err := os.WriteFile(done, []byte(el.String()+"\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkQuery1M measures the three product queries on a 1,000,000-span index and reports p50 and p99
+// latency of store.Execute (compile included).
+func BenchmarkQuery1M(b *testing.B) {
+	s := openBenchStore(b)
+	defer s.Close()
+	ctx := context.Background()
+	// A trace id that exists: the most recent trace.
+	q, err := query.Compile("", storetest.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	latest, err := store.Execute(ctx, s, q, store.Page{Limit: 1})
+	if err != nil || len(latest.Spans) == 0 {
+		b.Fatalf("no spans in the benchmark index: %v", err)
+	}
+	cases := []struct {
+		name, query string
+		target      query.Scope
+		limit       int
+	}{
+		{"TraceSpans", "trace_id=" + latest.Spans[0].TraceID + " sort=start", query.SpanScope, store.MaxLimit},
+		{"SlowServiceB", "service=service-b duration>=1s since=10m", query.SpanScope, 100},
+		{"CustomerTraces", "customer_id=123 service=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100},
+		{"CustomerTracesTraceScope", "trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var lat []time.Duration
+			hits := 0
+			for b.Loop() {
+				t0 := time.Now()
+				q, err := query.Compile(c.query, storetest.Now)
+				if err != nil {
+					b.Fatal(err)
+				}
+				q.Target = c.target
+				res, err := store.Execute(ctx, s, q, store.Page{Limit: c.limit})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+				hits = len(res.Spans) + len(res.Traces)
+			}
+			if hits == 0 {
+				b.Fatalf("%s: no hits; the benchmark would measure nothing", c.query)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+			b.ReportMetric(float64(hits), "hits")
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
