@@ -32,8 +32,11 @@ type Options struct {
 	Dir string
 	// Concurrency is the number of worker threads (default 1).
 	Concurrency int
-	// LogLevel is Envoy's log level (default "info", which includes plugin log lines at info and above).
+	// LogLevel is Envoy's log level (default "warning").
 	LogLevel string
+	// ComponentLogLevel sets levels per logger, as in --component-log-level (default "wasm:info", so the
+	// log holds the plugins' lines at info and above).
+	ComponentLogLevel string
 	// StartTimeout bounds the wait for the server to become live (default 90s: a Go-built plugin takes
 	// seconds to compile in V8 on a busy machine).
 	StartTimeout time.Duration
@@ -66,7 +69,10 @@ func Start(ctx context.Context, b Bootstrap, opts Options) (*Process, error) {
 		opts.Concurrency = 1
 	}
 	if opts.LogLevel == "" {
-		opts.LogLevel = "info"
+		opts.LogLevel = "warning"
+	}
+	if opts.ComponentLogLevel == "" {
+		opts.ComponentLogLevel = "wasm:info"
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 90 * time.Second
@@ -95,6 +101,7 @@ func Start(ctx context.Context, b Bootstrap, opts Options) (*Process, error) {
 		"--disable-hot-restart", // no shared memory: many Envoys may run side by side
 		"--concurrency", strconv.Itoa(opts.Concurrency),
 		"--log-level", opts.LogLevel,
+		"--component-log-level", opts.ComponentLogLevel,
 	)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

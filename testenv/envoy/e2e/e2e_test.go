@@ -1,0 +1,250 @@
+// Package e2e runs the compiled meshtrace filter (both builds) in real Envoy 1.40 processes: a gateway and
+// Istio-like sidecars in front of a chain of Go services, exporting to an indexer or a stand-in collector.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/testenv/artifact"
+	"github.com/meshtrace/meshtrace/testenv/envoy/mesh"
+)
+
+// Chain services, in call order behind the gateway.
+var services = []string{"service-a", "service-b"}
+
+const gatewayService = "istio-ingressgateway"
+
+// policy returns the plugin configuration: customer_id from the x-customer-id header (only the gateway
+// request has it) or from baggage, propagated in baggage to later hops; export flushed quickly.
+func policy(direction string, extraExport string) string {
+	return `{
+  "direction": "` + direction + `",
+  "export": {"flush_interval_ms": 100, "batch_size": 64, "max_buffered": 1024, "timeout_ms": 1000, "max_retries": 2` + extraExport + `},
+  "tags": [
+    {"attribute": "customer_id", "from": [{"header": "x-customer-id"}, {"baggage": "customer_id"}],
+     "regex": "^(?:cust-)?([0-9]+)$", "propagate": true}
+  ]
+}`
+}
+
+// startMesh runs the chain with plugin, exporting to collectorAddr, and stops it at cleanup.
+func startMesh(t *testing.T, plugin, collectorAddr string) *mesh.Mesh {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := mesh.Start(ctx, mesh.Config{
+		Plugin:        plugin,
+		SidecarPolicy: policy("auto", ""),
+		GatewayPolicy: policy("gateway", ""),
+		Collector:     collectorAddr,
+		Services:      services,
+		Dir:           t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, p := range m.Envoys() {
+				t.Logf("--- %s envoy.log (tail) ---\n%s", name, p.LogTail(30))
+			}
+		}
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+var client = &http.Client{Timeout: 20 * time.Second}
+
+// send makes one request through the gateway and returns status and body.
+func send(t *testing.T, m *mesh.Mesh, path string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+m.GatewayAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "shop.example.com"
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// waitFor polls cond every 50ms until it returns true or the timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pluginStats sums a plugin counter over every Envoy of the mesh.
+func pluginStats(t *testing.T, m *mesh.Mesh, metric string) int64 {
+	t.Helper()
+	var sum int64
+	for name, p := range m.Envoys() {
+		stats, err := p.Stats(context.Background(), `^wasmcustom\.`+metric+`$`)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		v, ok := stats["wasmcustom."+metric]
+		if !ok {
+			t.Fatalf("%s: /stats has no wasmcustom.%s", name, metric)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// hop is what one span of the chain must look like, in parent -> child order.
+type hop struct {
+	service string
+	kind    string
+}
+
+var wantHops = []hop{
+	{gatewayService, "server"},
+	{"service-a", "server"},
+	{"service-a", "client"},
+	{"service-b", "server"},
+}
+
+// checkTrace asserts the spans of one request form the chain gateway -> a (in) -> a (out) -> b (in), each
+// tagged with customer, and returns them in chain order.
+func checkTrace(t *testing.T, spans []document.Span, customer string) []document.Span {
+	t.Helper()
+	if len(spans) != len(wantHops) {
+		t.Errorf("customer %s: %d spans, want %d: %s", customer, len(spans), len(wantHops), describe(spans))
+		return nil
+	}
+	byParent := make(map[string]document.Span)
+	for _, s := range spans {
+		byParent[s.ParentSpanID] = s
+	}
+	chain := make([]document.Span, 0, len(spans))
+	parent := ""
+	for i, want := range wantHops {
+		s, ok := byParent[parent]
+		if !ok {
+			t.Errorf("customer %s: hop %d (%s %s) has no span with parent %q: %s", customer, i, want.service, want.kind, parent, describe(spans))
+			return nil
+		}
+		if s.Service != want.service || s.Kind != want.kind {
+			t.Errorf("customer %s: hop %d is %s %s, want %s %s", customer, i, s.Service, s.Kind, want.service, want.kind)
+		}
+		checkAttr(t, s, "customer_id", customer)
+		checkAttr(t, s, "http.request.method", "GET")
+		checkAttr(t, s, "url.path", "/checkout")
+		checkAttr(t, s, "http.response.status_code", "200")
+		if s.Error || s.End < s.Start {
+			t.Errorf("customer %s: hop %d: error=%v start=%d end=%d", customer, i, s.Error, s.Start, s.End)
+		}
+		chain = append(chain, s)
+		parent = s.SpanID
+	}
+	return chain
+}
+
+func checkAttr(t *testing.T, s document.Span, key, want string) {
+	t.Helper()
+	if got := fmt.Sprint(s.Attr[key]); got != want {
+		t.Errorf("%s %s span: attribute %s = %q, want %q", s.Service, s.Kind, key, got, want)
+	}
+}
+
+func describe(spans []document.Span) string {
+	var b strings.Builder
+	for _, s := range spans {
+		fmt.Fprintf(&b, "\n  %s/%s parent=%s %s %s attrs=%v", s.TraceID, s.SpanID, s.ParentSpanID, s.Service, s.Kind, s.Attr)
+	}
+	return b.String()
+}
+
+// groupByTrace maps trace id -> spans.
+func groupByTrace(spans []document.Span) map[string][]document.Span {
+	traces := make(map[string][]document.Span)
+	for _, s := range spans {
+		traces[s.TraceID] = append(traces[s.TraceID], s)
+	}
+	return traces
+}
+
+// TestChainCollector runs the chain for both builds against a stand-in collector.
+func TestChainCollector(t *testing.T) {
+	for _, build := range artifact.Builds(t) {
+		t.Run(build.Name, func(t *testing.T) {
+			col := newCollector(t)
+			m := startMesh(t, build.Path, col.Addr())
+			const requests = 5
+			for i := range requests {
+				code, body := send(t, m, "/checkout", map[string]string{"x-customer-id": "cust-" + strconv.Itoa(100+i)})
+				if code != 200 || body != "service-a > service-b" {
+					t.Fatalf("request %d: %d %q", i, code, body)
+				}
+			}
+			want := requests * len(wantHops)
+			if !waitFor(30*time.Second, func() bool { return len(col.Spans()) >= want }) {
+				t.Fatalf("collector got %d spans, want %d", len(col.Spans()), want)
+			}
+			traces := groupByTrace(col.Spans())
+			if len(traces) != requests {
+				t.Fatalf("%d traces, want %d: %s", len(traces), requests, describe(col.Spans()))
+			}
+			seenB := m.Apps["service-b"].Seen()
+			for _, spans := range traces {
+				customer := fmt.Sprint(spans[0].Attr["customer_id"])
+				chain := checkTrace(t, spans, customer)
+				if chain == nil {
+					continue
+				}
+				// The last sidecar rewrote traceparent to its own span, and service-b got the tag in baggage.
+				want := "00-" + chain[3].TraceID + "-" + chain[3].SpanID + "-01"
+				if !seen(seenB, "Traceparent", want) {
+					t.Errorf("service-b never saw traceparent %s", want)
+				}
+			}
+			for _, h := range seenB {
+				if !strings.Contains(h.Get("Baggage"), "customer_id=") {
+					t.Errorf("service-b request without customer_id baggage: %v", h)
+				}
+			}
+			if got := pluginStats(t, m, "meshtrace_spans_exported_total"); got != int64(want) {
+				t.Errorf("spans exported = %d, want %d", got, want)
+			}
+			if got := pluginStats(t, m, "meshtrace_spans_dropped_total"); got != 0 {
+				t.Errorf("spans dropped = %d", got)
+			}
+		})
+	}
+}
+
+func seen(headers []http.Header, key, value string) bool {
+	for _, h := range headers {
+		if h.Get(key) == value {
+			return true
+		}
+	}
+	return false
+}
