@@ -1,0 +1,214 @@
+package meili
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+)
+
+// errClosed is returned by Write after Close.
+var errClosed = errors.New("meili: store closed")
+
+// lines is a run of NDJSON documents: one buffer and the end offset of each line.
+type lines struct {
+	buf  []byte
+	ends []int
+}
+
+// encode checks every document id and renders the documents as NDJSON.
+func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	l := &lines{ends: make([]int, 0, len(docs))}
+	for i := range docs {
+		if err := checkID(id(&docs[i])); err != nil {
+			return nil, fmt.Errorf("meili: %s document %d: %w", kind, i, err)
+		}
+		if err := enc.Encode(&docs[i]); err != nil {
+			return nil, fmt.Errorf("meili: %s document %d (id %s): %w", kind, i, id(&docs[i]), err)
+		}
+		l.ends = append(l.ends, buf.Len())
+	}
+	l.buf = buf.Bytes()
+	return l, nil
+}
+
+func encodeSpans(spans []document.Span) (*lines, error) {
+	return encode(spans, "span", func(s *document.Span) string { return s.ID })
+}
+
+func encodeTraces(traces []document.Trace) (*lines, error) {
+	return encode(traces, "trace", func(t *document.Trace) string { return t.ID })
+}
+
+// checkID enforces Meilisearch's document id rule: 1 to 511 bytes of A-Z a-z 0-9 - _. One bad id would fail
+// the whole batch, so bad documents are refused before they are queued.
+func checkID(id string) error {
+	if id == "" || len(id) > 511 {
+		return fmt.Errorf("invalid id %q: must be 1 to 511 bytes", id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("invalid id %q: byte %d (%q) is not one of A-Z a-z 0-9 - _", id, i, c)
+		}
+	}
+	return nil
+}
+
+// batch is a group of documents sent as one task. done is closed once err is set.
+type batch struct {
+	buf   []byte
+	n     int
+	first time.Time
+	done  chan struct{}
+	err   error
+}
+
+// batcher groups the documents of one index into batches and sends them one at a time.
+type batcher struct {
+	s   *Store
+	uid string
+
+	mu       sync.Mutex
+	open     *batch   // accepting documents
+	sealed   []*batch // full, waiting to be sent in order
+	closed   bool
+	closeErr error
+
+	wake   chan struct{}
+	exited chan struct{}
+}
+
+func (s *Store) newBatcher(uid string) *batcher {
+	b := &batcher{s: s, uid: uid, wake: make(chan struct{}, 1), exited: make(chan struct{})}
+	go b.run()
+	return b
+}
+
+// add queues documents and returns the batches that hold them.
+func (b *batcher) add(l *lines) ([]*batch, error) {
+	if len(l.ends) == 0 {
+		return nil, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	var out []*batch
+	start := 0
+	for _, end := range l.ends {
+		line := l.buf[start:end]
+		start = end
+		if o := b.open; o != nil && (o.n >= b.s.cfg.MaxBatchDocs || len(o.buf)+len(line) > b.s.cfg.MaxBatchBytes) {
+			b.sealed = append(b.sealed, o)
+			b.open = nil
+		}
+		if b.open == nil {
+			b.open = &batch{first: time.Now(), done: make(chan struct{})}
+		}
+		b.open.buf = append(b.open.buf, line...)
+		b.open.n++
+		if len(out) == 0 || out[len(out)-1] != b.open {
+			out = append(out, b.open)
+		}
+	}
+	b.signal()
+	return out, nil
+}
+
+func (b *batcher) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sends batches until the batcher is closed and drained.
+func (b *batcher) run() {
+	defer close(b.exited)
+	for {
+		x, ok := b.next()
+		if !ok {
+			return
+		}
+		x.err = b.send(x)
+		b.mu.Lock()
+		if b.closed && x.err != nil {
+			b.closeErr = errors.Join(b.closeErr, x.err)
+		}
+		b.mu.Unlock()
+		close(x.done)
+	}
+}
+
+// next waits for the next batch to send: a sealed one, or the open one once it has lingered (at once when
+// closing). While a batch is being sent, documents accumulate in the open batch, which then goes out
+// immediately: the batch size follows Meilisearch's indexing speed.
+func (b *batcher) next() (*batch, bool) {
+	for {
+		b.mu.Lock()
+		if len(b.sealed) > 0 {
+			x := b.sealed[0]
+			b.sealed = b.sealed[1:]
+			b.mu.Unlock()
+			return x, true
+		}
+		var wait time.Duration
+		if o := b.open; o != nil {
+			wait = time.Until(o.first.Add(b.s.cfg.Linger))
+			if wait <= 0 || b.closed {
+				b.open = nil
+				b.mu.Unlock()
+				return o, true
+			}
+		} else if b.closed {
+			b.mu.Unlock()
+			return nil, false
+		}
+		b.mu.Unlock()
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-b.wake:
+			case <-t.C:
+			}
+			t.Stop()
+		} else {
+			<-b.wake
+		}
+	}
+}
+
+// send uploads a batch as NDJSON and waits for its task.
+func (b *batcher) send(x *batch) error {
+	ctx := context.Background()
+	idx := b.s.client.Index(b.uid)
+	task, err := retry(ctx, b.s, "add documents to "+b.uid, func() (*meilisearch.TaskInfo, error) {
+		return idx.AddDocumentsNdjsonWithContext(ctx, x.buf, nil)
+	})
+	if err != nil {
+		return err
+	}
+	return b.s.wait(ctx, task.TaskUID)
+}
+
+// close sends what is queued, waits for it and stops the sender. It returns the errors of those last batches.
+func (b *batcher) close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.signal()
+	<-b.exited
+	return b.closeErr
+}

@@ -1,0 +1,98 @@
+package meili
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store/meili/meilifilter"
+)
+
+// compileFilter renders a resolved query expression as a Meilisearch filter string. Field names and values
+// are always double-quoted (meilifilter.Quote escapes backslashes and quotes), so no field or value can be
+// read as a keyword or break the syntax; compound terms are parenthesised. A nil expression gives "".
+func compileFilter(e query.Expr) (string, error) {
+	if e == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	if err := writeFilter(&b, e); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func writeFilter(b *strings.Builder, e query.Expr) error {
+	switch e := e.(type) {
+	case *query.And:
+		return writeJoined(b, e.Terms, " AND ")
+	case *query.Or:
+		return writeJoined(b, e.Terms, " OR ")
+	case *query.Not:
+		b.WriteString("NOT (")
+		if err := writeFilter(b, e.X); err != nil {
+			return err
+		}
+		b.WriteByte(')')
+	case *query.Compare:
+		b.WriteString(meilifilter.Quote(e.Field))
+		b.WriteString(" " + e.Op.String() + " ")
+		switch e.Op {
+		case query.Eq, query.Ne:
+			b.WriteString(meilifilter.Quote(e.Value.Str))
+		default:
+			if !e.Value.IsNum {
+				return fmt.Errorf("meili: %s %s %q: ordering needs a number", e.Field, e.Op, e.Value.Str)
+			}
+			b.WriteString(meilifilter.Quote(strconv.FormatFloat(e.Value.Num, 'f', -1, 64)))
+		}
+	case *query.In:
+		b.WriteString(meilifilter.Quote(e.Field))
+		b.WriteString(" IN [")
+		for i, v := range e.Values {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(meilifilter.Quote(v.Str))
+		}
+		b.WriteByte(']')
+	case *query.Exists:
+		b.WriteString(meilifilter.Quote(e.Field))
+		b.WriteString(" EXISTS")
+	default:
+		return fmt.Errorf("meili: cannot compile %T (%s) into a filter", e, e)
+	}
+	return nil
+}
+
+func writeJoined(b *strings.Builder, terms []query.Expr, sep string) error {
+	if len(terms) == 0 {
+		return fmt.Errorf("meili: empty%sexpression", strings.ToLower(sep))
+	}
+	for i, t := range terms {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteByte('(')
+		if err := writeFilter(b, t); err != nil {
+			return err
+		}
+		b.WriteByte(')')
+	}
+	return nil
+}
+
+// searchQuery renders free-text phrases as Meilisearch phrase searches ("..."), which match whole words in
+// order, without typos or prefixes. Double quotes cannot be escaped inside a phrase; being word separators
+// anyway, they are replaced by spaces.
+func searchQuery(phrases []string) string {
+	parts := make([]string, 0, len(phrases))
+	for _, p := range phrases {
+		p = strings.TrimSpace(strings.ReplaceAll(p, `"`, " "))
+		if p != "" {
+			parts = append(parts, `"`+p+`"`)
+		}
+	}
+	return strings.Join(parts, " ")
+}

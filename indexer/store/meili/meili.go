@@ -1,0 +1,193 @@
+// Package meili implements store.Store on Meilisearch, through the official client meilisearch-go.
+//
+// Open creates two indexes (spans and traces, primary key "id") and applies their settings -- filterable,
+// sortable and searchable attributes, ranking rules that put the sort first, typo tolerance off on ids,
+// maxTotalHits -- waiting for those tasks before any document is written, since changing filterable or
+// sortable attributes later re-indexes everything.
+//
+// Writes are grouped into large batches per index: a batch is sent when the previous batch's task has
+// finished, carrying every document that arrived meanwhile (up to MaxBatchDocs documents or MaxBatchBytes of
+// NDJSON), or Linger after its first document when the indexer is idle. The batch size therefore adapts to
+// how fast Meilisearch indexes. Write returns once the task holding its documents has succeeded; a failed
+// task fails every Write in it with Meilisearch's error message (TaskError). Document ids are checked before
+// anything is sent.
+//
+// Every request is retried with exponential backoff while Meilisearch is unreachable or answers 5xx/429, for
+// up to RetryFor; other errors are returned at once. Retention deletes documents by filter on "start" when
+// the store opens and every RetentionEvery after.
+package meili
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// Config configures a Store. Only URL is required.
+type Config struct {
+	URL    string // e.g. http://meilisearch:7700
+	APIKey string // master key or an API key allowed to manage the indexes; empty for an unprotected server
+
+	// IndexPrefix is prepended to the index names "spans" and "traces" (default "meshtrace-").
+	IndexPrefix string
+	// MaxBatchDocs and MaxBatchBytes bound one document batch (defaults 50,000 and 64 MiB; Meilisearch's
+	// default payload limit is 100 MB).
+	MaxBatchDocs  int
+	MaxBatchBytes int
+	// Linger is how long a batch waits for more documents when nothing is in flight (default 100ms).
+	Linger time.Duration
+	// MaxTotalHits is the index setting capping how many hits a search can reach (default 100,000); it also
+	// caps Result.Total.
+	MaxTotalHits int64
+	// RetryFor bounds how long one request is retried while Meilisearch is unreachable (default 2m).
+	RetryFor time.Duration
+	// RetryInitial is the first backoff interval (default 200ms; it grows 1.5x per attempt, up to 10s).
+	RetryInitial time.Duration
+	// Retention deletes documents that started more than Retention ago when the store opens and then every
+	// RetentionEvery (default 1h). Zero keeps documents forever.
+	Retention      time.Duration
+	RetentionEvery time.Duration
+	// HTTPClient is used for every request (default: a client with a 60s timeout per request).
+	HTTPClient *http.Client
+	// Logger receives retry and retention messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	c.IndexPrefix = cmp.Or(c.IndexPrefix, "meshtrace-")
+	c.MaxBatchDocs = cmp.Or(c.MaxBatchDocs, 50_000)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, 64<<20)
+	c.Linger = cmp.Or(c.Linger, 100*time.Millisecond)
+	c.MaxTotalHits = cmp.Or(c.MaxTotalHits, 100_000)
+	c.RetryFor = cmp.Or(c.RetryFor, 2*time.Minute)
+	c.RetryInitial = cmp.Or(c.RetryInitial, 200*time.Millisecond)
+	c.RetentionEvery = cmp.Or(c.RetentionEvery, time.Hour)
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Store is a store.Store on Meilisearch.
+type Store struct {
+	cfg    Config
+	client meilisearch.ServiceManager
+	spans  *batcher
+	traces *batcher
+	log    *slog.Logger
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to Meilisearch (retrying while it is unreachable), creates the indexes, applies their
+// settings and waits for those tasks, then applies retention once.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("meili: no URL configured")
+	}
+	cfg.setDefaults()
+	opts := []meilisearch.Option{meilisearch.WithCustomClient(cfg.HTTPClient), meilisearch.DisableRetries()}
+	if cfg.APIKey != "" {
+		opts = append(opts, meilisearch.WithAPIKey(cfg.APIKey))
+	}
+	s := &Store{
+		cfg:    cfg,
+		client: meilisearch.New(cfg.URL, opts...),
+		log:    cfg.Logger.With("store", "meilisearch"),
+		stop:   make(chan struct{}),
+	}
+	for _, sc := range []schema{spanSchema(cfg.MaxTotalHits), traceSchema(cfg.MaxTotalHits)} {
+		if err := s.setup(ctx, cfg.IndexPrefix+sc.name, sc); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Retention > 0 {
+		if err := s.DeleteBefore(ctx, time.Now().Add(-cfg.Retention)); err != nil {
+			return nil, fmt.Errorf("meili: retention: %w", err)
+		}
+		s.wg.Add(1)
+		go s.retentionLoop()
+	}
+	s.spans = s.newBatcher(cfg.IndexPrefix + "spans")
+	s.traces = s.newBatcher(cfg.IndexPrefix + "traces")
+	return s, nil
+}
+
+// Write sends the documents to their indexes and waits until Meilisearch has indexed them.
+func (s *Store) Write(ctx context.Context, spans []document.Span, traces []document.Trace) error {
+	sb, err := encodeSpans(spans)
+	if err != nil {
+		return err
+	}
+	tb, err := encodeTraces(traces)
+	if err != nil {
+		return err
+	}
+	var waits []*batch
+	for _, q := range []struct {
+		b     *batcher
+		lines *lines
+	}{{s.spans, sb}, {s.traces, tb}} {
+		ws, err := q.b.add(q.lines)
+		if err != nil {
+			return err
+		}
+		waits = append(waits, ws...)
+	}
+	for _, b := range waits {
+		select {
+		case <-b.done:
+			if b.err != nil {
+				return b.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close sends the pending batches, waits for them (at most RetryFor) and stops the background work.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		s.closeErr = errors.Join(s.spans.close(), s.traces.close())
+		s.wg.Wait()
+	})
+	return s.closeErr
+}
+
+func (s *Store) retentionLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.RetentionEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RetryFor)
+			if err := s.DeleteBefore(ctx, time.Now().Add(-s.cfg.Retention)); err != nil {
+				s.log.Error("retention failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}

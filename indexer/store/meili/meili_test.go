@@ -1,0 +1,61 @@
+package meili
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/meili/meilitest"
+	"github.com/meshtrace/meshtrace/indexer/store/storetest"
+)
+
+// testKey is the master key of the stand-in, so every request is checked for its Authorization header.
+const testKey = "meshtrace-test-master-key"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// target is the Meilisearch the conformance suite runs against: the server at MEILI_URL (with
+// MEILI_MASTER_KEY) when set, as `make test-meili` does, else a fresh stand-in.
+func target(t *testing.T) (url, key string) {
+	if u := os.Getenv("MEILI_URL"); u != "" {
+		return u, os.Getenv("MEILI_MASTER_KEY")
+	}
+	srv := meilitest.Start(meilitest.Options{MasterKey: testKey, TaskDelay: time.Millisecond})
+	t.Cleanup(srv.Close)
+	return srv.URL, testKey
+}
+
+// testConfig returns a configuration with a unique index prefix (indexes are deleted after the test) and
+// short batching and retry delays.
+func testConfig(t *testing.T, url, key string) Config {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	prefix := "meshtrace-test-" + hex.EncodeToString(b[:]) + "-"
+	t.Cleanup(func() {
+		c := meilisearch.New(url, meilisearch.WithAPIKey(key))
+		for _, ix := range []string{"spans", "traces"} {
+			_, _ = c.DeleteIndex(prefix + ix)
+		}
+	})
+	return Config{URL: url, APIKey: key, IndexPrefix: prefix, Linger: 2 * time.Millisecond,
+		RetryInitial: 5 * time.Millisecond, RetryFor: 5 * time.Second, Logger: quiet}
+}
+
+func TestConformance(t *testing.T) {
+	url, key := target(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(context.Background(), testConfig(t, url, key))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}

@@ -1,0 +1,167 @@
+package meili
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// Search runs one request on the span or trace index. Hits are sorted by the request's keys (default start
+// descending), ties broken by id ascending. Pages are asked for with page/hitsPerPage, which makes
+// Meilisearch count every match exactly (up to MaxTotalHits) instead of estimating.
+func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
+	limit := r.Limit
+	if limit == 0 {
+		limit = store.DefaultLimit
+	}
+	if limit < 0 || limit > store.MaxLimit || r.Offset < 0 {
+		return store.Result{}, fmt.Errorf("%w: offset %d, limit %d (at most %d)", store.ErrBadRequest, r.Offset, r.Limit, store.MaxLimit)
+	}
+	if r.Index == store.Traces && len(r.Text) > 0 {
+		return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
+	}
+	filter, err := compileFilter(r.Filter)
+	if err != nil {
+		return store.Result{}, fmt.Errorf("%w: %v", store.ErrBadRequest, err)
+	}
+	// page/hitsPerPage cannot express an offset that is not a multiple of the limit: then fetch from the
+	// first hit and drop the offset here.
+	page, perPage, skip := int64(r.Offset/limit+1), int64(limit), 0
+	if r.Offset%limit != 0 {
+		page, perPage, skip = 1, int64(r.Offset+limit), r.Offset
+	}
+	req := &meilisearch.SearchRequest{
+		Query:            searchQuery(r.Text),
+		MatchingStrategy: meilisearch.All,
+		Sort:             sortParam(r.Sort),
+		Distinct:         r.Distinct,
+		Page:             page,
+		HitsPerPage:      &perPage,
+	}
+	if filter != "" {
+		req.Filter = filter
+	}
+	uid := s.cfg.IndexPrefix + r.Index.String()
+	raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
+		return s.client.Index(uid).SearchRawWithContext(ctx, "", req)
+	})
+	if err != nil {
+		return store.Result{}, err
+	}
+	var res store.Result
+	if r.Index == store.Traces {
+		res.Traces, res.Total, err = decodeHits[document.Trace](*raw, skip)
+	} else {
+		res.Spans, res.Total, err = decodeHits[document.Span](*raw, skip)
+	}
+	if err != nil {
+		return store.Result{}, fmt.Errorf("meili: search %s: decoding the response: %w", uid, err)
+	}
+	return res, nil
+}
+
+func decodeHits[T any](raw []byte, skip int) ([]T, int, error) {
+	var resp struct {
+		Hits      []T `json:"hits"`
+		TotalHits int `json:"totalHits"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return nil, 0, err
+	}
+	hits := resp.Hits
+	if skip >= len(hits) {
+		hits = nil
+	} else {
+		hits = hits[skip:]
+	}
+	return hits, resp.TotalHits, nil
+}
+
+// sortParam renders sort keys as "field:asc|desc", defaulting to start descending, and appends id ascending
+// as the tie-breaker.
+func sortParam(keys []query.Sort) []string {
+	if len(keys) == 0 {
+		keys = []query.Sort{{Field: query.Field{Path: "start"}, Desc: true}}
+	}
+	out := make([]string, 0, len(keys)+1)
+	hasID := false
+	for _, k := range keys {
+		dir := ":asc"
+		if k.Desc {
+			dir = ":desc"
+		}
+		out = append(out, k.Field.Path+dir)
+		hasID = hasID || k.Field.Path == primaryKey
+	}
+	if !hasID {
+		out = append(out, primaryKey+":asc")
+	}
+	return out
+}
+
+// getTracesChunk bounds the ids per fetch request, keeping the filter small.
+const getTracesChunk = 1000
+
+// GetTraces fetches trace documents by id through the documents route (not capped by maxTotalHits).
+func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
+	uid := s.cfg.IndexPrefix + store.Traces.String()
+	var out []document.Trace
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), getTracesChunk)]
+		ids = ids[len(chunk):]
+		vals := make([]query.Value, len(chunk))
+		for i, id := range chunk {
+			vals[i] = query.Value{Str: id}
+		}
+		filter, err := compileFilter(&query.In{Field: primaryKey, Values: vals})
+		if err != nil {
+			return nil, err
+		}
+		var res meilisearch.DocumentsResult
+		_, err = retry(ctx, s, "fetch documents from "+uid, func() (struct{}, error) {
+			return struct{}{}, s.client.Index(uid).GetDocumentsWithContext(ctx,
+				&meilisearch.DocumentsQuery{Filter: filter, Limit: int64(len(chunk))}, &res)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range res.Results {
+			var t document.Trace
+			if err := h.DecodeInto(&t); err != nil {
+				return nil, fmt.Errorf("meili: fetch documents from %s: %w", uid, err)
+			}
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// DeleteBefore deletes, in both indexes, the documents whose start is before t, and waits for the tasks.
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
+	filter, err := compileFilter(&query.Compare{Field: "start", Op: query.Lt,
+		Value: query.Value{Str: strconv.FormatInt(t.UnixMicro(), 10), Num: float64(t.UnixMicro()), IsNum: true}})
+	if err != nil {
+		return err
+	}
+	for _, ix := range []store.Index{store.Spans, store.Traces} {
+		uid := s.cfg.IndexPrefix + ix.String()
+		task, err := retry(ctx, s, "delete documents from "+uid, func() (*meilisearch.TaskInfo, error) {
+			return s.client.Index(uid).DeleteDocumentsByFilterWithContext(ctx, filter, nil)
+		})
+		if err != nil {
+			return err
+		}
+		if err := s.wait(ctx, task.TaskUID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
