@@ -1,9 +1,6 @@
 package query
 
-import (
-	"strconv"
-	"strings"
-)
+import "strings"
 
 // Expr is a node of a query's abstract syntax tree. The parser produces it with the names written by the user;
 // Compile resolves names to document fields and turns literals into canonical values, producing the same node
@@ -68,7 +65,7 @@ func (v Value) String() string {
 	if !v.Quoted && isPlainWord(v.Str) {
 		return v.Str
 	}
-	return strconv.Quote(v.Str)
+	return quote(v.Str)
 }
 
 // And matches documents matched by every term.
@@ -166,7 +163,21 @@ func (e *In) String() string {
 
 func (e *Exists) String() string { return e.Field + " EXISTS" }
 
-func (e *Text) String() string { return strconv.Quote(e.Phrase) }
+func (e *Text) String() string { return quote(e.Phrase) }
+
+// quote writes s as a query string: in double quotes, with backslash before " and \.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
 
 // join renders terms with sep, parenthesising those for which paren reports true.
 func join(terms []Expr, sep string, paren func(Expr) bool) string {

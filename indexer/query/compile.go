@@ -263,7 +263,7 @@ func canonical(f Field, name string, op Op, v Value) (Value, error) {
 	switch f.Kind {
 	case KindString, KindStrings:
 		if ordered {
-			return Value{}, errorf(v.At, "%s is text: expected = , != or IN, found %q (<, <=, >, >= compare numbers)", name, op.String())
+			return Value{}, errorf(v.At, "%s is text: expected =, != or IN, found %q (<, <=, >, >= compare numbers)", name, op.String())
 		}
 		return out, nil
 	case KindBool:
