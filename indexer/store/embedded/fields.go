@@ -144,6 +144,9 @@ func (b *builder) walk(path string, v any, searchable bool) {
 		}
 	case bool:
 		b.keyword(path, strconv.FormatBool(x))
+		if searchable {
+			b.addText(strconv.FormatBool(x))
+		}
 	case json.Number:
 		if f, err := x.Float64(); err == nil {
 			opts := index.IndexField

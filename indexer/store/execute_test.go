@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+)
+
+// recorder is a Store that answers searches from canned results and records the requests.
+type recorder struct {
+	reqs    []Request
+	answers []Result
+}
+
+func (r *recorder) Write(context.Context, []document.Span, []document.Trace) error { return nil }
+func (r *recorder) GetTraces(context.Context, []string) ([]document.Trace, error)  { return nil, nil }
+func (r *recorder) DeleteBefore(context.Context, time.Time) error                  { return nil }
+func (r *recorder) Close() error                                                   { return nil }
+func (r *recorder) Search(_ context.Context, req Request) (Result, error) {
+	r.reqs = append(r.reqs, req)
+	res := r.answers[0]
+	r.answers = r.answers[1:]
+	return res, nil
+}
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func compile(t *testing.T, src string) *query.Query {
+	t.Helper()
+	q, err := query.Compile(src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestExecuteJoinsTracesToSpans(t *testing.T) {
+	r := &recorder{answers: []Result{
+		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 1500},
+		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
+	}}
+	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 "reset" trace.duration>1s since=1h sort=-duration`), Page{Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(r.reqs))
+	}
+	since := now.Add(-time.Hour).UnixMicro()
+	join, main := r.reqs[0], r.reqs[1]
+	if join.Index != Spans || join.Distinct != "trace_id" || join.Limit != MaxLimit || len(join.Text) != 1 ||
+		join.Filter.String() != "attr.customer_id = 123 AND start >= "+itoa(since) {
+		t.Errorf("join request = %+v (filter %s)", join, join.Filter)
+	}
+	if main.Index != Traces || main.Limit != 5 || len(main.Text) != 0 ||
+		main.Filter.String() != "duration > 1000000 AND start >= "+itoa(since)+" AND trace_id IN [a, b]" {
+		t.Errorf("main request = %+v (filter %s)", main, main.Filter)
+	}
+	if len(main.Sort) != 1 || main.Sort[0].Field.Path != "duration" || !main.Sort[0].Desc || main.Sort[0].Field.Scope != query.TraceScope {
+		t.Errorf("sort = %+v, want trace duration descending", main.Sort)
+	}
+	if !res.Partial || len(res.Traces) != 1 {
+		t.Errorf("result = %+v, want one trace, partial (1500 spans matched, 2 traces used)", res)
+	}
+}
+
+func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
+	r := &recorder{answers: []Result{{}}}
+	q := compile(t, "service=a trace.error_count>0")
+	q.Target = query.SpanScope
+	res, err := Execute(context.Background(), r, q, Page{})
+	if err != nil || len(r.reqs) != 1 || r.reqs[0].Index != Traces || len(res.Spans) != 0 {
+		t.Errorf("Execute = %+v, %v after %d requests; want one trace request and no hits", res, err, len(r.reqs))
+	}
+}
+
+func TestExecuteSingleScope(t *testing.T) {
+	r := &recorder{answers: []Result{{Total: 3}}}
+	res, err := Execute(context.Background(), r, compile(t, "service=a"), Page{Offset: 10, Limit: 20})
+	if err != nil || len(r.reqs) != 1 || res.Total != 3 || res.Partial {
+		t.Fatalf("Execute = %+v, %v", res, err)
+	}
+	if req := r.reqs[0]; req.Index != Spans || req.Offset != 10 || req.Limit != 20 || req.Filter.String() != "service = a" {
+		t.Errorf("request = %+v", req)
+	}
+}
+
+func TestExecuteSortOutOfScope(t *testing.T) {
+	q := compile(t, "service=a sort=trace.span_count")
+	_, err := Execute(context.Background(), &recorder{}, q, Page{})
+	if !errors.Is(err, ErrBadRequest) {
+		t.Errorf("sorting spans by a trace field: err = %v, want ErrBadRequest", err)
+	}
+}
+
+func itoa(n int64) string { return micros(n).Str }
