@@ -22,7 +22,7 @@ export MESHTRACE_FILTER_WASM    := $(BUILD)/filter.wasm
 export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
 
-.PHONY: all tools filter indexer wasmplugin test bench bench-envoy demo fuzz lint test-meili clean
+.PHONY: all tools filter indexer wasmplugin test bench bench-envoy demo fuzz lint test-meili clean deploy-render
 
 all: filter indexer wasmplugin
 
@@ -58,6 +58,11 @@ indexer:
 wasmplugin:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/wasmplugin ./wasmplugin/cmd/wasmplugin
+
+# Regenerate the WasmPlugins and Gloo Gateway in deploy/overlays from their policy.json files; `go test
+# ./deploy` fails while they differ.
+deploy-render:
+	$(GO) test -count=1 -run TestRenderedFilesMatchPolicy ./deploy -update
 
 # ---- checks -------------------------------------------------------------------------
 lint:
