@@ -228,27 +228,27 @@ func sortOrder(ix *index, criteria []string, code string) (func([]*doc), error) 
 	}, nil
 }
 
-type key struct {
+type sortValue struct {
 	class int // 0 number, 1 string, 2 missing
 	num   float64
 	str   string
 }
 
 // sortKey is the value a document sorts by: its smallest value ascending, its largest descending.
-func sortKey(f *meilifilter.Field, desc bool) key {
-	k := key{class: 2}
+func sortKey(f *meilifilter.Field, desc bool) sortValue {
+	k := sortValue{class: 2}
 	if f == nil {
 		return k
 	}
 	for _, v := range f.Values {
-		var c key
+		var c sortValue
 		switch v := v.(type) {
 		case float64:
-			c = key{class: 0, num: v}
+			c = sortValue{class: 0, num: v}
 		case string:
-			c = key{class: 1, str: strings.ToLower(v)}
+			c = sortValue{class: 1, str: strings.ToLower(v)}
 		case bool:
-			c = key{class: 1, str: strconv.FormatBool(v)}
+			c = sortValue{class: 1, str: strconv.FormatBool(v)}
 		}
 		if k.class == 2 || c.class < k.class || (c.class == k.class && (compareKeys(c, k, false) < 0) != desc) {
 			k = c
@@ -258,7 +258,7 @@ func sortKey(f *meilifilter.Field, desc bool) key {
 }
 
 // compareKeys orders keys by class, then by value (reversed when desc).
-func compareKeys(a, b key, desc bool) int {
+func compareKeys(a, b sortValue, desc bool) int {
 	if a.class != b.class {
 		return a.class - b.class
 	}
