@@ -24,11 +24,14 @@ import (
 	"time"
 )
 
+// LogFile is the name of Envoy's log (stdout and stderr) in Options.Dir.
+const LogFile = "envoy.log"
+
 // Options configure one Envoy process.
 type Options struct {
 	// Binary is the Envoy executable; empty means Binary().
 	Binary string
-	// Dir receives the bootstrap file, the admin address file and envoy.log; it must exist.
+	// Dir receives the bootstrap file, the admin address file and the log (LogFile); it must exist.
 	Dir string
 	// Concurrency is the number of worker threads (default 1).
 	Concurrency int
@@ -84,7 +87,7 @@ func Start(ctx context.Context, b Bootstrap, opts Options) (*Process, error) {
 	}
 	config := filepath.Join(opts.Dir, "envoy.yaml")
 	adminFile := filepath.Join(opts.Dir, "admin-address")
-	logPath := filepath.Join(opts.Dir, "envoy.log")
+	logPath := filepath.Join(opts.Dir, LogFile)
 	if err := os.WriteFile(config, yaml, 0o644); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,10 +20,11 @@ import (
 // collector is an OTLP/HTTP protobuf receiver that keeps what it decodes. Its answers can be delayed or
 // replaced by an error status, to play a slow or failing indexer.
 type collector struct {
-	srv      *httptest.Server
-	delay    atomic.Int64 // nanoseconds to wait before answering
-	status   atomic.Int32 // HTTP status to answer (0: 200)
-	requests atomic.Int64
+	srv        *httptest.Server
+	delay      atomic.Int64 // nanoseconds to wait before answering
+	status     atomic.Int32 // HTTP status to answer (0: 200)
+	retryAfter atomic.Int32 // seconds sent in Retry-After with an error status (0: none)
+	requests   atomic.Int64
 
 	mu    sync.Mutex
 	spans []document.Span // as the indexer would store them
@@ -50,6 +52,9 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s := c.status.Load(); s != 0 {
+		if ra := c.retryAfter.Load(); ra > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ra)))
+		}
 		w.WriteHeader(int(s))
 		return
 	}

@@ -191,52 +191,155 @@ func groupByTrace(spans []document.Span) map[string][]document.Span {
 	return traces
 }
 
-// TestChainCollector runs the chain for both builds against a stand-in collector.
-func TestChainCollector(t *testing.T) {
+// TestEnvoy runs both builds in a gateway + sidecar mesh and checks, in order on one mesh: the traces of a
+// request chain, then how export failures are absorbed (collector erroring, slow, down).
+func TestEnvoy(t *testing.T) {
 	for _, build := range artifact.Builds(t) {
 		t.Run(build.Name, func(t *testing.T) {
 			col := newCollector(t)
 			m := startMesh(t, build.Path, col.Addr())
-			const requests = 5
-			for i := range requests {
-				code, body := send(t, m, "/checkout", map[string]string{"x-customer-id": "cust-" + strconv.Itoa(100+i)})
-				if code != 200 || body != "service-a > service-b" {
-					t.Fatalf("request %d: %d %q", i, code, body)
-				}
+			steps := []struct {
+				name string
+				run  func(*testing.T, *mesh.Mesh, *collector)
+			}{
+				{"chain", testChain},
+				{"collector errors then recovers", testCollectorRecovers},
+				{"collector slow", testCollectorSlow},
+				{"collector down", testCollectorDown},
 			}
-			want := requests * len(wantHops)
-			if !waitFor(30*time.Second, func() bool { return len(col.Spans()) >= want }) {
-				t.Fatalf("collector got %d spans, want %d", len(col.Spans()), want)
-			}
-			traces := groupByTrace(col.Spans())
-			if len(traces) != requests {
-				t.Fatalf("%d traces, want %d: %s", len(traces), requests, describe(col.Spans()))
-			}
-			seenB := m.Apps["service-b"].Seen()
-			for _, spans := range traces {
-				customer := fmt.Sprint(spans[0].Attr["customer_id"])
-				chain := checkTrace(t, spans, customer)
-				if chain == nil {
-					continue
-				}
-				// The last sidecar rewrote traceparent to its own span, and service-b got the tag in baggage.
-				want := "00-" + chain[3].TraceID + "-" + chain[3].SpanID + "-01"
-				if !seen(seenB, "Traceparent", want) {
-					t.Errorf("service-b never saw traceparent %s", want)
-				}
-			}
-			for _, h := range seenB {
-				if !strings.Contains(h.Get("Baggage"), "customer_id=") {
-					t.Errorf("service-b request without customer_id baggage: %v", h)
-				}
-			}
-			if got := pluginStats(t, m, "meshtrace_spans_exported_total"); got != int64(want) {
-				t.Errorf("spans exported = %d, want %d", got, want)
-			}
-			if got := pluginStats(t, m, "meshtrace_spans_dropped_total"); got != 0 {
-				t.Errorf("spans dropped = %d", got)
+			for _, step := range steps {
+				t.Run(step.name, func(t *testing.T) { step.run(t, m, col) })
 			}
 		})
+	}
+}
+
+const requestsPerStep = 5
+
+// sendChain sends requestsPerStep requests, customers first..first+requestsPerStep-1, and checks each
+// succeeded within maxLatency.
+func sendChain(t *testing.T, m *mesh.Mesh, first int, maxLatency time.Duration) {
+	t.Helper()
+	for i := range requestsPerStep {
+		start := time.Now()
+		code, body := send(t, m, "/checkout", map[string]string{"x-customer-id": "cust-" + strconv.Itoa(first+i)})
+		if elapsed := time.Since(start); elapsed > maxLatency {
+			t.Errorf("request %d took %v (more than %v)", i, elapsed, maxLatency)
+		}
+		if code != 200 || body != "service-a > service-b" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+}
+
+func testChain(t *testing.T, m *mesh.Mesh, col *collector) {
+	before := snapshot(t, m)
+	sendChain(t, m, 100, 10*time.Second)
+	want := requestsPerStep * len(wantHops)
+	if !waitFor(30*time.Second, func() bool { return len(col.Spans()) >= want }) {
+		t.Fatalf("collector got %d spans, want %d", len(col.Spans()), want)
+	}
+	traces := groupByTrace(col.Spans())
+	if len(traces) != requestsPerStep {
+		t.Fatalf("%d traces, want %d: %s", len(traces), requestsPerStep, describe(col.Spans()))
+	}
+	seenB := m.Apps["service-b"].Seen()
+	for _, spans := range traces {
+		customer := fmt.Sprint(spans[0].Attr["customer_id"])
+		chain := checkTrace(t, spans, customer)
+		if chain == nil {
+			continue
+		}
+		// The last sidecar rewrote traceparent to its own span, and service-b got the tag in baggage.
+		want := "00-" + chain[3].TraceID + "-" + chain[3].SpanID + "-01"
+		if !seen(seenB, "Traceparent", want) {
+			t.Errorf("service-b never saw traceparent %s", want)
+		}
+	}
+	for _, h := range seenB {
+		if !strings.Contains(h.Get("Baggage"), "customer_id=") {
+			t.Errorf("service-b request without customer_id baggage: %v", h)
+		}
+	}
+	d := snapshot(t, m).minus(before)
+	if d != (counters{exported: int64(want)}) {
+		t.Errorf("plugin counters moved by %+v, want exported %d and nothing else", d, want)
+	}
+}
+
+// testCollectorRecovers: the collector answers 503 with Retry-After; every Envoy fails its first export
+// and retries after the delay, when the collector is healthy again. Nothing is lost.
+func testCollectorRecovers(t *testing.T, m *mesh.Mesh, col *collector) {
+	before := snapshot(t, m)
+	received := len(col.Spans())
+	col.retryAfter.Store(2)
+	col.status.Store(http.StatusServiceUnavailable)
+	sendChain(t, m, 200, 10*time.Second)
+	envoys := int64(len(m.Envoys()))
+	if !waitFor(10*time.Second, func() bool { return snapshot(t, m).minus(before).failures >= envoys }) {
+		t.Fatalf("export failures moved by %d, want %d (one per Envoy)", snapshot(t, m).minus(before).failures, envoys)
+	}
+	col.status.Store(0)
+	want := requestsPerStep * len(wantHops)
+	if !waitFor(30*time.Second, func() bool { return len(col.Spans())-received >= want }) {
+		t.Fatalf("collector got %d spans after recovering, want %d", len(col.Spans())-received, want)
+	}
+	d := snapshot(t, m).minus(before)
+	if d.exported != int64(want) || d.dropped != 0 || d.failures < envoys || d.failures > envoys*2 {
+		t.Errorf("plugin counters moved by %+v, want exported %d, dropped 0, failures %d..%d", d, want, envoys, envoys*2)
+	}
+}
+
+// testCollectorSlow: the collector answers after 3s, beyond the 1s export timeout. Requests are not
+// slowed down; every attempt times out, and after max_retries the spans are dropped and counted.
+func testCollectorSlow(t *testing.T, m *mesh.Mesh, col *collector) {
+	col.delay.Store(int64(3 * time.Second))
+	defer col.delay.Store(0)
+	expectDropped(t, m, col, 300)
+}
+
+// testCollectorDown: nothing listens at the export cluster's address any more.
+func testCollectorDown(t *testing.T, m *mesh.Mesh, col *collector) {
+	col.srv.Close()
+	expectDropped(t, m, col, 400)
+}
+
+// expectDropped sends a round of requests (each must finish in well under the 1s export timeout) and
+// checks every span is eventually dropped after exactly 1+max_retries failed attempts per batch.
+func expectDropped(t *testing.T, m *mesh.Mesh, col *collector, firstCustomer int) {
+	t.Helper()
+	before := snapshot(t, m)
+	received := len(col.Spans())
+	sendChain(t, m, firstCustomer, 900*time.Millisecond)
+	want := int64(requestsPerStep * len(wantHops))
+	if !waitFor(30*time.Second, func() bool { return snapshot(t, m).minus(before).dropped >= want }) {
+		t.Fatalf("spans dropped moved by %d, want %d", snapshot(t, m).minus(before).dropped, want)
+	}
+	d := snapshot(t, m).minus(before)
+	const attempts = 3 // 1 + max_retries in the policy
+	envoys := int64(len(m.Envoys()))
+	if d.dropped != want || d.exported != 0 || d.failures < attempts*envoys || d.failures%attempts != 0 {
+		t.Errorf("plugin counters moved by %+v, want dropped %d, exported 0, failures a multiple of %d and >= %d",
+			d, want, attempts, attempts*envoys)
+	}
+	if got := len(col.Spans()) - received; got != 0 {
+		t.Errorf("collector stored %d spans of timed-out calls", got)
+	}
+}
+
+// counters are the plugin's export counters summed over the mesh's Envoys.
+type counters struct{ exported, dropped, failures int64 }
+
+func (c counters) minus(o counters) counters {
+	return counters{c.exported - o.exported, c.dropped - o.dropped, c.failures - o.failures}
+}
+
+func snapshot(t *testing.T, m *mesh.Mesh) counters {
+	t.Helper()
+	return counters{
+		exported: pluginStats(t, m, "meshtrace_spans_exported_total"),
+		dropped:  pluginStats(t, m, "meshtrace_spans_dropped_total"),
+		failures: pluginStats(t, m, "meshtrace_export_failures_total"),
 	}
 }
 
