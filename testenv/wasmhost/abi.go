@@ -240,7 +240,7 @@ func (h *Host) getProperty(p []uint64) status {
 			return h.returnBytes(v, p[2], p[3])
 		}
 	}
-	if v, ok := h.props[string(key)]; ok {
+	if v, ok := h.cfg.Properties[string(key)]; ok {
 		return h.returnBytes(v, p[2], p[3])
 	}
 	return statusNotFound
@@ -255,16 +255,16 @@ func (h *Host) setProperty(p []uint64) status {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	props := h.props
-	if h.active != nil {
-		props = h.active.props
+	if h.active == nil {
+		return statusNotFound // Envoy keeps plugin-set properties in the stream's filter state
 	}
-	props[string(key)] = slices.Clone(v)
+	h.active.props[string(key)] = slices.Clone(v)
 	return statusOK
 }
 
-// headerMap resolves a map type in the effective context. A map the host has not delivered yet (for
-// example response headers during proxy_on_request_headers) is a BadArgument, as in Envoy.
+// headerMap resolves a map type in the effective context. A map Envoy does not hold at this point (for
+// example the response headers while the request is handled) is a BadArgument; in proxy_on_log a map
+// that never arrived is NotFound.
 func (h *Host) headerMap(t uint64) (*headerMap, status) {
 	switch t {
 	case mapCallHeaders, mapCallTrailers:
@@ -277,7 +277,14 @@ func (h *Host) headerMap(t uint64) (*headerMap, status) {
 		return (*headerMap)(&h.callResp.Trailers), statusOK
 	case mapRequestHeaders, mapRequestTrailers, mapResponseHeaders, mapResponseTrailers:
 		s := h.active
-		if s == nil || !s.seen[t] {
+		switch {
+		case s == nil:
+			return nil, statusBadArgument
+		case s.logPhase:
+			if t == mapRequestTrailers || !s.seen[t] {
+				return nil, statusNotFound
+			}
+		case !s.liveMap[t]:
 			return nil, statusBadArgument
 		}
 		return &s.maps[t], statusOK
@@ -336,10 +343,12 @@ func (h *Host) removeHeaderMapValue(p []uint64) status {
 	return statusOK
 }
 
+// getHeaderMapPairs follows Envoy: a map that is not available, like an empty one, is returned as a null
+// pointer with status OK (the SDK reports it as NotFound).
 func (h *Host) getHeaderMapPairs(p []uint64) status {
 	m, st := h.headerMap(p[0])
-	if st != statusOK {
-		return st
+	if st != statusOK || len(*m) == 0 {
+		return h.returnPointer(0, 0, p[1], p[2])
 	}
 	h.scratch = appendSerialized(h.scratch[:0], *m)
 	return h.returnBytes(h.scratch, p[1], p[2])
@@ -363,23 +372,27 @@ func (h *Host) setHeaderMapPairs(p []uint64) status {
 }
 
 // buffer resolves a buffer type in the effective context; writable reports whether the plugin may
-// change it.
-func (h *Host) buffer(t uint64) (buf *[]byte, writable bool, st status) {
+// change it. As in Envoy the plugin configuration is there only during proxy_on_configure, and a body or
+// data buffer only while Envoy holds it (see HTTPStream); outside that window it reads as empty.
+func (h *Host) buffer(t uint64) (buf []byte, writable bool, st status) {
 	switch t {
 	case bufVMConfig:
-		return &h.cfg.VMConfig, false, statusOK
+		return h.cfg.VMConfig, false, statusOK
 	case bufPluginConfig:
-		return &h.cfg.PluginConfig, false, statusOK
+		if !h.configuring {
+			return nil, false, statusNotFound
+		}
+		return h.cfg.PluginConfig, false, statusOK
 	case bufCallBody:
 		if h.callResp == nil {
 			return nil, false, statusNotFound
 		}
-		return &h.callResp.Body, false, statusOK
+		return h.callResp.Body, false, statusOK
 	case bufRequestBody, bufResponseBody, bufDownstream, bufUpstream:
-		if h.active == nil {
-			return nil, false, statusNotFound
+		if s := h.active; s != nil && s.liveBuffer[t] {
+			return s.buffers[t], true, statusOK
 		}
-		return &h.active.buffers[t], true, statusOK
+		return nil, false, statusOK
 	}
 	return nil, false, statusNotFound
 }
@@ -390,32 +403,33 @@ func (h *Host) getBufferBytes(p []uint64) status {
 	if st != statusOK {
 		return st
 	}
-	start, size := uint64(uint32(p[1])), uint64(uint32(p[2]))
-	if start > uint64(len(*buf)) {
+	start, size := p[1], p[2]
+	if start > uint64(len(buf)) {
 		return statusBadArgument
 	}
-	end := min(start+size, uint64(len(*buf)))
+	end := min(start+size, uint64(len(buf)))
 	if end == start {
 		return statusOK
 	}
-	return h.returnBytes((*buf)[start:end], p[3], p[4])
+	return h.returnBytes(buf[start:end], p[3], p[4])
 }
 
 // setBufferBytes follows Envoy: start 0 drains size bytes and prepends the data, start at or past the end
 // appends; anything else is a BadArgument.
 func (h *Host) setBufferBytes(p []uint64) status {
-	buf, writable, st := h.buffer(p[0])
+	_, writable, st := h.buffer(p[0])
 	if st != statusOK {
 		return st
 	}
 	if !writable {
 		return statusBadArgument
 	}
+	buf := &h.active.buffers[p[0]]
 	data, ok := h.read(p[3], p[4])
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	start, size := uint64(uint32(p[1])), uint64(uint32(p[2]))
+	start, size := p[1], p[2]
 	switch {
 	case start == 0:
 		rest := (*buf)[min(size, uint64(len(*buf))):]
@@ -428,11 +442,15 @@ func (h *Host) setBufferBytes(p []uint64) status {
 	return statusOK
 }
 
+// continueStream follows Envoy, which does not implement resuming the upstream direction.
 func (h *Host) continueStream(p []uint64) status {
-	if h.active == nil || p[0] > uint64(StreamUpstream) {
+	switch {
+	case h.active == nil || p[0] > uint64(StreamUpstream):
 		return statusBadArgument
+	case p[0] == uint64(StreamUpstream):
+		return statusUnimplemented
 	}
-	h.active.continued[p[0]]++
+	h.active.resume(StreamType(p[0]))
 	return statusOK
 }
 
@@ -465,8 +483,8 @@ func (h *Host) sendLocalResponse(p []uint64) status {
 	return statusOK
 }
 
-// httpCall registers an outgoing call. Like Envoy it rejects calls without :method, :path or :authority
-// and, when Config.Clusters is set, to unknown clusters. The response is never delivered inside the call:
+// httpCall registers an outgoing call. Like Envoy it rejects a negative timeout, calls without :method,
+// :path or :authority and, when Config.Clusters is set, unknown clusters. The response is never delivered inside the call:
 // the SDK registers its callback only after proxy_http_call returns.
 func (h *Host) httpCall(p []uint64) status {
 	cluster, ok1 := h.read(p[0], p[1])
@@ -476,7 +494,10 @@ func (h *Host) httpCall(p []uint64) status {
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return statusInvalidMemoryAccess
 	}
-	req := HTTPCallRequest{Cluster: string(cluster), Body: slices.Clone(body), Timeout: time.Duration(uint32(p[8])) * time.Millisecond}
+	if int32(p[8]) < 0 {
+		return statusBadArgument
+	}
+	req := HTTPCallRequest{Cluster: string(cluster), Body: slices.Clone(body), Timeout: time.Duration(p[8]) * time.Millisecond}
 	var err1, err2 error
 	req.Headers, err1 = appendDeserialized(nil, headers)
 	req.Trailers, err2 = appendDeserialized(nil, trailers)

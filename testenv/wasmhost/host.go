@@ -29,7 +29,6 @@ type Host struct {
 	owned  *Module // closed with the Host when Load compiled it
 
 	cfg    Config
-	props  map[string][]byte
 	shared *Shared
 	now    func() time.Time
 
@@ -37,15 +36,16 @@ type Host struct {
 	allocStack [1]uint64 // proxy_on_memory_allocate, called from inside host functions
 	scratch    []byte    // serialisation buffer reused across host calls
 
-	err        error // first guest failure; the instance is unusable afterwards
-	stderr     tail
-	rootAlive  bool
-	rootDone   bool
-	nextID     uint32
-	streams    map[uint32]*stream
-	active     *stream // the context host calls act on; nil is the root context
-	tickPeriod time.Duration
-	logs       []LogEntry
+	err         error // first guest failure; the instance is unusable afterwards
+	output      tail  // end of the guest's stdout and stderr, where Go and TinyGo print panics
+	rootAlive   bool
+	configuring bool // inside proxy_on_configure, where the plugin configuration is readable
+	rootDone    bool
+	nextID      uint32
+	streams     map[uint32]*stream
+	active      *stream // the context host calls act on; nil is the root context
+	tickPeriod  time.Duration
+	logs        []LogEntry
 
 	metrics   []metric
 	metricIDs map[string]uint32
@@ -79,16 +79,12 @@ func hostFrom(ctx context.Context) *Host { return ctx.Value(hostKey{}).(*Host) }
 func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 	h := &Host{
 		cfg:       cfg,
-		props:     maps.Clone(cfg.Properties),
 		shared:    cfg.Shared,
 		now:       cfg.Now,
 		nextID:    rootContextID + 1,
 		streams:   map[uint32]*stream{},
 		metricIDs: map[string]uint32{},
 		pending:   map[uint32]HTTPCallRequest{},
-	}
-	if h.props == nil {
-		h.props = map[string][]byte{}
 	}
 	if h.shared == nil {
 		h.shared = NewShared()
@@ -101,8 +97,8 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(m.start...).
-		WithStdout(orDiscard(cfg.Stdout)).
-		WithStderr(io.MultiWriter(orDiscard(cfg.Stderr), &h.stderr)).
+		WithStdout(io.MultiWriter(orDiscard(cfg.Stdout), &h.output)).
+		WithStderr(io.MultiWriter(orDiscard(cfg.Stderr), &h.output)).
 		WithRandSource(rand.Reader)
 	if cfg.Now == nil {
 		mc = mc.WithSysWalltime().WithSysNanotime()
@@ -114,7 +110,7 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	mod, err := m.rt.InstantiateModule(h.ctx, m.compiled, mc)
 	if err != nil {
-		return nil, fmt.Errorf("wasmhost: instantiate: %w%s", err, h.stderr.suffix())
+		return nil, fmt.Errorf("wasmhost: instantiate: %w%s", err, h.output.suffix())
 	}
 	h.module, h.mem = mod, mod.Memory()
 	h.bindExports()
@@ -147,9 +143,13 @@ func (h *Host) start() error {
 	} else if ok == 0 {
 		return fmt.Errorf("wasmhost: proxy_on_vm_start returned false%s", h.problemLogs())
 	}
-	if ok, err := h.call(fnConfigure, nil, rootContextID, uint64(len(h.cfg.PluginConfig))); err != nil {
+	h.configuring = true
+	ok, err := h.call(fnConfigure, nil, rootContextID, uint64(len(h.cfg.PluginConfig)))
+	h.configuring = false
+	if err != nil {
 		return err
-	} else if ok == 0 {
+	}
+	if ok == 0 {
 		return fmt.Errorf("wasmhost: proxy_on_configure returned false%s", h.problemLogs())
 	}
 	return nil
@@ -185,7 +185,7 @@ func (h *Host) call(f guestFn, s *stream, params ...uint64) (uint64, error) {
 	err := fn.CallWithStack(h.ctx, h.stack[:max(n, 1)])
 	h.active = prev
 	if err != nil {
-		h.err = fmt.Errorf("wasmhost: %s: %w%s", f, err, h.stderr.suffix())
+		h.err = fmt.Errorf("wasmhost: %s: %w%s", f, err, h.output.suffix())
 		return 0, h.err
 	}
 	return h.stack[0], nil
@@ -309,12 +309,6 @@ func (h *Host) LiveContexts() int {
 // RootDone reports whether the plugin called proxy_done (finishing a deferred proxy_on_done).
 func (h *Host) RootDone() bool { return h.rootDone }
 
-// Property returns a host-wide property, including those the plugin set on the root context.
-func (h *Host) Property(key string) ([]byte, bool) {
-	v, ok := h.props[key]
-	return v, ok
-}
-
 // Shared returns the shared data and queue store of the Host.
 func (h *Host) Shared() *Shared { return h.shared }
 
@@ -326,7 +320,7 @@ func (h *Host) takeQueueReady() []uint32 {
 	return q
 }
 
-// tail keeps the end of the guest's stderr for error messages (a Go runtime panic prints there).
+// tail keeps the end of the guest's output for error messages.
 type tail struct{ buf []byte }
 
 const tailMax = 4 << 10
@@ -344,7 +338,7 @@ func (t *tail) suffix() string {
 	if s == "" {
 		return ""
 	}
-	return "\nguest stderr:\n" + s
+	return "\nguest output:\n" + s
 }
 
 // guestFn names a guest export the host calls.

@@ -12,14 +12,22 @@ type stream struct {
 	id    uint32
 	props map[string][]byte
 
-	maps    [4]headerMap             // by map type: request headers, request trailers, response headers, response trailers
-	seen    [4]bool                  // whether the host has delivered the map yet
-	buffers [numStreamBuffers][]byte // by buffer type: request body, response body, downstream, upstream
+	// Header maps by map type (request headers, request trailers, response headers, response trailers)
+	// and buffers by buffer type (request body, response body, downstream data, upstream data).
+	maps    [4]headerMap
+	buffers [numStreamBuffers][]byte
+	// seen marks the maps delivered at least once; live marks the maps and buffers Envoy still holds:
+	// from their callback until it returns Continue (or the plugin resumes the paused stream).
+	seen       [4]bool
+	liveMap    [4]bool
+	liveBuffer [numStreamBuffers]bool
+	logPhase   bool // inside proxy_on_log, where Envoy exposes the access log's maps
 
-	local     *LocalReply
-	continued [4]int // proxy_continue_stream calls per StreamType
-	closed    [4]int // proxy_close_stream calls per StreamType
-	deleted   bool
+	local          *LocalReply
+	continued      [4]int // proxy_continue_stream calls per StreamType
+	closed         [4]int // proxy_close_stream calls per StreamType
+	upstreamClosed bool
+	deleted        bool
 }
 
 // LocalReply is what the plugin passed to proxy_send_local_response.
@@ -45,15 +53,6 @@ func (s *stream) init(h *Host, props map[string][]byte) {
 	} else {
 		s.deleted = true
 	}
-}
-
-func (s *stream) setMap(t int, h [][2]string) {
-	s.maps[t].setFrom(h)
-	s.seen[t] = true
-}
-
-func (s *stream) setBuffer(t int, b []byte) {
-	s.buffers[t] = append(s.buffers[t][:0], b...)
 }
 
 // ID returns the context id.
@@ -85,16 +84,52 @@ func (s *stream) callAction(fn guestFn, params ...uint64) (Action, error) {
 	return Action(r), err
 }
 
-// finish runs proxy_on_done, proxy_on_log and proxy_on_delete, as Envoy does when a stream ends.
-func (s *stream) finish() error {
-	if s.deleted {
-		if s.h.err != nil {
-			return s.h.err
-		}
-		return errDeleted
+// deliverMap sets header map t and runs its callback; Envoy keeps the map reachable only until the
+// callback continues.
+func (s *stream) deliverMap(t int, h [][2]string, fn guestFn, params ...uint64) (Action, error) {
+	s.maps[t].setFrom(h)
+	s.seen[t] = true
+	s.liveMap[t] = true
+	a, err := s.callAction(fn, params...)
+	if a == ActionContinue {
+		s.liveMap[t] = false
 	}
-	for _, fn := range []guestFn{fnDone, fnLog, fnDelete} {
-		if _, err := s.callAction(fn, uint64(s.id)); err != nil {
+	return a, err
+}
+
+// deliverBuffer sets buffer t and runs its callback, with the same lifetime as deliverMap.
+func (s *stream) deliverBuffer(t int, b []byte, fn guestFn, endOfStream bool) (Action, error) {
+	s.buffers[t] = append(s.buffers[t][:0], b...)
+	s.liveBuffer[t] = true
+	a, err := s.callAction(fn, uint64(s.id), uint64(len(b)), b2u(endOfStream))
+	if a == ActionContinue {
+		s.liveBuffer[t] = false
+	}
+	return a, err
+}
+
+// resume is proxy_continue_stream: Envoy drops the request maps and body on resume (for the request and,
+// as its code stands, the response direction too).
+func (s *stream) resume(t StreamType) {
+	s.continued[t]++
+	if t == StreamRequest || t == StreamResponse {
+		s.liveMap[mapRequestHeaders], s.liveMap[mapRequestTrailers] = false, false
+		s.liveBuffer[bufRequestBody] = false
+	}
+}
+
+// finish runs the end-of-stream callbacks in order and deletes the context.
+func (s *stream) finish(order ...guestFn) error {
+	if s.deleted {
+		return s.deletedErr()
+	}
+	s.liveMap = [4]bool{}
+	s.liveBuffer = [numStreamBuffers]bool{}
+	for _, fn := range order {
+		s.logPhase = fn == fnLog
+		_, err := s.callAction(fn, uint64(s.id))
+		s.logPhase = false
+		if err != nil {
 			return err
 		}
 	}
@@ -103,7 +138,19 @@ func (s *stream) finish() error {
 	return nil
 }
 
+func (s *stream) deletedErr() error {
+	if s.h.err != nil {
+		return s.h.err
+	}
+	return errDeleted
+}
+
 // HTTPStream is one HTTP context: request and response callbacks in the order Envoy makes them.
+//
+// As in Envoy, a header map or body is reachable by the plugin from its callback until that callback
+// returns Continue, or later while the stream stays paused (for example in an HTTP call callback);
+// outside that window the plugin gets BadArgument. In proxy_on_log the request headers and the response
+// headers and trailers are readable again.
 type HTTPStream struct{ stream }
 
 // NewHTTPStream creates an HTTP context (proxy_on_context_create) with per-stream properties such as
@@ -117,38 +164,32 @@ func (h *Host) NewHTTPStream(props map[string][]byte) *HTTPStream {
 
 // RequestHeaders sets the request headers and calls proxy_on_request_headers.
 func (s *HTTPStream) RequestHeaders(headers [][2]string, endOfStream bool) (Action, error) {
-	s.setMap(mapRequestHeaders, headers)
-	return s.callAction(fnRequestHeaders, uint64(s.id), uint64(len(headers)), b2u(endOfStream))
+	return s.deliverMap(mapRequestHeaders, headers, fnRequestHeaders, uint64(s.id), uint64(len(headers)), b2u(endOfStream))
 }
 
 // RequestBody sets the request body chunk and calls proxy_on_request_body.
 func (s *HTTPStream) RequestBody(body []byte, endOfStream bool) (Action, error) {
-	s.setBuffer(bufRequestBody, body)
-	return s.callAction(fnRequestBody, uint64(s.id), uint64(len(body)), b2u(endOfStream))
+	return s.deliverBuffer(bufRequestBody, body, fnRequestBody, endOfStream)
 }
 
 // RequestTrailers sets the request trailers and calls proxy_on_request_trailers.
 func (s *HTTPStream) RequestTrailers(trailers [][2]string) (Action, error) {
-	s.setMap(mapRequestTrailers, trailers)
-	return s.callAction(fnRequestTrailers, uint64(s.id), uint64(len(trailers)))
+	return s.deliverMap(mapRequestTrailers, trailers, fnRequestTrailers, uint64(s.id), uint64(len(trailers)))
 }
 
 // ResponseHeaders sets the response headers and calls proxy_on_response_headers.
 func (s *HTTPStream) ResponseHeaders(headers [][2]string, endOfStream bool) (Action, error) {
-	s.setMap(mapResponseHeaders, headers)
-	return s.callAction(fnResponseHeaders, uint64(s.id), uint64(len(headers)), b2u(endOfStream))
+	return s.deliverMap(mapResponseHeaders, headers, fnResponseHeaders, uint64(s.id), uint64(len(headers)), b2u(endOfStream))
 }
 
 // ResponseBody sets the response body chunk and calls proxy_on_response_body.
 func (s *HTTPStream) ResponseBody(body []byte, endOfStream bool) (Action, error) {
-	s.setBuffer(bufResponseBody, body)
-	return s.callAction(fnResponseBody, uint64(s.id), uint64(len(body)), b2u(endOfStream))
+	return s.deliverBuffer(bufResponseBody, body, fnResponseBody, endOfStream)
 }
 
 // ResponseTrailers sets the response trailers and calls proxy_on_response_trailers.
 func (s *HTTPStream) ResponseTrailers(trailers [][2]string) (Action, error) {
-	s.setMap(mapResponseTrailers, trailers)
-	return s.callAction(fnResponseTrailers, uint64(s.id), uint64(len(trailers)))
+	return s.deliverMap(mapResponseTrailers, trailers, fnResponseTrailers, uint64(s.id), uint64(len(trailers)))
 }
 
 // RequestHeadersNow returns the request headers as the plugin left them.
@@ -185,10 +226,13 @@ func (s *HTTPStream) LocalReply() (LocalReply, bool) {
 	return *s.local, true
 }
 
-// Complete ends the stream: proxy_on_done, proxy_on_log, proxy_on_delete.
-func (s *HTTPStream) Complete() error { return s.finish() }
+// Complete ends the stream in Envoy's order: proxy_on_log (the access log runs before the filters
+// are destroyed), proxy_on_done, proxy_on_delete.
+func (s *HTTPStream) Complete() error { return s.finish(fnLog, fnDone, fnDelete) }
 
 // Connection is one network (TCP) context.
+//
+// Its data buffers are reachable by the plugin from their callback until it returns Continue.
 type Connection struct{ stream }
 
 // NewConnection creates a network context and calls proxy_on_new_connection; props are per-connection
@@ -202,14 +246,17 @@ func (h *Host) NewConnection(props map[string][]byte) (*Connection, Action, erro
 
 // DownstreamData sets the downstream data buffer and calls proxy_on_downstream_data.
 func (c *Connection) DownstreamData(b []byte, endOfStream bool) (Action, error) {
-	c.setBuffer(bufDownstream, b)
-	return c.callAction(fnDownstreamData, uint64(c.id), uint64(len(b)), b2u(endOfStream))
+	return c.deliverBuffer(bufDownstream, b, fnDownstreamData, endOfStream)
 }
 
-// UpstreamData sets the upstream data buffer and calls proxy_on_upstream_data.
+// UpstreamData sets the upstream data buffer and calls proxy_on_upstream_data. As in Envoy, the end of
+// the upstream stream is also reported as proxy_on_upstream_connection_close (peer unknown).
 func (c *Connection) UpstreamData(b []byte, endOfStream bool) (Action, error) {
-	c.setBuffer(bufUpstream, b)
-	return c.callAction(fnUpstreamData, uint64(c.id), uint64(len(b)), b2u(endOfStream))
+	a, err := c.deliverBuffer(bufUpstream, b, fnUpstreamData, endOfStream)
+	if err == nil && endOfStream {
+		err = c.closeUpstream(PeerUnknown)
+	}
+	return a, err
 }
 
 // DownstreamDataNow returns the downstream data buffer as the plugin left it.
@@ -218,15 +265,29 @@ func (c *Connection) DownstreamDataNow() []byte { return slices.Clone(c.buffers[
 // UpstreamDataNow returns the upstream data buffer as the plugin left it.
 func (c *Connection) UpstreamDataNow() []byte { return slices.Clone(c.buffers[bufUpstream]) }
 
-// Close reports the end of the connection: proxy_on_downstream_connection_close and
-// proxy_on_upstream_connection_close with peer, then proxy_on_done, proxy_on_log, proxy_on_delete.
+// Close ends the connection: proxy_on_downstream_connection_close with peer, then
+// proxy_on_upstream_connection_close with peer unless the upstream end was already reported, then
+// proxy_on_done, proxy_on_log and proxy_on_delete.
 func (c *Connection) Close(peer PeerType) error {
-	for _, fn := range []guestFn{fnDownstreamClose, fnUpstreamClose} {
-		if _, err := c.callAction(fn, uint64(c.id), uint64(peer)); err != nil {
-			return err
-		}
+	if c.deleted {
+		return c.deletedErr()
 	}
-	return c.finish()
+	if _, err := c.callAction(fnDownstreamClose, uint64(c.id), uint64(peer)); err != nil {
+		return err
+	}
+	if err := c.closeUpstream(peer); err != nil {
+		return err
+	}
+	return c.finish(fnDone, fnLog, fnDelete)
+}
+
+func (c *Connection) closeUpstream(peer PeerType) error {
+	if c.upstreamClosed {
+		return nil
+	}
+	c.upstreamClosed = true
+	_, err := c.callAction(fnUpstreamClose, uint64(c.id), uint64(peer))
+	return err
 }
 
 func b2u(b bool) uint64 {

@@ -28,12 +28,15 @@ func (*vm) OnVMStart(int) types.OnVMStartStatus {
 
 func (*vm) NewPluginContext(uint32) types.PluginContext { return &plugin{} }
 
+// The SDK asks NewHttpContext first, so a plugin context serves either HTTP or network streams: the
+// configuration "network" makes this one a network filter, as Envoy configures them separately.
 type plugin struct {
 	types.DefaultPluginContext
 	requests, ticks, callFailed, downstreamBytes, closes proxywasm.MetricCounter
 	callStatus, liveStreams                              proxywasm.MetricGauge
 	requestHeaderCount                                   proxywasm.MetricHistogram
 	queue                                                uint32
+	network                                              bool
 }
 
 func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
@@ -46,6 +49,7 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 		proxywasm.LogErrorf("bad configuration: %s", cfg)
 		return false
 	}
+	p.network = string(cfg) == "network"
 	p.requests = proxywasm.DefineCounterMetric("probe_requests")
 	p.ticks = proxywasm.DefineCounterMetric("probe_ticks")
 	p.callFailed = proxywasm.DefineCounterMetric("probe_call_failed")
@@ -116,6 +120,9 @@ func (p *plugin) OnQueueReady(id uint32) {
 }
 
 func (p *plugin) NewHttpContext(id uint32) types.HttpContext {
+	if p.network {
+		return nil
+	}
 	p.liveStreams.Add(1)
 	return &httpStream{p: p, id: id}
 }
@@ -172,6 +179,10 @@ func (s *httpStream) OnHttpRequestHeaders(numHeaders int, _ bool) types.Action {
 		}
 		n, _ := strconv.Atoi(string(v))
 		first := proxywasm.SetSharedData("probe_key", []byte(strconv.Itoa(n+1)), cas)
+		if cas == 0 { // a new key takes any token: make the stale write use a token that cannot match
+			_, cas, _ = proxywasm.GetSharedData("probe_key")
+			cas++
+		}
 		stale := proxywasm.SetSharedData("probe_key", []byte("stale"), cas)
 		must(proxywasm.AddHttpRequestHeader("x-shared", strconv.Itoa(n+1)+" "+errText(first)+" "+errText(stale)))
 	case "enqueue":
@@ -217,6 +228,8 @@ func (s *httpStream) OnHttpResponseHeaders(int, bool) types.Action {
 	status, _ := proxywasm.GetHttpResponseHeader(":status")
 	code, err := proxywasm.GetProperty([]string{"response", "code"})
 	must(proxywasm.AddHttpResponseHeader("x-probe-status", status+"/"+string(code)+errText(err)))
+	_, err = proxywasm.GetHttpRequestHeader(":method")
+	must(proxywasm.AddHttpResponseHeader("x-request-path", errText(err)))
 	return types.ActionContinue
 }
 
@@ -234,6 +247,10 @@ func (s *httpStream) OnHttpResponseTrailers(int) types.Action {
 }
 
 func (s *httpStream) OnHttpStreamDone() {
+	if method, err := proxywasm.GetHttpRequestHeader(":method"); err == nil {
+		status, _ := proxywasm.GetHttpResponseHeader(":status")
+		proxywasm.LogInfof("log: method %s, status %s", method, status)
+	}
 	s.p.requestHeaderCount.Record(uint64(s.headers))
 	s.p.liveStreams.Add(-1)
 }
