@@ -23,13 +23,21 @@ const (
 )
 
 // readRecordSet reads the record batches in one partition's records field into t. A trailing partial batch
-// (brokers may cut the last batch of a Fetch response) is ignored.
-func (d *Decoder) readRecordSet(t *Topic, set []byte) {
+// that the broker cut (Fetch responses may end with one) is ignored; one that the decoder's frame limit cut
+// still counts, from its header, as undecoded records.
+func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
+	set := rs.b
 	for len(set) >= batchLogOverhead {
 		base := int64(be64(set))
 		length := int(int32(be32(set[8:])))
-		if length < batchHeaderLen-batchLogOverhead || length > len(set)-batchLogOverhead {
-			return // a trailing batch the broker cut, or the end of a truncated frame
+		if length < batchHeaderLen-batchLogOverhead {
+			return
+		}
+		if length > len(set)-batchLogOverhead {
+			if rs.cut && len(set) >= batchHeaderLen {
+				d.countCutBatch(t, set)
+			}
+			return
 		}
 		batch := set[:batchLogOverhead+length]
 		set = set[batchLogOverhead+length:]
@@ -67,6 +75,21 @@ func (d *Decoder) readRecordSet(t *Topic, set []byte) {
 			body = out
 		}
 		t.Undecoded += count - d.readRecords(t, body, count)
+	}
+}
+
+// countCutBatch counts the records of a batch whose body lies beyond the decoder's frame limit.
+func (d *Decoder) countCutBatch(t *Topic, batch []byte) {
+	attrs := int16(be16(batch[batchOffAttributes:]))
+	count := int(int32(be32(batch[batchOffCount:])))
+	if batch[batchOffMagic] != 2 || attrs&attrControl != 0 || count <= 0 {
+		return
+	}
+	t.Batches++
+	t.Records += count
+	t.Undecoded += count
+	if codec := Codec(attrs & attrCodecMask); codec != CodecNone && t.Compression == CodecNone {
+		t.Compression = codec
 	}
 }
 

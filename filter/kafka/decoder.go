@@ -25,8 +25,11 @@ const (
 	DefaultMaxInFlight          = 64
 	DefaultMaxContexts          = 8
 
-	// maxFrameSize is the largest frame length accepted as Kafka; anything longer means the bytes are not Kafka.
-	maxFrameSize = 1 << 30
+	// maxRequestSize and maxResponseSize are the largest frames accepted as Kafka; anything longer means the
+	// bytes are not Kafka (a TLS record header, for one, reads as a request of over 300 MiB). Brokers refuse
+	// requests above socket.request.max.bytes, 100 MiB by default.
+	maxRequestSize  = 100 << 20
+	maxResponseSize = 1 << 30
 	maxAPIKey    = 1000
 	maxVersion   = 100
 )
@@ -124,12 +127,12 @@ func (d *Decoder) Err() error { return d.err }
 
 // Requests feeds bytes sent by the client; now is the current time in Unix nanoseconds.
 func (d *Decoder) Requests(data []byte, now uint64) {
-	d.feed(&d.req, data, func(body []byte, truncated bool) { d.request(body, truncated, now) })
+	d.feed(&d.req, data, maxRequestSize, func(body []byte, truncated bool) { d.request(body, truncated, now) })
 }
 
 // Responses feeds bytes sent by the broker; now is the current time in Unix nanoseconds.
 func (d *Decoder) Responses(data []byte, now uint64) {
-	d.feed(&d.resp, data, func(body []byte, truncated bool) { d.response(body, truncated, now) })
+	d.feed(&d.resp, data, maxResponseSize, func(body []byte, truncated bool) { d.response(body, truncated, now) })
 }
 
 // Close reports the Produce requests still awaiting a response as unanswered and releases buffers.
@@ -148,7 +151,7 @@ func (d *Decoder) stop(err error) {
 }
 
 // feed splits data into frames, calling frame with each body (or its first MaxFrameBytes).
-func (d *Decoder) feed(s *stream, data []byte, frame func(body []byte, truncated bool)) {
+func (d *Decoder) feed(s *stream, data []byte, maxSize int32, frame func(body []byte, truncated bool)) {
 	for len(data) > 0 && d.err == nil {
 		switch {
 		case s.skip > 0:
@@ -165,7 +168,7 @@ func (d *Decoder) feed(s *stream, data []byte, frame func(body []byte, truncated
 			}
 			if s.sizeLen == 4 {
 				size := int32(be32(s.size[:]))
-				if size < 4 || size > maxFrameSize {
+				if size < 4 || size > maxSize {
 					d.stop(fmt.Errorf("%w: frame size %d", ErrNotKafka, size))
 					return
 				}

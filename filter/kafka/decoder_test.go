@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -298,4 +299,61 @@ func ExampleDecoder() {
 	}
 	// Output:
 	// produce payments: 4 records, gzip, first traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba90001-01
+}
+
+// TestNotKafka checks that bytes of other protocols stop the decoder with ErrNotKafka and that it then
+// ignores input.
+func TestNotKafka(t *testing.T) {
+	cases := map[string][]byte{
+		"tls client hello": {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03},
+		"http request":     []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		"negative size":    {0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0},
+		"bad api key":      {0, 0, 0, 10, 0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0},
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := kafka.NewDecoder(kafka.Config{}, func(*kafka.Exchange) { t.Error("exchange reported") })
+			d.Requests(data, 1)
+			if !errors.Is(d.Err(), kafka.ErrNotKafka) {
+				t.Fatalf("Err() = %v, want ErrNotKafka", d.Err())
+			}
+			d.Requests(data, 2)
+			d.Responses(data, 3)
+		})
+	}
+}
+
+// TestTruncatedFrames replays real traffic with a frame buffer smaller than most frames: the decoder must read
+// what fits, flag those exchanges, skip the rest of each frame and keep going.
+func TestTruncatedFrames(t *testing.T) {
+	c, err := kafkatest.Load("consume-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := kafka.NewTopicNames(16)
+	truncated, exchanges := 0, 0
+	decoders := make([]*kafka.Decoder, c.Conns())
+	for i := range decoders {
+		decoders[i] = kafka.NewDecoder(kafka.Config{MaxFrameBytes: 200, Topics: names}, func(ex *kafka.Exchange) {
+			exchanges++
+			if ex.Truncated {
+				truncated++
+			}
+		})
+	}
+	for _, ch := range c.Chunks {
+		if ch.FromClient {
+			decoders[ch.Conn].Requests(ch.Data, 1)
+		} else {
+			decoders[ch.Conn].Responses(ch.Data, 2)
+		}
+	}
+	for i, d := range decoders {
+		if d.Err() != nil {
+			t.Errorf("connection %d stopped: %v", i, d.Err())
+		}
+	}
+	if truncated == 0 || exchanges == 0 {
+		t.Errorf("%d exchanges, %d truncated; want some of each", exchanges, truncated)
+	}
 }

@@ -189,20 +189,28 @@ func (d *Decoder) readMetadataResponse(r *reader, v int16) {
 	}
 }
 
+// recordSet is a records field; cut reports that the frame's truncation cut it short.
+type recordSet struct {
+	b   []byte
+	cut bool
+}
+
 // records reads a records field. In a truncated frame a field running past the end yields what is there.
-func (r *reader) records(flexible, truncated bool) []byte {
+func (r *reader) records(flexible, truncated bool) recordSet {
 	if !truncated {
-		return r.bytes(flexible)
+		return recordSet{b: r.bytes(flexible)}
 	}
 	var n int
 	if flexible {
-		u := r.uvarint()
-		n = int(u) - 1
+		n = int(r.uvarint()) - 1
 	} else {
 		n = int(r.int32())
 	}
 	if r.err != nil || n < 0 {
-		return nil
+		return recordSet{}
 	}
-	return r.take(min(n, r.remaining()))
+	if n > r.remaining() {
+		return recordSet{b: r.take(r.remaining()), cut: true}
+	}
+	return recordSet{b: r.take(n)}
 }
