@@ -30,8 +30,8 @@ const (
 	// requests above socket.request.max.bytes, 100 MiB by default.
 	maxRequestSize  = 100 << 20
 	maxResponseSize = 1 << 30
-	maxAPIKey    = 1000
-	maxVersion   = 100
+	maxAPIKey       = 1000
+	maxVersion      = 100
 )
 
 // Config bounds what a Decoder keeps and says which record data it collects.
