@@ -75,5 +75,11 @@ test: tools filter lint
 bench: filter
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m ./...
 
+# The Meilisearch store's tests with the conformance suite against a real server (CI uses the in-process
+# stand-in): make test-meili MEILI_URL=http://localhost:7700 MEILI_MASTER_KEY=...
+test-meili:
+	@test -n "$(MEILI_URL)" || { echo "test-meili: set MEILI_URL (and MEILI_MASTER_KEY) to a running Meilisearch"; exit 2; }
+	@MEILI_URL='$(MEILI_URL)' MEILI_MASTER_KEY='$(MEILI_MASTER_KEY)' $(GO) test -count=1 -v -run TestConformance ./indexer/store/meili
+
 clean:
 	rm -rf $(BUILD) $(BIN)
