@@ -75,6 +75,12 @@ test: tools filter lint
 bench: filter
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m ./...
 
+# Filter overhead in real Envoy: req/s, p50/p99 and RSS without the filter vs the TinyGo and Go builds,
+# alternating rounds in one run (flags: go run ./testenv/envoy/cmd/bench-envoy -h), e.g.
+# make bench-envoy BENCH_ENVOY_FLAGS='-requests 200000'
+bench-envoy: tools filter
+	$(GO) run ./testenv/envoy/cmd/bench-envoy $(BENCH_ENVOY_FLAGS)
+
 # The Meilisearch store's tests with the conformance suite against a real server (CI uses the in-process
 # stand-in): make test-meili MEILI_URL=http://localhost:7700 MEILI_MASTER_KEY=...
 test-meili:

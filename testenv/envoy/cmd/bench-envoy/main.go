@@ -1,0 +1,260 @@
+// Command bench-envoy measures what the meshtrace filter costs inside Envoy: requests per second and p50/p99
+// latency through an Envoy sidecar inbound listener without the filter, with the TinyGo build and with the Go
+// build, in one run, in alternating rounds (the machine is shared and noisy, so only side-by-side ratios
+// mean anything), and each Envoy's resident memory after warm-up and after at least -requests requests.
+//
+// Every Envoy has one worker thread and routes to a second Envoy that answers directly (and also accepts
+// the filter's OTLP exports), so the measured worker does the proxying and nothing else. The load
+// generator (package load) keeps -conns keep-alive connections busy.
+//
+// Run it with `make bench-envoy`, which builds the filter and installs Envoy first.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshtrace/meshtrace/testenv/envoy"
+	"github.com/meshtrace/meshtrace/testenv/envoy/load"
+)
+
+// policy is the sidecar's plugin configuration: three tag rules, as in the filter's wazero benchmark.
+const policy = `{
+  "direction": "inbound",
+  "tags": [
+    {"attribute": "customer_id", "from": [{"header": "x-customer-id"}, {"baggage": "customer_id"}],
+     "regex": "^(?:cust-)?([0-9]+)$", "propagate": true},
+    {"attribute": "tenant", "from": [{"cookie": "tenant"}], "lowercase": true},
+    {"attribute": "campaign", "from": [{"query": "utm_campaign"}], "max_length": 32}
+  ]
+}`
+
+// request is what every connection sends: it joins an incoming trace and matches all three rules.
+var request = load.Request{
+	Path: "/checkout?utm_campaign=autumn-sale",
+	Host: "checkout.shop.svc.cluster.local",
+	Header: http.Header{
+		"X-Customer-Id": {"cust-123"},
+		"Cookie":        {"session=abc; tenant=ACME"},
+		"Traceparent":   {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		"User-Agent":    {"bench-envoy"},
+	},
+}
+
+type config struct {
+	tinygo, golang string
+	conns          int
+	round, warmup  time.Duration
+	requests       int
+	maxRounds      int
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.tinygo, "tinygo", envOr("MESHTRACE_FILTER_WASM", "build/filter.wasm"), "TinyGo build of the filter")
+	flag.StringVar(&cfg.golang, "go", envOr("MESHTRACE_FILTER_GO_WASM", "build/filter-go.wasm"), "Go build of the filter")
+	flag.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections")
+	flag.DurationVar(&cfg.round, "round", 5*time.Second, "duration of one measured round")
+	flag.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "unmeasured warm-up per Envoy")
+	flag.IntVar(&cfg.requests, "requests", 1_000_000, "keep alternating rounds until every Envoy served this many requests")
+	flag.IntVar(&cfg.maxRounds, "max-rounds", 300, "upper bound on rounds per Envoy")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		slog.Error("bench-envoy", "err", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// variant is one Envoy under test.
+type variant struct {
+	name    string
+	plugin  string // empty: no filter
+	proc    *envoy.Process
+	addr    string
+	rounds  []float64 // requests/s per round
+	total   load.Result
+	rssWarm int64
+	rssEnd  int64
+}
+
+func run(ctx context.Context, cfg config) error {
+	for _, p := range []string{cfg.tinygo, cfg.golang} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%w (run `make filter`)", err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "bench-envoy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	upstream, err := start(ctx, dir, "upstream", envoy.Bootstrap{
+		Listeners: []envoy.Listener{{Name: "app", Direct: &envoy.DirectResponse{Status: 200, Body: "ok\n"}}},
+	})
+	if err != nil {
+		return err
+	}
+	defer upstream.Close()
+	upstreamAddr, err := upstream.ListenerAddr(ctx, "app")
+	if err != nil {
+		return err
+	}
+
+	variants := []*variant{{name: "none"}, {name: "tinygo", plugin: cfg.tinygo}, {name: "go", plugin: cfg.golang}}
+	for _, v := range variants {
+		l := envoy.Listener{Name: "inbound", Direction: envoy.Inbound, Cluster: "inbound|8080||"}
+		if v.plugin != "" {
+			l.Wasm = &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: v.plugin, Config: policy}
+		}
+		b := envoy.Bootstrap{
+			Node: envoy.Node{Metadata: map[string]any{
+				"NAMESPACE": "shop", "WORKLOAD_NAME": "checkout", "LABELS": map[string]any{"app": "checkout"},
+			}},
+			Listeners: []envoy.Listener{l},
+			Clusters: []envoy.Cluster{
+				{Name: "inbound|8080||", Address: upstreamAddr},
+				// The filter's default export cluster; the upstream answers 200 to the OTLP posts too.
+				{Name: "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local", Address: upstreamAddr},
+			},
+		}
+		if v.proc, err = start(ctx, dir, v.name, b); err != nil {
+			return err
+		}
+		defer v.proc.Close()
+		if v.addr, err = v.proc.ListenerAddr(ctx, "inbound"); err != nil {
+			return err
+		}
+	}
+
+	for _, v := range variants {
+		if _, err := load.Run(ctx, v.addr, request, cfg.conns, cfg.warmup); err != nil {
+			return fmt.Errorf("%s warm-up: %w", v.name, err)
+		}
+		if v.rssWarm, err = v.proc.RSS(); err != nil {
+			return err
+		}
+	}
+	slog.Info("measuring", "conns", cfg.conns, "round", cfg.round, "requests_per_envoy", cfg.requests)
+
+	for round := 0; round < cfg.maxRounds && !done(variants, cfg.requests, round); round++ {
+		// Rotate the order so no variant always runs first after a pause.
+		for i := range variants {
+			v := variants[(round+i)%len(variants)]
+			res, err := load.Run(ctx, v.addr, request, cfg.conns, cfg.round)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", v.name, round, err)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			v.rounds = append(v.rounds, res.RPS())
+			v.total.Merge(res)
+		}
+		slog.Info("round", "n", round+1, "none_rps", int(last(variants[0].rounds)),
+			"tinygo_rps", int(last(variants[1].rounds)), "go_rps", int(last(variants[2].rounds)))
+	}
+	for _, v := range variants {
+		if v.rssEnd, err = v.proc.RSS(); err != nil {
+			return err
+		}
+	}
+	return report(ctx, variants)
+}
+
+// done reports whether every variant served enough requests (and at least three rounds were run).
+func done(variants []*variant, requests, rounds int) bool {
+	if rounds < 3 {
+		return false
+	}
+	for _, v := range variants {
+		if v.total.Requests < requests {
+			return false
+		}
+	}
+	return true
+}
+
+func last(xs []float64) float64 { return xs[len(xs)-1] }
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func start(ctx context.Context, dir, name string, b envoy.Bootstrap) (*envoy.Process, error) {
+	d := filepath.Join(dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := envoy.Start(ctx, b, envoy.Options{Dir: d, Concurrency: 1})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
+func report(ctx context.Context, variants []*variant) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tp50\tp99\terrors\tnon-2xx\tRSS warm (MB)\tRSS end (MB)\t")
+	for _, v := range variants {
+		t := &v.total
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%v\t%v\t%d\t%d\t%.1f\t%.1f\t\n", v.name, t.Requests, len(v.rounds),
+			median(v.rounds), us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx,
+			mb(v.rssWarm), mb(v.rssEnd))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	base := variants[0]
+	fmt.Println()
+	for _, v := range variants[1:] {
+		fmt.Printf("%-6s vs none: throughput %.3f (%+.1f %%), p50 %+.0f us, p99 %+.0f us, RSS growth %+.1f MB over %d requests\n",
+			v.name, median(v.rounds)/median(base.rounds), 100*(median(v.rounds)/median(base.rounds)-1),
+			float64(v.total.Percentile(0.5)-base.total.Percentile(0.5))/1e3,
+			float64(v.total.Percentile(0.99)-base.total.Percentile(0.99))/1e3,
+			mb(v.rssEnd-v.rssWarm), v.total.Requests)
+	}
+	fmt.Printf("none   RSS growth %+.1f MB over %d requests (Envoy without the filter, for reference)\n",
+		mb(base.rssEnd-base.rssWarm), base.total.Requests)
+	fmt.Println()
+	var errs []error
+	for _, v := range variants[1:] {
+		stats, err := v.proc.Stats(ctx, `^wasmcustom\.meshtrace_`)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Printf("%-6s plugin counters: %v\n", v.name, stats)
+	}
+	return errors.Join(errs...)
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fus", float64(d)/1e3) }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
