@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"regexp"
 	"unicode/utf8"
 )
@@ -26,11 +27,12 @@ type Tag struct {
 	EnvoyHeader string // copy the final value into this request header
 
 	hmacKey []byte
+	mac     hash.Hash // HMAC state, created on first use and reset for each value
 }
 
 // Transform applies the rule's transforms to a raw source value, in order: lowercase, regex, max_length,
 // then hash (hex HMAC-SHA256 with the policy's hmac_key) or redact. It reports false when the regex does
-// not match, so the caller can try the next source.
+// not match, so the caller can try the next source. It is not safe for concurrent use.
 func (t *Tag) Transform(raw string) (string, bool) {
 	v := raw
 	if t.Lowercase {
@@ -56,11 +58,23 @@ func (t *Tag) Transform(raw string) (string, bool) {
 	}
 	switch {
 	case t.Hash:
-		mac := hmac.New(sha256.New, t.hmacKey)
-		mac.Write([]byte(v))
-		return hex.EncodeToString(mac.Sum(nil)), true
+		return t.hmacHex(v), true
 	case t.Redact:
 		return Redacted, true
 	}
 	return v, true
+}
+
+// hmacHex returns the hex HMAC-SHA256 of v. A Tag is used by one goroutine at a time (a proxy-wasm VM is
+// single-threaded), so the HMAC state is kept and reset rather than rebuilt for every value.
+func (t *Tag) hmacHex(v string) string {
+	if t.mac == nil {
+		t.mac = hmac.New(sha256.New, t.hmacKey)
+	}
+	t.mac.Reset()
+	t.mac.Write([]byte(v))
+	var sum [sha256.Size]byte
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], t.mac.Sum(sum[:0]))
+	return string(out[:])
 }

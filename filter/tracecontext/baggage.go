@@ -203,7 +203,7 @@ func percentDecode(v string) (string, bool) {
 	if n == 0 {
 		return v, true
 	}
-	out := make([]byte, 0, len(v)-2*n)
+	out := make([]byte, 0, len(v))
 	for i := 0; i < len(v); i++ {
 		if v[i] != '%' {
 			out = append(out, v[i])

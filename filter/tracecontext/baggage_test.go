@@ -17,6 +17,7 @@ func TestParseBaggage(t *testing.T) {
 		{"properties", "k=v;p1;p2=x", []Member{{Key: "k", Value: "v", Properties: "p1;p2=x"}}},
 		{"bad member skipped", "a=1,=2,b,c=3", []Member{{Key: "a", Value: "1"}, {Key: "c", Value: "3"}}},
 		{"bad escape skipped", "a=%zz,b=%4", nil},
+		{"lone percent", "0=0,0=%", []Member{{Key: "0", Value: "0"}}},
 		{"invalid value octet", "a=x y,b=ok", []Member{{Key: "b", Value: "ok"}}},
 		{"empty value", "a=", []Member{{Key: "a", Value: ""}}},
 		{"too long", strings.Repeat("a", MaxBaggageBytes+1), nil},
