@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxFacetBytes is the longest string value that equality can match: Meilisearch does not index longer
@@ -78,8 +80,7 @@ func (d Doc) walk(path string, v any, inArray bool) {
 	}
 }
 
-// Match reports whether the document matches the filter. A nil filter matches every document. Check the
-// filter first: Match treats an operand that is not a number as matching nothing.
+// Match reports whether the document matches the filter. A nil filter matches every document.
 func Match(n Node, d Doc) bool {
 	switch n := n.(type) {
 	case nil:
@@ -127,38 +128,69 @@ func (c *Cond) match(f *Field) bool {
 	case IsEmpty:
 		return f != nil && f.Empty
 	}
-	lo, hi := math.Inf(-1), math.Inf(1)
-	loInc, hiInc := true, true
-	a, errA := number(c.Value)
-	switch c.Op {
-	case Gt:
-		lo, loInc = a, false
-	case Ge:
-		lo = a
-	case Lt:
-		hi, hiInc = a, false
-	case Le:
-		hi = a
-	case Between:
-		b, errB := number(c.To)
-		if errB != nil {
-			return false
-		}
-		lo, hi = a, b
-	}
-	if errA != nil || f == nil {
+	if f == nil {
 		return false
 	}
+	// Ranges, as Meilisearch 1.15 and later evaluate them: numbers against the operand read as a number (when
+	// it is one), and strings -- normalized -- against the operand as written, lexicographically.
+	lo, hi := bound{}, bound{}
+	switch c.Op {
+	case Gt:
+		lo = bound{set: true, v: c.Value}
+	case Ge:
+		lo = bound{set: true, incl: true, v: c.Value}
+	case Lt:
+		hi = bound{set: true, v: c.Value}
+	case Le:
+		hi = bound{set: true, incl: true, v: c.Value}
+	case Between:
+		lo = bound{set: true, incl: true, v: c.Value}
+		hi = bound{set: true, incl: true, v: c.To}
+	}
+	numLo, errLo := number(lo.v)
+	numHi, errHi := number(hi.v)
+	numeric := (!lo.set || errLo == nil) && (!hi.set || errHi == nil)
 	for _, v := range f.Values {
-		x, ok := v.(float64)
-		if !ok {
-			continue
-		}
-		if (x > lo || loInc && x == lo) && (x < hi || hiInc && x == hi) {
-			return true
+		switch x := v.(type) {
+		case float64:
+			if numeric && lo.admits(cmpFloat(x, numLo)) && hi.admits(-cmpFloat(x, numHi)) {
+				return true
+			}
+		case string:
+			if len(x) <= MaxFacetBytes && inStrings(normalize(x), lo, hi) {
+				return true
+			}
+		case bool:
+			if inStrings(strconv.FormatBool(x), lo, hi) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// bound is one end of a range; an unset bound admits everything.
+type bound struct {
+	set, incl bool
+	v         string
+}
+
+// admits reports whether a value comparing as c (-1, 0, 1) to the bound is inside it, for a lower bound
+// (for an upper bound, pass -c).
+func (b bound) admits(c int) bool { return !b.set || c > 0 || c == 0 && b.incl }
+
+func inStrings(s string, lo, hi bound) bool {
+	return lo.admits(strings.Compare(s, lo.v)) && hi.admits(-strings.Compare(s, hi.v))
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // equals reports whether any value of f equals v: as numbers when v reads as one, and as strings compared
@@ -188,10 +220,11 @@ func (f *Field) equals(v string) bool {
 	return false
 }
 
-func normalize(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// normalize is Meilisearch's facet normalization: trimmed, NFKD-decomposed, lower-cased.
+func normalize(s string) string { return strings.ToLower(norm.NFKD.String(strings.TrimSpace(s))) }
 
 func number(s string) (float64, error) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return 0, fmt.Errorf("%q is not a finite number", s)
 	}
@@ -199,8 +232,7 @@ func number(s string) (float64, error) {
 }
 
 // Check validates a parsed filter against an index's filterable attributes, as Meilisearch does before
-// evaluating it: every field must be filterable (an attribute or a path under one), and the operands of >,
-// >=, <, <= and TO must be numbers.
+// evaluating it: every field must be filterable (an attribute or a path under one).
 func Check(n Node, filterable []string) error {
 	switch n := n.(type) {
 	case *And:
@@ -220,20 +252,7 @@ func Check(n Node, filterable []string) error {
 	case *In:
 		return checkField(n.Field, filterable)
 	case *Cond:
-		if err := checkField(n.Field, filterable); err != nil {
-			return err
-		}
-		switch n.Op {
-		case Gt, Ge, Lt, Le, Between:
-			if _, err := number(n.Value); err != nil {
-				return fmt.Errorf("operator %s on `%s` needs a number: %w", n.Op, n.Field, err)
-			}
-		}
-		if n.Op == Between {
-			if _, err := number(n.To); err != nil {
-				return fmt.Errorf("operator TO on `%s` needs a number: %w", n.Field, err)
-			}
-		}
+		return checkField(n.Field, filterable)
 	}
 	return nil
 }

@@ -47,7 +47,14 @@ func TestMatch(t *testing.T) {
 		{"error = FALSE", "b"},
 		{"attr.customer_id = 123", "ab"}, // the string "123" and the number 123
 		{"attr.customer_id = '123'", "ab"},
-		{"attr.customer_id > 100", "b"}, // ordering sees numbers only
+		{"attr.customer_id > 100", "ab"}, // the number 123, and the string "123" lexicographically
+		{"attr.customer_id > 1000", "a"}, // "123" > "1000" as strings
+		{"service > inventory", "a"},     // strings compare after normalization ("inventory-service")
+		{"service >= Inventory", "ab"},   // ... against the operand as written: "checkout" > "Inventory"
+		{"error > s", "a"},               // booleans are the strings "true" and "false"
+		{"duration > slow", ""},          // numbers never compare with a word
+		{"duration 1500 TO x", ""},       // TO compares numbers only when both bounds are numbers
+		{"attr.customer_id 100 TO 200", "ab"},
 		{"attr.http.route = '/cart'", "a"},
 		{"services = y", "b"},
 		{"services IN [z, X]", "b"},
@@ -99,8 +106,6 @@ func TestCheck(t *testing.T) {
 		{"attr.customer_id = 1", ""},         // nested under a filterable attribute
 		{"attributes = 1", "not filterable"}, // a prefix of the name is not enough
 		{"NOT (name = x)", "attribute `name` is not filterable. Available filterable attributes are: `service`, `duration`, `attr`."},
-		{"duration > slow", "needs a number"},
-		{"duration 1 TO x", "needs a number"},
 		{"service IN [a] OR x EXISTS", "`x` is not filterable"},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,11 @@
 // \uHHHH and \u{H...} are decoded; any other escape is an error, as in Meilisearch since v1.4. Keywords are
 // case-sensitive. Geo filters and the experimental CONTAINS and STARTS WITH operators are rejected.
 //
+// Evaluation (Flatten, Match, Check) follows Meilisearch's filter engine as of v1.15: string equality after
+// facet normalization (trim, NFKD, lower case), a value that reads as a number also equals numeric fields,
+// ranges compare numbers numerically and strings lexicographically, NOT and != match documents without the
+// field, and a field holding a list matches if any element does.
+//
 // The package serves the Meilisearch stand-in used in tests (meilitest) and the tests of the filter compiler
 // (which check that every compiled filter parses).
 package meilifilter
