@@ -36,17 +36,7 @@ func writeFilter(b *strings.Builder, e query.Expr) error {
 		}
 		b.WriteByte(')')
 	case *query.Compare:
-		b.WriteString(meilifilter.Quote(e.Field))
-		b.WriteString(" " + e.Op.String() + " ")
-		switch e.Op {
-		case query.Eq, query.Ne:
-			b.WriteString(meilifilter.Quote(e.Value.Str))
-		default:
-			if !e.Value.IsNum {
-				return fmt.Errorf("meili: %s %s %q: ordering needs a number", e.Field, e.Op, e.Value.Str)
-			}
-			b.WriteString(meilifilter.Quote(strconv.FormatFloat(e.Value.Num, 'f', -1, 64)))
-		}
+		return writeCompare(b, e)
 	case *query.In:
 		b.WriteString(meilifilter.Quote(e.Field))
 		b.WriteString(" IN [")
@@ -64,6 +54,40 @@ func writeFilter(b *strings.Builder, e query.Expr) error {
 		return fmt.Errorf("meili: cannot compile %T (%s) into a filter", e, e)
 	}
 	return nil
+}
+
+func writeCompare(b *strings.Builder, e *query.Compare) error {
+	field := meilifilter.Quote(e.Field)
+	if e.Op == query.Eq || e.Op == query.Ne {
+		b.WriteString(field + " " + e.Op.String() + " " + meilifilter.Quote(e.Value.Str))
+		return nil
+	}
+	if !e.Value.IsNum {
+		return fmt.Errorf("meili: %s %s %q: ordering needs a number", e.Field, e.Op, e.Value.Str)
+	}
+	cond := field + " " + e.Op.String() + " " + meilifilter.Quote(strconv.FormatFloat(e.Value.Num, 'f', -1, 64))
+	if numericField(e.Field) {
+		b.WriteString(cond)
+		return nil
+	}
+	// Since Meilisearch 1.15 ranges also compare strings (and booleans, indexed as strings) lexicographically;
+	// the query language orders numbers only, so documents holding a string in the field are left out
+	// (`>= ""` matches every string). A list mixing numbers and strings would be left out too; OpenTelemetry
+	// attribute arrays are homogeneous.
+	b.WriteString("(" + cond + " AND NOT " + field + ` >= "")`)
+	return nil
+}
+
+// numericField reports whether a document field always holds a number (times, durations, counts), so a
+// range on it needs no guard against strings.
+func numericField(path string) bool {
+	for _, fields := range []map[string]query.Kind{query.SpanFields, query.TraceFields} {
+		switch fields[path] {
+		case query.KindNumber, query.KindTime, query.KindDuration:
+			return true
+		}
+	}
+	return false
 }
 
 func writeJoined(b *strings.Builder, terms []query.Expr, sep string) error {

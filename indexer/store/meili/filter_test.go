@@ -29,6 +29,8 @@ func TestCompileFilter(t *testing.T) {
 			`"duration" > "500000"`},
 		{"no exponent for big numbers", &query.Compare{Field: "start", Op: query.Ge, Value: num("1.7e15", 1.7e15)},
 			`"start" >= "1700000000000000"`},
+		{"ranges on attributes leave strings out", &query.Compare{Field: "attr.http.response.status_code", Op: query.Ge, Value: num("500", 500)},
+			`("attr.http.response.status_code" >= "500" AND NOT "attr.http.response.status_code" >= "")`},
 		{"keyword values stay values", &query.Compare{Field: "name", Op: query.Eq, Value: str("NOT")},
 			`"name" = "NOT"`},
 		{"quotes and backslashes", &query.Compare{Field: `attr.we"ird\key`, Op: query.Eq, Value: str(`say "hi" \o/`)},

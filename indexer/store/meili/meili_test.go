@@ -12,6 +12,7 @@ import (
 
 	"github.com/meilisearch/meilisearch-go"
 
+	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/meili/meilitest"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
@@ -58,4 +59,41 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestRangesMatchNumbersOnly checks the query language's rule that <, <=, >, >= match numbers only, which
+// Meilisearch 1.15 and later would otherwise break by comparing strings lexicographically.
+func TestRangesMatchNumbersOnly(t *testing.T) {
+	url, key := target(t)
+	s, err := Open(context.Background(), testConfig(t, url, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// OpenTelemetry attribute arrays are homogeneous, so lists are all numbers or all strings.
+	values := []any{123, "123", "abc", true, []any{50, 150}, []any{"200", "300"}}
+	docs := spans(len(values), "r")
+	for i, v := range values {
+		docs[i].Attr = map[string]any{"n": v}
+	}
+	if err := s.Write(context.Background(), docs, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		op   query.Op
+		want int // documents matched
+	}{{query.Gt, 2}, {query.Lt, 1}, {query.Ge, 2}} {
+		res, err := s.Search(context.Background(), store.Request{Index: store.Spans,
+			Filter: &query.Compare{Field: "attr.n", Op: tt.op, Value: query.Value{Str: "100", Num: 100, IsNum: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Total != tt.want {
+			var got []any
+			for _, sp := range res.Spans {
+				got = append(got, sp.Attr["n"])
+			}
+			t.Errorf("attr.n %s 100 matched %v, want %d numeric documents", tt.op, got, tt.want)
+		}
+	}
 }
