@@ -106,21 +106,32 @@ func (b *batcher) add(l *lines) ([]*batch, error) {
 		return nil, errClosed
 	}
 	var out []*batch
-	start := 0
-	for _, end := range l.ends {
-		line := l.buf[start:end]
-		start = end
-		if o := b.open; o != nil && (o.n >= b.s.cfg.MaxBatchDocs || len(o.buf)+len(line) > b.s.cfg.MaxBatchBytes) {
+	maxDocs, maxBytes := b.s.cfg.MaxBatchDocs, b.s.cfg.MaxBatchBytes
+	for i, start := 0, 0; i < len(l.ends); {
+		if b.open == nil {
+			b.open = &batch{first: time.Now(), done: make(chan struct{}),
+				buf: make([]byte, 0, min(len(l.buf)-start, maxBytes))}
+		}
+		o := b.open
+		// Take the longest run of lines that fits; an empty batch takes one line whatever its size.
+		j := i
+		for j < len(l.ends) && o.n+(j-i) < maxDocs && len(o.buf)+l.ends[j]-start <= maxBytes {
+			j++
+		}
+		if j == i && o.n == 0 {
+			j = i + 1
+		}
+		if j > i {
+			o.buf = append(o.buf, l.buf[start:l.ends[j-1]]...)
+			o.n += j - i
+			start, i = l.ends[j-1], j
+			if len(out) == 0 || out[len(out)-1] != o {
+				out = append(out, o)
+			}
+		}
+		if i < len(l.ends) || o.n >= maxDocs || len(o.buf) >= maxBytes { // the open batch is full
 			b.sealed = append(b.sealed, o)
 			b.open = nil
-		}
-		if b.open == nil {
-			b.open = &batch{first: time.Now(), done: make(chan struct{})}
-		}
-		b.open.buf = append(b.open.buf, line...)
-		b.open.n++
-		if len(out) == 0 || out[len(out)-1] != b.open {
-			out = append(out, b.open)
 		}
 	}
 	b.signal()

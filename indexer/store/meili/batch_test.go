@@ -1,0 +1,87 @@
+package meili
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBatcherAdd(t *testing.T) {
+	// Lines are 10 bytes each ("doc-0000\n" plus one byte of padding).
+	line := func(i int) string { return fmt.Sprintf("doc-%04d \n", i) }
+	tests := []struct {
+		name              string
+		writes            []int // documents per add call
+		maxDocs, maxBytes int
+		want              []int // documents per batch, sealed then open
+	}{
+		{"one write fits", []int{5}, 10, 1000, []int{5}},
+		{"writes share a batch", []int{3, 4}, 10, 1000, []int{7}},
+		{"doc limit splits", []int{25}, 10, 1000, []int{10, 10, 5}},
+		{"byte limit splits", []int{7}, 100, 30, []int{3, 3, 1}},
+		{"a full batch is sealed at once", []int{10, 1}, 10, 1000, []int{10, 1}},
+		{"oversized line goes alone", []int{2}, 10, 5, []int{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &batcher{s: &Store{cfg: Config{MaxBatchDocs: tt.maxDocs, MaxBatchBytes: tt.maxBytes, Linger: time.Hour}},
+				wake: make(chan struct{}, 1)}
+			var all strings.Builder
+			n := 0
+			for _, w := range tt.writes {
+				l := &lines{}
+				var buf bytes.Buffer
+				for range w {
+					buf.WriteString(line(n))
+					all.WriteString(line(n))
+					l.ends = append(l.ends, buf.Len())
+					n++
+				}
+				l.buf = buf.Bytes()
+				got, err := b.add(l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				docs := 0
+				for _, x := range got {
+					docs += bytes.Count(x.buf, []byte("\n"))
+				}
+				if docs < w {
+					t.Errorf("add of %d documents returned batches holding %d", w, docs)
+				}
+			}
+			batches := append([]*batch(nil), b.sealed...)
+			if b.open != nil {
+				batches = append(batches, b.open)
+			}
+			var sizes []int
+			var joined strings.Builder
+			for _, x := range batches {
+				if x.n != bytes.Count(x.buf, []byte("\n")) {
+					t.Errorf("batch counts %d documents but holds %d lines", x.n, bytes.Count(x.buf, []byte("\n")))
+				}
+				sizes = append(sizes, x.n)
+				joined.Write(x.buf)
+			}
+			if fmt.Sprint(sizes) != fmt.Sprint(tt.want) {
+				t.Errorf("batches %v, want %v", sizes, tt.want)
+			}
+			if joined.String() != all.String() {
+				t.Errorf("batches lost or reordered documents")
+			}
+		})
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"0123abcd-00ff": true, "A_b-9": true, strings.Repeat("a", 511): true,
+		"": false, strings.Repeat("a", 512): false, "a b": false, "a/b": false, "é": false, "a.b": false,
+	} {
+		if err := checkID(id); (err == nil) != ok {
+			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
+		}
+	}
+}
