@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/meshtrace/meshtrace/testenv/artifact"
 )
 
 var (
@@ -243,6 +245,41 @@ func checkCompat(t *testing.T, img v1.Image, wasm []byte) {
 	}
 	if len(files) != 1 || files[0] != WasmFile {
 		t.Errorf("layer files = %v, want [%s]", files, WasmFile)
+	}
+}
+
+// TestFilterBuilds packs the shipped filter builds (`make filter`) and checks them through a registry.
+func TestFilterBuilds(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range artifact.Builds(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			wasm, err := os.ReadFile(b.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := Build(wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := name.ParseReference(u.Host + "/meshtrace/filter-" + b.Name + ":test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := Push(context.Background(), ref, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pulled, err := remote.Image(ref.Context().Digest(d.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCompat(t, pulled, wasm)
+		})
 	}
 }
 

@@ -18,12 +18,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	istioExt "istio.io/api/extensions/v1alpha1"
-	istioSecurity "istio.io/api/security/v1beta1"
 	istioTelemetry "istio.io/api/telemetry/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
@@ -60,10 +58,8 @@ var kinds = map[string]decoder{
 	"apps/v1/Deployment":                      typed[appsv1.Deployment],
 	"apps/v1/StatefulSet":                     typed[appsv1.StatefulSet],
 	"networking.k8s.io/v1/NetworkPolicy":      typed[networkingv1.NetworkPolicy],
-	"policy/v1/PodDisruptionBudget":           typed[policyv1.PodDisruptionBudget],
 	"extensions.istio.io/v1alpha1/WasmPlugin": istio(func() proto.Message { return &istioExt.WasmPlugin{} }),
 	"telemetry.istio.io/v1/Telemetry":         istio(func() proto.Message { return &istioTelemetry.Telemetry{} }),
-	"security.istio.io/v1/PeerAuthentication": istio(func() proto.Message { return &istioSecurity.PeerAuthentication{} }),
 	"gateway.solo.io/v1/Gateway":              glooGateway,
 	"gloo.solo.io/v1/Upstream":                glooUpstream,
 }

@@ -68,3 +68,21 @@ spec:
 		})
 	}
 }
+
+// FuzzCheck feeds arbitrary streams to the validator: it must return objects or errors, never panic.
+func FuzzCheck(f *testing.F) {
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"))
+	f.Add([]byte("---\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: p}\nspec: {url: oci://r/f}\n"))
+	f.Add([]byte(`{"apiVersion":"gateway.solo.io/v1","kind":"Gateway","metadata":{"name":"g"},"spec":{"bindAddress":"::","bindPort":1,"httpGateway":{"options":{"wasm":{"filters":[{"image":"i"}]}}}}}`))
+	v := manifesttest.Validator(f)
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		objs, err := v.Check(stream)
+		if err == nil {
+			for _, o := range objs {
+				if o.Kind == "" || o.Name == "" {
+					t.Fatalf("accepted object without kind or name: %+v", o)
+				}
+			}
+		}
+	})
+}
