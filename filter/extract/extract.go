@@ -10,6 +10,9 @@ import (
 	"github.com/valyala/fastjson"
 )
 
+// parsers reuses fastjson parsers (and their value caches) across tokens.
+var parsers fastjson.ParserPool
+
 // maxJWTBytes bounds the token size the filter is willing to decode.
 const maxJWTBytes = 16 << 10
 
@@ -71,7 +74,8 @@ func JWTClaim(authorization, name string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	var p fastjson.Parser
+	p := parsers.Get()
+	defer parsers.Put(p)
 	v, err := p.ParseBytes(raw)
 	if err != nil || v.Type() != fastjson.TypeObject {
 		return "", false

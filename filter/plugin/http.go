@@ -16,6 +16,9 @@ import (
 // maxAttrValue bounds the request-derived values (path, user agent, ...) copied into span attributes.
 const maxAttrValue = 1024
 
+// maxHTTPAttrs is the number of non-tag attributes an HTTP span can carry.
+const maxHTTPAttrs = 16
+
 // viaUpstream is Envoy's response code details for a response that came from the upstream.
 const viaUpstream = "via_upstream"
 
@@ -89,7 +92,8 @@ func (h *httpContext) requestAttributes(dir policy.Direction) {
 	}
 	path := h.header(":path")
 	path, _, _ = strings.Cut(path, "?")
-	s.Attrs = append(s.Attrs[:0],
+	// Room for every attribute a stream can get, so the slice is allocated once.
+	s.Attrs = append(make([]span.Attr, 0, maxHTTPAttrs+len(h.root.policy.Tags)),
 		span.String("http.request.method", method),
 		span.String("url.path", clip(path)),
 	)
