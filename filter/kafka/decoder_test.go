@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -172,9 +171,9 @@ func TestLiveTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 			check(t, sc, replay(t, c, testConfig))
-			rng := rand.New(rand.NewPCG(1, uint64(len(sc.Name))))
-			check(t, sc, replay(t, split(c, rng), testConfig))
-			check(t, sc, replay(t, merge(c), testConfig))
+			check(t, sc, replay(t, c.Split(1), testConfig))
+			check(t, sc, replay(t, c.Split(7), testConfig))
+			check(t, sc, replay(t, c.Merged(), testConfig))
 			if *update {
 				writeCapture(t, sc.Name, c)
 			}
@@ -193,32 +192,6 @@ func TestCapturedFixtures(t *testing.T) {
 			check(t, sc, replay(t, c, testConfig))
 		})
 	}
-}
-
-// split cuts every chunk into pieces of 1 to 7 bytes.
-func split(c *kafkatest.Capture, rng *rand.Rand) *kafkatest.Capture {
-	out := &kafkatest.Capture{}
-	for _, ch := range c.Chunks {
-		for d := ch.Data; len(d) > 0; {
-			n := min(1+rng.IntN(7), len(d))
-			out.Chunks = append(out.Chunks, kafkatest.Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: d[:n]})
-			d = d[n:]
-		}
-	}
-	return out
-}
-
-// merge joins consecutive chunks of the same connection and direction, so that calls carry several frames.
-func merge(c *kafkatest.Capture) *kafkatest.Capture {
-	out := &kafkatest.Capture{}
-	for _, ch := range c.Chunks {
-		if n := len(out.Chunks); n > 0 && out.Chunks[n-1].Conn == ch.Conn && out.Chunks[n-1].FromClient == ch.FromClient {
-			out.Chunks[n-1].Data = append(out.Chunks[n-1].Data, ch.Data...)
-			continue
-		}
-		out.Chunks = append(out.Chunks, kafkatest.Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: slices.Clone(ch.Data)})
-	}
-	return out
 }
 
 func writeCapture(t *testing.T, name string, c *kafkatest.Capture) {

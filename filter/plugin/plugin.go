@@ -41,6 +41,7 @@ type rootContext struct {
 	direction policy.Direction // resolved direction when the policy fixes it; DirectionAuto otherwise
 	ids       idSource
 	exporter  *exporter
+	kind      pluginKind // HTTP or network filter, resolved on the first stream (see tcp.go)
 }
 
 // OnPluginStart loads and validates the policy. An invalid policy fails the start with one log line that
@@ -74,8 +75,12 @@ func (r *rootContext) OnTick() { r.exporter.tick(hostNow()) }
 // OnQueueReady runs a flush requested by a stream whose span filled the batch.
 func (r *rootContext) OnQueueReady(queueID uint32) { r.exporter.queueReady(queueID) }
 
-// NewHttpContext starts the span of a new HTTP stream.
+// NewHttpContext starts the span of a new HTTP stream. A network filter has none: the SDK makes every
+// stream an HTTP stream when this returns a context, so it must return nil for connections.
 func (r *rootContext) NewHttpContext(contextID uint32) types.HttpContext {
+	if r.isNetworkFilter() {
+		return nil
+	}
 	return &httpContext{root: r}
 }
 

@@ -104,3 +104,29 @@ func dir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
 }
+
+// Split returns the capture with every chunk cut into pieces of at most size bytes (size >= 1), as a proxy
+// may deliver them.
+func (c *Capture) Split(size int) *Capture {
+	out := &Capture{}
+	for _, ch := range c.Chunks {
+		for d := ch.Data; len(d) > 0; d = d[min(size, len(d)):] {
+			out.Chunks = append(out.Chunks, Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: d[:min(size, len(d))]})
+		}
+	}
+	return out
+}
+
+// Merged returns the capture with consecutive chunks of the same connection and direction joined, so that one
+// chunk carries several frames.
+func (c *Capture) Merged() *Capture {
+	out := &Capture{}
+	for _, ch := range c.Chunks {
+		if n := len(out.Chunks); n > 0 && out.Chunks[n-1].Conn == ch.Conn && out.Chunks[n-1].FromClient == ch.FromClient {
+			out.Chunks[n-1].Data = append(out.Chunks[n-1].Data, ch.Data...)
+			continue
+		}
+		out.Chunks = append(out.Chunks, Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: append([]byte(nil), ch.Data...)})
+	}
+	return out
+}

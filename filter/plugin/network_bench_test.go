@@ -1,0 +1,98 @@
+package plugin_test
+
+import (
+	"testing"
+
+	"github.com/meshtrace/meshtrace/filter/kafka/kafkatest"
+	"github.com/meshtrace/meshtrace/testenv/artifact"
+	"github.com/meshtrace/meshtrace/testenv/wasmhost"
+)
+
+// loadNetwork loads the filter as an outbound network filter whose export target answers 200 at once.
+func loadNetwork(b *testing.B, m *wasmhost.Module) *wasmhost.Host {
+	b.Helper()
+	h, err := m.Load(b.Context(), wasmhost.Config{
+		PluginConfig: []byte(networkPolicy),
+		Properties:   networkHost(2),
+		HTTPCall: func(wasmhost.HTTPCallRequest) (wasmhost.HTTPCallResponse, bool) {
+			return wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}, true
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close(b.Context()) })
+	return h
+}
+
+// benchBuilds runs f as a sub-benchmark per compiled filter build.
+func benchBuilds(b *testing.B, f func(b *testing.B, h *wasmhost.Host)) {
+	for _, build := range artifact.Builds(b) {
+		b.Run(build.Name, func(b *testing.B) { f(b, loadNetwork(b, module(b, build))) })
+	}
+}
+
+// must returns a checker for the (Action, error) results of the host's callbacks.
+func must(b *testing.B) func(wasmhost.Action, error) {
+	return func(_ wasmhost.Action, err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkKafkaWasm measures Kafka decoding throughput inside the compiled filter: 64 Produce requests of
+// 100 records (with traceparent and x-customer-id headers) and their responses per connection, delivered in
+// 16 KiB pieces, each exchange becoming an exported span. MB/s counts both directions.
+func BenchmarkKafkaWasm(b *testing.B) {
+	reqs, resps := kafkatest.ProduceTraffic(64, 100, 100)
+	const chunk = 16 << 10
+	benchBuilds(b, func(b *testing.B, h *wasmhost.Host) {
+		ok := must(b)
+		b.SetBytes(int64(len(reqs) + len(resps)))
+		for b.Loop() {
+			c, a, err := h.NewConnection(kafkaConnProps(0))
+			ok(a, err)
+			for i := 0; i < len(reqs); i += chunk {
+				ok(c.DownstreamData(reqs[i:min(i+chunk, len(reqs))], false))
+			}
+			for i := 0; i < len(resps); i += chunk {
+				ok(c.UpstreamData(resps[i:min(i+chunk, len(resps))], false))
+			}
+			if err := c.Close(wasmhost.PeerRemote); err != nil {
+				b.Fatal(err)
+			}
+			if err := h.Tick(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if n := h.Metrics()["meshtrace_spans_exported_total"]; n == 0 {
+			b.Fatal("no spans exported")
+		}
+	})
+}
+
+// BenchmarkTCPConnection measures one short TCP connection through the compiled filter (new connection, one
+// read each way, close, span export amortised over 64 connections); the host's own call cost is included.
+func BenchmarkTCPConnection(b *testing.B) {
+	props := props("source.address", "10.0.0.9:41000", "destination.address", "10.96.0.20:5432",
+		"upstream.address", "10.0.3.4:5432", "xds.cluster_name", "outbound|5432||db.data.svc.cluster.local")
+	data := make([]byte, 512)
+	benchBuilds(b, func(b *testing.B, h *wasmhost.Host) {
+		ok, i := must(b), 0
+		for b.Loop() {
+			c, a, err := h.NewConnection(props)
+			ok(a, err)
+			ok(c.DownstreamData(data, false))
+			ok(c.UpstreamData(data, false))
+			if err := c.Close(wasmhost.PeerRemote); err != nil {
+				b.Fatal(err)
+			}
+			if i++; i%64 == 0 {
+				if err := h.Tick(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
