@@ -51,6 +51,7 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 		hits = hits[min(r.Offset, len(hits)):]
 	} else {
 		req := bleve.NewSearchRequestOptions(q, limit, r.Offset, false)
+		req.Score = bleve.ScoreNone // hits are ordered by fields; unscored searchers use bitmaps
 		req.SortByCustom(order)
 		req.Fields = []string{sourceField}
 		var res *bleve.SearchResult
@@ -92,6 +93,7 @@ func (x *idx) distinct(ctx context.Context, q bq.Query, order search.SortOrder, 
 	var after []string
 	for {
 		req := bleve.NewSearchRequestOptions(q, distinctPage, 0, false)
+		req.Score = bleve.ScoreNone
 		req.SortByCustom(order)
 		req.Fields = []string{sourceField}
 		if after != nil {
@@ -153,7 +155,9 @@ func (x *idx) deleteBefore(ctx context.Context, before float64) error {
 	q := bleve.NewNumericRangeInclusiveQuery(nil, &before, nil, &exclusive)
 	q.SetField("start")
 	for {
-		res, err := x.b.SearchInContext(ctx, bleve.NewSearchRequestOptions(q, 10000, 0, false))
+		req := bleve.NewSearchRequestOptions(q, 10000, 0, false)
+		req.Score = bleve.ScoreNone
+		res, err := x.b.SearchInContext(ctx, req)
 		if err != nil {
 			return err
 		}

@@ -77,6 +77,8 @@ var Cases = []Case{
 	{Query: `"cache miss" since=1h`, Want: []string{"t1.5", "t3.5", "t4.5"}},
 	{Query: `"stock sku" error=false`, Want: []string{"t3.5", "t4.5", "t5.5"}},
 	{Query: `retry customer_id=123`, Want: []string{"t6.2", "t8.2"}},
+	{Query: `kafka send`, Want: []string{"t6.1", "t7.1", "t8.1"}},
+	{Query: `"kafka send"`, Want: nil}, // two attribute values: a phrase never spans values
 
 	// Trace scope, and the two scopes together.
 	{Query: "trace.services IN [service-b] trace.error_count>0", Want: []string{"t7"}},
