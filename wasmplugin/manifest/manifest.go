@@ -1,8 +1,8 @@
 // Package manifest checks Kubernetes manifests without a cluster. Every object is decoded strictly (unknown
 // or duplicate fields are errors) into the official Go type of its kind: k8s.io/api for core kinds, the
 // istio.io/api protobuf messages for Istio kinds, and Gloo's generated protobuf messages for the Gloo Edge
-// options meshtrace writes. Objects of Istio kinds are also validated against the OpenAPI schemas of the
-// CustomResourceDefinitions handed to New (Istio ships them in istio.io/api).
+// options meshtrace writes. Custom resources are also validated against the OpenAPI schemas of the
+// CustomResourceDefinitions handed to New (Istio ships them in istio.io/api, Gloo in solo-apis).
 package manifest
 
 import (
@@ -163,8 +163,11 @@ func Split(stream []byte) ([][]byte, error) {
 }
 
 // typed decodes doc into T the way the API server's strict field validation does.
-func typed[T any](doc []byte) error {
-	strict, err := kjson.UnmarshalStrict(doc, new(T), kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+func typed[T any](doc []byte) error { return decodeStrict(doc, new(T)) }
+
+// decodeStrict unmarshals doc into v, failing on unknown and duplicate fields.
+func decodeStrict(doc []byte, v any) error {
+	strict, err := kjson.UnmarshalStrict(doc, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
 	if err != nil {
 		return err
 	}
@@ -180,10 +183,7 @@ type envelope struct {
 
 func decodeEnvelope(doc []byte) (envelope, error) {
 	var e envelope
-	if err := typed[envelope](doc); err != nil {
-		return e, err
-	}
-	if err := json.Unmarshal(doc, &e); err != nil {
+	if err := decodeStrict(doc, &e); err != nil {
 		return e, err
 	}
 	if len(e.Spec) == 0 {
@@ -234,10 +234,7 @@ func glooGateway(doc []byte) error {
 		return err
 	}
 	var spec glooGatewaySpec
-	if err := typed[glooGatewaySpec](e.Spec); err != nil {
-		return fmt.Errorf("spec: %w", err)
-	}
-	if err := json.Unmarshal(e.Spec, &spec); err != nil {
+	if err := decodeStrict(e.Spec, &spec); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
 	if spec.BindAddress == "" || spec.BindPort == 0 {
@@ -258,20 +255,21 @@ func glooGateway(doc []byte) error {
 	return nil
 }
 
+// glooUpstreamSpec is the static variant of gloo.solo.io/v1 UpstreamSpec, the only one meshtrace writes.
+type glooUpstreamSpec struct {
+	Static json.RawMessage `json:"static"`
+}
+
 func glooUpstream(doc []byte) error {
 	e, err := decodeEnvelope(doc)
 	if err != nil {
 		return err
 	}
-	var spec struct {
-		Static json.RawMessage `json:"static"`
-	}
-	if err := typed[struct {
-		Static json.RawMessage `json:"static"`
-	}](e.Spec); err != nil {
+	var spec glooUpstreamSpec
+	if err := decodeStrict(e.Spec, &spec); err != nil {
 		return fmt.Errorf("spec (only static upstreams are checked): %w", err)
 	}
-	if err := json.Unmarshal(e.Spec, &spec); err != nil || len(spec.Static) == 0 {
+	if len(spec.Static) == 0 {
 		return errors.New("spec.static is required")
 	}
 	var us glooStatic.UpstreamSpec

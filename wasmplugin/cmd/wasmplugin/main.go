@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -120,36 +119,39 @@ func pushCmd() *cobra.Command {
 	return c
 }
 
+// renderFlags are the render command's flags that need parsing before they fill render.Istio.
+type renderFlags struct {
+	policyPath, selector, wasmPath string
+	targetRefs, types              []string
+	httpPorts, netPorts            []uint
+	priority                       int32
+	gloo                           bool
+}
+
 func renderCmd() *cobra.Command {
 	var (
-		policyPath, selector, wasmPath string
-		targetRefs, types              []string
-		httpPorts, netPorts            []uint
-		priority                       int32
-		o                              render.Istio
-		g                              render.Gloo
-		gloo                           bool
+		rf renderFlags
+		o  render.Istio
+		g  render.Gloo
 	)
 	c := &cobra.Command{
 		Use:   "render",
 		Short: "Print Istio WasmPlugins (HTTP and NETWORK) or a Gloo Edge Gateway for a policy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pol, err := os.ReadFile(policyPath)
+			pol, err := os.ReadFile(rf.policyPath)
 			if err != nil {
 				return err
 			}
 			var out []byte
-			if gloo {
+			if rf.gloo {
 				out, err = render.GlooGateway(g, pol)
-			} else {
-				if err = istioOptions(&o, cmd, selector, wasmPath, targetRefs, httpPorts, netPorts, priority); err == nil {
-					pts := make([]render.PluginType, len(types))
-					for i, t := range types {
-						pts[i] = render.PluginType(strings.ToUpper(t))
-					}
-					out, err = render.IstioPlugins(o, pol, pts...)
+			} else if err = rf.complete(&o, cmd.Flags().Changed("priority")); err == nil {
+				pts := make([]render.PluginType, len(rf.types))
+				for i, t := range rf.types {
+					pts[i] = render.PluginType(strings.ToUpper(t))
 				}
+				out, err = render.IstioPlugins(o, pol, pts...)
 			}
 			if err != nil {
 				return err
@@ -159,27 +161,27 @@ func renderCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&policyPath, "policy", "", "policy JSON file (required)")
+	f.StringVar(&rf.policyPath, "policy", "", "policy JSON file (required)")
 	_ = c.MarkFlagRequired("policy")
-	f.BoolVar(&gloo, "gloo", false, "render a Gloo Edge Enterprise Gateway instead of Istio WasmPlugins")
+	f.BoolVar(&rf.gloo, "gloo", false, "render a Gloo Edge Enterprise Gateway instead of Istio WasmPlugins")
 	// Istio
 	f.StringVar(&o.Name, "name", "meshtrace", "WasmPlugin base name (-http / -network appended)")
 	f.StringVar(&o.Namespace, "namespace", "", "namespace (istio-system for mesh-wide)")
 	f.StringVar(&o.URL, "url", "", "module URL: oci://REGISTRY/REPO:TAG, http(s):// or file://")
 	f.StringVar(&o.SHA256, "sha256", "", "pinned checksum: image digest for oci://, module SHA-256 otherwise (sha256: prefix allowed)")
-	f.StringVar(&wasmPath, "wasm", "", "compute --sha256 from this module (image digest for oci:// URLs)")
-	f.StringVar(&selector, "selector", "", "workload labels, k=v[,k=v]")
-	f.StringSliceVar(&targetRefs, "target-ref", nil, "Service/NAME or GROUP/KIND/NAME (repeatable)")
-	f.StringSliceVar(&types, "type", []string{"HTTP", "NETWORK"}, "plugin types")
+	f.StringVar(&rf.wasmPath, "wasm", "", "compute --sha256 from this module (image digest for oci:// URLs)")
+	f.StringVar(&rf.selector, "selector", "", "workload labels, k=v[,k=v]")
+	f.StringSliceVar(&rf.targetRefs, "target-ref", nil, "Service/NAME or GROUP/KIND/NAME (repeatable)")
+	f.StringSliceVar(&rf.types, "type", []string{"HTTP", "NETWORK"}, "plugin types")
 	f.StringVar(&o.Phase, "phase", "STATS", "AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE")
-	f.Int32Var(&priority, "priority", 0, "priority within the phase (set only when the flag is given)")
+	f.Int32Var(&rf.priority, "priority", 0, "priority within the phase (set only when the flag is given)")
 	f.StringVar(&o.FailStrategy, "fail-strategy", "FAIL_OPEN", "FAIL_OPEN, FAIL_CLOSE or FAIL_RELOAD")
 	f.StringVar(&o.ImagePullPolicy, "image-pull-policy", "", "IfNotPresent or Always")
 	f.StringVar(&o.ImagePullSecret, "image-pull-secret", "", "Secret with registry credentials")
 	f.StringVar(&o.HTTPMode, "http-mode", "", "CLIENT, SERVER or CLIENT_AND_SERVER (default: all)")
-	f.UintSliceVar(&httpPorts, "http-ports", nil, "HTTP plugin destination ports")
+	f.UintSliceVar(&rf.httpPorts, "http-ports", nil, "HTTP plugin destination ports")
 	f.StringVar(&o.NetworkMode, "network-mode", "", "NETWORK plugin mode (default CLIENT)")
-	f.UintSliceVar(&netPorts, "network-ports", nil, "NETWORK plugin ports (default: the policy's Kafka and peer service ports)")
+	f.UintSliceVar(&rf.netPorts, "network-ports", nil, "NETWORK plugin ports (default: the policy's Kafka and peer service ports)")
 	// Gloo
 	f.StringVar(&g.Name, "gateway", "gateway-proxy", "Gloo Gateway name")
 	f.StringVar(&g.Namespace, "gateway-namespace", "gloo-system", "Gloo Gateway namespace")
@@ -191,66 +193,77 @@ func renderCmd() *cobra.Command {
 	return c
 }
 
-// istioOptions completes o from the flags that need parsing.
-func istioOptions(o *render.Istio, cmd *cobra.Command, selector, wasmPath string, refs []string, httpPorts, netPorts []uint, priority int32) error {
+// complete fills the parts of o that come from parsed flags; withPriority says --priority was given.
+func (rf *renderFlags) complete(o *render.Istio, withPriority bool) error {
 	o.SHA256 = strings.TrimPrefix(o.SHA256, "sha256:")
-	if wasmPath != "" {
+	if rf.wasmPath != "" {
 		if o.SHA256 != "" {
 			return errors.New("--sha256 and --wasm are exclusive")
 		}
-		wasm, err := os.ReadFile(wasmPath)
+		sum, err := moduleChecksum(rf.wasmPath, strings.HasPrefix(o.URL, "oci://"))
 		if err != nil {
 			return err
 		}
-		o.SHA256 = image.FileSHA256(wasm)
-		if strings.HasPrefix(o.URL, "oci://") {
-			img, err := image.Build(wasm)
-			if err != nil {
-				return err
-			}
-			d, err := img.Digest()
-			if err != nil {
-				return err
-			}
-			o.SHA256 = d.Hex
-		}
+		o.SHA256 = sum
 	}
-	if selector != "" {
+	if rf.selector != "" {
 		o.Selector = map[string]string{}
-		for _, kv := range strings.Split(selector, ",") {
+		for _, kv := range strings.Split(rf.selector, ",") {
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok || k == "" {
-				return fmt.Errorf("--selector %q: want k=v[,k=v]", selector)
+				return fmt.Errorf("--selector %q: want k=v[,k=v]", rf.selector)
 			}
 			o.Selector[k] = v
 		}
 	}
-	for _, r := range refs {
+	for _, r := range rf.targetRefs {
 		ref, err := render.ParseTargetRef(r)
 		if err != nil {
 			return err
 		}
 		o.TargetRefs = append(o.TargetRefs, ref)
 	}
-	ports := func(in []uint) ([]uint32, error) {
-		var out []uint32
-		for _, p := range in {
-			if p == 0 || p > 65535 {
-				return nil, errors.New("port " + strconv.FormatUint(uint64(p), 10) + " out of range")
-			}
-			out = append(out, uint32(p))
-		}
-		return out, nil
-	}
 	var err error
-	if o.HTTPPorts, err = ports(httpPorts); err != nil {
+	if o.HTTPPorts, err = ports(rf.httpPorts); err != nil {
 		return err
 	}
-	if o.NetworkPorts, err = ports(netPorts); err != nil {
+	if o.NetworkPorts, err = ports(rf.netPorts); err != nil {
 		return err
 	}
-	if cmd.Flags().Changed("priority") {
-		o.Priority = &priority
+	if withPriority {
+		o.Priority = &rf.priority
 	}
 	return nil
+}
+
+// moduleChecksum is what Istio verifies for the module at path: the digest of its compat image when it is
+// pulled from a registry, the module's own SHA-256 otherwise.
+func moduleChecksum(path string, oci bool) (string, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if !oci {
+		return image.FileSHA256(wasm), nil
+	}
+	img, err := image.Build(wasm)
+	if err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	return d.Hex, nil
+}
+
+func ports(in []uint) ([]uint32, error) {
+	var out []uint32
+	for _, p := range in {
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("port %d out of range", p)
+		}
+		out = append(out, uint32(p))
+	}
+	return out, nil
 }

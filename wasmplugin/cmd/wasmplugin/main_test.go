@@ -68,6 +68,12 @@ func TestCommands(t *testing.T) {
 			"--target-ref", "gateway.networking.k8s.io/Gateway/ingress"}, want: []string{"kind: Gateway"}, valid: true},
 		{name: "render gloo", args: []string{"render", "--gloo", "--policy", policy, "--image", repo + ":v1"},
 			want: []string{"kind: Gateway", "image: " + repo + ":v1"}, valid: true},
+		{name: "render http url pins the module checksum", args: []string{"render", "--policy", policy, "--type", "HTTP",
+			"--url", "https://example.com/filter.wasm", "--wasm", wasm}, want: []string{"sha256: " + image.FileSHA256(emptyModule)}, valid: true},
+		{name: "render sha256 and wasm", args: []string{"render", "--policy", policy, "--url", "oci://r/f:1", "--wasm", wasm,
+			"--sha256", digest.Hex}, wantErr: "exclusive"},
+		{name: "render port out of range", args: []string{"render", "--policy", policy, "--url", "oci://r/f:1", "--http-ports", "70000"},
+			wantErr: "out of range"},
 		{name: "render bad selector", args: []string{"render", "--policy", policy, "--url", "oci://r/f:1", "--selector", "app"}, wantErr: "selector"},
 		{name: "render missing policy", args: []string{"render", "--url", "oci://r/f:1"}, wantErr: "policy"},
 	}

@@ -1,8 +1,11 @@
-// Package manifesttest gives tests a manifest.Validator loaded with Istio's CustomResourceDefinitions, read
-// from the istio.io/api module this repository depends on (kubernetes/customresourcedefinitions.gen.yaml).
+// Package manifesttest gives tests a manifest.Validator loaded with the CustomResourceDefinitions shipped in
+// the modules this repository depends on: Istio's (istio.io/api) and Gloo's (github.com/solo-io/solo-apis,
+// whose CRDs define the kinds and versions but leave the spec schemaless; the Gloo messages meshtrace writes
+// are checked with Gloo's Go types instead).
 package manifesttest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,43 +17,69 @@ import (
 	"github.com/meshtrace/meshtrace/wasmplugin/manifest"
 )
 
-// IstioCRDFile is the path of Istio's CRDs inside the istio.io/api module.
-const IstioCRDFile = "kubernetes/customresourcedefinitions.gen.yaml"
+// crdFiles are the CRD files read, by module path.
+var crdFiles = []struct{ module, file string }{
+	{"istio.io/api", "kubernetes/customresourcedefinitions.gen.yaml"},
+	{"github.com/solo-io/solo-apis", "crds/gateway.solo.io_v1_crds.yaml"},
+	{"github.com/solo-io/solo-apis", "crds/gloo.solo.io_v1_crds.yaml"},
+}
+
+// kinds must each have a schema once the CRDs are loaded.
+var kinds = []string{
+	"extensions.istio.io/v1alpha1/WasmPlugin",
+	"telemetry.istio.io/v1/Telemetry",
+	"gateway.solo.io/v1/Gateway",
+	"gloo.solo.io/v1/Upstream",
+}
 
 var (
 	once sync.Once
-	crds []byte
+	crds [][]byte
 	err  error
 )
 
-// IstioCRDs returns the CRD YAML of the istio.io/api version in go.mod, located with `go list -m`.
-func IstioCRDs(t testing.TB) []byte {
+// CRDs returns the CRD YAML streams, read from the module versions in go.mod (located with `go list -m`).
+func CRDs(t testing.TB) [][]byte {
 	t.Helper()
 	once.Do(func() {
-		var out []byte
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", "istio.io/api")
-		cmd.Stderr = os.Stderr
-		if out, err = cmd.Output(); err != nil {
-			return
+		dirs := map[string]string{}
+		for _, f := range crdFiles {
+			dir, ok := dirs[f.module]
+			if !ok {
+				cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", f.module)
+				cmd.Stderr = os.Stderr
+				out, lerr := cmd.Output()
+				if lerr != nil {
+					err = fmt.Errorf("go list -m %s: %w", f.module, lerr)
+					return
+				}
+				dir = strings.TrimSpace(string(out))
+				dirs[f.module] = dir
+			}
+			b, rerr := os.ReadFile(filepath.Join(dir, f.file))
+			if rerr != nil {
+				err = rerr
+				return
+			}
+			crds = append(crds, b)
 		}
-		crds, err = os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), IstioCRDFile))
 	})
 	if err != nil {
-		t.Fatalf("read Istio CRDs from the istio.io/api module: %v", err)
+		t.Fatalf("read CRDs from the modules: %v", err)
 	}
 	return crds
 }
 
-// Validator returns a validator with Istio's CRD schemas.
+// Validator returns a validator with the CRD schemas.
 func Validator(t testing.TB) *manifest.Validator {
 	t.Helper()
-	v, err := manifest.New(IstioCRDs(t))
+	v, err := manifest.New(CRDs(t)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"extensions.istio.io/v1alpha1/WasmPlugin", "telemetry.istio.io/v1/Telemetry"} {
+	for _, k := range kinds {
 		if !v.HasSchema(k) {
-			t.Fatalf("Istio CRDs define no schema for %s", k)
+			t.Fatalf("the CRDs define no schema for %s", k)
 		}
 	}
 	return v
