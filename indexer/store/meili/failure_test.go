@@ -114,7 +114,6 @@ func TestServerDownRetriesThenFails(t *testing.T) {
 	l.Close() // nothing listens there now
 
 	logs := &logCounter{counts: map[string]int{}}
-	start := time.Now()
 	_, err = Open(context.Background(), Config{URL: "http://" + addr, RetryInitial: 10 * time.Millisecond,
 		RetryFor: 300 * time.Millisecond, Logger: slog.New(logs)})
 	var u *unreachable
@@ -123,9 +122,6 @@ func TestServerDownRetriesThenFails(t *testing.T) {
 	}
 	if n := logs.count(retrying); n < 3 {
 		t.Errorf("retried %d times before giving up, want at least 3", n)
-	}
-	if d := time.Since(start); d < 200*time.Millisecond {
-		t.Errorf("gave up after %v, want about RetryFor (300ms)", d)
 	}
 }
 

@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stop:   make(chan struct{}),
 	}
 	for _, sc := range []schema{spanSchema(cfg.MaxTotalHits), traceSchema(cfg.MaxTotalHits)} {
-		if err := s.setup(ctx, cfg.IndexPrefix+sc.name, sc); err != nil {
+		if err := s.setup(ctx, s.uid(sc.index), sc); err != nil {
 			return nil, err
 		}
 	}
@@ -125,12 +125,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.wg.Add(1)
 		go s.retentionLoop()
 	}
-	s.spans = s.newBatcher(cfg.IndexPrefix + "spans")
-	s.traces = s.newBatcher(cfg.IndexPrefix + "traces")
+	s.spans = s.newBatcher(s.uid(store.Spans))
+	s.traces = s.newBatcher(s.uid(store.Traces))
 	return s, nil
 }
 
-// Write sends the documents to their indexes and waits until Meilisearch has indexed them.
+// uid is the name of an index in Meilisearch.
+func (s *Store) uid(ix store.Index) string { return s.cfg.IndexPrefix + ix.String() }
+
+// Write queues the documents for their indexes and waits until Meilisearch has indexed them. If ctx ends
+// first, Write returns its error but the documents stay queued (writing them again is harmless: documents
+// with the same id replace each other).
 func (s *Store) Write(ctx context.Context, spans []document.Span, traces []document.Trace) error {
 	sb, err := encodeSpans(spans)
 	if err != nil {
@@ -164,7 +169,8 @@ func (s *Store) Write(ctx context.Context, spans []document.Span, traces []docum
 	return nil
 }
 
-// Close sends the pending batches, waits for them (at most RetryFor) and stops the background work.
+// Close sends the pending batches, waits for their tasks and stops the background work. It returns the errors
+// of the batches it sent.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.stop)

@@ -10,14 +10,15 @@ import (
 	"github.com/meilisearch/meilisearch-go"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
 // primaryKey is the id field of both document kinds.
 const primaryKey = "id"
 
-// schema is the name and settings of one index.
+// schema is the settings of one index.
 type schema struct {
-	name     string
+	index    store.Index
 	settings *meilisearch.Settings
 }
 
@@ -29,14 +30,14 @@ var rankingRules = []string{"sort", "words", "typo", "proximity", "attribute", "
 // filterable, attribute maps are filterable and sortable as a whole (which covers each nested key), scalar
 // fields are sortable, and ids never match with typos.
 func spanSchema(maxTotalHits int64) schema {
-	return schema{name: "spans", settings: settingsFor(query.SpanFields,
+	return schema{index: store.Spans, settings: settingsFor(query.SpanFields,
 		[]string{"attr", "resource"}, query.SpanSearchable,
 		[]string{"id", "trace_id", "span_id", "parent_span_id", "links.trace_id", "links.span_id"}, maxTotalHits)}
 }
 
 // traceSchema derives the trace index settings; business keys are filterable under "keys".
 func traceSchema(maxTotalHits int64) schema {
-	return schema{name: "traces", settings: settingsFor(query.TraceFields,
+	return schema{index: store.Traces, settings: settingsFor(query.TraceFields,
 		[]string{"keys"}, []string{"root_name", "root_service", "services"},
 		[]string{"id", "trace_id"}, maxTotalHits)}
 }

@@ -49,7 +49,7 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	if filter != "" {
 		req.Filter = filter
 	}
-	uid := s.cfg.IndexPrefix + r.Index.String()
+	uid := s.uid(r.Index)
 	raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
 		return s.client.Index(uid).SearchRawWithContext(ctx, "", req)
 	})
@@ -112,7 +112,7 @@ const getTracesChunk = 1000
 
 // GetTraces fetches trace documents by id through the documents route (not capped by maxTotalHits).
 func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
-	uid := s.cfg.IndexPrefix + store.Traces.String()
+	uid := s.uid(store.Traces)
 	var out []document.Trace
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), getTracesChunk)]
@@ -152,7 +152,7 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
 		return err
 	}
 	for _, ix := range []store.Index{store.Spans, store.Traces} {
-		uid := s.cfg.IndexPrefix + ix.String()
+		uid := s.uid(ix)
 		task, err := retry(ctx, s, "delete documents from "+uid, func() (*meilisearch.TaskInfo, error) {
 			return s.client.Index(uid).DeleteDocumentsByFilterWithContext(ctx, filter, nil)
 		})

@@ -27,14 +27,15 @@ var implementedSearchKeys = []string{
 	"matchingStrategy", "attributesToSearchOn",
 }
 
+// searchParams are the implemented search parameters, decoded.
 type searchParams struct {
-	q                    string
-	offset, limit        int
-	page, hitsPerPage    *int
-	sort, retrieve, onto []string
-	distinct, strategy   string
-	filter               meilifilter.Node
-	paged                bool
+	q                        string
+	offset, limit            int
+	page, hitsPerPage        *int
+	sort, retrieve, searchOn []string
+	distinct, strategy       string
+	filter                   meilifilter.Node
+	paged                    bool
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request, uid string) error {
@@ -59,7 +60,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, uid string) erro
 		{"hitsPerPage", &p.hitsPerPage, "invalid_search_hits_per_page"}, {"sort", &p.sort, "invalid_search_sort"},
 		{"distinct", &p.distinct, "invalid_search_distinct"},
 		{"attributesToRetrieve", &p.retrieve, "invalid_search_attributes_to_retrieve"},
-		{"attributesToSearchOn", &p.onto, "invalid_search_attributes_to_search_on"},
+		{"attributesToSearchOn", &p.searchOn, "invalid_search_attributes_to_search_on"},
 		{"matchingStrategy", &p.strategy, "invalid_search_matching_strategy"},
 	} {
 		if err := field(obj, f.key, f.dst, f.code); err != nil {
@@ -108,14 +109,14 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, uid string) erro
 			"Attribute `%s` is not filterable and thus, cannot be used as distinct attribute.", p.distinct)
 	}
 	searchable := ix.settings.searchable
-	if p.onto != nil {
-		for _, a := range p.onto {
+	if p.searchOn != nil {
+		for _, a := range p.searchOn {
 			if !meilifilter.Covered(a, searchable) {
 				return errorf(http.StatusBadRequest, "invalid_search_attributes_to_search_on",
 					"Attribute `%s` is not searchable. Available searchable attributes are: `%s`.", a, strings.Join(searchable, ", "))
 			}
 		}
-		searchable = p.onto
+		searchable = p.searchOn
 	}
 
 	var hits []*doc

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -35,7 +36,7 @@ import (
 )
 
 // DefaultMaxPayload is Meilisearch's default payload size limit (--http-payload-size-limit, 100 MB).
-const DefaultMaxPayload = 100 << 20
+const DefaultMaxPayload = 100_000_000
 
 // Options configure a Server.
 type Options struct {
@@ -204,7 +205,7 @@ func (s *Server) routeIndex(w http.ResponseWriter, r *http.Request, uid, rest st
 	case rest == "" && r.Method == http.MethodGet:
 		return s.getIndex(w, uid)
 	case rest == "" && r.Method == http.MethodDelete:
-		return s.enqueueJSONless(w, r, uid, "indexDeletion", nil)
+		return s.deleteIndex(w, r, uid)
 	case rest == "settings" && r.Method == http.MethodGet:
 		return s.getSettings(w, uid)
 	case rest == "settings" && r.Method == http.MethodPatch:
@@ -267,7 +268,7 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // decodeObject reads a JSON object body whose keys must all be in allowed (null values are accepted and
-// dropped, as Meilisearch treats null optional parameters as absent). code is the error code for a bad body.
+// dropped, as Meilisearch treats null optional parameters as absent).
 func decodeObject(r *http.Request, allowed []string) (map[string]json.RawMessage, error) {
 	if err := requireJSON(r); err != nil {
 		return nil, err
@@ -375,22 +376,28 @@ func (s *Server) index(uid string) (*index, error) {
 	return ix, nil
 }
 
-// enqueueJSONless handles routes without a body (DELETE /indexes/{uid}).
-func (s *Server) enqueueJSONless(w http.ResponseWriter, r *http.Request, uid, typ string, details map[string]any) error {
+// deleteIndex handles DELETE /indexes/{uid}.
+func (s *Server) deleteIndex(w http.ResponseWriter, r *http.Request, uid string) error {
 	if r.ContentLength > 0 {
 		return errorf(http.StatusBadRequest, "bad_request", "meilitest: %s %s takes no body", r.Method, r.URL.Path)
 	}
-	return s.enqueue(w, uid, typ, details, func(*task) *apiError {
-		if _, err := s.index(uid); err != nil {
-			return err.(*apiError)
+	return s.enqueue(w, uid, "indexDeletion", map[string]any{"deletedDocuments": nil}, func(t *task) *apiError {
+		ix := s.indexes[uid]
+		if ix == nil {
+			return errorf(http.StatusNotFound, "index_not_found", "Index `%s` not found.", uid)
 		}
+		t.Details["deletedDocuments"] = len(ix.docs)
 		delete(s.indexes, uid)
 		return nil
 	})
 }
 
-func listenErr(addr string, err error) error {
-	return fmt.Errorf("meilitest: listen on %s: %w", addr, err)
+func listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("meilitest: listen on %s: %w", addr, err)
+	}
+	return l, nil
 }
 
 func parseUint(s string) (int, bool) {

@@ -2,7 +2,6 @@ package meilitest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 )
@@ -98,12 +97,4 @@ func (s *Server) getTask(w http.ResponseWriter, id string) error {
 	}
 	writeJSON(w, http.StatusOK, s.tasks[n])
 	return nil
-}
-
-func listen(addr string) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, listenErr(addr, err)
-	}
-	return l, nil
 }
