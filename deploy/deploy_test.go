@@ -134,6 +134,7 @@ type workload struct {
 	id       string
 	ns       string
 	template corev1.PodTemplateSpec
+	claims   []string // StatefulSet volume claim templates
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -149,11 +150,15 @@ func newCluster(t *testing.T, objs []manifest.Object) *cluster {
 		case "Deployment":
 			var d appsv1.Deployment
 			decode(t, o, &d)
-			c.workloads = append(c.workloads, workload{o.String(), d.Namespace, d.Spec.Template})
+			c.workloads = append(c.workloads, workload{id: o.String(), ns: d.Namespace, template: d.Spec.Template})
 		case "StatefulSet":
 			var s appsv1.StatefulSet
 			decode(t, o, &s)
-			c.workloads = append(c.workloads, workload{o.String(), s.Namespace, s.Spec.Template})
+			w := workload{id: o.String(), ns: s.Namespace, template: s.Spec.Template}
+			for _, pvc := range s.Spec.VolumeClaimTemplates {
+				w.claims = append(w.claims, pvc.Name)
+			}
+			c.workloads = append(c.workloads, w)
 		case "Secret":
 			t.Errorf("%s: secrets are created by the operator, never committed", o)
 		}
@@ -168,10 +173,41 @@ func decode(t *testing.T, o manifest.Object, v any) {
 	}
 }
 
-// checkWorkloads: probes, resources, pinned images, and secrets only through secretKeyRef.
+// has reports whether the build holds an object of kind named ns/name.
+func (c *cluster) has(kind, ns, name string) bool {
+	return slices.ContainsFunc(c.objs, func(o manifest.Object) bool {
+		return o.Kind == kind && o.Namespace == ns && o.Name == name
+	})
+}
+
+// checkWorkloads: probes, resources, pinned images, secrets only through secretKeyRef, and every
+// ConfigMap, ServiceAccount and volume a pod refers to exists.
 func (c *cluster) checkWorkloads(t *testing.T) {
 	for _, w := range c.workloads {
-		for _, ctr := range w.template.Spec.Containers {
+		pod := w.template.Spec
+		if sa := pod.ServiceAccountName; sa != "" && !c.has("ServiceAccount", w.ns, sa) {
+			t.Errorf("%s: no ServiceAccount %s", w.id, sa)
+		}
+		volumes := slices.Clone(w.claims)
+		for _, v := range pod.Volumes {
+			volumes = append(volumes, v.Name)
+			if v.ConfigMap != nil && !c.has("ConfigMap", w.ns, v.ConfigMap.Name) {
+				t.Errorf("%s: volume %s: no ConfigMap %s", w.id, v.Name, v.ConfigMap.Name)
+			}
+		}
+		for _, ctr := range pod.Containers {
+			for _, m := range ctr.VolumeMounts {
+				if !slices.Contains(volumes, m.Name) {
+					t.Errorf("%s container %s: mount of unknown volume %s", w.id, ctr.Name, m.Name)
+				}
+			}
+			for _, e := range ctr.EnvFrom {
+				if e.ConfigMapRef != nil && !c.has("ConfigMap", w.ns, e.ConfigMapRef.Name) {
+					t.Errorf("%s container %s: no ConfigMap %s", w.id, ctr.Name, e.ConfigMapRef.Name)
+				}
+			}
+		}
+		for _, ctr := range pod.Containers {
 			id := w.id + " container " + ctr.Name
 			if ctr.ReadinessProbe == nil || ctr.LivenessProbe == nil {
 				t.Errorf("%s: readiness and liveness probes required", id)
