@@ -1,0 +1,136 @@
+package plugin_test
+
+import (
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/meshtrace/meshtrace/testenv/artifact"
+	"github.com/meshtrace/meshtrace/testenv/wasmhost"
+)
+
+// benchPolicy has three tag rules (header with regex, JWT claim with hash, cookie) and the default export.
+const benchPolicy = `{"hmac_key": "k", "tags": [
+  {"attribute": "customer_id", "from": [{"header": "x-customer-id"}], "regex": "^cust-([0-9]+)$", "propagate": true},
+  {"attribute": "tenant", "from": [{"jwt_claim": "tenant"}], "lowercase": true},
+  {"attribute": "session", "from": [{"cookie": "session"}], "hash": true}]}`
+
+var benchHeaders = append(get(),
+	[2]string{"traceparent", inParent},
+	[2]string{"x-customer-id", "cust-42"},
+	[2]string{"authorization", jwt(`{"tenant":"ACME","sub":"u-1"}`)},
+	[2]string{"cookie", "session=abc123; theme=dark"},
+)
+
+var benchResponse = [][2]string{{":status", "200"}, {"content-type", "application/json"}}
+
+// loadDriven loads the filter with an export target that answers 200 at once.
+func loadDriven(tb testing.TB, m *wasmhost.Module) *wasmhost.Host {
+	tb.Helper()
+	h, err := m.Load(tb.Context(), wasmhost.Config{
+		PluginConfig: []byte(benchPolicy),
+		Properties:   map[string][]byte{"listener_direction": intProp(1), "node.metadata.WORKLOAD_NAME": []byte("bench")},
+		HTTPCall: func(wasmhost.HTTPCallRequest) (wasmhost.HTTPCallResponse, bool) {
+			return wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}, true
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close(tb.Context()) })
+	return h
+}
+
+// drive runs one full request; every 64 requests it lets the host deliver queued wake-ups and export
+// responses, so export cost is amortised as it is in a proxy.
+func drive(tb testing.TB, h *wasmhost.Host, i int) {
+	s := h.NewHTTPStream(nil)
+	if _, err := s.RequestHeaders(benchHeaders, true); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := s.ResponseHeaders(benchResponse, true); err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Complete(); err != nil {
+		tb.Fatal(err)
+	}
+	if i%64 == 63 {
+		if err := h.Flush(); err != nil { // queue wake-up: dispatch
+			tb.Fatal(err)
+		}
+		if err := h.Flush(); err != nil { // export response
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRequest measures one HTTP stream (3 tag rules, W3C join, export amortised) through each
+// compiled build. allocs/op are the host side's; guest-bytes is the guest's linear memory at the end.
+func BenchmarkRequest(b *testing.B) {
+	for _, build := range artifact.Builds(b) {
+		b.Run(build.Name, func(b *testing.B) {
+			h := loadDriven(b, module(b, build))
+			for i := 0; i < 1000; i++ { // warm up
+				drive(b, h, i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			n := 0
+			for i := 0; b.Loop(); i++ {
+				drive(b, h, i)
+				n++
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(n), "cpu-ns/op")
+			if dropped := h.Metrics()["meshtrace_spans_dropped_total"]; dropped != 0 {
+				b.Fatalf("%d spans dropped", dropped)
+			}
+			b.ReportMetric(float64(h.MemoryBytes()), "guest-bytes")
+		})
+	}
+}
+
+// cpuTime returns the CPU time (user and system) the process has used, in nanoseconds. On a shared,
+// loaded machine it is a steadier measure of the work per request than wall time.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestGuestMemoryFlat runs many requests through each build and checks that guest memory does not grow
+// after warm-up (the Go runtime's heap settles after about 3000 requests of this mix, TinyGo's after 256).
+// MESHTRACE_SOAK_REQUESTS sets the count (default 20000; the README reports 1000000).
+func TestGuestMemoryFlat(t *testing.T) {
+	const warm = 5000
+	n := 20000
+	if v := os.Getenv("MESHTRACE_SOAK_REQUESTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= warm {
+			t.Fatalf("MESHTRACE_SOAK_REQUESTS=%q: want an integer > %d", v, warm)
+		}
+	}
+	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+		h := loadDriven(t, m)
+		var after uint64
+		for i := 0; i < n; i++ {
+			if i == warm {
+				after = h.MemoryBytes()
+			}
+			drive(t, h, i)
+		}
+		end := h.MemoryBytes()
+		t.Logf("%d requests: guest memory %d bytes after %d, %d at the end; exported %d", n, after, warm, end,
+			h.Metrics()["meshtrace_spans_exported_total"])
+		if end != after {
+			t.Errorf("guest memory grew from %d to %d bytes between request %d and %d", after, end, warm, n)
+		}
+		if live := h.LiveContexts(); live != 1 {
+			t.Errorf("%d live contexts, want the root only", live)
+		}
+	})
+}
