@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,7 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -79,7 +80,12 @@ func compatLayer(wasm []byte) (v1.Layer, error) {
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("gzip close: %w", err)
 	}
-	return static.NewLayer(buf.Bytes(), types.OCILayer), nil
+	gz := buf.Bytes()
+	// From compressed bytes the tarball layer keeps them as the blob and derives the diff ID (the digest
+	// of the uncompressed tar) by decompressing.
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(gz)), nil
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // WriteLayout writes img into the OCI image layout at dir (created if missing, appended to if present),

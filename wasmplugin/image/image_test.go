@@ -3,6 +3,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -219,12 +220,35 @@ func checkCompat(t *testing.T, img v1.Image, wasm []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := layers[0].Uncompressed()
+	// Read the blob as stored and decompress it here, checking both digests the manifest and config claim.
+	rc, err := layers[0].Compressed()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	blob, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := "sha256:" + FileSHA256(blob); got != m.Layers[0].Digest.String() {
+		t.Errorf("layer blob digest %s, manifest says %s", got, m.Layers[0].Digest)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarBytes, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0].String() != "sha256:"+FileSHA256(tarBytes) {
+		t.Errorf("config diff_ids %v, want the digest of the uncompressed layer sha256:%s", cfg.RootFS.DiffIDs, FileSHA256(tarBytes))
+	}
+	tr := tar.NewReader(bytes.NewReader(tarBytes))
 	var files []string
 	for {
 		hdr, err := tr.Next()
