@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -180,6 +181,9 @@ func (h *Host) log(p []uint64) status {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
+	if LogLevel(p[0]) < h.cfg.LogLevel {
+		return statusOK
+	}
 	h.logs = append(h.logs, LogEntry{Level: LogLevel(p[0]), Message: string(msg)})
 	return statusOK
 }
@@ -258,7 +262,7 @@ func (h *Host) setProperty(p []uint64) status {
 	if h.active == nil {
 		return statusNotFound // Envoy keeps plugin-set properties in the stream's filter state
 	}
-	h.active.props[string(key)] = slices.Clone(v)
+	h.active.setProperty(string(key), slices.Clone(v))
 	return statusOK
 }
 
@@ -309,8 +313,23 @@ func (h *Host) getHeaderMapValue(p []uint64) status {
 }
 
 func (h *Host) addHeaderMapValue(p []uint64) status {
-	return h.editHeaderMap(p, func(m *headerMap, key []byte, value string) { m.add(string(key), value) })
+	return h.editHeaderMap(p, func(m *headerMap, key []byte, value string) { m.add(h.intern(key), value) })
 }
+
+// intern returns key lower-cased as a string, reusing the strings of header names seen before.
+func (h *Host) intern(key []byte) string {
+	if s, ok := h.keys[string(key)]; ok {
+		return s
+	}
+	s := strings.ToLower(string(key))
+	if len(h.keys) < maxInterned {
+		h.keys[string(key)] = s
+	}
+	return s
+}
+
+// maxInterned bounds the header name cache against plugins that invent names.
+const maxInterned = 4096
 
 func (h *Host) replaceHeaderMapValue(p []uint64) status {
 	return h.editHeaderMap(p, (*headerMap).replace)

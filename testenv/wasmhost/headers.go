@@ -19,8 +19,12 @@ func lookup(h [][2]string, name string) (string, bool) {
 	return "", false
 }
 
-// setFrom replaces the contents with a copy of src, lower-casing the keys.
+// setFrom replaces the contents with a copy of src, lower-casing the keys. It leaves room for a few
+// additions so a plugin's edits do not grow the slice.
 func (m *headerMap) setFrom(src [][2]string) {
+	if cap(*m) < len(src) {
+		*m = make(headerMap, 0, len(src)+4)
+	}
 	*m = (*m)[:0]
 	for _, kv := range src {
 		*m = append(*m, [2]string{strings.ToLower(kv[0]), kv[1]})

@@ -32,9 +32,10 @@ type Host struct {
 	shared *Shared
 	now    func() time.Time
 
-	stack      [8]uint64 // params and results of calls into the guest
-	allocStack [1]uint64 // proxy_on_memory_allocate, called from inside host functions
-	scratch    []byte    // serialisation buffer reused across host calls
+	stack      [8]uint64         // params and results of calls into the guest
+	allocStack [1]uint64         // proxy_on_memory_allocate, called from inside host functions
+	scratch    []byte            // serialisation buffer reused across host calls
+	keys       map[string]string // interned header names
 
 	err         error // first guest failure; the instance is unusable afterwards
 	output      tail  // end of the guest's stdout and stderr, where Go and TinyGo print panics
@@ -84,6 +85,7 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 		nextID:    rootContextID + 1,
 		streams:   map[uint32]*stream{},
 		metricIDs: map[string]uint32{},
+		keys:      map[string]string{},
 		pending:   map[uint32]HTTPCallRequest{},
 	}
 	if h.shared == nil {

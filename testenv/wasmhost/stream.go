@@ -8,9 +8,10 @@ import (
 
 // stream is the host state of one HTTP or network context.
 type stream struct {
-	h     *Host
-	id    uint32
-	props map[string][]byte
+	h        *Host
+	id       uint32
+	props    map[string][]byte // the caller's map until the first write (copy on write)
+	ownProps bool
 
 	// Header maps by map type (request headers, request trailers, response headers, response trailers)
 	// and buffers by buffer type (request body, response body, downstream data, upstream data).
@@ -43,10 +44,7 @@ var errDeleted = errors.New("wasmhost: the context is already deleted")
 
 // init creates the context in the guest; a failure stays in h.err and is returned by every later call.
 func (s *stream) init(h *Host, props map[string][]byte) {
-	*s = stream{h: h, id: h.nextID, props: maps.Clone(props)}
-	if s.props == nil {
-		s.props = map[string][]byte{}
-	}
+	*s = stream{h: h, id: h.nextID, props: props}
 	h.nextID++
 	if _, err := h.call(fnContextCreate, s, uint64(s.id), rootContextID); err == nil {
 		h.streams[s.id] = s
@@ -59,7 +57,18 @@ func (s *stream) init(h *Host, props map[string][]byte) {
 func (s *stream) ID() uint32 { return s.id }
 
 // SetProperty sets a per-context property (key: path segments joined by ".").
-func (s *stream) SetProperty(key string, v []byte) { s.props[key] = v }
+func (s *stream) SetProperty(key string, v []byte) { s.setProperty(key, v) }
+
+func (s *stream) setProperty(key string, v []byte) {
+	if !s.ownProps {
+		s.props = maps.Clone(s.props)
+		if s.props == nil {
+			s.props = map[string][]byte{}
+		}
+		s.ownProps = true
+	}
+	s.props[key] = v
+}
 
 // Property returns a per-context property, including those the plugin set.
 func (s *stream) Property(key string) ([]byte, bool) {

@@ -130,6 +130,8 @@ type Config struct {
 	// Shared is the shared data and queue store; hosts given the same Shared see each other's data, as
 	// VMs with one vm_id do. Default: a store private to the host.
 	Shared *Shared
+	// LogLevel is the lowest proxy_log level Logs keeps (default LogTrace: all of them).
+	LogLevel LogLevel
 	// Stdout and Stderr receive the guest's WASI output (default: discarded).
 	Stdout, Stderr io.Writer
 }
