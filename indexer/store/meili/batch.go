@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/meilisearch/meilisearch-go"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
 // errClosed is returned by Write after Close.
@@ -23,7 +25,8 @@ type lines struct {
 	ends []int
 }
 
-// encode checks every document id and renders the documents as NDJSON.
+// encode checks every document id and renders the documents as NDJSON. Errors wrap store.ErrBadRequest:
+// writing the same documents again cannot succeed.
 func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -31,10 +34,10 @@ func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
 	l := &lines{ends: make([]int, 0, len(docs))}
 	for i := range docs {
 		if err := checkID(id(&docs[i])); err != nil {
-			return nil, fmt.Errorf("meili: %s document %d: %w", kind, i, err)
+			return nil, fmt.Errorf("meili: %w: %s document %d: %w", store.ErrBadRequest, kind, i, err)
 		}
 		if err := enc.Encode(&docs[i]); err != nil {
-			return nil, fmt.Errorf("meili: %s document %d (id %s): %w", kind, i, id(&docs[i]), err)
+			return nil, fmt.Errorf("meili: %w: %s document %d (id %s): %w", store.ErrBadRequest, kind, i, id(&docs[i]), err)
 		}
 		l.ends = append(l.ends, buf.Len())
 	}
@@ -80,6 +83,7 @@ type batcher struct {
 	uid string
 
 	mu       sync.Mutex
+	maxBytes int      // Config.MaxBatchBytes, lowered when Meilisearch refuses a payload as too large
 	open     *batch   // accepting documents
 	sealed   []*batch // full, waiting to be sent in order
 	closed   bool
@@ -90,7 +94,7 @@ type batcher struct {
 }
 
 func (s *Store) newBatcher(uid string) *batcher {
-	b := &batcher{s: s, uid: uid, wake: make(chan struct{}, 1), exited: make(chan struct{})}
+	b := &batcher{s: s, uid: uid, maxBytes: s.cfg.MaxBatchBytes, wake: make(chan struct{}, 1), exited: make(chan struct{})}
 	go b.run()
 	return b
 }
@@ -106,7 +110,7 @@ func (b *batcher) add(l *lines) ([]*batch, error) {
 		return nil, errClosed
 	}
 	var out []*batch
-	maxDocs, maxBytes := b.s.cfg.MaxBatchDocs, b.s.cfg.MaxBatchBytes
+	maxDocs, maxBytes := b.s.cfg.MaxBatchDocs, b.maxBytes
 	for i, start := 0, 0; i < len(l.ends); {
 		if b.open == nil {
 			b.open = &batch{first: time.Now(), done: make(chan struct{}),
@@ -202,12 +206,34 @@ func (b *batcher) next() (*batch, bool) {
 }
 
 // send uploads a batch as NDJSON and waits for its task.
-func (b *batcher) send(x *batch) error {
-	ctx := context.Background()
+func (b *batcher) send(x *batch) error { return b.sendBuf(context.Background(), x.buf) }
+
+// sendBuf uploads NDJSON lines as one task and waits for it. If Meilisearch refuses the payload as too large
+// (its --http-payload-size-limit is lower than MaxBatchBytes), the lines are sent in two halves, in order,
+// and later batches are kept under the size that failed.
+func (b *batcher) sendBuf(ctx context.Context, buf []byte) error {
 	idx := b.s.client.Index(b.uid)
 	task, err := retry(ctx, b.s, "add documents to "+b.uid, func() (*meilisearch.TaskInfo, error) {
-		return idx.AddDocumentsNdjsonWithContext(ctx, x.buf, nil)
+		return idx.AddDocumentsNdjsonWithContext(ctx, buf, nil)
 	})
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge {
+		mid := bytes.IndexByte(buf[len(buf)/2:], '\n') + len(buf)/2 + 1
+		if mid >= len(buf) {
+			mid = bytes.LastIndexByte(buf[:len(buf)-1], '\n') + 1
+		}
+		if mid <= 0 {
+			return err // a single document over the limit
+		}
+		b.mu.Lock()
+		b.maxBytes = min(b.maxBytes, max(mid, len(buf)-mid))
+		b.mu.Unlock()
+		b.s.log.Warn("meilisearch refused a batch as too large; splitting it", "index", b.uid, "bytes", len(buf))
+		if err := b.sendBuf(ctx, buf[:mid]); err != nil {
+			return err
+		}
+		return b.sendBuf(ctx, buf[mid:])
+	}
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func TestBatcherAdd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &batcher{s: &Store{cfg: Config{MaxBatchDocs: tt.maxDocs, MaxBatchBytes: tt.maxBytes, Linger: time.Hour}},
+			b := &batcher{s: &Store{cfg: Config{MaxBatchDocs: tt.maxDocs, Linger: time.Hour}}, maxBytes: tt.maxBytes,
 				wake: make(chan struct{}, 1)}
 			var all strings.Builder
 			n := 0

@@ -51,7 +51,7 @@ func BenchmarkBatchBuild(b *testing.B) {
 		report(b)
 	})
 	b.Run("queue", func(b *testing.B) {
-		bt := &batcher{s: &Store{cfg: Config{MaxBatchDocs: 50_000, MaxBatchBytes: 64 << 20, Linger: time.Hour}},
+		bt := &batcher{s: &Store{cfg: Config{MaxBatchDocs: 50_000, Linger: time.Hour}}, maxBytes: 64 << 20,
 			wake: make(chan struct{}, 1)}
 		for b.Loop() {
 			if _, err := bt.add(encoded); err != nil {

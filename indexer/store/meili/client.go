@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/meilisearch/meilisearch-go"
+
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
 // APIError is an error answered by Meilisearch to a request.
@@ -21,6 +24,11 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("meili: %s: %s (%s, HTTP %d)", e.Op, e.Message, e.Code, e.Status)
+}
+
+// Is makes a search refused as invalid (400 invalid_search_*) match store.ErrBadRequest.
+func (e *APIError) Is(target error) bool {
+	return target == store.ErrBadRequest && e.Status == http.StatusBadRequest && strings.HasPrefix(e.Code, "invalid_search_")
 }
 
 // TaskError reports a task that Meilisearch processed and failed.

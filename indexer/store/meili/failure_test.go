@@ -231,6 +231,34 @@ func TestBadDocumentIDRefusedBeforeSending(t *testing.T) {
 	if n := f.additions.Load() - before; n != 0 {
 		t.Errorf("%d document additions were sent", n)
 	}
+	if !errors.Is(err, store.ErrBadRequest) {
+		t.Errorf("a bad id is not a store.ErrBadRequest (the pipeline would retry it forever): %v", err)
+	}
+}
+
+func TestPayloadTooLargeIsSplit(t *testing.T) {
+	// The server accepts 4 KB payloads; 40 spans of ~200 bytes are sent as one 8 KB batch first.
+	f := newFront(t, meilitest.Options{MaxPayload: 4 << 10})
+	logs := &logCounter{counts: map[string]int{}}
+	s := openFront(t, f, func(c *Config) { c.Logger = slog.New(logs) })
+	if err := s.Write(context.Background(), spans(40, "k"), nil); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	res, err := s.Search(context.Background(), store.Request{Index: store.Spans})
+	if err != nil || res.Total != 40 {
+		t.Fatalf("Total = %d, err %v; want 40", res.Total, err)
+	}
+	if logs.count("meilisearch refused a batch as too large; splitting it") == 0 {
+		t.Fatal("the batch was not split: raise the document count so it exceeds MaxPayload")
+	}
+	// Later batches stay under the size that failed: no more refusals.
+	before := logs.count("meilisearch refused a batch as too large; splitting it")
+	if err := s.Write(context.Background(), spans(40, "l"), nil); err != nil {
+		t.Fatalf("second Write: %v", err)
+	}
+	if n := logs.count("meilisearch refused a batch as too large; splitting it"); n != before {
+		t.Errorf("%d more refusals after the limit was learned", n-before)
+	}
 }
 
 func TestOpenRejectsForeignIndex(t *testing.T) {
@@ -373,6 +401,9 @@ func TestSearchErrorsCarryMeilisearchMessage(t *testing.T) {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Code != "invalid_search_distinct" || ae.Status != 400 {
 		t.Fatalf("Search with a bad distinct attribute = %v, want an APIError invalid_search_distinct", err)
+	}
+	if !errors.Is(err, store.ErrBadRequest) {
+		t.Errorf("an invalid search is not a store.ErrBadRequest: %v", err)
 	}
 	if n := f.requests.Load(); n == 0 {
 		t.Fatal("no request reached the server")
