@@ -146,6 +146,10 @@ func FuzzParse(f *testing.F) {
 		if err != nil || n == nil {
 			return
 		}
+		// Evaluation never fails on a parsed filter, whatever its operands.
+		doc := Flatten(map[string]any{"a": 1.5, "b": "x", "c": []any{"y", 2.0, true, nil}, "d": map[string]any{"e": ""}})
+		Match(n, doc)
+		_ = Check(n, []string{"a", "d"})
 		again, err := Parse(n.String())
 		if err != nil {
 			t.Fatalf("Parse(%q) = %s, which does not parse: %v", s, n, err)
