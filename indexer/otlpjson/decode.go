@@ -11,6 +11,7 @@ package otlpjson
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -56,7 +57,7 @@ func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, er
 	if err != nil {
 		return nil, &Error{Msg: "invalid JSON: " + err.Error()}
 	}
-	obj, err := object(v, "")
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -68,17 +69,22 @@ func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, er
 		}
 		switch string(k) {
 		case "resourceSpans", "resource_spans":
-			req.ResourceSpans, derr = decodeList(v, "resourceSpans", decodeResourceSpans)
+			req.ResourceSpans, derr = decodeList(v, decodeResourceSpans)
 		}
+		derr = at(derr, k)
 	})
 	if derr != nil {
+		var e *Error
+		if errors.As(derr, &e) {
+			e.Path = strings.TrimPrefix(e.Path, ".")
+		}
 		return nil, derr
 	}
 	return req, nil
 }
 
-func decodeResourceSpans(v *fastjson.Value, path string) (*tracepb.ResourceSpans, error) {
-	obj, err := object(v, path)
+func decodeResourceSpans(v *fastjson.Value) (*tracepb.ResourceSpans, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -90,18 +96,19 @@ func decodeResourceSpans(v *fastjson.Value, path string) (*tracepb.ResourceSpans
 		}
 		switch string(k) {
 		case "resource":
-			rs.Resource, derr = decodeResource(v, path+".resource")
+			rs.Resource, derr = decodeResource(v)
 		case "scopeSpans", "scope_spans":
-			rs.ScopeSpans, derr = decodeList(v, path+".scopeSpans", decodeScopeSpans)
+			rs.ScopeSpans, derr = decodeList(v, decodeScopeSpans)
 		case "schemaUrl", "schema_url":
-			rs.SchemaUrl, derr = str(v, path+".schemaUrl")
+			rs.SchemaUrl, derr = str(v)
 		}
+		derr = at(derr, k)
 	})
 	return rs, derr
 }
 
-func decodeResource(v *fastjson.Value, path string) (*resourcepb.Resource, error) {
-	obj, err := object(v, path)
+func decodeResource(v *fastjson.Value) (*resourcepb.Resource, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -113,16 +120,17 @@ func decodeResource(v *fastjson.Value, path string) (*resourcepb.Resource, error
 		}
 		switch string(k) {
 		case "attributes":
-			r.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+			r.Attributes, derr = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			r.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+			r.DroppedAttributesCount, derr = uint32Of(v)
 		}
+		derr = at(derr, k)
 	})
 	return r, derr
 }
 
-func decodeScopeSpans(v *fastjson.Value, path string) (*tracepb.ScopeSpans, error) {
-	obj, err := object(v, path)
+func decodeScopeSpans(v *fastjson.Value) (*tracepb.ScopeSpans, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -134,18 +142,19 @@ func decodeScopeSpans(v *fastjson.Value, path string) (*tracepb.ScopeSpans, erro
 		}
 		switch string(k) {
 		case "scope":
-			ss.Scope, derr = decodeScope(v, path+".scope")
+			ss.Scope, derr = decodeScope(v)
 		case "spans":
-			ss.Spans, derr = decodeList(v, path+".spans", decodeSpan)
+			ss.Spans, derr = decodeList(v, decodeSpan)
 		case "schemaUrl", "schema_url":
-			ss.SchemaUrl, derr = str(v, path+".schemaUrl")
+			ss.SchemaUrl, derr = str(v)
 		}
+		derr = at(derr, k)
 	})
 	return ss, derr
 }
 
-func decodeScope(v *fastjson.Value, path string) (*commonpb.InstrumentationScope, error) {
-	obj, err := object(v, path)
+func decodeScope(v *fastjson.Value) (*commonpb.InstrumentationScope, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -157,20 +166,21 @@ func decodeScope(v *fastjson.Value, path string) (*commonpb.InstrumentationScope
 		}
 		switch string(k) {
 		case "name":
-			s.Name, derr = str(v, path+".name")
+			s.Name, derr = str(v)
 		case "version":
-			s.Version, derr = str(v, path+".version")
+			s.Version, derr = str(v)
 		case "attributes":
-			s.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+			s.Attributes, derr = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			s.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+			s.DroppedAttributesCount, derr = uint32Of(v)
 		}
+		derr = at(derr, k)
 	})
 	return s, derr
 }
 
-func decodeSpan(v *fastjson.Value, path string) (*tracepb.Span, error) {
-	obj, err := object(v, path)
+func decodeSpan(v *fastjson.Value) (*tracepb.Span, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -182,46 +192,47 @@ func decodeSpan(v *fastjson.Value, path string) (*tracepb.Span, error) {
 		}
 		switch string(k) {
 		case "traceId", "trace_id":
-			s.TraceId, derr = id(v, path+".traceId")
+			s.TraceId, derr = id(v)
 		case "spanId", "span_id":
-			s.SpanId, derr = id(v, path+".spanId")
+			s.SpanId, derr = id(v)
 		case "parentSpanId", "parent_span_id":
-			s.ParentSpanId, derr = id(v, path+".parentSpanId")
+			s.ParentSpanId, derr = id(v)
 		case "traceState", "trace_state":
-			s.TraceState, derr = str(v, path+".traceState")
+			s.TraceState, derr = str(v)
 		case "flags":
-			s.Flags, derr = uint32Of(v, path+".flags")
+			s.Flags, derr = uint32Of(v)
 		case "name":
-			s.Name, derr = str(v, path+".name")
+			s.Name, derr = str(v)
 		case "kind":
 			var n int32
-			n, derr = enum(v, path+".kind", tracepb.Span_SpanKind_value)
+			n, derr = enum(v, tracepb.Span_SpanKind_value)
 			s.Kind = tracepb.Span_SpanKind(n)
 		case "startTimeUnixNano", "start_time_unix_nano":
-			s.StartTimeUnixNano, derr = uint64Of(v, path+".startTimeUnixNano")
+			s.StartTimeUnixNano, derr = uint64Of(v)
 		case "endTimeUnixNano", "end_time_unix_nano":
-			s.EndTimeUnixNano, derr = uint64Of(v, path+".endTimeUnixNano")
+			s.EndTimeUnixNano, derr = uint64Of(v)
 		case "attributes":
-			s.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+			s.Attributes, derr = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			s.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+			s.DroppedAttributesCount, derr = uint32Of(v)
 		case "events":
-			s.Events, derr = decodeList(v, path+".events", decodeEvent)
+			s.Events, derr = decodeList(v, decodeEvent)
 		case "droppedEventsCount", "dropped_events_count":
-			s.DroppedEventsCount, derr = uint32Of(v, path+".droppedEventsCount")
+			s.DroppedEventsCount, derr = uint32Of(v)
 		case "links":
-			s.Links, derr = decodeList(v, path+".links", decodeLink)
+			s.Links, derr = decodeList(v, decodeLink)
 		case "droppedLinksCount", "dropped_links_count":
-			s.DroppedLinksCount, derr = uint32Of(v, path+".droppedLinksCount")
+			s.DroppedLinksCount, derr = uint32Of(v)
 		case "status":
-			s.Status, derr = decodeStatus(v, path+".status")
+			s.Status, derr = decodeStatus(v)
 		}
+		derr = at(derr, k)
 	})
 	return s, derr
 }
 
-func decodeEvent(v *fastjson.Value, path string) (*tracepb.Span_Event, error) {
-	obj, err := object(v, path)
+func decodeEvent(v *fastjson.Value) (*tracepb.Span_Event, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -233,20 +244,21 @@ func decodeEvent(v *fastjson.Value, path string) (*tracepb.Span_Event, error) {
 		}
 		switch string(k) {
 		case "timeUnixNano", "time_unix_nano":
-			e.TimeUnixNano, derr = uint64Of(v, path+".timeUnixNano")
+			e.TimeUnixNano, derr = uint64Of(v)
 		case "name":
-			e.Name, derr = str(v, path+".name")
+			e.Name, derr = str(v)
 		case "attributes":
-			e.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+			e.Attributes, derr = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			e.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+			e.DroppedAttributesCount, derr = uint32Of(v)
 		}
+		derr = at(derr, k)
 	})
 	return e, derr
 }
 
-func decodeLink(v *fastjson.Value, path string) (*tracepb.Span_Link, error) {
-	obj, err := object(v, path)
+func decodeLink(v *fastjson.Value) (*tracepb.Span_Link, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -258,24 +270,25 @@ func decodeLink(v *fastjson.Value, path string) (*tracepb.Span_Link, error) {
 		}
 		switch string(k) {
 		case "traceId", "trace_id":
-			l.TraceId, derr = id(v, path+".traceId")
+			l.TraceId, derr = id(v)
 		case "spanId", "span_id":
-			l.SpanId, derr = id(v, path+".spanId")
+			l.SpanId, derr = id(v)
 		case "traceState", "trace_state":
-			l.TraceState, derr = str(v, path+".traceState")
+			l.TraceState, derr = str(v)
 		case "attributes":
-			l.Attributes, derr = decodeAttributes(v, path+".attributes", 0)
+			l.Attributes, derr = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			l.DroppedAttributesCount, derr = uint32Of(v, path+".droppedAttributesCount")
+			l.DroppedAttributesCount, derr = uint32Of(v)
 		case "flags":
-			l.Flags, derr = uint32Of(v, path+".flags")
+			l.Flags, derr = uint32Of(v)
 		}
+		derr = at(derr, k)
 	})
 	return l, derr
 }
 
-func decodeStatus(v *fastjson.Value, path string) (*tracepb.Status, error) {
-	obj, err := object(v, path)
+func decodeStatus(v *fastjson.Value) (*tracepb.Status, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -287,24 +300,25 @@ func decodeStatus(v *fastjson.Value, path string) (*tracepb.Status, error) {
 		}
 		switch string(k) {
 		case "message":
-			s.Message, derr = str(v, path+".message")
+			s.Message, derr = str(v)
 		case "code":
 			var n int32
-			n, derr = enum(v, path+".code", tracepb.Status_StatusCode_value)
+			n, derr = enum(v, tracepb.Status_StatusCode_value)
 			s.Code = tracepb.Status_StatusCode(n)
 		}
+		derr = at(derr, k)
 	})
 	return s, derr
 }
 
-func decodeAttributes(v *fastjson.Value, path string, depth int) ([]*commonpb.KeyValue, error) {
-	return decodeList(v, path, func(v *fastjson.Value, path string) (*commonpb.KeyValue, error) {
-		return decodeKeyValue(v, path, depth)
+func decodeAttributes(v *fastjson.Value, depth int) ([]*commonpb.KeyValue, error) {
+	return decodeList(v, func(v *fastjson.Value) (*commonpb.KeyValue, error) {
+		return decodeKeyValue(v, depth)
 	})
 }
 
-func decodeKeyValue(v *fastjson.Value, path string, depth int) (*commonpb.KeyValue, error) {
-	obj, err := object(v, path)
+func decodeKeyValue(v *fastjson.Value, depth int) (*commonpb.KeyValue, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -316,19 +330,20 @@ func decodeKeyValue(v *fastjson.Value, path string, depth int) (*commonpb.KeyVal
 		}
 		switch string(k) {
 		case "key":
-			kv.Key, derr = str(v, path+".key")
+			kv.Key, derr = str(v)
 		case "value":
-			kv.Value, derr = decodeAnyValue(v, path+".value", depth)
+			kv.Value, derr = decodeAnyValue(v, depth)
 		}
+		derr = at(derr, k)
 	})
 	return kv, derr
 }
 
-func decodeAnyValue(v *fastjson.Value, path string, depth int) (*commonpb.AnyValue, error) {
+func decodeAnyValue(v *fastjson.Value, depth int) (*commonpb.AnyValue, error) {
 	if depth >= maxDepth {
-		return nil, &Error{Path: path, Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)}
+		return nil, &Error{Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)}
 	}
-	obj, err := object(v, path)
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
@@ -341,115 +356,135 @@ func decodeAnyValue(v *fastjson.Value, path string, depth int) (*commonpb.AnyVal
 		switch string(k) {
 		case "stringValue", "string_value":
 			var s string
-			s, derr = str(v, path+".stringValue")
+			s, derr = str(v)
 			av.Value = &commonpb.AnyValue_StringValue{StringValue: s}
 		case "boolValue", "bool_value":
 			var b bool
-			b, derr = boolOf(v, path+".boolValue")
+			b, derr = boolOf(v)
 			av.Value = &commonpb.AnyValue_BoolValue{BoolValue: b}
 		case "intValue", "int_value":
 			var n int64
-			n, derr = int64Of(v, path+".intValue")
+			n, derr = int64Of(v)
 			av.Value = &commonpb.AnyValue_IntValue{IntValue: n}
 		case "doubleValue", "double_value":
 			var f float64
-			f, derr = float64Of(v, path+".doubleValue")
+			f, derr = float64Of(v)
 			av.Value = &commonpb.AnyValue_DoubleValue{DoubleValue: f}
 		case "bytesValue", "bytes_value":
 			var b []byte
-			b, derr = bytesOf(v, path+".bytesValue")
+			b, derr = bytesOf(v)
 			av.Value = &commonpb.AnyValue_BytesValue{BytesValue: b}
 		case "arrayValue", "array_value":
 			var arr *commonpb.ArrayValue
-			arr, derr = decodeArrayValue(v, path+".arrayValue", depth+1)
+			arr, derr = decodeArrayValue(v, depth+1)
 			av.Value = &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
 		case "kvlistValue", "kvlist_value":
 			var kvl *commonpb.KeyValueList
-			kvl, derr = decodeKeyValueList(v, path+".kvlistValue", depth+1)
+			kvl, derr = decodeKeyValueList(v, depth+1)
 			av.Value = &commonpb.AnyValue_KvlistValue{KvlistValue: kvl}
 		}
+		derr = at(derr, k)
 	})
 	return av, derr
 }
 
-func decodeArrayValue(v *fastjson.Value, path string, depth int) (*commonpb.ArrayValue, error) {
-	obj, err := object(v, path)
+func decodeArrayValue(v *fastjson.Value, depth int) (*commonpb.ArrayValue, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
 	arr := &commonpb.ArrayValue{}
 	if vals := obj.Get("values"); vals != nil {
-		arr.Values, err = decodeList(vals, path+".values", func(v *fastjson.Value, path string) (*commonpb.AnyValue, error) {
-			return decodeAnyValue(v, path, depth)
+		arr.Values, err = decodeList(vals, func(v *fastjson.Value) (*commonpb.AnyValue, error) {
+			return decodeAnyValue(v, depth)
 		})
 	}
-	return arr, err
+	return arr, at(err, []byte("values"))
 }
 
-func decodeKeyValueList(v *fastjson.Value, path string, depth int) (*commonpb.KeyValueList, error) {
-	obj, err := object(v, path)
+func decodeKeyValueList(v *fastjson.Value, depth int) (*commonpb.KeyValueList, error) {
+	obj, err := object(v)
 	if err != nil {
 		return nil, err
 	}
 	kvl := &commonpb.KeyValueList{}
 	if vals := obj.Get("values"); vals != nil {
-		kvl.Values, err = decodeAttributes(vals, path+".values", depth)
+		kvl.Values, err = decodeAttributes(vals, depth)
 	}
-	return kvl, err
+	return kvl, at(err, []byte("values"))
 }
 
 // decodeList decodes a JSON array (or null) with one element decoder; element paths get an [i] suffix.
-func decodeList[T any](v *fastjson.Value, path string, elem func(*fastjson.Value, string) (T, error)) ([]T, error) {
+func decodeList[T any](v *fastjson.Value, elem func(*fastjson.Value) (T, error)) ([]T, error) {
 	if v.Type() == fastjson.TypeNull {
 		return nil, nil
 	}
 	items, err := v.Array()
 	if err != nil {
-		return nil, &Error{Path: path, Msg: "expected an array, got " + v.Type().String()}
+		return nil, &Error{Msg: "expected an array, got " + v.Type().String()}
 	}
 	out := make([]T, 0, len(items))
 	for i, item := range items {
-		e, err := elem(item, path+"["+strconv.Itoa(i)+"]")
+		e, err := elem(item)
 		if err != nil {
-			return nil, err
+			return nil, atIndex(err, i)
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-func object(v *fastjson.Value, path string) (*fastjson.Object, error) {
+// at prefixes the path of a decode error with a field name. Paths are built only on failure, so decoding valid
+// input concatenates no strings.
+func at(err error, field []byte) error {
+	var e *Error
+	if err != nil && errors.As(err, &e) {
+		e.Path = "." + string(field) + e.Path
+	}
+	return err
+}
+
+// atIndex prefixes the path of a decode error with a list index.
+func atIndex(err error, i int) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Path = "[" + strconv.Itoa(i) + "]" + e.Path
+	}
+	return err
+}
+
+func object(v *fastjson.Value) (*fastjson.Object, error) {
 	obj, err := v.Object()
 	if err != nil {
-		return nil, &Error{Path: path, Msg: "expected an object, got " + v.Type().String()}
+		return nil, &Error{Msg: "expected an object, got " + v.Type().String()}
 	}
 	return obj, nil
 }
 
-func str(v *fastjson.Value, path string) (string, error) {
+func str(v *fastjson.Value) (string, error) {
 	if v.Type() == fastjson.TypeNull {
 		return "", nil
 	}
 	b, err := v.StringBytes()
 	if err != nil {
-		return "", &Error{Path: path, Msg: "expected a string, got " + v.Type().String()}
+		return "", &Error{Msg: "expected a string, got " + v.Type().String()}
 	}
 	return string(b), nil
 }
 
-func boolOf(v *fastjson.Value, path string) (bool, error) {
+func boolOf(v *fastjson.Value) (bool, error) {
 	switch v.Type() {
 	case fastjson.TypeTrue:
 		return true, nil
 	case fastjson.TypeFalse, fastjson.TypeNull:
 		return false, nil
 	}
-	return false, &Error{Path: path, Msg: "expected a boolean, got " + v.Type().String()}
+	return false, &Error{Msg: "expected a boolean, got " + v.Type().String()}
 }
 
 // id decodes a hex trace or span id. Invalid hex yields InvalidID (the span is rejected later, alone).
-func id(v *fastjson.Value, path string) ([]byte, error) {
-	s, err := str(v, path)
+func id(v *fastjson.Value) ([]byte, error) {
+	s, err := str(v)
 	if err != nil || s == "" {
 		return nil, err
 	}
@@ -460,8 +495,8 @@ func id(v *fastjson.Value, path string) ([]byte, error) {
 	return b, nil
 }
 
-func bytesOf(v *fastjson.Value, path string) ([]byte, error) {
-	s, err := str(v, path)
+func bytesOf(v *fastjson.Value) ([]byte, error) {
+	s, err := str(v)
 	if err != nil {
 		return nil, err
 	}
@@ -470,12 +505,12 @@ func bytesOf(v *fastjson.Value, path string) ([]byte, error) {
 			return b, nil
 		}
 	}
-	return nil, &Error{Path: path, Msg: "invalid base64"}
+	return nil, &Error{Msg: "invalid base64"}
 }
 
 // numberText returns the text of a JSON number, or of a string holding one (the protobuf JSON mapping allows both
 // for 64-bit integers).
-func numberText(v *fastjson.Value, path, what string) (string, bool, error) {
+func numberText(v *fastjson.Value, what string) (string, bool, error) {
 	switch v.Type() {
 	case fastjson.TypeNumber:
 		return v.String(), true, nil
@@ -485,47 +520,47 @@ func numberText(v *fastjson.Value, path, what string) (string, bool, error) {
 	case fastjson.TypeNull:
 		return "0", true, nil
 	}
-	return "", false, &Error{Path: path, Msg: "expected " + what + ", got " + v.Type().String()}
+	return "", false, &Error{Msg: "expected " + what + ", got " + v.Type().String()}
 }
 
-func uint64Of(v *fastjson.Value, path string) (uint64, error) {
-	s, _, err := numberText(v, path, "an unsigned integer")
+func uint64Of(v *fastjson.Value) (uint64, error) {
+	s, _, err := numberText(v, "an unsigned integer")
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid unsigned integer %q", s)}
+		return 0, &Error{Msg: fmt.Sprintf("invalid unsigned integer %q", s)}
 	}
 	return n, nil
 }
 
-func uint32Of(v *fastjson.Value, path string) (uint32, error) {
-	s, _, err := numberText(v, path, "an unsigned integer")
+func uint32Of(v *fastjson.Value) (uint32, error) {
+	s, _, err := numberText(v, "an unsigned integer")
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid 32-bit unsigned integer %q", s)}
+		return 0, &Error{Msg: fmt.Sprintf("invalid 32-bit unsigned integer %q", s)}
 	}
 	return uint32(n), nil
 }
 
-func int64Of(v *fastjson.Value, path string) (int64, error) {
-	s, _, err := numberText(v, path, "an integer")
+func int64Of(v *fastjson.Value) (int64, error) {
+	s, _, err := numberText(v, "an integer")
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid integer %q", s)}
+		return 0, &Error{Msg: fmt.Sprintf("invalid integer %q", s)}
 	}
 	return n, nil
 }
 
-func float64Of(v *fastjson.Value, path string) (float64, error) {
-	s, isNumber, err := numberText(v, path, "a number")
+func float64Of(v *fastjson.Value) (float64, error) {
+	s, isNumber, err := numberText(v, "a number")
 	if err != nil {
 		return 0, err
 	}
@@ -541,13 +576,13 @@ func float64Of(v *fastjson.Value, path string) (float64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return 0, &Error{Path: path, Msg: fmt.Sprintf("invalid number %q", s)}
+		return 0, &Error{Msg: fmt.Sprintf("invalid number %q", s)}
 	}
 	return f, nil
 }
 
 // enum decodes an enum given as an integer (the OTLP/JSON rule) or by its protobuf name.
-func enum(v *fastjson.Value, path string, names map[string]int32) (int32, error) {
+func enum(v *fastjson.Value, names map[string]int32) (int32, error) {
 	if v.Type() == fastjson.TypeString {
 		b, _ := v.StringBytes()
 		if n, ok := names[string(b)]; ok {
@@ -556,14 +591,14 @@ func enum(v *fastjson.Value, path string, names map[string]int32) (int32, error)
 		if n, err := strconv.ParseInt(string(b), 10, 32); err == nil {
 			return int32(n), nil
 		}
-		return 0, &Error{Path: path, Msg: fmt.Sprintf("unknown enum value %q", strings.TrimSpace(string(b)))}
+		return 0, &Error{Msg: fmt.Sprintf("unknown enum value %q", strings.TrimSpace(string(b)))}
 	}
 	if v.Type() == fastjson.TypeNull {
 		return 0, nil
 	}
 	n, err := v.Int()
 	if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
-		return 0, &Error{Path: path, Msg: "expected an enum integer, got " + v.String()}
+		return 0, &Error{Msg: "expected an enum integer, got " + v.String()}
 	}
 	return int32(n), nil
 }

@@ -1,0 +1,148 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/flatten"
+)
+
+const benchSpans = 1000
+
+// meshRequest is an export shaped like the filter's: one resource, spans with the HTTP semantic-convention
+// attributes and a business key.
+func meshRequest(n int) *coltracepb.ExportTraceServiceRequest {
+	s := func(k, v string) *commonpb.KeyValue {
+		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+	}
+	i := func(k string, v int64) *commonpb.KeyValue {
+		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+	}
+	spans := make([]*tracepb.Span, n)
+	for k := range spans {
+		start := uint64(1_700_000_000_000_000_000 + k*1_000_000)
+		spans[k] = &tracepb.Span{
+			TraceId: []byte(fmt.Sprintf("%016x", k/5)), SpanId: []byte(fmt.Sprintf("%08x", k+1)), ParentSpanId: []byte(fmt.Sprintf("%08x", k+100000)),
+			Name: "GET /api/cart/{id}", Kind: tracepb.Span_SPAN_KIND_SERVER, StartTimeUnixNano: start, EndTimeUnixNano: start + 12_345_678,
+			Attributes: []*commonpb.KeyValue{
+				s("http.request.method", "GET"), s("url.path", fmt.Sprintf("/api/cart/%d", k)), s("url.scheme", "http"),
+				s("http.route", "/api/cart/{id}"), i("http.response.status_code", 200), s("server.address", "checkout.shop.svc.cluster.local"),
+				i("server.port", 8080), s("client.address", "10.0.3.17"), s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
+				s("customer_id", fmt.Sprint(100+k%50)), s("network.peer.address", "10.0.3.17"), s("meshtrace.direction", "inbound"),
+			},
+			Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_UNSET},
+		}
+	}
+	return &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
+			s("service.name", "checkout"), s("service.namespace", "shop"), s("k8s.pod.name", "checkout-7d9f8b6c5-x2x9z"),
+			s("k8s.namespace.name", "shop"), s("telemetry.sdk.name", "meshtrace"),
+		}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: "meshtrace", Version: "0.1.0"}, Spans: spans}},
+	}}}
+}
+
+// toJSON writes the OTLP/JSON encoding of a request built by meshRequest (hex ids, 64-bit integers as strings).
+func toJSON(req *coltracepb.ExportTraceServiceRequest) []byte {
+	var b bytes.Buffer
+	attrs := func(kvs []*commonpb.KeyValue) {
+		b.WriteString(`"attributes":[`)
+		for i, kv := range kvs {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			switch v := kv.Value.Value.(type) {
+			case *commonpb.AnyValue_StringValue:
+				fmt.Fprintf(&b, `{"key":%q,"value":{"stringValue":%q}}`, kv.Key, v.StringValue)
+			case *commonpb.AnyValue_IntValue:
+				fmt.Fprintf(&b, `{"key":%q,"value":{"intValue":"%d"}}`, kv.Key, v.IntValue)
+			}
+		}
+		b.WriteByte(']')
+	}
+	rs := req.ResourceSpans[0]
+	b.WriteString(`{"resourceSpans":[{"resource":{`)
+	attrs(rs.Resource.Attributes)
+	fmt.Fprintf(&b, `},"scopeSpans":[{"scope":{"name":%q,"version":%q},"spans":[`, rs.ScopeSpans[0].Scope.Name, rs.ScopeSpans[0].Scope.Version)
+	for i, sp := range rs.ScopeSpans[0].Spans {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"traceId":%q,"spanId":%q,"parentSpanId":%q,"name":%q,"kind":%d,"startTimeUnixNano":"%d","endTimeUnixNano":"%d",`,
+			hex.EncodeToString(sp.TraceId), hex.EncodeToString(sp.SpanId), hex.EncodeToString(sp.ParentSpanId), sp.Name, sp.Kind,
+			sp.StartTimeUnixNano, sp.EndTimeUnixNano)
+		attrs(sp.Attributes)
+		fmt.Fprintf(&b, `,"status":{"code":%d}}`, sp.Status.Code)
+	}
+	b.WriteString(`]}]}]}`)
+	return b.Bytes()
+}
+
+// cpuTime is the CPU time used by the process so far (user and system, all threads).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestBenchInputsAgree guards the benchmark: both encodings decode to the same request.
+func TestBenchInputsAgree(t *testing.T) {
+	req := meshRequest(3)
+	r := New(&recorder{}, Config{Logger: quiet})
+	got, err := r.Decode(JSON, toJSON(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, req) {
+		t.Fatalf("JSON decodes to %v\nwant %v", got, req)
+	}
+}
+
+// BenchmarkDecodeFlatten measures decoding an export and flattening it into span documents, per encoding, on
+// one goroutine; spans/s is the per-core throughput.
+func BenchmarkDecodeFlatten(b *testing.B) {
+	req := meshRequest(benchSpans)
+	pb, err := proto.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bodies := map[Encoding][]byte{Protobuf: pb, JSON: toJSON(req)}
+	for _, enc := range []Encoding{Protobuf, JSON} {
+		name := map[Encoding]string{Protobuf: "protobuf", JSON: "json"}[enc]
+		b.Run(name, func(b *testing.B) {
+			r := New(&recorder{}, Config{Logger: quiet})
+			body := bodies[enc]
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var docs []document.Span
+			cpu0 := cpuTime(b)
+			for b.Loop() {
+				ereq, err := r.Decode(enc, body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var rej flatten.Rejected
+				docs, rej = flatten.Spans(docs[:0], ereq.ResourceSpans)
+				if rej.Count != 0 || len(docs) != benchSpans {
+					b.Fatalf("flattened %d spans, rejected %s", len(docs), rej.Summary())
+				}
+			}
+			b.ReportMetric(float64(b.N*benchSpans)/b.Elapsed().Seconds(), "spans/s")
+			// The machine may be shared: CPU time of the process (GC included) gives the per-core rate.
+			b.ReportMetric(float64(b.N*benchSpans)/(cpuTime(b)-cpu0).Seconds(), "spans/cpu-s")
+		})
+	}
+}
