@@ -25,11 +25,16 @@ var benchHeaders = append(get(),
 
 var benchResponse = [][2]string{{":status", "200"}, {"content-type", "application/json"}}
 
-// loadDriven loads the filter with an export target that answers 200 at once.
-func loadDriven(tb testing.TB, m *wasmhost.Module) *wasmhost.Host {
+// loadDriven loads the filter with policy (benchPolicy if empty) and an export target that answers 200 at
+// once.
+func loadDriven(tb testing.TB, m *wasmhost.Module, policy ...string) *wasmhost.Host {
 	tb.Helper()
+	cfg := benchPolicy
+	if len(policy) > 0 {
+		cfg = policy[0]
+	}
 	h, err := m.Load(tb.Context(), wasmhost.Config{
-		PluginConfig: []byte(benchPolicy),
+		PluginConfig: []byte(cfg),
 		Properties:   map[string][]byte{"listener_direction": intProp(1), "node.metadata.WORKLOAD_NAME": []byte("bench")},
 		HTTPCall: func(wasmhost.HTTPCallRequest) (wasmhost.HTTPCallResponse, bool) {
 			return wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}, true
@@ -44,9 +49,11 @@ func loadDriven(tb testing.TB, m *wasmhost.Module) *wasmhost.Host {
 
 // drive runs one full request; every 64 requests it lets the host deliver queued wake-ups and export
 // responses, so export cost is amortised as it is in a proxy.
-func drive(tb testing.TB, h *wasmhost.Host, i int) {
+func drive(tb testing.TB, h *wasmhost.Host, i int) { driveWith(tb, h, benchHeaders, i) }
+
+func driveWith(tb testing.TB, h *wasmhost.Host, headers [][2]string, i int) {
 	s := h.NewHTTPStream(nil)
-	if _, err := s.RequestHeaders(benchHeaders, true); err != nil {
+	if _, err := s.RequestHeaders(headers, true); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := s.ResponseHeaders(benchResponse, true); err != nil {
@@ -65,30 +72,43 @@ func drive(tb testing.TB, h *wasmhost.Host, i int) {
 	}
 }
 
-// BenchmarkRequest measures one HTTP stream (3 tag rules, W3C join, export amortised) through each
-// compiled build. allocs/op are the host side's; guest-bytes is the guest's linear memory at the end.
+// BenchmarkRequest measures one HTTP stream through each compiled build: "traced" joins the W3C context,
+// applies 3 tag rules and exports (amortised); "untraced" is the same stream on a plugin that records
+// nothing (the host and SDK round trips alone), to read the filter's own share. allocs/op are the host
+// side's; cpu-ns/op is process CPU time, steadier than wall time on a loaded machine; guest-bytes is the
+// guest's linear memory at the end.
 func BenchmarkRequest(b *testing.B) {
+	cases := []struct{ name, policy string }{
+		{"traced", benchPolicy},
+		{"untraced", `{"direction": "outbound", "trace": {"start_new": false}}`},
+	}
 	for _, build := range artifact.Builds(b) {
-		b.Run(build.Name, func(b *testing.B) {
-			h := loadDriven(b, module(b, build))
-			for i := 0; i < 1000; i++ { // warm up
-				drive(b, h, i)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := cpuTime()
-			n := 0
-			for i := 0; b.Loop(); i++ {
-				drive(b, h, i)
-				n++
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(n), "cpu-ns/op")
-			if dropped := h.Metrics()["meshtrace_spans_dropped_total"]; dropped != 0 {
-				b.Fatalf("%d spans dropped", dropped)
-			}
-			b.ReportMetric(float64(h.MemoryBytes()), "guest-bytes")
-		})
+		for _, c := range cases {
+			b.Run(build.Name+"/"+c.name, func(b *testing.B) {
+				h := loadDriven(b, module(b, build), c.policy)
+				headers := benchHeaders
+				if c.name == "untraced" {
+					headers = get()
+				}
+				for i := 0; i < 1000; i++ { // warm up
+					driveWith(b, h, headers, i)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu := cpuTime()
+				n := 0
+				for i := 0; b.Loop(); i++ {
+					driveWith(b, h, headers, i)
+					n++
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(cpuTime()-cpu)/float64(n), "cpu-ns/op")
+				if dropped := h.Metrics()["meshtrace_spans_dropped_total"]; dropped != 0 {
+					b.Fatalf("%d spans dropped", dropped)
+				}
+				b.ReportMetric(float64(h.MemoryBytes()), "guest-bytes")
+			})
+		}
 	}
 }
 
