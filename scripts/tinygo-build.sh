@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # tinygo-build.sh TINYGO OUT PKG
 #
-# Builds the Go package PKG (run from inside its module) into the proxy-wasm plugin OUT
-# with the TinyGo binary TINYGO installed by install-tinygo.sh and the wasip1-debian
-# target file beside this script (tinygo/wasip1-debian.json). Proxy-wasm hosts call exports of a WASI reactor, hence c-shared and no
-# scheduler (the asyncify scheduler and the command build mode exit after main).
+# Builds the Go package PKG (run from inside its module) into the proxy-wasm plugin OUT with the TinyGo
+# binary TINYGO installed by install-tinygo.sh and the target file tinygo/wasip1-debian.json beside this
+# script. Proxy-wasm hosts call exports of a WASI reactor, hence c-shared and no scheduler (the asyncify
+# scheduler and the command build mode exit after main).
+#
+# -tags custommalloc drops TinyGo's exported malloc/free. Envoy (proxy-wasm-cpp-host) hands every header,
+# property and body to the plugin in memory it gets from the module's `malloc` export when there is one,
+# and only otherwise from `proxy_on_memory_allocate`. TinyGo's malloc keeps each block alive until `free`,
+# which the SDK never calls, so with it Envoy's RSS grows with the request data of every request (measured:
+# +160 MB per 100k requests). Without it Envoy uses the SDK's proxy_on_memory_allocate, whose buffers the
+# garbage collector reclaims. Nothing in the plugin needs a C malloc; if that changes, the link fails.
 set -euo pipefail
 
 if [[ $# -ne 3 ]]; then
@@ -26,5 +33,6 @@ TINYGOROOT=$root GOFLAGS=-mod=readonly exec "$tinygo" build \
 	-buildmode=c-shared \
 	-scheduler=none \
 	-no-debug \
+	-tags custommalloc \
 	-o "$out" \
 	"$pkg"
