@@ -189,26 +189,6 @@ func TestLateSpanAfterEviction(t *testing.T) {
 	}
 }
 
-func TestTraceSpansPagesLargeTraces(t *testing.T) {
-	st := openStore(t)
-	spans := makeSpans(3, 2*store.MaxLimit+17, 1_700_000_000_000_000)
-	if err := st.Write(context.Background(), spans, nil); err != nil {
-		t.Fatal(err)
-	}
-	got, err := TraceSpans(context.Background(), st, spans[0].TraceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(spans) {
-		t.Fatalf("TraceSpans returned %d spans, want %d", len(got), len(spans))
-	}
-	for i := range got {
-		if got[i].ID != spans[i].ID {
-			t.Fatalf("span %d is %s, want %s (start order)", i, got[i].ID, spans[i].ID)
-		}
-	}
-}
-
 func TestStoreDownRefusesThenRecovers(t *testing.T) {
 	f := &flaky{Store: openStore(t)}
 	f.set(true, nil)
