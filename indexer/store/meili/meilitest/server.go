@@ -79,6 +79,7 @@ func StartOn(addr string, opts Options) (*Server, error) {
 	s.hs = httptest.NewUnstartedServer(s)
 	l, err := listen(addr)
 	if err != nil {
+		s.hs.Listener.Close()
 		s.stop()
 		return nil, err
 	}

@@ -31,11 +31,12 @@ func (s *Server) enqueue(w http.ResponseWriter, uid, typ string, details map[str
 		UID: len(s.tasks), IndexUID: uid, Status: "enqueued", Type: typ, Details: details,
 		EnqueuedAt: time.Now().UTC(), apply: apply,
 	}
-	s.tasks = append(s.tasks, t)
-	s.mu.Unlock()
 	select {
 	case s.pending <- t:
+		s.tasks = append(s.tasks, t)
+		s.mu.Unlock()
 	default:
+		s.mu.Unlock()
 		return errorf(http.StatusServiceUnavailable, "too_many_tasks", "meilitest: task queue is full")
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{
