@@ -333,23 +333,7 @@ func (c *cluster) checkExportTargets(t *testing.T) {
 			decode(t, o, &wp)
 			raw = wp.Spec.PluginConfig
 		case "Gateway":
-			var gw struct {
-				Spec struct {
-					HTTPGateway struct {
-						Options struct {
-							Wasm struct {
-								Filters []struct {
-									Config struct {
-										Value string `json:"value"`
-									} `json:"config"`
-								} `json:"filters"`
-							} `json:"wasm"`
-						} `json:"options"`
-					} `json:"httpGateway"`
-				} `json:"spec"`
-			}
-			decode(t, o, &gw)
-			raw = []byte(gw.Spec.HTTPGateway.Options.Wasm.Filters[0].Config.Value)
+			raw = []byte(glooConfig(t, o))
 		default:
 			continue
 		}
@@ -362,6 +346,31 @@ func (c *cluster) checkExportTargets(t *testing.T) {
 			t.Errorf("%s: export.cluster %q: %v", o, p.Export.Cluster, err)
 		}
 	}
+}
+
+// glooConfig returns the configuration of the Gateway's first Wasm filter (a StringValue's value).
+func glooConfig(t *testing.T, o manifest.Object) string {
+	t.Helper()
+	var gw struct {
+		Spec struct {
+			HTTPGateway struct {
+				Options struct {
+					Wasm struct {
+						Filters []struct {
+							Config struct {
+								Value string `json:"value"`
+							} `json:"config"`
+						} `json:"filters"`
+					} `json:"wasm"`
+				} `json:"options"`
+			} `json:"httpGateway"`
+		} `json:"spec"`
+	}
+	decode(t, o, &gw)
+	if len(gw.Spec.HTTPGateway.Options.Wasm.Filters) == 0 {
+		t.Fatalf("%s: no wasm filter", o)
+	}
+	return gw.Spec.HTTPGateway.Options.Wasm.Filters[0].Config.Value
 }
 
 func (c *cluster) resolveCluster(name string) error {
