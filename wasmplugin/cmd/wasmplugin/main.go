@@ -89,13 +89,20 @@ func imageCmd() *cobra.Command {
 }
 
 func pushCmd() *cobra.Command {
-	var wasmPath string
+	var (
+		wasmPath string
+		insecure bool
+	)
 	c := &cobra.Command{
 		Use:   "push REGISTRY/REPO:TAG",
 		Short: "Push the compat Wasm image; print the pinned reference (credentials from the Docker config)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := name.ParseReference(args[0])
+			var opts []name.Option
+			if insecure {
+				opts = append(opts, name.Insecure)
+			}
+			ref, err := name.ParseReference(args[0], opts...)
 			if err != nil {
 				return err
 			}
