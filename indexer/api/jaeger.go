@@ -1,0 +1,382 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tracefetch"
+)
+
+// The Jaeger query API (the JSON routes of jaeger-query that the Jaeger UI and Grafana's Jaeger data source
+// call), answered from meshtrace documents.
+
+// jaegerResponse is jaeger-query's envelope.
+type jaegerResponse struct {
+	Data   any           `json:"data"`
+	Total  int           `json:"total"`
+	Limit  int           `json:"limit"`
+	Offset int           `json:"offset"`
+	Errors []jaegerError `json:"errors"`
+}
+
+type jaegerError struct {
+	Code    int    `json:"code"`
+	Message string `json:"msg"`
+}
+
+// JaegerTrace is a trace in the Jaeger UI model.
+type JaegerTrace struct {
+	TraceID   string                   `json:"traceID"`
+	Spans     []JaegerSpan             `json:"spans"`
+	Processes map[string]JaegerProcess `json:"processes"`
+	Warnings  []string                 `json:"warnings"`
+}
+
+// JaegerSpan is a span in the Jaeger UI model (times in microseconds).
+type JaegerSpan struct {
+	TraceID       string            `json:"traceID"`
+	SpanID        string            `json:"spanID"`
+	OperationName string            `json:"operationName"`
+	References    []JaegerReference `json:"references"`
+	StartTime     int64             `json:"startTime"`
+	Duration      int64             `json:"duration"`
+	Tags          []JaegerKeyValue  `json:"tags"`
+	Logs          []JaegerLog       `json:"logs"`
+	ProcessID     string            `json:"processID"`
+	Warnings      []string          `json:"warnings"`
+}
+
+// JaegerReference links a span to its parent (CHILD_OF) or to a linked span (FOLLOWS_FROM).
+type JaegerReference struct {
+	RefType string `json:"refType"`
+	TraceID string `json:"traceID"`
+	SpanID  string `json:"spanID"`
+}
+
+// JaegerKeyValue is a typed tag.
+type JaegerKeyValue struct {
+	Key   string `json:"key"`
+	Type  string `json:"type"` // string, bool, int64, float64
+	Value any    `json:"value"`
+}
+
+// JaegerLog is a span event.
+type JaegerLog struct {
+	Timestamp int64            `json:"timestamp"`
+	Fields    []JaegerKeyValue `json:"fields"`
+}
+
+// JaegerProcess is the service a span ran in.
+type JaegerProcess struct {
+	ServiceName string           `json:"serviceName"`
+	Tags        []JaegerKeyValue `json:"tags"`
+}
+
+type jaegerOperation struct {
+	Name     string `json:"name"`
+	SpanKind string `json:"spanKind"`
+}
+
+func writeJaeger(w http.ResponseWriter, code int, data any, total int) {
+	resp := jaegerResponse{Data: data, Total: total}
+	if code != http.StatusOK {
+		resp.Data = nil
+		resp.Errors = []jaegerError{{Code: code, Message: fmt.Sprint(data)}}
+	}
+	writeJSON(w, code, resp)
+}
+
+// distinct returns the distinct values of field (service or name) among spans matching filter.
+func (s *Server) distinct(r *http.Request, filter query.Expr, field string, value func(document.Span) string) ([]string, []document.Span, error) {
+	res, err := s.store.Search(r.Context(), store.Request{Index: store.Spans, Filter: filter, Distinct: field, Limit: store.MaxLimit})
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []string
+	for _, sp := range res.Spans {
+		if v := value(sp); !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out, res.Spans, nil
+}
+
+func (s *Server) jaegerServices(w http.ResponseWriter, r *http.Request) {
+	services, _, err := s.distinct(r, nil, "service", func(sp document.Span) string { return sp.Service })
+	if err != nil {
+		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		return
+	}
+	writeJaeger(w, http.StatusOK, services, len(services))
+}
+
+// jaegerOperations serves both /api/services/{service}/operations (a list of names) and
+// /api/operations?service=S&spanKind=K (a list of {name, spanKind}).
+func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
+	service := r.PathValue("service")
+	legacy := service != ""
+	if !legacy {
+		service = r.URL.Query().Get("service")
+	}
+	var filter query.Expr
+	if service != "" {
+		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: service}}
+	}
+	if kind := r.URL.Query().Get("spanKind"); kind != "" {
+		k := &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}}
+		if filter == nil {
+			filter = k
+		} else {
+			filter = &query.And{Terms: []query.Expr{filter, k}}
+		}
+	}
+	names, spans, err := s.distinct(r, filter, "name", func(sp document.Span) string { return sp.Name })
+	if err != nil {
+		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		return
+	}
+	if legacy {
+		writeJaeger(w, http.StatusOK, names, len(names))
+		return
+	}
+	ops := make([]jaegerOperation, 0, len(spans))
+	for _, sp := range spans {
+		ops = append(ops, jaegerOperation{Name: sp.Name, SpanKind: sp.Kind})
+	}
+	slices.SortFunc(ops, func(a, b jaegerOperation) int { return strings.Compare(a.Name, b.Name) })
+	writeJaeger(w, http.StatusOK, ops, len(ops))
+}
+
+// JaegerQuery turns jaeger-query search parameters into a compiled meshtrace query over spans, returning
+// traces: service, operation and tags become equality conditions, min/maxDuration bound span durations,
+// start/end (unix microseconds) or lookback bound span start times.
+func JaegerQuery(params map[string][]string, now time.Time) (*query.Query, int, error) {
+	get := func(k string) string {
+		if v := params[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	var terms []string
+	if v := get("service"); v != "" {
+		terms = append(terms, "service="+quote(v))
+	}
+	if v := get("operation"); v != "" {
+		terms = append(terms, "name="+quote(v))
+	}
+	tags := map[string]string{}
+	if v := get("tags"); v != "" {
+		if err := json.Unmarshal([]byte(v), &tags); err != nil {
+			return nil, 0, fmt.Errorf("tags must be a JSON object of strings: %v", err)
+		}
+	}
+	for _, kv := range params["tag"] { // older form: tag=key:value
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok {
+			return nil, 0, fmt.Errorf("tag %q must be key:value", kv)
+		}
+		tags[k] = v
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !plainField(k) {
+			return nil, 0, fmt.Errorf("tag key %q: only letters, digits, '.', '_' and '-' are supported", k)
+		}
+		terms = append(terms, k+"="+quote(tags[k]))
+	}
+	q, err := query.Compile(strings.Join(terms, " "), now)
+	if err != nil {
+		return nil, 0, err
+	}
+	spanTerms := []query.Expr{}
+	if q.Span != nil {
+		spanTerms = append(spanTerms, q.Span)
+	}
+	for _, d := range []struct {
+		param string
+		op    query.Op
+	}{{"minDuration", query.Ge}, {"maxDuration", query.Le}} {
+		if v := get(d.param); v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: %v", d.param, err)
+			}
+			spanTerms = append(spanTerms, &query.Compare{Field: "duration", Op: d.op, Value: number(dur.Microseconds())})
+		}
+	}
+	if len(spanTerms) > 1 {
+		q.Span = &query.And{Terms: spanTerms}
+	}
+	if v := get("start"); v != "" {
+		if q.Since, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, 0, fmt.Errorf("start must be unix microseconds: %v", err)
+		}
+	}
+	if v := get("end"); v != "" {
+		if q.Until, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, 0, fmt.Errorf("end must be unix microseconds: %v", err)
+		}
+	}
+	if v := get("lookback"); q.Since == 0 && v != "" && v != "custom" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, 0, fmt.Errorf("lookback: %v", err)
+		}
+		q.Since = now.Add(-d).UnixMicro()
+	}
+	q.Target = query.TraceScope
+	limit := 20
+	if v := get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit <= 0 {
+			return nil, 0, fmt.Errorf("limit must be a positive integer")
+		}
+		limit = min(limit, store.MaxLimit)
+	}
+	return q, limit, nil
+}
+
+func (s *Server) jaegerSearch(w http.ResponseWriter, r *http.Request) {
+	q, limit, err := JaegerQuery(r.URL.Query(), s.now())
+	if err != nil {
+		writeJaeger(w, http.StatusBadRequest, err.Error(), 0)
+		return
+	}
+	res, err := store.Execute(r.Context(), s.store, q, store.Page{Limit: limit})
+	if err != nil {
+		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		return
+	}
+	traces := make([]JaegerTrace, 0, len(res.Traces))
+	for _, t := range res.Traces {
+		spans, err := tracefetch.Spans(r.Context(), s.store, t.TraceID)
+		if err != nil {
+			writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+			return
+		}
+		traces = append(traces, ToJaeger(t.TraceID, spans))
+	}
+	writeJaeger(w, http.StatusOK, traces, len(traces))
+}
+
+func (s *Server) jaegerTrace(w http.ResponseWriter, r *http.Request) {
+	id, ok := traceID(r.PathValue("id"))
+	if !ok {
+		writeJaeger(w, http.StatusBadRequest, "trace id must be up to 32 hexadecimal digits", 0)
+		return
+	}
+	spans, err := tracefetch.Spans(r.Context(), s.store, id)
+	if err != nil {
+		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		return
+	}
+	if len(spans) == 0 {
+		writeJaeger(w, http.StatusNotFound, "trace not found", 0)
+		return
+	}
+	writeJaeger(w, http.StatusOK, []JaegerTrace{ToJaeger(id, spans)}, 1)
+}
+
+// ToJaeger converts the spans of one trace to the Jaeger model; each service is one process, carrying the
+// resource attributes of its first span.
+func ToJaeger(traceID string, spans []document.Span) JaegerTrace {
+	t := JaegerTrace{TraceID: traceID, Spans: make([]JaegerSpan, 0, len(spans)), Processes: map[string]JaegerProcess{}}
+	pids := map[string]string{}
+	for _, sp := range spans {
+		pid, ok := pids[sp.Service]
+		if !ok {
+			pid = "p" + strconv.Itoa(len(pids)+1)
+			pids[sp.Service] = pid
+			t.Processes[pid] = JaegerProcess{ServiceName: sp.Service, Tags: jaegerTags(sp.Resource)}
+		}
+		js := JaegerSpan{TraceID: sp.TraceID, SpanID: sp.SpanID, OperationName: sp.Name, StartTime: sp.Start, Duration: sp.Duration,
+			ProcessID: pid, References: []JaegerReference{}, Logs: []JaegerLog{}, Tags: jaegerTags(sp.Attr)}
+		if sp.ParentSpanID != "" {
+			js.References = append(js.References, JaegerReference{RefType: "CHILD_OF", TraceID: sp.TraceID, SpanID: sp.ParentSpanID})
+		}
+		for _, l := range sp.Links {
+			js.References = append(js.References, JaegerReference{RefType: "FOLLOWS_FROM", TraceID: l.TraceID, SpanID: l.SpanID})
+		}
+		if sp.Kind != "" && sp.Kind != "unspecified" {
+			js.Tags = append(js.Tags, JaegerKeyValue{Key: "span.kind", Type: "string", Value: sp.Kind})
+		}
+		if sp.StatusCode != "unset" && sp.StatusCode != "" {
+			js.Tags = append(js.Tags, JaegerKeyValue{Key: "otel.status_code", Type: "string", Value: strings.ToUpper(sp.StatusCode)})
+		}
+		if sp.StatusMessage != "" {
+			js.Tags = append(js.Tags, JaegerKeyValue{Key: "otel.status_description", Type: "string", Value: sp.StatusMessage})
+		}
+		if sp.Error {
+			js.Tags = append(js.Tags, JaegerKeyValue{Key: "error", Type: "bool", Value: true})
+		}
+		if sp.Scope != "" {
+			js.Tags = append(js.Tags, JaegerKeyValue{Key: "otel.scope.name", Type: "string", Value: sp.Scope})
+		}
+		for _, e := range sp.Events {
+			fields := append([]JaegerKeyValue{{Key: "event", Type: "string", Value: e.Name}}, jaegerTags(e.Attr)...)
+			js.Logs = append(js.Logs, JaegerLog{Timestamp: e.Time, Fields: fields})
+		}
+		t.Spans = append(t.Spans, js)
+	}
+	return t
+}
+
+// jaegerTags converts an attribute map to typed tags, sorted by key; lists and maps become JSON strings.
+func jaegerTags(attrs map[string]any) []JaegerKeyValue {
+	out := make([]JaegerKeyValue, 0, len(attrs))
+	for k, v := range attrs {
+		kv := JaegerKeyValue{Key: k, Value: v}
+		switch x := v.(type) {
+		case string:
+			kv.Type = "string"
+		case bool:
+			kv.Type = "bool"
+		case int64, int:
+			kv.Type = "int64"
+		case float64:
+			kv.Type = "float64"
+			if x == float64(int64(x)) {
+				kv.Type, kv.Value = "int64", int64(x) // documents read back from JSON hold integers as float64
+			}
+		default:
+			b, _ := json.Marshal(x)
+			kv.Type, kv.Value = "string", string(b)
+		}
+		out = append(out, kv)
+	}
+	slices.SortFunc(out, func(a, b JaegerKeyValue) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// quote writes a value as a query-language string literal.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+func plainField(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func number(n int64) query.Value {
+	return query.Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
+}
