@@ -59,6 +59,15 @@ wasmplugin:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/wasmplugin ./wasmplugin/cmd/wasmplugin
 
+# ---- demo -------------------------------------------------------------------------------
+# Starts the indexer on the embedded store, drives a gateway -> frontend -> checkout -> inventory scenario
+# through the compiled TinyGo filter on the wazero host, prints the answer and keeps the indexer running.
+# `make demo ONCE=1` exits after printing.
+demo: $(BUILD)/filter.wasm indexer
+	@echo ">> go build -> $(BIN)/demo"
+	@$(GO) build -o $(BIN)/demo ./testenv/cmd/demo
+	@$(BIN)/demo -indexer $(BIN)/indexer -wasm $(BUILD)/filter.wasm -data-dir $(ROOT)/data/demo $(if $(ONCE),-once)
+
 # Regenerate the WasmPlugins and Gloo Gateway in deploy/overlays from their policy.json files; `go test
 # ./deploy` fails while they differ.
 deploy-render:
