@@ -19,17 +19,36 @@
 // error logs. Load(ctx, wasm, cfg) does both for a single instance. Host.Close runs proxy_on_done and
 // proxy_on_delete on the root context.
 //
-// An HTTPStream (Host.NewHTTPStream) or a Connection (Host.NewConnection) is a stream context; its
-// callbacks are made in Envoy's order and Complete (HTTP) or Close (network: both connection close
-// callbacks) ends it with proxy_on_done, proxy_on_log and proxy_on_delete. Host.LiveContexts counts the
-// contexts created and not deleted, the root included, so it proves the plugin deletes its state.
+// An HTTPStream (Host.NewHTTPStream) or a Connection (Host.NewConnection) is a stream context. Its
+// callbacks are made in Envoy's order; HTTPStream.Complete ends it with proxy_on_log, proxy_on_done and
+// proxy_on_delete (Envoy runs the access log before destroying the filters), Connection.Close with
+// both connection close callbacks, proxy_on_done, proxy_on_log and proxy_on_delete. Host.LiveContexts
+// counts the contexts created and not deleted, the root included, so it proves the plugin deletes its
+// state.
+//
+// # Envoy rules the host enforces
+//
+// The point of running the compiled plugin is to fail here rather than in Envoy, so the host follows
+// Envoy (source/extensions/common/wasm/context.cc) where plugins commonly trip:
+//
+//   - a header map or body is reachable only from its own callback until that callback returns
+//     Continue, or while the stream stays paused; reading the request headers from
+//     proxy_on_response_headers is a BadArgument. proxy_on_log sees the request headers and the
+//     response headers and trailers again. Resuming the stream drops the request maps;
+//   - the plugin configuration is readable only during proxy_on_configure;
+//   - a counter takes positive increments only: incrementing by 0 is a BadArgument, on which the Go SDK
+//     panics; an empty buffer or header map comes back as a null pointer, which the SDK reports as
+//     NotFound;
+//   - proxy_set_property outside a stream is NotFound; proxy_continue_stream for the upstream direction
+//     is Unimplemented; proxy_http_call needs :method, :path and :authority and a non-negative timeout;
+//   - the end of upstream data is reported as proxy_on_upstream_connection_close (peer unknown).
 //
 // # ABI coverage
 //
 // The host implements the imports of the proxy-wasm Go SDK (ABI 0.2.x, export proxy_abi_version_0_2_0 or
 // _0_2_1), with Envoy's return codes where they are observable:
 //
-//   - logs: proxy_log (Host.Logs);
+//   - logs: proxy_log (Host.Logs, filtered by Config.LogLevel);
 //   - header maps: get/add/replace/remove a value, get/set all pairs, for request and response headers
 //     and trailers and the HTTP call response headers and trailers; keys are lower-cased and compared
 //     case-insensitively; a map not delivered yet (response headers while handling the request) is
@@ -37,8 +56,9 @@
 //   - buffers: proxy_get_buffer_bytes and proxy_set_buffer_bytes for the VM and plugin configuration
 //     (read-only), request and response bodies, downstream and upstream data, and the HTTP call response
 //     body; writes follow Envoy (start 0 drains and prepends, start at the end appends);
-//   - properties: host-wide (Config.Properties) and per context, addressed by the path segments joined by
-//     "."; proxy_set_property writes the effective context's properties;
+//   - properties: host-wide (Config.Properties, e.g. "plugin_root_id" or "node.metadata.NAME") and per
+//     context, addressed by the path segments joined by "."; proxy_set_property writes the stream's
+//     properties;
 //   - proxy_http_call: requires :method, :path and :authority (and a known cluster when Config.Clusters
 //     is set); the call stays pending (Host.PendingHTTPCalls, Host.RespondHTTPCall) or is answered by
 //     Config.HTTPCall and delivered on the next Host.Flush or Host.Tick; a failed call is delivered with
@@ -63,7 +83,8 @@
 // # Differences from the team contract
 //
 // Callbacks return (Action, error) instead of Action, and Complete, Close, Tick, Flush and
-// RespondHTTPCall return an error, so a guest trap is never lost. NewConnection returns the Action of
+// RespondHTTPCall return an error, so a guest trap is never lost. Histograms are read with
+// Host.Histogram, not Host.Metrics. NewConnection returns the Action of
 // proxy_on_new_connection and an error as well. A Host is not safe for concurrent use: like an Envoy
 // worker's VM it is driven by one goroutine; separate Hosts run in parallel.
 package wasmhost

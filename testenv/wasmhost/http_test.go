@@ -51,13 +51,17 @@ func TestRequestHeaders(t *testing.T) {
 		want: [][2]string{{"x-op", "property"}, {"x-probe-seen", "1"}, {"x-workload", "reviews-v1ok"},
 			{"x-cluster", "outbound|9080||reviewsok"}, {"x-missing", "error status returned by host: not found"}},
 	}, {
+		name:    "plugin configuration outside proxy_on_configure",
+		headers: [][2]string{{"x-op", "config"}},
+		want:    [][2]string{{"x-op", "config"}, {"x-probe-seen", "1"}, {"x-config", "error status returned by host: not found"}},
+	}, {
 		name:    "stream property missing",
 		headers: [][2]string{{"x-op", "property"}},
 		want: [][2]string{{"x-op", "property"}, {"x-probe-seen", "1"}, {"x-workload", "reviews-v1ok"},
 			{"x-cluster", "error status returned by host: not found"}, {"x-missing", "error status returned by host: not found"}},
 	}}
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
-		h := load(t, m, wasmhost.Config{Properties: props})
+		h := load(t, m, wasmhost.Config{Properties: props, PluginConfig: []byte("probe")})
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				s := h.NewHTTPStream(tc.props)

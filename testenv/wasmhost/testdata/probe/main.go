@@ -191,6 +191,9 @@ func (s *httpStream) OnHttpRequestHeaders(numHeaders int, _ bool) types.Action {
 			err = proxywasm.EnqueueSharedQueue(id, []byte("item-"+strconv.Itoa(int(s.id))))
 		}
 		must(proxywasm.AddHttpRequestHeader("x-enqueue", errText(err)))
+	case "config":
+		_, err := proxywasm.GetPluginConfiguration()
+		must(proxywasm.AddHttpRequestHeader("x-config", errText(err)))
 	case "time":
 		must(proxywasm.AddHttpRequestHeader("x-time", strconv.FormatInt(time.Now().UnixNano(), 10)))
 	case "pairs":
