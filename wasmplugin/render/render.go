@@ -75,11 +75,15 @@ const (
 
 var sha256Hex = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
-// Policy validates a policy document and returns it as a protobuf Struct for pluginConfig.
+// Policy validates a policy document and returns it as a protobuf Struct for pluginConfig (nil for a blank
+// document).
 func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
 	p, err := policy.Parse(data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return p, nil, nil // no pluginConfig: the plugin uses its defaults
 	}
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {

@@ -95,6 +95,20 @@ func TestIstioPlugins(t *testing.T) {
 	}
 }
 
+func TestIstioPluginsBlankPolicy(t *testing.T) {
+	out, err := IstioPlugins(Istio{Name: "m", URL: "oci://r/f:1"}, []byte("  \n"), HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifesttest.Validator(t).Check(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(t, objs[0], "spec.pluginConfig"); got != nil {
+		t.Errorf("pluginConfig = %v, want none (the plugin's defaults)", got)
+	}
+}
+
 func TestIstioPluginsRefuses(t *testing.T) {
 	pol := examplePolicy(t)
 	ok := Istio{Name: "meshtrace", URL: "oci://r/f:1"}
