@@ -257,3 +257,29 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// FuzzRender: every policy the plugin's parser accepts renders to WasmPlugins and a Gloo Gateway that pass
+// validation; every other input is refused with an error.
+func FuzzRender(f *testing.F) {
+	f.Add([]byte(`{"tags":[{"attribute":"a","from":[{"header":"x-a"}]}]}`))
+	f.Add([]byte(`{"network":{"kafka":{"ports":[9092,9093]},"peer_services":[{"port":5432,"service":"pg"}]}}`))
+	f.Add([]byte(`{"export":{"batch_size":-1}}`))
+	f.Add([]byte(``))
+	v := manifesttest.Validator(f)
+	f.Fuzz(func(t *testing.T, pol []byte) {
+		out, err := IstioPlugins(Istio{Name: "m", Namespace: "ns", URL: "oci://r/f:1"}, pol)
+		gw, gerr := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, pol)
+		if (err == nil) != (gerr == nil) {
+			t.Fatalf("Istio and Gloo disagree on the policy: %v / %v", err, gerr)
+		}
+		if err != nil {
+			return
+		}
+		if _, err := v.Check(out); err != nil {
+			t.Fatalf("accepted policy renders invalid WasmPlugins: %v\n%s", err, out)
+		}
+		if _, err := v.Check(gw); err != nil {
+			t.Fatalf("accepted policy renders an invalid Gateway: %v\n%s", err, gw)
+		}
+	})
+}
