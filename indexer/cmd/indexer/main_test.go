@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/pipeline"
+	"github.com/meshtrace/meshtrace/indexer/rollup"
+)
+
+// startServer runs `serve` on loopback ports with an embedded store in a temporary directory.
+func startServer(t *testing.T) (listeners, func() error) {
+	t.Helper()
+	c := serveConfig{
+		otlpHTTPAddr: "127.0.0.1:0", otlpGRPCAddr: "127.0.0.1:0", apiAddr: "127.0.0.1:0", dataDir: t.TempDir(),
+		keys: rollup.DefaultKeys, shutdownTimeout: 10 * time.Second,
+		pipeline: pipeline.Config{BatchTimeout: 5 * time.Millisecond},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l listeners) { ready <- l }) }()
+	select {
+	case l := <-ready:
+		stopped := false
+		stop := func() error {
+			if stopped {
+				return nil
+			}
+			stopped = true
+			cancel()
+			return <-done
+		}
+		t.Cleanup(func() { stop() })
+		return l, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	return listeners{}, nil
+}
+
+// sendTrace exports gateway -> checkout -> inventory spans, the gateway part over OTLP/HTTP and the rest
+// over OTLP/gRPC, as two services of a mesh would.
+func sendTrace(t *testing.T, l listeners) trace.TraceID {
+	t.Helper()
+	ctx := context.Background()
+	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL("http://"+l.otlpHTTP.String()+"/v1/traces"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(l.otlpGRPC.String()), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider := func(exp sdktrace.SpanExporter, service string) *sdktrace.TracerProvider {
+		return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service))))
+	}
+	gw, inv := provider(httpExp, "gateway"), provider(grpcExp, "inventory-service")
+	cust := attribute.String("customer_id", "123")
+	ctx, root := gw.Tracer("t").Start(ctx, "GET /checkout", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(cust, attribute.String("http.route", "/checkout")))
+	ctx, call := inv.Tracer("t").Start(ctx, "reserve", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(cust))
+	_, db := inv.Tracer("t").Start(ctx, "SELECT stock", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("peer.service", "postgres")))
+	time.Sleep(2 * time.Millisecond)
+	db.SetStatus(codes.Error, "connection reset")
+	db.End()
+	call.End()
+	root.End()
+	for _, tp := range []*sdktrace.TracerProvider{inv, gw} {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root.SpanContext().TraceID()
+}
+
+// run executes the CLI with args and returns its output.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("indexer %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func TestServeSearchTrace(t *testing.T) {
+	l, stop := startServer(t)
+	traceID := sendTrace(t, l).String()
+	server := "http://" + l.api.String()
+
+	out := run(t, "search", "--server", server, "customer_id=123 service=inventory-service trace.duration>1ms since=1h")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "START") || !strings.Contains(lines[1], traceID) ||
+		!strings.Contains(lines[1], "gateway GET /checkout") || !strings.Contains(lines[1], "gateway,inventory-service") || lines[2] != "1 of 1 traces" {
+		t.Fatalf("search output:\n%s", out)
+	}
+	// Columns are aligned: every header starts where its values do.
+	if strings.Index(lines[0], "TRACE") != strings.Index(lines[1], traceID) {
+		t.Fatalf("columns not aligned:\n%s", out)
+	}
+
+	t.Setenv("MESHTRACE_SERVER", server)
+	out = run(t, "search", "--json", "error=true")
+	if !strings.Contains(out, `"status_message":"connection reset"`) || !strings.Contains(out, `"target":"spans"`) {
+		t.Fatalf("search --json output:\n%s", out)
+	}
+
+	out = run(t, "trace", traceID)
+	want := []string{
+		"trace " + traceID + "  ",
+		"3 spans, 1 errors  customer_id=123",
+		"└─ gateway GET /checkout [server] ",
+		"http.route=/checkout",
+		"   └─ inventory-service reserve [server] ",
+		`      └─ inventory-service SELECT stock [client] `,
+		`ERROR "connection reset" peer.service=postgres`,
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("trace output lacks %q:\n%s", w, out)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	l, _ := startServer(t)
+	cmd := newRootCmd()
+	cmd.SetOut(io.Discard)
+	cmd.SetArgs([]string{"search", "--server", "http://" + l.api.String(), "duration>>1"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "at position") {
+		t.Fatalf("invalid query: error %v", err)
+	}
+	cmd = newRootCmd()
+	cmd.SetArgs([]string{"trace", "--server", "http://" + l.api.String(), "0000000000000000000000000000dead"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("unknown trace: error %v", err)
+	}
+	t.Setenv("MESHTRACE_LIMIT", "many")
+	cmd = newRootCmd()
+	cmd.SetArgs([]string{"search", "x=1"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "MESHTRACE_LIMIT") {
+		t.Fatalf("bad env var: error %v", err)
+	}
+}
+
+func TestWriteTreeOrphansAndOrder(t *testing.T) {
+	var out bytes.Buffer
+	spans := []document.Span{
+		{SpanID: "b", ParentSpanID: "a", Service: "s", Name: "second", Kind: "client", Start: 20, Duration: 1500},
+		{SpanID: "c", ParentSpanID: "missing", Service: "s", Name: "orphan", Kind: "server", Start: 5, Duration: 2_500_000},
+		{SpanID: "a", Service: "s", Name: "root", Kind: "server", Start: 1, Duration: 40},
+		{SpanID: "d", ParentSpanID: "a", Service: "s", Name: "first", Kind: "client", Start: 10, Duration: 3},
+	}
+	if err := writeTree(&out, api.TraceResponse{Trace: document.Trace{TraceID: "t", Duration: 40, SpanCount: 4}, Spans: spans}); err != nil {
+		t.Fatal(err)
+	}
+	want := `trace t  40µs  4 spans, 0 errors
+├─ s root [server] 40µs
+│  ├─ s first [client] 3µs
+│  └─ s second [client] 1.5ms
+└─ s orphan [server] 2.50s
+`
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
