@@ -34,7 +34,9 @@ func startServer(t *testing.T) (listeners, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan listeners, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l listeners) { ready <- l }) }()
+	go func() {
+		done <- serve(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)), func(l listeners) { ready <- l })
+	}()
 	select {
 	case l := <-ready:
 		stopped := false
