@@ -73,3 +73,23 @@ func BenchmarkHTTPRequest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoad measures instantiating a compiled module and starting its root context, the cost each
+// test pays per Host.
+func BenchmarkLoad(b *testing.B) {
+	for _, build := range probeBuilds {
+		b.Run(build.Name, func(b *testing.B) {
+			m := probeModule(b, build)
+			b.ReportAllocs()
+			for b.Loop() {
+				h, err := m.Load(b.Context(), wasmhost.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := h.Close(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

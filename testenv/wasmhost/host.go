@@ -1,6 +1,7 @@
 package wasmhost
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -56,7 +57,7 @@ type Host struct {
 	ready      []callResult
 	callResp   *HTTPCallResponse // the response being delivered, read by the buffer and map calls
 
-	queueReady []uint32
+	queueReady []uint32 // queues with new items, guarded by shared.mu (other hosts enqueue)
 }
 
 type metric struct {
@@ -248,7 +249,7 @@ func (h *Host) Flush() error {
 // PendingHTTPCalls returns the calls waiting for RespondHTTPCall, oldest first.
 func (h *Host) PendingHTTPCalls() []HTTPCallRequest {
 	out := slices.Collect(maps.Values(h.pending))
-	slices.SortFunc(out, func(a, b HTTPCallRequest) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(out, func(a, b HTTPCallRequest) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package wasmhost_test
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,4 +35,29 @@ func TestGuestPanicIsAnError(t *testing.T) {
 			t.Error("Tick after a trap is not an error")
 		}
 	})
+}
+
+// TestMinimalPlugin loads testdata/minimal (no SDK, see minimal.wat): an import the host does not
+// implement is linked to a stub that returns Unimplemented and logs, and a trap in a callback is an error.
+func TestMinimalPlugin(t *testing.T) {
+	wasm, err := os.ReadFile("testdata/minimal/minimal.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wasmhost.Load(t.Context(), wasm, wasmhost.Config{})
+	if err != nil {
+		t.Fatalf("load: %v (the stub must return Unimplemented)", err)
+	}
+	defer h.Close(t.Context())
+	want := wasmhost.LogEntry{Level: wasmhost.LogError, Message: "wasmhost: unimplemented host function proxy_get_log_level"}
+	if logs := h.Logs(); len(logs) != 1 || logs[0] != want {
+		t.Errorf("logs = %v, want %v", logs, want)
+	}
+	_, err = h.NewHTTPStream(nil).RequestHeaders(nil, true)
+	if err == nil || !strings.Contains(err.Error(), "proxy_on_request_headers: wasm error: unreachable") {
+		t.Errorf("trap = %v", err)
+	}
+	if _, _, err := h.NewConnection(nil); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("after a trap NewConnection = %v, want the trap again", err)
+	}
 }
