@@ -1,6 +1,9 @@
 package kafka
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // Record batch v2 layout: the fixed header is 61 bytes; the fields the decoder reads sit at these offsets.
 const (
@@ -74,7 +77,7 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 			}
 			body = out
 		}
-		t.Undecoded += count - d.readRecords(t, body, count)
+		t.Undecoded += d.readRecords(t, body, count)
 	}
 }
 
@@ -98,65 +101,95 @@ func (d *Decoder) wantRecords(t *Topic) bool {
 	return len(t.Contexts) < d.cfg.MaxContexts || len(t.Headers) < len(d.wanted) || (d.cfg.RecordKey && !t.HasKey)
 }
 
-// readRecords reads up to count records from body and returns how many it read completely.
-func (d *Decoder) readRecords(t *Topic, body []byte, count int) int {
-	r := reader{b: body}
-	n := 0
-	for ; n < count; n++ {
-		size := r.varint()
-		if r.err != nil || size < 0 || int(size) > r.remaining() {
-			break
+// readRecords reads the records of a batch's body, at most Config.MaxRecordsRead of them, and returns how
+// many of the count records it could not read because the body is malformed or cut.
+func (d *Decoder) readRecords(t *Topic, body []byte, count int) (undecoded int) {
+	pos := 0
+	for n := 0; n < count; n++ {
+		if n == d.cfg.MaxRecordsRead || !d.wantRecords(t) {
+			return 0
 		}
-		rec := reader{b: r.take(int(size))}
-		rec.skip(1)  // attributes
-		rec.varint() // timestamp delta
-		rec.varint() // offset delta
-		key := rec.varbytes()
-		rec.varbytes() // value
-		headers := int(rec.varint())
-		var parent, state []byte
-		for i := 0; i < headers && rec.err == nil; i++ {
-			hk := rec.varbytes()
-			hv := rec.varbytes()
-			if rec.err != nil {
-				break
-			}
-			switch {
-			case string(hk) == HeaderTraceParent:
-				parent = hv
-			case string(hk) == HeaderTraceState:
-				state = hv
-			}
-			d.collectHeader(t, hk, hv)
+		size, i := svarint(body, pos)
+		if i < 0 || size < 0 || size > int64(len(body)-i) {
+			return count - n
 		}
-		if rec.err != nil {
-			break
-		}
-		if d.cfg.RecordKey && count == 1 && t.Records == 1 && key != nil {
-			t.Key = append([]byte(nil), key...)
-			t.HasKey = true
-		}
-		if parent != nil {
-			d.addContext(t, parent, state)
+		pos = i + int(size)
+		if !d.readRecord(t, body[i:pos], count == 1) {
+			return count - n
 		}
 	}
-	return n
+	return 0
 }
 
-// varbytes reads a record field with a zig-zag varint length; -1 is null.
-func (r *reader) varbytes() []byte {
-	n := r.varint()
-	if n < 0 {
-		if n < -1 {
-			r.fail(errInvalid)
+// readRecord reads one record (after its length): the key of a single record, the collected headers and
+// the trace context.
+func (d *Decoder) readRecord(t *Topic, rec []byte, single bool) bool {
+	_, i := svarint(rec, 1) // after the attributes byte: timestamp delta
+	_, i = svarint(rec, i)  // offset delta
+	key, i := field(rec, i)
+	_, i = field(rec, i) // value
+	headers, i := svarint(rec, i)
+	var parent, state []byte
+	for h := int64(0); h < headers && i >= 0; h++ {
+		var hk, hv []byte
+		hk, i = field(rec, i)
+		hv, i = field(rec, i)
+		if i < 0 {
+			break
 		}
-		return nil
+		switch string(hk) {
+		case HeaderTraceParent:
+			parent = hv
+		case HeaderTraceState:
+			state = hv
+		}
+		d.collectHeader(t, hk, hv)
 	}
-	if n > int64(r.remaining()) {
-		r.fail(errShort)
-		return nil
+	if i < 0 {
+		return false
 	}
-	return r.take(int(n))
+	if d.cfg.RecordKey && single && t.Records == 1 && key != nil {
+		t.Key = d.keep.copy(key)
+		t.HasKey = true
+	}
+	if parent != nil {
+		d.addContext(t, parent, state)
+	}
+	return true
+}
+
+// svarint decodes the zig-zag varint at b[i:] and returns it with the index after it, or -1 if there is none.
+// The one-byte case is inlined: record lengths and counts are mostly small.
+func svarint(b []byte, i int) (int64, int) {
+	if uint(i) < uint(len(b)) && b[i] < 0x80 {
+		u := int64(b[i])
+		return u>>1 ^ -(u & 1), i + 1
+	}
+	return svarintLong(b, i)
+}
+
+func svarintLong(b []byte, i int) (int64, int) {
+	if uint(i) >= uint(len(b)) {
+		return 0, -1
+	}
+	v, n := binary.Varint(b[i:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, i + n
+}
+
+// field reads the record field with a zig-zag varint length at b[i:] (length -1 is null) and returns it with
+// the index after it, or -1 if it is malformed or cut.
+func field(b []byte, i int) ([]byte, int) {
+	n, i := svarint(b, i)
+	if i < 0 || n < -1 || n > int64(len(b)-i) {
+		return nil, -1
+	}
+	if n < 0 {
+		return nil, i
+	}
+	return b[i : i+int(n) : i+int(n)], i + int(n)
 }
 
 func (d *Decoder) collectHeader(t *Topic, key, value []byte) {
@@ -165,7 +198,7 @@ func (d *Decoder) collectHeader(t *Topic, key, value []byte) {
 			continue
 		}
 		if _, ok := t.Header(w); !ok {
-			t.Headers = append(t.Headers, Header{Key: w, Value: append([]byte(nil), value...)})
+			t.Headers = append(t.Headers, Header{Key: w, Value: d.keep.copy(value)})
 		}
 		return
 	}
@@ -180,9 +213,9 @@ func (d *Decoder) addContext(t *Topic, parent, state []byte) {
 			return
 		}
 	}
-	c := Context{TraceParent: append([]byte(nil), parent...)}
+	c := Context{TraceParent: d.keep.copy(parent)}
 	if state != nil {
-		c.TraceState = append([]byte(nil), state...)
+		c.TraceState = d.keep.copy(state)
 	}
 	t.Contexts = append(t.Contexts, c)
 }

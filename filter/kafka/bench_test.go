@@ -38,17 +38,24 @@ func TestProduceTraffic(t *testing.T) {
 }
 
 // BenchmarkDecoder measures native decoding throughput over Produce traffic (both directions) delivered
-// in 16 KiB pieces, with span-sized summaries reported per exchange.
+// in 16 KiB pieces, with the default bound on records read per batch and with every record read.
 func BenchmarkDecoder(b *testing.B) {
 	reqs, resps := kafkatest.ProduceTraffic(64, 100, 100)
-	b.SetBytes(int64(len(reqs) + len(resps)))
-	cfg := kafka.Config{Headers: []string{"x-customer-id"}}
-	records := 0
-	for b.Loop() {
-		d := kafka.NewDecoder(cfg, func(ex *kafka.Exchange) { records += ex.Topics[0].Records })
-		feedAll(d, reqs, resps, 16<<10)
-	}
-	if records == 0 {
-		b.Fatal("nothing decoded")
+	for _, bc := range []struct {
+		name string
+		read int
+	}{{"read-default", 0}, {"read-all", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(reqs) + len(resps)))
+			cfg := kafka.Config{Headers: []string{"x-customer-id"}, MaxRecordsRead: bc.read}
+			records := 0
+			for b.Loop() {
+				d := kafka.NewDecoder(cfg, func(ex *kafka.Exchange) { records += ex.Topics[0].Records })
+				feedAll(d, reqs, resps, 16<<10)
+			}
+			if records == 0 {
+				b.Fatal("nothing decoded")
+			}
+		})
 	}
 }

@@ -24,6 +24,7 @@ const (
 	DefaultMaxDecompressedBytes = 1 << 20
 	DefaultMaxInFlight          = 64
 	DefaultMaxContexts          = 8
+	DefaultMaxRecordsRead       = 16
 
 	// maxRequestSize and maxResponseSize are the largest frames accepted as Kafka; anything longer means the
 	// bytes are not Kafka (a TLS record header, for one, reads as a request of over 300 MiB). Brokers refuse
@@ -45,6 +46,9 @@ type Config struct {
 	MaxInFlight int
 	// MaxContexts caps the distinct trace contexts kept per topic.
 	MaxContexts int
+	// MaxRecordsRead caps the records read (headers, key) per record batch; the others are only counted,
+	// from the batch header. It bounds the work per batch; negative means no limit.
+	MaxRecordsRead int
 	// Headers names record headers whose first value per topic is collected, in addition to traceparent,
 	// tracestate and baggage. Names match case-insensitively.
 	Headers []string
@@ -72,6 +76,7 @@ type Decoder struct {
 	free    []*Exchange
 	fetch   Exchange
 	scratch []byte
+	keep    *arena // the arena of the exchange being read
 	codecs  codecState
 	err     error
 }
@@ -108,6 +113,9 @@ func NewDecoder(cfg Config, h Handler) *Decoder {
 	}
 	if cfg.MaxContexts <= 0 {
 		cfg.MaxContexts = DefaultMaxContexts
+	}
+	if cfg.MaxRecordsRead == 0 {
+		cfg.MaxRecordsRead = DefaultMaxRecordsRead
 	}
 	wanted := []string{HeaderTraceParent, HeaderTraceState, HeaderBaggage}
 	for _, h := range cfg.Headers {
@@ -228,6 +236,7 @@ func (d *Decoder) request(body []byte, truncated bool, now uint64) {
 		ex.APIKey, ex.APIVersion, ex.CorrelationID, ex.ClientID = key, version, corr, p.clientID
 		ex.StartNanos, ex.Truncated = now, truncated
 		r.tags(version >= flexibleProduce)
+		d.keep = &ex.arena
 		d.readProduceRequest(&r, ex)
 		if r.err != nil && !truncated {
 			d.release(ex)
@@ -288,6 +297,7 @@ func (d *Decoder) response(body []byte, truncated bool, now uint64) {
 		ex.APIKey, ex.APIVersion, ex.CorrelationID, ex.ClientID = p.apiKey, p.version, p.correlation, p.clientID
 		ex.StartNanos, ex.EndNanos, ex.Answered, ex.Truncated = p.start, now, true, truncated
 		r.tags(p.version >= flexibleFetch)
+		d.keep = &ex.arena
 		d.readFetchResponse(&r, ex, truncated)
 		if err = r.err; err == nil || truncated {
 			d.finish(ex)
@@ -326,9 +336,11 @@ func (d *Decoder) emit(ex *Exchange) {
 }
 
 // finish resolves topic names, drops topics with nothing to report and keys that are not a single record's.
+// Dropped topics are swapped to the end, so that every slot keeps its own slices for reuse.
 func (d *Decoder) finish(ex *Exchange) {
-	kept := ex.Topics[:0]
-	for _, t := range ex.Topics {
+	kept := 0
+	for i := range ex.Topics {
+		t := &ex.Topics[i]
 		if t.Records == 0 && t.Batches == 0 && t.ErrorCode == 0 {
 			continue
 		}
@@ -338,9 +350,10 @@ func (d *Decoder) finish(ex *Exchange) {
 		if t.Records != 1 {
 			t.Key, t.HasKey = nil, false
 		}
-		kept = append(kept, t)
+		ex.Topics[kept], ex.Topics[i] = ex.Topics[i], ex.Topics[kept]
+		kept++
 	}
-	ex.Topics = kept
+	ex.Topics = ex.Topics[:kept]
 }
 
 func (d *Decoder) newExchange() *Exchange {
@@ -359,10 +372,11 @@ func (d *Decoder) release(ex *Exchange) {
 	}
 }
 
-// reset clears the exchange, keeping the topic slice's capacity.
+// reset clears the exchange, keeping the memory of its topics and arena for the next one.
 func (ex *Exchange) reset() {
-	topics := ex.Topics[:0]
-	*ex = Exchange{Topics: topics}
+	topics, a := ex.Topics[:0], ex.arena
+	a.reset()
+	*ex = Exchange{Topics: topics, arena: a}
 }
 
 // topic returns the summary for the topic with this name or id, adding it if new.
@@ -373,8 +387,49 @@ func (ex *Exchange) topic(name []byte, id [16]byte) *Topic {
 			return t
 		}
 	}
-	ex.Topics = append(ex.Topics, Topic{Name: string(name), ID: id})
-	return &ex.Topics[len(ex.Topics)-1]
+	if len(ex.Topics) == cap(ex.Topics) {
+		ex.Topics = append(ex.Topics, Topic{})
+	} else {
+		ex.Topics = ex.Topics[:len(ex.Topics)+1]
+	}
+	t := &ex.Topics[len(ex.Topics)-1]
+	old := t.Name
+	*t = Topic{ID: id, Partitions: t.Partitions[:0], Headers: t.Headers[:0], Contexts: t.Contexts[:0]}
+	if t.Name = old; old != string(name) {
+		t.Name = string(name) // a slot reused for the same topic keeps its name without allocating
+	}
+	return t
+}
+
+// arena holds the copies of record data (header values, keys, trace contexts) an exchange keeps. Slices
+// handed out stay valid until reset: blocks never grow in place beyond their capacity.
+type arena struct {
+	blocks [][]byte
+	cur    int
+}
+
+const arenaBlock = 4096
+
+func (a *arena) copy(b []byte) []byte {
+	if len(b) > arenaBlock/4 {
+		return append([]byte(nil), b...)
+	}
+	for ; a.cur < len(a.blocks); a.cur++ {
+		if blk := a.blocks[a.cur]; cap(blk)-len(blk) >= len(b) {
+			n := len(blk)
+			a.blocks[a.cur] = append(blk, b...)
+			return a.blocks[a.cur][n : n+len(b) : n+len(b)]
+		}
+	}
+	a.blocks = append(a.blocks, append(make([]byte, 0, arenaBlock), b...))
+	return a.blocks[a.cur][:len(b):len(b)]
+}
+
+func (a *arena) reset() {
+	for i := range a.blocks {
+		a.blocks[i] = a.blocks[i][:0]
+	}
+	a.cur = 0
 }
 
 func (t *Topic) addPartition(p int32) {

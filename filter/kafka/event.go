@@ -49,6 +49,8 @@ type Exchange struct {
 	// Truncated reports that the frame was larger than the decoder buffers, so only its beginning was read.
 	Truncated bool
 	Topics    []Topic
+
+	arena arena
 }
 
 // Topic summarises the records of one topic in an exchange.

@@ -79,6 +79,10 @@ func (r *reader) uuid() (id [16]byte) {
 
 // uvarint reads an unsigned LEB128 varint (compact lengths, tag numbers).
 func (r *reader) uvarint() uint64 {
+	if r.off < len(r.b) && r.b[r.off] < 0x80 { // one byte: most lengths and counts
+		r.off++
+		return uint64(r.b[r.off-1])
+	}
 	if r.err != nil {
 		return 0
 	}
@@ -93,12 +97,6 @@ func (r *reader) uvarint() uint64 {
 	}
 	r.off += n
 	return v
-}
-
-// varint reads a zig-zag varint (record fields).
-func (r *reader) varint() int64 {
-	u := r.uvarint()
-	return int64(u>>1) ^ -int64(u&1)
 }
 
 // compactLen reads a compact (length+1) length; -1 means null.
