@@ -81,8 +81,8 @@ func New(crdStreams ...[]byte) (*Validator, error) {
 	return v, nil
 }
 
-// Check splits a YAML (or JSON) stream into objects and checks each one. It returns every object it could
-// identify and all problems found, each prefixed with the object it concerns.
+// Check splits a YAML (or JSON) stream into objects and checks each one. It returns the objects that pass
+// and all problems found, each prefixed with the object it concerns.
 func (v *Validator) Check(stream []byte) ([]Object, error) {
 	docs, err := Split(stream)
 	if err != nil {
