@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,10 +18,12 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 )
 
-// collector is an OTLP/HTTP protobuf receiver that keeps what it decodes. Its answers can be delayed or
-// replaced by an error status, to play a slow or failing indexer.
+// collector sits where the filter's export cluster points: it decodes and keeps every OTLP/HTTP protobuf
+// export, hands it on to the indexer's receiver when it has one, and can delay its answers or replace them
+// with an error status, to play a slow or failing indexer.
 type collector struct {
 	srv        *httptest.Server
+	next       http.Handler // the indexer's OTLP/HTTP receiver; nil: answer 200 itself
 	delay      atomic.Int64 // nanoseconds to wait before answering
 	status     atomic.Int32 // HTTP status to answer (0: 200)
 	retryAfter atomic.Int32 // seconds sent in Retry-After with an error status (0: none)
@@ -30,9 +33,9 @@ type collector struct {
 	spans []document.Span // as the indexer would store them
 }
 
-func newCollector(t *testing.T) *collector {
+func newCollector(t *testing.T, next http.Handler) *collector {
 	t.Helper()
-	c := &collector{}
+	c := &collector{next: next}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(c.srv.Close)
 	return c
@@ -69,6 +72,11 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.spans, _ = flatten.Spans(c.spans, req.ResourceSpans)
 	c.mu.Unlock()
+	if c.next != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		c.next.ServeHTTP(w, r)
+		return
+	}
 	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)

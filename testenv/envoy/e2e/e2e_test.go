@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/indexer/api"
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/envoy/mesh"
@@ -27,7 +29,7 @@ const gatewayService = "istio-ingressgateway"
 func policy(direction string, extraExport string) string {
 	return `{
   "direction": "` + direction + `",
-  "export": {"flush_interval_ms": 100, "batch_size": 64, "max_buffered": 1024, "timeout_ms": 1000, "max_retries": 2` + extraExport + `},
+  "export": {"flush_interval_ms": 100, "batch_size": 64, "max_buffered": 1024, "timeout_ms": 3000, "max_retries": 2` + extraExport + `},
   "tags": [
     {"attribute": "customer_id", "from": [{"header": "x-customer-id"}, {"baggage": "customer_id"}],
      "regex": "^(?:cust-)?([0-9]+)$", "propagate": true}
@@ -196,13 +198,14 @@ func groupByTrace(spans []document.Span) map[string][]document.Span {
 func TestEnvoy(t *testing.T) {
 	for _, build := range artifact.Builds(t) {
 		t.Run(build.Name, func(t *testing.T) {
-			col := newCollector(t)
+			ix := startIndexer(t)
+			col := newCollector(t, ix.Receiver)
 			m := startMesh(t, build.Path, col.Addr())
 			steps := []struct {
 				name string
 				run  func(*testing.T, *mesh.Mesh, *collector)
 			}{
-				{"chain", testChain},
+				{"chain", func(t *testing.T, m *mesh.Mesh, col *collector) { testChain(t, m, ix) }},
 				{"collector errors then recovers", testCollectorRecovers},
 				{"collector slow", testCollectorSlow},
 				{"collector down", testCollectorDown},
@@ -232,38 +235,60 @@ func sendChain(t *testing.T, m *mesh.Mesh, first int, maxLatency time.Duration) 
 	}
 }
 
-func testChain(t *testing.T, m *mesh.Mesh, col *collector) {
+// testChain checks, through the indexer's search API, that every request made one trace of four spans
+// gateway -> a (in) -> a (out) -> b (in) tagged with the customer, and what the apps saw.
+func testChain(t *testing.T, m *mesh.Mesh, ix *indexer) {
 	before := snapshot(t, m)
-	sendChain(t, m, 100, 10*time.Second)
-	want := requestsPerStep * len(wantHops)
-	if !waitFor(30*time.Second, func() bool { return len(col.Spans()) >= want }) {
-		t.Fatalf("collector got %d spans, want %d", len(col.Spans()), want)
-	}
-	traces := groupByTrace(col.Spans())
-	if len(traces) != requestsPerStep {
-		t.Fatalf("%d traces, want %d: %s", len(traces), requestsPerStep, describe(col.Spans()))
-	}
+	const first = 100
+	sendChain(t, m, first, 10*time.Second)
 	seenB := m.Apps["service-b"].Seen()
-	for _, spans := range traces {
-		customer := fmt.Sprint(spans[0].Attr["customer_id"])
-		chain := checkTrace(t, spans, customer)
+	for i := range requestsPerStep {
+		customer := strconv.Itoa(first + i)
+		var found api.SearchResponse
+		if !waitFor(30*time.Second, func() bool {
+			found = ix.search(t, "customer_id="+customer, "spans")
+			return found.Total >= len(wantHops)
+		}) {
+			t.Errorf("customer %s: the indexer has %d spans, want %d: %s", customer, found.Total, len(wantHops), describe(found.Spans))
+			continue
+		}
+		ids := make(map[string]bool)
+		for _, s := range found.Spans {
+			ids[s.TraceID] = true
+		}
+		if len(ids) != 1 {
+			t.Errorf("customer %s: spans in %d traces, want one: %s", customer, len(ids), describe(found.Spans))
+			continue
+		}
+		tr := ix.trace(t, found.Spans[0].TraceID)
+		chain := checkTrace(t, tr.Spans, customer)
 		if chain == nil {
 			continue
 		}
-		// The last sidecar rewrote traceparent to its own span, and service-b got the tag in baggage.
+		doc := tr.Trace
+		wantServices := []string{gatewayService, "service-a", "service-b"}
+		if doc.SpanCount != len(wantHops) || doc.ErrorCount != 0 || doc.RootService != gatewayService ||
+			!slices.Equal(doc.Services, wantServices) || !slices.Equal(doc.Keys["customer_id"], []string{customer}) {
+			t.Errorf("customer %s: trace document %+v, want %d spans, no error, root %s, services %v, customer_id [%s]",
+				customer, doc, len(wantHops), gatewayService, wantServices, customer)
+		}
+		// The last sidecar rewrote traceparent to its own span before service-b.
 		want := "00-" + chain[3].TraceID + "-" + chain[3].SpanID + "-01"
 		if !seen(seenB, "Traceparent", want) {
 			t.Errorf("service-b never saw traceparent %s", want)
 		}
 	}
+	// Only the gateway request had x-customer-id: service-b got the tag through baggage.
 	for _, h := range seenB {
-		if !strings.Contains(h.Get("Baggage"), "customer_id=") {
-			t.Errorf("service-b request without customer_id baggage: %v", h)
+		if h.Get("X-Customer-Id") != "" || !strings.Contains(h.Get("Baggage"), "customer_id=") {
+			t.Errorf("service-b request headers: x-customer-id %q, baggage %q", h.Get("X-Customer-Id"), h.Get("Baggage"))
 		}
 	}
-	d := snapshot(t, m).minus(before)
-	if d != (counters{exported: int64(want)}) {
-		t.Errorf("plugin counters moved by %+v, want exported %d and nothing else", d, want)
+	// The exporter counts a batch when Envoy hands it the answer, just after the indexer stored it.
+	want := counters{exported: int64(requestsPerStep * len(wantHops))}
+	var d counters
+	if !waitFor(10*time.Second, func() bool { d = snapshot(t, m).minus(before); return d == want }) {
+		t.Errorf("plugin counters moved by %+v, want %+v", d, want)
 	}
 }
 
@@ -271,7 +296,6 @@ func testChain(t *testing.T, m *mesh.Mesh, col *collector) {
 // and retries after the delay, when the collector is healthy again. Nothing is lost.
 func testCollectorRecovers(t *testing.T, m *mesh.Mesh, col *collector) {
 	before := snapshot(t, m)
-	received := len(col.Spans())
 	col.retryAfter.Store(2)
 	col.status.Store(http.StatusServiceUnavailable)
 	sendChain(t, m, 200, 10*time.Second)
@@ -280,20 +304,20 @@ func testCollectorRecovers(t *testing.T, m *mesh.Mesh, col *collector) {
 		t.Fatalf("export failures moved by %d, want %d (one per Envoy)", snapshot(t, m).minus(before).failures, envoys)
 	}
 	col.status.Store(0)
-	want := requestsPerStep * len(wantHops)
-	if !waitFor(30*time.Second, func() bool { return len(col.Spans())-received >= want }) {
-		t.Fatalf("collector got %d spans after recovering, want %d", len(col.Spans())-received, want)
+	want := int64(requestsPerStep * len(wantHops))
+	var d counters
+	if !waitFor(30*time.Second, func() bool { d = snapshot(t, m).minus(before); return d.exported+d.dropped >= want }) {
+		t.Fatalf("plugin counters moved by %+v, want %d spans settled", d, want)
 	}
-	d := snapshot(t, m).minus(before)
-	if d.exported != int64(want) || d.dropped != 0 || d.failures < envoys || d.failures > envoys*2 {
+	if d.exported != want || d.dropped != 0 || d.failures < envoys || d.failures > envoys*2 {
 		t.Errorf("plugin counters moved by %+v, want exported %d, dropped 0, failures %d..%d", d, want, envoys, envoys*2)
 	}
 }
 
-// testCollectorSlow: the collector answers after 3s, beyond the 1s export timeout. Requests are not
+// testCollectorSlow: the collector answers after 5s, beyond the 3s export timeout. Requests are not
 // slowed down; every attempt times out, and after max_retries the spans are dropped and counted.
 func testCollectorSlow(t *testing.T, m *mesh.Mesh, col *collector) {
-	col.delay.Store(int64(3 * time.Second))
+	col.delay.Store(int64(5 * time.Second))
 	defer col.delay.Store(0)
 	expectDropped(t, m, col, 300)
 }
@@ -304,15 +328,16 @@ func testCollectorDown(t *testing.T, m *mesh.Mesh, col *collector) {
 	expectDropped(t, m, col, 400)
 }
 
-// expectDropped sends a round of requests (each must finish in well under the 1s export timeout) and
-// checks every span is eventually dropped after exactly 1+max_retries failed attempts per batch.
+// expectDropped sends a round of requests (each must finish in well under the 3s export timeout: the
+// export never holds a request) and checks every span is eventually dropped after exactly 1+max_retries
+// failed attempts per batch.
 func expectDropped(t *testing.T, m *mesh.Mesh, col *collector, firstCustomer int) {
 	t.Helper()
 	before := snapshot(t, m)
 	received := len(col.Spans())
-	sendChain(t, m, firstCustomer, 900*time.Millisecond)
+	sendChain(t, m, firstCustomer, 2*time.Second)
 	want := int64(requestsPerStep * len(wantHops))
-	if !waitFor(30*time.Second, func() bool { return snapshot(t, m).minus(before).dropped >= want }) {
+	if !waitFor(60*time.Second, func() bool { return snapshot(t, m).minus(before).dropped >= want }) {
 		t.Fatalf("spans dropped moved by %d, want %d", snapshot(t, m).minus(before).dropped, want)
 	}
 	d := snapshot(t, m).minus(before)

@@ -44,7 +44,7 @@ const networkPolicy = `{
 func TestNetworkFilter(t *testing.T) {
 	for _, build := range artifact.Builds(t) {
 		t.Run(build.Name, func(t *testing.T) {
-			col := newCollector(t)
+			col := newCollector(t, nil)
 			broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/indexer/pipeline"
+	"github.com/meshtrace/meshtrace/indexer/receiver"
+	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+)
+
+// indexer is the meshtrace indexer with its default embedded store, run in the test process: the OTLP/HTTP
+// receiver (Receiver) and the search API on a loopback server.
+type indexer struct {
+	Receiver http.Handler
+	api      *httptest.Server
+}
+
+func startIndexer(t *testing.T) *indexer {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	pipe := pipeline.New(st, pipeline.Config{BatchTimeout: 50 * time.Millisecond, Logger: log})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pipe.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ix := &indexer{
+		Receiver: receiver.New(pipe, receiver.Config{Logger: log}),
+		api:      httptest.NewServer(api.New(st, log)),
+	}
+	t.Cleanup(ix.api.Close)
+	return ix
+}
+
+// get decodes the JSON answer of an API path into v, failing the test on any other status than 200.
+func (ix *indexer) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(ix.api.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e api.ErrorResponse
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// search runs a query of the meshtrace query language over target ("spans" or "traces").
+func (ix *indexer) search(t *testing.T, q, target string) api.SearchResponse {
+	t.Helper()
+	var r api.SearchResponse
+	ix.get(t, "/api/v1/search?"+url.Values{"q": {q}, "target": {target}, "limit": {"1000"}}.Encode(), &r)
+	return r
+}
+
+// trace fetches one trace document and its spans.
+func (ix *indexer) trace(t *testing.T, id string) api.TraceResponse {
+	t.Helper()
+	var r api.TraceResponse
+	ix.get(t, "/api/v1/traces/"+id, &r)
+	return r
+}
