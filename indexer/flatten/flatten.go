@@ -100,19 +100,18 @@ func Count(rss []*tracepb.ResourceSpans) int {
 }
 
 func span(sp *tracepb.Span) (document.Span, string) {
-	traceID, err := hexTraceID(sp.TraceId)
-	if err != "" {
+	if err := checkID(sp.TraceId, 16); err != "" {
 		return document.Span{}, "trace_id " + err
 	}
-	spanID, err := hexSpanID(sp.SpanId)
-	if err != "" {
+	if err := checkID(sp.SpanId, 8); err != "" {
 		return document.Span{}, "span_id " + err
 	}
 	var parent string
 	if len(sp.ParentSpanId) != 0 && (len(sp.ParentSpanId) != 8 || !allZero(sp.ParentSpanId)) { // an all-zero parent means none
-		if parent, err = hexSpanID(sp.ParentSpanId); err != "" {
+		if err := checkID(sp.ParentSpanId, 8); err != "" {
 			return document.Span{}, "parent_span_id " + err
 		}
+		parent = hex.EncodeToString(sp.ParentSpanId)
 	}
 	if sp.StartTimeUnixNano == 0 {
 		return document.Span{}, "start_time_unix_nano is missing"
@@ -122,22 +121,26 @@ func span(sp *tracepb.Span) (document.Span, string) {
 	}
 	links := make([]document.Link, 0, len(sp.Links))
 	for i, l := range sp.Links {
-		lt, err := hexTraceID(l.TraceId)
-		if err != "" {
+		if err := checkID(l.TraceId, 16); err != "" {
 			return document.Span{}, fmt.Sprintf("links[%d].trace_id %s", i, err)
 		}
-		ls, err := hexSpanID(l.SpanId)
-		if err != "" {
+		if err := checkID(l.SpanId, 8); err != "" {
 			return document.Span{}, fmt.Sprintf("links[%d].span_id %s", i, err)
 		}
-		links = append(links, document.Link{TraceID: lt, SpanID: ls, Attr: Attributes(l.Attributes)})
+		links = append(links, document.Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Attr: Attributes(l.Attributes)})
 	}
 	start := int64(sp.StartTimeUnixNano / 1000)
 	end := int64(sp.EndTimeUnixNano / 1000)
+	// One allocation holds the three ids: "<trace_id>-<span_id>" and its two halves.
+	var buf [16*2 + 1 + 8*2]byte
+	hex.Encode(buf[:32], sp.TraceId)
+	buf[32] = '-'
+	hex.Encode(buf[33:], sp.SpanId)
+	id := string(buf[:])
 	doc := document.Span{
-		ID:            traceID + "-" + spanID,
-		TraceID:       traceID,
-		SpanID:        spanID,
+		ID:            id,
+		TraceID:       id[:32],
+		SpanID:        id[33:],
 		ParentSpanID:  parent,
 		Name:          sp.Name,
 		Kind:          Kind(sp.Kind),
@@ -161,24 +164,15 @@ func span(sp *tracepb.Span) (document.Span, string) {
 	return doc, ""
 }
 
-func hexTraceID(b []byte) (string, string) {
+// checkID returns why b is not a valid id of size bytes, or "".
+func checkID(b []byte, size int) string {
 	switch {
-	case len(b) != 16:
-		return "", fmt.Sprintf("must be 16 bytes, got %d", len(b))
+	case len(b) != size:
+		return fmt.Sprintf("must be %d bytes, got %d", size, len(b))
 	case allZero(b):
-		return "", "is all zeros"
+		return "is all zeros"
 	}
-	return hex.EncodeToString(b), ""
-}
-
-func hexSpanID(b []byte) (string, string) {
-	switch {
-	case len(b) != 8:
-		return "", fmt.Sprintf("must be 8 bytes, got %d", len(b))
-	case allZero(b):
-		return "", "is all zeros"
-	}
-	return hex.EncodeToString(b), ""
+	return ""
 }
 
 func allZero(b []byte) bool {
