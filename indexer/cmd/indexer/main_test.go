@@ -125,6 +125,10 @@ func TestServeSearchTrace(t *testing.T) {
 	}
 
 	t.Setenv("MESHTRACE_SERVER", server)
+	out = run(t, "search", "--spans", "customer_id=123 service=inventory-service trace.duration>1ms since=1h")
+	if !strings.Contains(out, "inventory-service  reserve") || !strings.HasSuffix(out, "1 of 1 spans\n") {
+		t.Fatalf("search --spans output:\n%s", out)
+	}
 	out = run(t, "search", "--json", "error=true")
 	if !strings.Contains(out, `"status_message":"connection reset"`) || !strings.Contains(out, `"target":"spans"`) {
 		t.Fatalf("search --json output:\n%s", out)

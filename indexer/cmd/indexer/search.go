@@ -16,11 +16,11 @@ import (
 
 func newSearchCmd() *cobra.Command {
 	var (
-		c       client
-		target  string
-		limit   int
-		offset  int
-		jsonOut bool
+		c             client
+		target        string
+		traces, spans bool
+		limit, offset int
+		jsonOut       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "search QUERY",
@@ -29,10 +29,18 @@ func newSearchCmd() *cobra.Command {
 
   indexer search 'customer_id=123 service=inventory-service trace.duration>500ms since=1h'
 
-Queries naming a trace field (trace.*) return traces, others spans; --target overrides.`,
+Queries naming a trace field (trace.*) return traces, others spans; --traces or --spans overrides.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			params := url.Values{"q": {args[0]}, "limit": {strconv.Itoa(limit)}, "offset": {strconv.Itoa(offset)}}
+			switch {
+			case traces && spans:
+				return fmt.Errorf("--traces and --spans exclude each other")
+			case traces:
+				target = "traces"
+			case spans:
+				target = "spans"
+			}
 			if target != "" {
 				params.Set("target", target)
 			}
@@ -51,6 +59,8 @@ Queries naming a trace field (trace.*) return traces, others spans; --target ove
 	f := cmd.Flags()
 	addClientFlags(f, &c)
 	f.StringVar(&target, "target", "", "spans or traces (default: from the query)")
+	f.BoolVar(&traces, "traces", false, "return traces (same as --target traces)")
+	f.BoolVar(&spans, "spans", false, "return spans (same as --target spans)")
 	f.IntVar(&limit, "limit", 50, "hits to show (at most 1000)")
 	f.IntVar(&offset, "offset", 0, "hits to skip")
 	f.BoolVar(&jsonOut, "json", false, "print the API's JSON answer")
