@@ -206,3 +206,29 @@ func TestKafkaSpansRechunked(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaMemoryFlat replays recorded traffic many times through each build and checks that guest memory
+// stops growing after warm-up and that every connection context is deleted: per-connection state is freed.
+func TestKafkaMemoryFlat(t *testing.T) {
+	c, err := kafkatest.Load("consume-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const warm, rounds = 100, 400
+	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+		e := setup(t, m, networkPolicy, networkHost(2))
+		var warmMem uint64
+		for i := 0; i < rounds; i++ {
+			e.replayKafka(c)
+			if i == warm {
+				warmMem = e.h.MemoryBytes()
+			}
+		}
+		if end := e.h.MemoryBytes(); end > warmMem {
+			t.Errorf("guest memory grew from %d to %d bytes between replay %d and %d", warmMem, end, warm, rounds)
+		}
+		if n := e.h.LiveContexts(); n != 1 {
+			t.Errorf("%d live contexts, want 1 (the root)", n)
+		}
+	})
+}

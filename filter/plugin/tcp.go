@@ -175,7 +175,9 @@ func (c *tcpContext) OnStreamDone() {
 	}
 	if reason != "" {
 		s.Attrs = append(s.Attrs, span.String(attrCloseReason, clip(reason)))
-		s.StatusMessage = clip(reason)
+		if s.Status == span.StatusError {
+			s.StatusMessage = clip(reason)
+		}
 	}
 	if c.kafka != nil {
 		s.Attrs = c.kafka.connectionAttrs(s.Attrs)

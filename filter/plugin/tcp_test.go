@@ -94,6 +94,9 @@ func TestTCPSpan(t *testing.T) {
 				if code := s.GetStatus().GetCode(); code != tt.status {
 					t.Errorf("status %v, want %v", code, tt.status)
 				}
+				if msg := s.GetStatus().GetMessage(); (msg != "") != (tt.status == tracepb.Status_STATUS_CODE_ERROR) {
+					t.Errorf("status message %q with status %v", msg, tt.status)
+				}
 				if len(s.TraceId) != 16 || len(s.SpanId) != 8 || len(s.ParentSpanId) != 0 {
 					t.Errorf("ids: trace %x span %x parent %x", s.TraceId, s.SpanId, s.ParentSpanId)
 				}
