@@ -532,13 +532,16 @@ func (h *Host) httpCall(p []uint64) status {
 		return statusBadArgument
 	}
 	h.nextCallID++
-	req.ID = h.nextCallID
+	req.ID, req.Context = h.nextCallID, rootContextID
+	if h.active != nil {
+		req.Context = h.active.id
+	}
 	if st := h.returnU32(p[9], req.ID); st != statusOK {
 		return st
 	}
 	if h.cfg.HTTPCall != nil {
 		if resp, ok := h.cfg.HTTPCall(req); ok {
-			h.ready = append(h.ready, callResult{req.ID, resp})
+			h.ready = append(h.ready, callResult{req.ID, req.Context, resp})
 			return statusOK
 		}
 	}

@@ -61,28 +61,46 @@ func TestHTTPCallFromStream(t *testing.T) {
 	})
 }
 
-func TestHTTPCallAfterStreamDeleted(t *testing.T) {
+func TestHTTPCallCancelledWithItsStream(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
-		h := load(t, m, wasmhost.Config{})
+		answers := 0
+		h := load(t, m, wasmhost.Config{HTTPCall: func(r wasmhost.HTTPCallRequest) (wasmhost.HTTPCallResponse, bool) {
+			answers++
+			// Answer the stream's call through Flush, leave the tick's call pending.
+			return wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}, r.Cluster == "authz"
+		}})
 		s := h.NewHTTPStream(nil)
 		if _, err := s.RequestHeaders([][2]string{{"x-op", "call"}}, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Complete(); err != nil {
+		if err := h.Tick(); err != nil { // flushes the stream's answer
 			t.Fatal(err)
 		}
-		// Envoy delivers the response even though the caller is gone; the SDK must drop it.
-		if err := h.RespondHTTPCall(h.PendingHTTPCalls()[0].ID, wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}); err != nil {
+		pending := h.PendingHTTPCalls()
+		if answers != 2 || len(pending) != 1 || pending[0].Context != 1 || pending[0].Cluster != "collector" {
+			t.Fatalf("answers %d, pending %+v; want the tick's call from the root context", answers, pending)
+		}
+		s2 := h.NewHTTPStream(nil)
+		if _, err := s2.RequestHeaders([][2]string{{"x-op", "call"}}, true); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := header(s.RequestHeadersNow(), "x-authz"); ok {
-			t.Error("the callback ran on a deleted context")
+		if err := s2.Complete(); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := s.RequestHeaders(nil, true); err == nil {
+		if err := h.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := header(s2.RequestHeadersNow(), "x-authz"); ok {
+			t.Error("a call of a deleted stream was answered")
+		}
+		if got := h.PendingHTTPCalls(); len(got) != 1 || got[0].ID != pending[0].ID {
+			t.Errorf("pending after the stream's deletion = %+v, want only the root's call", got)
+		}
+		if _, err := s2.RequestHeaders(nil, true); err == nil {
 			t.Error("a callback on a deleted stream is not an error")
 		}
-		if n := h.LiveContexts(); n != 1 {
-			t.Errorf("LiveContexts = %d, want 1", n)
+		if n := h.LiveContexts(); n != 2 {
+			t.Errorf("LiveContexts = %d, want the root and the first stream", n)
 		}
 	})
 }
@@ -284,4 +302,32 @@ func TestCompileRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDoneWaitsForProxyDone(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+		h := load(t, m, wasmhost.Config{PluginConfig: []byte("drain")})
+		finished, err := h.Done()
+		if err != nil || finished {
+			t.Fatalf("Done = %v, %v; want the plugin to defer its shutdown", finished, err)
+		}
+		calls := h.PendingHTTPCalls()
+		if len(calls) != 1 || string(calls[0].Body) != "last" || h.DoneCalled() {
+			t.Fatalf("pending %+v, proxy_done called %v", calls, h.DoneCalled())
+		}
+		if err := h.RespondHTTPCall(calls[0].ID, wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if !h.DoneCalled() {
+			t.Error("proxy_done not called after the last response")
+		}
+		if finished, err := h.Done(); err != nil || !finished {
+			t.Errorf("second Done = %v, %v; want finished", finished, err)
+		}
+
+		plain := load(t, m, wasmhost.Config{})
+		if finished, err := plain.Done(); err != nil || !finished {
+			t.Errorf("Done of a plugin without drain = %v, %v", finished, err)
+		}
+	})
 }

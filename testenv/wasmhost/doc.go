@@ -41,6 +41,9 @@
 //     NotFound;
 //   - proxy_set_property outside a stream is NotFound; proxy_continue_stream for the upstream direction
 //     is Unimplemented; proxy_http_call needs :method, :path and :authority and a non-negative timeout;
+//   - deleting a stream context cancels the HTTP calls it made (they stay unanswered): a plugin that
+//     exports from a stream callback loses the call; dispatch from the root context (proxy_on_tick,
+//     proxy_on_queue_ready) instead;
 //   - the end of upstream data is reported as proxy_on_upstream_connection_close (peer unknown).
 //
 // # ABI coverage

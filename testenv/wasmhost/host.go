@@ -38,16 +38,18 @@ type Host struct {
 	scratch    []byte            // serialisation buffer reused across host calls
 	keys       map[string]string // interned header names
 
-	err         error // first guest failure; the instance is unusable afterwards
-	output      tail  // end of the guest's stdout and stderr, where Go and TinyGo print panics
-	rootAlive   bool
-	configuring bool // inside proxy_on_configure, where the plugin configuration is readable
-	rootDone    bool
-	nextID      uint32
-	streams     map[uint32]*stream
-	active      *stream // the context host calls act on; nil is the root context
-	tickPeriod  time.Duration
-	logs        []LogEntry
+	err          error // first guest failure; the instance is unusable afterwards
+	output       tail  // end of the guest's stdout and stderr, where Go and TinyGo print panics
+	rootAlive    bool
+	configuring  bool // inside proxy_on_configure, where the plugin configuration is readable
+	rootDone     bool // the plugin called proxy_done
+	doneStarted  bool // proxy_on_done ran on the root context
+	doneFinished bool // and returned true
+	nextID       uint32
+	streams      map[uint32]*stream
+	active       *stream // the context host calls act on; nil is the root context
+	tickPeriod   time.Duration
+	logs         []LogEntry
 
 	metrics   []metric
 	metricIDs map[string]uint32
@@ -68,8 +70,8 @@ type metric struct {
 }
 
 type callResult struct {
-	id   uint32
-	resp HTTPCallResponse
+	id, context uint32
+	resp        HTTPCallResponse
 }
 
 type hostKey struct{}
@@ -197,11 +199,29 @@ func (h *Host) call(f guestFn, s *stream, params ...uint64) (uint64, error) {
 // Err returns the guest failure (trap or exit) that made the Host unusable, if any.
 func (h *Host) Err() error { return h.err }
 
-// Close ends the root context (proxy_on_done, proxy_on_delete) and releases the instance.
+// Done starts the shutdown of the root context with proxy_on_done, once. It reports whether the plugin
+// finished at once; if not, it finishes later by calling proxy_done (see DoneCalled), typically after
+// the responses to its last HTTP calls, which the test can still deliver. Envoy waits for that before
+// deleting the root context.
+func (h *Host) Done() (finished bool, err error) {
+	if h.doneStarted {
+		return h.doneFinished || h.rootDone, h.err
+	}
+	h.doneStarted = true
+	r, err := h.call(fnDone, nil, rootContextID)
+	h.doneFinished = r != 0
+	return h.doneFinished, err
+}
+
+// DoneCalled reports whether the plugin called proxy_done, ending a shutdown Done left unfinished.
+func (h *Host) DoneCalled() bool { return h.rootDone }
+
+// Close ends the root context (proxy_on_done unless Done ran, then proxy_on_delete) and releases the
+// instance. Calls still pending are never answered.
 func (h *Host) Close(ctx context.Context) error {
 	var errs []error
 	if h.rootAlive && h.err == nil {
-		if _, err := h.call(fnDone, nil, rootContextID); err != nil {
+		if _, err := h.Done(); err != nil {
 			errs = append(errs, err)
 		} else if _, err := h.call(fnDelete, nil, rootContextID); err != nil {
 			errs = append(errs, err)
@@ -262,6 +282,13 @@ func (h *Host) RespondHTTPCall(id uint32, r HTTPCallResponse) error {
 	return h.deliver(id, r)
 }
 
+// cancelCalls drops the calls made by a deleted context, as Envoy cancels them when it destroys the
+// context.
+func (h *Host) cancelCalls(contextID uint32) {
+	maps.DeleteFunc(h.pending, func(_ uint32, r HTTPCallRequest) bool { return r.Context == contextID })
+	h.ready = slices.DeleteFunc(h.ready, func(r callResult) bool { return r.context == contextID })
+}
+
 func (h *Host) deliver(id uint32, r HTTPCallResponse) error {
 	if r.Failed {
 		r = HTTPCallResponse{Failed: true}
@@ -308,9 +335,6 @@ func (h *Host) LiveContexts() int {
 	}
 	return n
 }
-
-// RootDone reports whether the plugin called proxy_done (finishing a deferred proxy_on_done).
-func (h *Host) RootDone() bool { return h.rootDone }
 
 // Shared returns the shared data and queue store of the Host.
 func (h *Host) Shared() *Shared { return h.shared }

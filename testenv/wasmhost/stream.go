@@ -144,6 +144,7 @@ func (s *stream) finish(order ...guestFn) error {
 	}
 	s.deleted = true
 	delete(s.h.streams, s.id)
+	s.h.cancelCalls(s.id)
 	return nil
 }
 

@@ -86,7 +86,10 @@ const (
 
 // HTTPCallRequest is an outgoing call made with proxy_http_call.
 type HTTPCallRequest struct {
-	ID       uint32
+	ID uint32
+	// Context is the effective context that made the call (1: the root context). As in Envoy, deleting
+	// a stream context cancels the calls it made: they are never answered.
+	Context  uint32
 	Cluster  string
 	Headers  [][2]string
 	Body     []byte

@@ -36,7 +36,7 @@ type plugin struct {
 	callStatus, liveStreams                              proxywasm.MetricGauge
 	requestHeaderCount                                   proxywasm.MetricHistogram
 	queue                                                uint32
-	network                                              bool
+	network, drain                                       bool
 }
 
 func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
@@ -50,6 +50,7 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 		return false
 	}
 	p.network = string(cfg) == "network"
+	p.drain = string(cfg) == "drain"
 	p.requests = proxywasm.DefineCounterMetric("probe_requests")
 	p.ticks = proxywasm.DefineCounterMetric("probe_ticks")
 	p.callFailed = proxywasm.DefineCounterMetric("probe_call_failed")
@@ -78,6 +79,21 @@ func (p *plugin) OnTick() {
 	if err != nil {
 		proxywasm.LogWarnf("dispatch: %v", err)
 	}
+}
+
+// OnPluginDone with the configuration "drain" sends a last call and finishes when it is answered.
+func (p *plugin) OnPluginDone() bool {
+	if !p.drain {
+		return true
+	}
+	headers := [][2]string{{":method", "POST"}, {":path", "/last"}, {":authority", "collector"}}
+	if _, err := proxywasm.DispatchHttpCall("collector", headers, []byte("last"), nil, 1000, func(int, int, int) {
+		proxywasm.PluginDone()
+	}); err != nil {
+		proxywasm.LogErrorf("last call: %v", err)
+		return true
+	}
+	return false
 }
 
 func (p *plugin) onCallResponse(numHeaders, bodySize, _ int) {
