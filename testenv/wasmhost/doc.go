@@ -16,8 +16,10 @@
 // Module.Load instantiates a VM: WASI (wasi_snapshot_preview1) is linked, the reactor's _initialize (or a
 // command's _start) runs, then the root context is created (id 1) with proxy_on_context_create,
 // proxy_on_vm_start and proxy_on_configure; false from either is an error carrying the plugin's warn and
-// error logs. Load(ctx, wasm, cfg) does both for a single instance. Host.Close runs proxy_on_done and
-// proxy_on_delete on the root context.
+// error logs. Load(ctx, wasm, cfg) does both for a single instance. Host.Done starts the shutdown with
+// proxy_on_done; a plugin that returns false finishes later with proxy_done (Host.DoneCalled), typically
+// once its last calls are answered. Host.Close runs proxy_on_done (unless Done ran) and proxy_on_delete
+// on the root context and releases the instance.
 //
 // An HTTPStream (Host.NewHTTPStream) or a Connection (Host.NewConnection) is a stream context. Its
 // callbacks are made in Envoy's order; HTTPStream.Complete ends it with proxy_on_log, proxy_on_done and
