@@ -100,60 +100,23 @@ func Count(rss []*tracepb.ResourceSpans) int {
 }
 
 func span(sp *tracepb.Span) (document.Span, string) {
-	if err := checkID(sp.TraceId, 16); err != "" {
-		return document.Span{}, "trace_id " + err
+	if err := checkSpan(sp.TraceId, sp.SpanId, sp.ParentSpanId, sp.StartTimeUnixNano, sp.EndTimeUnixNano); err != "" {
+		return document.Span{}, err
 	}
-	if err := checkID(sp.SpanId, 8); err != "" {
-		return document.Span{}, "span_id " + err
-	}
-	var parent string
-	if len(sp.ParentSpanId) != 0 && (len(sp.ParentSpanId) != 8 || !allZero(sp.ParentSpanId)) { // an all-zero parent means none
-		if err := checkID(sp.ParentSpanId, 8); err != "" {
-			return document.Span{}, "parent_span_id " + err
-		}
-		parent = hex.EncodeToString(sp.ParentSpanId)
-	}
-	if sp.StartTimeUnixNano == 0 {
-		return document.Span{}, "start_time_unix_nano is missing"
-	}
-	if sp.EndTimeUnixNano < sp.StartTimeUnixNano {
-		return document.Span{}, "end_time_unix_nano is before start_time_unix_nano"
-	}
-	links := make([]document.Link, 0, len(sp.Links))
 	for i, l := range sp.Links {
-		if err := checkID(l.TraceId, 16); err != "" {
-			return document.Span{}, fmt.Sprintf("links[%d].trace_id %s", i, err)
+		if err := checkLink(i, l.TraceId, l.SpanId); err != "" {
+			return document.Span{}, err
 		}
-		if err := checkID(l.SpanId, 8); err != "" {
-			return document.Span{}, fmt.Sprintf("links[%d].span_id %s", i, err)
+	}
+	st := sp.GetStatus()
+	doc := newSpan(sp.TraceId, sp.SpanId, sp.ParentSpanId, sp.Name, int32(sp.Kind), sp.StartTimeUnixNano, sp.EndTimeUnixNano,
+		int32(st.GetCode()), st.GetMessage())
+	doc.Attr = Attributes(sp.Attributes)
+	if len(sp.Links) > 0 {
+		doc.Links = make([]document.Link, len(sp.Links))
+		for i, l := range sp.Links {
+			doc.Links[i] = newLink(l.TraceId, l.SpanId, Attributes(l.Attributes))
 		}
-		links = append(links, document.Link{TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId), Attr: Attributes(l.Attributes)})
-	}
-	start := int64(sp.StartTimeUnixNano / 1000)
-	end := int64(sp.EndTimeUnixNano / 1000)
-	// One allocation holds the three ids: "<trace_id>-<span_id>" and its two halves.
-	var buf [16*2 + 1 + 8*2]byte
-	hex.Encode(buf[:32], sp.TraceId)
-	buf[32] = '-'
-	hex.Encode(buf[33:], sp.SpanId)
-	id := string(buf[:])
-	doc := document.Span{
-		ID:            id,
-		TraceID:       id[:32],
-		SpanID:        id[33:],
-		ParentSpanID:  parent,
-		Name:          sp.Name,
-		Kind:          Kind(sp.Kind),
-		Start:         start,
-		End:           end,
-		Duration:      end - start,
-		StatusCode:    Status(sp.GetStatus().GetCode()),
-		StatusMessage: sp.GetStatus().GetMessage(),
-		Attr:          Attributes(sp.Attributes),
-	}
-	doc.Error = doc.StatusCode == "error"
-	if len(links) > 0 {
-		doc.Links = links
 	}
 	if len(sp.Events) > 0 {
 		doc.Events = make([]document.Event, len(sp.Events))
@@ -162,6 +125,75 @@ func span(sp *tracepb.Span) (document.Span, string) {
 		}
 	}
 	return doc, ""
+}
+
+// checkSpan returns why a span with these ids and times cannot be indexed, or "".
+func checkSpan(traceID, spanID, parentID []byte, start, end uint64) string {
+	if err := checkID(traceID, 16); err != "" {
+		return "trace_id " + err
+	}
+	if err := checkID(spanID, 8); err != "" {
+		return "span_id " + err
+	}
+	if hasParent(parentID) {
+		if err := checkID(parentID, 8); err != "" {
+			return "parent_span_id " + err
+		}
+	}
+	if start == 0 {
+		return "start_time_unix_nano is missing"
+	}
+	if end < start {
+		return "end_time_unix_nano is before start_time_unix_nano"
+	}
+	return ""
+}
+
+// checkLink returns why link i of a span cannot be indexed, or "".
+func checkLink(i int, traceID, spanID []byte) string {
+	if err := checkID(traceID, 16); err != "" {
+		return fmt.Sprintf("links[%d].trace_id %s", i, err)
+	}
+	if err := checkID(spanID, 8); err != "" {
+		return fmt.Sprintf("links[%d].span_id %s", i, err)
+	}
+	return ""
+}
+
+// hasParent reports whether a parent span id names a parent: empty and all-zero ids mean none.
+func hasParent(parentID []byte) bool {
+	return len(parentID) != 0 && (len(parentID) != 8 || !allZero(parentID))
+}
+
+// newSpan builds the document of a span that passed checkSpan, without attributes, events and links.
+func newSpan(traceID, spanID, parentID []byte, name string, kind int32, start, end uint64, status int32, message string) document.Span {
+	// One allocation holds the three ids: "<trace_id>-<span_id>" and its two halves.
+	var buf [16*2 + 1 + 8*2]byte
+	hex.Encode(buf[:32], traceID)
+	buf[32] = '-'
+	hex.Encode(buf[33:], spanID)
+	id := string(buf[:])
+	doc := document.Span{
+		ID:            id,
+		TraceID:       id[:32],
+		SpanID:        id[33:],
+		Name:          name,
+		Kind:          Kind(tracepb.Span_SpanKind(kind)),
+		Start:         int64(start / 1000),
+		End:           int64(end / 1000),
+		StatusCode:    Status(tracepb.Status_StatusCode(status)),
+		StatusMessage: message,
+	}
+	if hasParent(parentID) {
+		doc.ParentSpanID = hex.EncodeToString(parentID)
+	}
+	doc.Duration = doc.End - doc.Start
+	doc.Error = doc.StatusCode == "error"
+	return doc
+}
+
+func newLink(traceID, spanID []byte, attr map[string]any) document.Link {
+	return document.Link{TraceID: hex.EncodeToString(traceID), SpanID: hex.EncodeToString(spanID), Attr: attr}
 }
 
 // checkID returns why b is not a valid id of size bytes, or "".
@@ -250,17 +282,11 @@ func Value(v *commonpb.AnyValue) any {
 	case *commonpb.AnyValue_BoolValue:
 		return x.BoolValue
 	case *commonpb.AnyValue_IntValue:
-		if x.IntValue > maxSafeInt || x.IntValue < -maxSafeInt {
-			return strconv.FormatInt(x.IntValue, 10)
-		}
-		return x.IntValue
+		return intValue(x.IntValue)
 	case *commonpb.AnyValue_DoubleValue:
-		if math.IsNaN(x.DoubleValue) || math.IsInf(x.DoubleValue, 0) {
-			return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
-		}
-		return x.DoubleValue
+		return doubleValue(x.DoubleValue)
 	case *commonpb.AnyValue_BytesValue:
-		return base64.StdEncoding.EncodeToString(x.BytesValue)
+		return bytesValue(x.BytesValue)
 	case *commonpb.AnyValue_ArrayValue:
 		vals := x.ArrayValue.GetValues()
 		out := make([]any, 0, len(vals))
@@ -277,3 +303,19 @@ func Value(v *commonpb.AnyValue) any {
 	}
 	return nil
 }
+
+func intValue(n int64) any {
+	if n > maxSafeInt || n < -maxSafeInt {
+		return strconv.FormatInt(n, 10)
+	}
+	return n
+}
+
+func doubleValue(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return f
+}
+
+func bytesValue(b []byte) any { return base64.StdEncoding.EncodeToString(b) }
