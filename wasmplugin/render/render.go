@@ -23,9 +23,10 @@ import (
 	"github.com/meshtrace/meshtrace/filter/policy"
 )
 
-// TargetRef names a Service or a gateway.networking.k8s.io Gateway a WasmPlugin applies to.
+// TargetRef names a Service or a gateway.networking.k8s.io Gateway a WasmPlugin applies to, in the
+// WasmPlugin's own namespace (Istio refuses cross-namespace references).
 type TargetRef struct {
-	Group, Kind, Name, Namespace string
+	Group, Kind, Name string
 }
 
 // ParseTargetRef parses "Service/NAME" or "GROUP/KIND/NAME", e.g. "Service/checkout" or
@@ -98,14 +99,22 @@ func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
 
 // IstioPlugins renders one WasmPlugin per requested type as a YAML stream.
 func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, error) {
-	if o.Name == "" || o.URL == "" {
-		return nil, errors.New("name and url are required")
+	if o.Name == "" {
+		return nil, errors.New("name is required")
 	}
 	if o.SHA256 != "" && !sha256Hex.MatchString(o.SHA256) {
 		return nil, fmt.Errorf("sha256 %q: want 64 lowercase hex digits", o.SHA256)
 	}
+	if err := checkURL(o.URL); err != nil {
+		return nil, err
+	}
 	if len(o.Selector) > 0 && len(o.TargetRefs) > 0 {
 		return nil, errors.New("selector and targetRefs are exclusive")
+	}
+	for k, v := range o.Selector {
+		if k == "" || strings.Contains(k, "*") || strings.Contains(v, "*") {
+			return nil, fmt.Errorf("selector %q=%q: keys must be non-empty and neither may hold a wildcard", k, v)
+		}
 	}
 	if len(types) == 0 {
 		types = []PluginType{HTTP, Network}
@@ -158,7 +167,7 @@ func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, erro
 		}
 		for _, r := range o.TargetRefs {
 			spec.TargetRefs = append(spec.TargetRefs, &istioType.PolicyTargetReference{
-				Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace})
+				Group: r.Group, Kind: r.Kind, Name: r.Name})
 		}
 		if mode != "" || len(ports) > 0 {
 			m, err := enum(istioType.WorkloadMode_value, mode, "UNDEFINED", "match mode")
@@ -177,6 +186,18 @@ func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, erro
 		}
 	}
 	return out.Bytes(), nil
+}
+
+// checkURL applies the WasmPlugin CRD's rule on url: a scheme of oci, http, https or file (none means oci).
+func checkURL(u string) error {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		scheme, rest = "", u
+	}
+	if rest == "" || !slices.Contains([]string{"", "oci", "http", "https", "file"}, scheme) {
+		return fmt.Errorf("url %q: want oci://, http(s):// or file://", u)
+	}
+	return nil
 }
 
 // networkPorts lists the destination ports the policy names for TCP and Kafka spans, sorted and unique.

@@ -128,6 +128,8 @@ func TestIstioPluginsRefuses(t *testing.T) {
 		{"unknown phase", func(o *Istio) { o.Phase = "LATE" }, "", "phase"},
 		{"unknown mode", func(o *Istio) { o.HTTPMode = "BOTH" }, "", "match mode"},
 		{"no url", func(o *Istio) { o.URL = "" }, "", "url"},
+		{"url scheme", func(o *Istio) { o.URL = "ftp://r/f.wasm" }, "", "url"},
+		{"selector wildcard", func(o *Istio) { o.Selector = map[string]string{"app": "*"} }, "", "wildcard"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
