@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
 
@@ -163,5 +166,31 @@ func TestExportRetries(t *testing.T) {
 			e.h.Tick()
 			e.wantMetrics(0, 2, 2)
 		})
+	})
+}
+
+func TestExportDrainsOnShutdown(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+		c := newClock()
+		h, err := m.Load(t.Context(), wasmhost.Config{PluginConfig: []byte(exportPolicy(10, 100, 2)), Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &env{t: t, h: h, clock: c}
+		e.requests(3)
+		if n := len(h.PendingHTTPCalls()); n != 0 {
+			t.Fatalf("%d calls before shutdown", n)
+		}
+		if err := h.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		calls := h.PendingHTTPCalls()
+		if len(calls) != 1 {
+			t.Fatalf("%d export calls at shutdown, want 1", len(calls))
+		}
+		req := &coltrace.ExportTraceServiceRequest{}
+		if err := proto.Unmarshal(calls[0].Body, req); err != nil || len(req.ResourceSpans[0].ScopeSpans[0].Spans) != 3 {
+			t.Fatalf("shutdown export carries %v (%v), want 3 spans", req, err)
+		}
 	})
 }

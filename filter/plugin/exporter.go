@@ -39,8 +39,10 @@ type exporter struct {
 	retryAt  uint64        // earliest retry time (Unix ns)
 	body     []byte        // request buffer, reused
 
-	queueID   uint32 // wake-up queue; 0 when the host has no shared queues
-	wakeAsked bool
+	queueID      uint32 // wake-up queue; 0 when the host has no shared queues
+	wakeAsked    bool
+	draining     bool // the plugin is shutting down: send what is left once, then report done
+	doneDeferred bool // proxy_on_done returned false; call proxy_done when the drain ends
 
 	exported, dropped, failures proxywasm.MetricCounter
 }
@@ -181,10 +183,44 @@ func (e *exporter) onResponse(numHeaders, _, _ int) {
 	}
 }
 
+// drain sends every buffered batch as the plugin shuts down, without retries. It reports true when
+// nothing is left; otherwise the exporter calls proxywasm.PluginDone once the last batch is settled.
+func (e *exporter) drain() bool {
+	if len(e.batches) == 0 || e.batches[0].Len() == 0 {
+		return true
+	}
+	e.draining = true
+	switch {
+	case e.calling: // the response settles the batch and continues the drain
+	case e.sending:
+		e.send() // a batch waiting for its retry goes now
+	default:
+		e.flush()
+	}
+	if !e.draining {
+		return true // everything settled synchronously
+	}
+	e.doneDeferred = true
+	return false
+}
+
+// continueDrain sends the next batch of a drain, or ends the drain when none is left.
+func (e *exporter) continueDrain() {
+	if len(e.batches) > 0 && e.batches[0].Len() > 0 {
+		e.flush()
+		return
+	}
+	e.draining = false
+	if e.doneDeferred {
+		e.doneDeferred = false
+		proxywasm.PluginDone()
+	}
+}
+
 // failed counts a failed export call and either schedules a retry or drops the batch.
 func (e *exporter) failed(retryable bool, delay, now uint64) {
 	e.failures.Increment(1)
-	if retryable && e.attempts < e.cfg.MaxRetries {
+	if retryable && e.attempts < e.cfg.MaxRetries && !e.draining {
 		e.attempts++
 		e.retryAt = now + delay
 		return
@@ -203,6 +239,9 @@ func (e *exporter) finish() {
 	e.batches[len(e.batches)-1] = nil
 	e.batches = e.batches[:len(e.batches)-1]
 	e.sending = false
+	if e.draining {
+		e.continueDrain()
+	}
 }
 
 // header returns the first value of a header in a header list (names lower case).

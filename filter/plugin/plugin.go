@@ -124,3 +124,6 @@ func spanKind(dir policy.Direction) span.Kind {
 	}
 	return span.KindServer
 }
+
+// OnPluginDone sends the spans still buffered before the plugin goes away; the host is told when done.
+func (r *rootContext) OnPluginDone() bool { return r.exporter == nil || r.exporter.drain() }
