@@ -40,8 +40,8 @@ type Options struct {
 	// ComponentLogLevel sets levels per logger, as in --component-log-level (default "wasm:info", so the
 	// log holds the plugins' lines at info and above).
 	ComponentLogLevel string
-	// StartTimeout bounds the wait for the server to become live (default 90s: a Go-built plugin takes
-	// seconds to compile in V8 on a busy machine).
+	// StartTimeout bounds the wait for the server to become live (default 5m: V8 compiles a Go-built
+	// plugin of several MB in about 2s on an idle core, but in minutes on a machine many times oversubscribed).
 	StartTimeout time.Duration
 }
 
@@ -78,7 +78,7 @@ func Start(ctx context.Context, b Bootstrap, opts Options) (*Process, error) {
 		opts.ComponentLogLevel = "wasm:info"
 	}
 	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 90 * time.Second
+		opts.StartTimeout = 5 * time.Minute
 	}
 
 	yaml, err := b.Render()

@@ -40,7 +40,7 @@ func policy(direction string, extraExport string) string {
 // startMesh runs the chain with plugin, exporting to collectorAddr, and stops it at cleanup.
 func startMesh(t *testing.T, plugin, collectorAddr string) *mesh.Mesh {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	m, err := mesh.Start(ctx, mesh.Config{
 		Plugin:        plugin,

@@ -57,7 +57,7 @@ func TestNetworkFilter(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			p, err := envoy.Start(ctx, envoy.Bootstrap{
 				Node: envoy.Node{Metadata: map[string]any{

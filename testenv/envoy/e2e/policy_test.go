@@ -28,7 +28,7 @@ func TestBadPolicyRejected(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					dir := t.TempDir()
-					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 					defer cancel()
 					p, err := envoy.Start(ctx, envoy.Bootstrap{
 						Listeners: []envoy.Listener{{

@@ -94,7 +94,7 @@ type variant struct {
 	rounds  []float64 // requests/s per round
 	total   load.Result
 	rssWarm int64
-	rssEnd  int64
+	rss     []int64 // after each round
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -170,14 +170,14 @@ func run(ctx context.Context, cfg config) error {
 			}
 			v.rounds = append(v.rounds, res.RPS())
 			v.total.Merge(res)
+			rss, err := v.proc.RSS()
+			if err != nil {
+				return err
+			}
+			v.rss = append(v.rss, rss)
 		}
 		slog.Info("round", "n", round+1, "none_rps", int(last(variants[0].rounds)),
 			"tinygo_rps", int(last(variants[1].rounds)), "go_rps", int(last(variants[2].rounds)))
-	}
-	for _, v := range variants {
-		if v.rssEnd, err = v.proc.RSS(); err != nil {
-			return err
-		}
 	}
 	return report(ctx, variants)
 }
@@ -195,7 +195,14 @@ func done(variants []*variant, requests, rounds int) bool {
 	return true
 }
 
-func last(xs []float64) float64 { return xs[len(xs)-1] }
+func last[T any](xs []T) T { return xs[len(xs)-1] }
+
+// rssPath is the RSS after warm-up and after a quarter, half, three quarters and all of the rounds.
+func (v *variant) rssPath() string {
+	n := len(v.rss)
+	return fmt.Sprintf("%.1f / %.1f / %.1f / %.1f / %.1f", mb(v.rssWarm),
+		mb(v.rss[(n-1)/4]), mb(v.rss[(n-1)/2]), mb(v.rss[3*(n-1)/4]), mb(v.rss[n-1]))
+}
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -221,12 +228,11 @@ func start(ctx context.Context, dir, name string, b envoy.Bootstrap) (*envoy.Pro
 
 func report(ctx context.Context, variants []*variant) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tp50\tp99\terrors\tnon-2xx\tRSS warm (MB)\tRSS end (MB)\t")
+	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tp50\tp99\terrors\tnon-2xx\tRSS warm / 25% / 50% / 75% / end (MB)\t")
 	for _, v := range variants {
 		t := &v.total
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%v\t%v\t%d\t%d\t%.1f\t%.1f\t\n", v.name, t.Requests, len(v.rounds),
-			median(v.rounds), us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx,
-			mb(v.rssWarm), mb(v.rssEnd))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%v\t%v\t%d\t%d\t%s\t\n", v.name, t.Requests, len(v.rounds),
+			median(v.rounds), us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx, v.rssPath())
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -238,10 +244,10 @@ func report(ctx context.Context, variants []*variant) error {
 			v.name, median(v.rounds)/median(base.rounds), 100*(median(v.rounds)/median(base.rounds)-1),
 			float64(v.total.Percentile(0.5)-base.total.Percentile(0.5))/1e3,
 			float64(v.total.Percentile(0.99)-base.total.Percentile(0.99))/1e3,
-			mb(v.rssEnd-v.rssWarm), v.total.Requests)
+			mb(last(v.rss)-v.rssWarm), v.total.Requests)
 	}
 	fmt.Printf("none   RSS growth %+.1f MB over %d requests (Envoy without the filter, for reference)\n",
-		mb(base.rssEnd-base.rssWarm), base.total.Requests)
+		mb(last(base.rss)-base.rssWarm), base.total.Requests)
 	fmt.Println()
 	var errs []error
 	for _, v := range variants[1:] {
