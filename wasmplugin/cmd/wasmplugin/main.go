@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,7 +27,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := newRoot(os.Stdout).ExecuteContext(ctx); err != nil {
-		slog.Error("wasmplugin", "err", err)
+		fmt.Fprintln(os.Stderr, "wasmplugin:", err)
 		os.Exit(1)
 	}
 }
