@@ -1,5 +1,5 @@
-// Package image packages a proxy-wasm module as an OCI image in the Wasm "compat" variant that Istio and Gloo
-// pull: one gzip-compressed tar layer holding plugin.wasm, OCI media types, and the manifest annotation
+// Package image packages a proxy-wasm module as an OCI image in the Wasm "compat" variant that Istio
+// pulls: one gzip-compressed tar layer holding plugin.wasm, OCI media types, and the manifest annotation
 // module.wasm.image/variant=compat. Images are written as an OCI image layout, a tar of one, or pushed to a
 // registry; nothing needs Docker.
 package image
