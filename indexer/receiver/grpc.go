@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 )
 
@@ -28,7 +30,8 @@ func (r *Receiver) ServerOptions() []grpc.ServerOption {
 // Export implements the OTLP/gRPC TraceService. A refusal is UNAVAILABLE with a RetryInfo detail, which OTLP
 // clients honour as the retry delay.
 func (r *Receiver) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	partial, err := r.export(ctx, req)
+	docs, rej := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans)
+	partial, err := r.export(ctx, docs, rej)
 	if err == nil {
 		return &coltracepb.ExportTraceServiceResponse{PartialSuccess: partial}, nil
 	}

@@ -54,12 +54,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
-	ereq, err := r.Decode(enc, body)
+	docs, rej, err := r.Documents(enc, body)
 	if err != nil {
 		r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
-	partial, err := r.export(req.Context(), ereq)
+	partial, err := r.export(req.Context(), docs, rej)
 	if err != nil {
 		r.writeConsumeError(w, enc, err)
 		return

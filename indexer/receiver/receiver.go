@@ -16,7 +16,6 @@ import (
 	"sync"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
@@ -68,28 +67,29 @@ type DecodeError struct{ Err error }
 func (e *DecodeError) Error() string { return "cannot decode request: " + e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// Decode decodes an ExportTraceServiceRequest body; failures are *DecodeError.
-func (r *Receiver) Decode(enc Encoding, body []byte) (*coltracepb.ExportTraceServiceRequest, error) {
-	if enc == JSON {
-		d := r.decoders.Get().(*otlpjson.Decoder)
-		defer r.decoders.Put(d)
-		req, err := d.Decode(body)
+// Documents decodes an OTLP/HTTP body into span documents; failures are *DecodeError. Protobuf bodies are
+// flattened straight from the wire (flatten.FromProtobuf); JSON bodies are decoded into the OTLP types, then
+// flattened.
+func (r *Receiver) Documents(enc Encoding, body []byte) ([]document.Span, flatten.Rejected, error) {
+	if enc == Protobuf {
+		docs, rej, err := flatten.FromProtobuf(nil, body)
 		if err != nil {
-			return nil, &DecodeError{Err: err}
+			return nil, rej, &DecodeError{Err: fmt.Errorf("invalid protobuf: %w", err)}
 		}
-		return req, nil
+		return docs, rej, nil
 	}
-	req := &coltracepb.ExportTraceServiceRequest{}
-	if err := proto.Unmarshal(body, req); err != nil {
-		return nil, &DecodeError{Err: fmt.Errorf("invalid protobuf: %w", err)}
+	d := r.decoders.Get().(*otlpjson.Decoder)
+	req, err := d.Decode(body)
+	r.decoders.Put(d)
+	if err != nil {
+		return nil, flatten.Rejected{}, &DecodeError{Err: err}
 	}
-	return req, nil
+	docs, rej := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans)
+	return docs, rej, nil
 }
 
-// export flattens a request and waits for the consumer to store it. The partial success is nil when every
-// span was accepted.
-func (r *Receiver) export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTracePartialSuccess, error) {
-	docs, rej := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans)
+// export waits for the consumer to store docs. The partial success is nil when every span was accepted.
+func (r *Receiver) export(ctx context.Context, docs []document.Span, rej flatten.Rejected) (*coltracepb.ExportTracePartialSuccess, error) {
 	if err := r.consumer.Consume(ctx, docs); err != nil {
 		return nil, err
 	}
