@@ -5,17 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -28,52 +24,21 @@ import (
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 )
 
-var (
-	wasmOnce  sync.Once
-	wasmBytes []byte
-	wasmErr   error
-)
-
-// realWasm compiles a trivial Go program for wasip1 once per test binary: a real module, not made-up bytes.
-func realWasm(t *testing.T) []byte {
+// shippedFilter returns the TinyGo filter build (`make filter`): a real module, not made-up bytes.
+func shippedFilter(t *testing.T) []byte {
 	t.Helper()
-	wasmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wasmimage")
-		if err != nil {
-			wasmErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		src := "package main\n\nfunc main() { println(\"meshtrace\") }\n"
-		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
-			wasmErr = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module tiny\n\ngo 1.21\n"), 0o644); err != nil {
-			wasmErr = err
-			return
-		}
-		out := filepath.Join(dir, "tiny.wasm")
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=-mod=mod", "GOWORK=off")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			wasmErr = errors.New(string(b))
-			return
-		}
-		wasmBytes, wasmErr = os.ReadFile(out)
-	})
-	if wasmErr != nil {
-		t.Fatalf("build wasip1 test module: %v", wasmErr)
+	b, err := os.ReadFile(artifact.Builds(t)[0].Path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return wasmBytes
+	return b
 }
 
 // roundTrip stores an image somewhere and reads it back from there.
 type roundTrip func(t *testing.T, img v1.Image) v1.Image
 
 func TestRoundTrip(t *testing.T) {
-	wasm := realWasm(t)
+	wasm := shippedFilter(t)
 	ctx := context.Background()
 
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
@@ -308,7 +273,7 @@ func TestFilterBuilds(t *testing.T) {
 }
 
 func TestBuildIsReproducible(t *testing.T) {
-	wasm := realWasm(t)
+	wasm := shippedFilter(t)
 	digest := func(b []byte) v1.Hash {
 		img, err := Build(b)
 		if err != nil {
