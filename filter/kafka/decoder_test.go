@@ -136,8 +136,8 @@ func check(t *testing.T, sc kafkatest.Scenario, got map[string]*summary) {
 		if s.key != want.Key {
 			t.Errorf("topic %q: key %q, want %q", topic, s.key, want.Key)
 		}
-		if s.undecoded != 0 || s.unanswered != 0 {
-			t.Errorf("topic %q: %d undecoded records, %d unanswered produce requests", topic, s.undecoded, s.unanswered)
+		if s.undecoded != 0 || (s.unanswered != 0) != sc.NoAck {
+			t.Errorf("topic %q: %d undecoded records, %d unanswered produce requests (acks=0: %v)", topic, s.undecoded, s.unanswered, sc.NoAck)
 		}
 		if len(s.clientIDs) != 1 || !s.clientIDs[kafkatest.ClientID] {
 			t.Errorf("topic %q: client ids %v, want only %q", topic, s.clientIDs, kafkatest.ClientID)

@@ -40,6 +40,7 @@ type Scenario struct {
 	Name     string
 	Versions *kversion.Versions // caps the protocol versions the client uses; nil = the newest both support
 	Codec    kgo.CompressionCodec
+	NoAck    bool // produce with acks=0: the broker sends no Produce responses
 	Topics   map[string]*TopicExpect
 }
 
@@ -65,6 +66,8 @@ func Scenarios() []Scenario {
 			"events": {Records: 3, Partitions: []int32{0}, Codec: "zstd", Headers: tenant, TraceParents: traceParents(0, 3)}}},
 		{Name: "produce-single-key", Codec: kgo.NoCompression(), Topics: map[string]*TopicExpect{
 			"events": {Records: 1, Partitions: []int32{0}, Codec: "none", Key: "order-7", Headers: tenant, TraceParents: traceParents(0, 1)}}},
+		{Name: "produce-acks0", Codec: kgo.NoCompression(), NoAck: true, Topics: map[string]*TopicExpect{
+			"payments": {Records: 2, Partitions: []int32{0}, Codec: "none", Headers: tenant, TraceParents: traceParents(0, 2)}}},
 		{Name: "consume-group", Codec: kgo.GzipCompression(), Topics: map[string]*TopicExpect{
 			"orders": {Records: 5, Consumed: 5, Partitions: []int32{0, 1, 2}, Codec: "gzip", Headers: tenant, TraceParents: traceParents(0, 5)}}},
 		{Name: "consume-group-v2.8", Versions: kversion.V2_8_0(), Codec: kgo.NoCompression(), Topics: map[string]*TopicExpect{
@@ -106,6 +109,9 @@ func Record(ctx context.Context, sc Scenario) (*Capture, error) {
 	}
 	if sc.Versions != nil {
 		opts = append(opts, kgo.MaxVersions(sc.Versions))
+	}
+	if sc.NoAck {
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
 	}
 	if err := produce(ctx, sc, opts); err != nil {
 		return nil, fmt.Errorf("produce: %w", err)
