@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,10 +19,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/testenv/demo"
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
@@ -59,8 +62,11 @@ func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int
 
 	step("starting the indexer on the embedded store (%s)", dataDir)
 	srv := exec.Command(indexerBin, "serve", "--data-dir", dataDir,
-		"--http-addr", httpAddr, "--otlp-http-addr", otlpHTTP, "--otlp-grpc-addr", otlpGRPC)
-	logPath := filepath.Join(filepath.Dir(filepath.Clean(dataDir)), "demo-indexer.log")
+		"--api-addr", httpAddr, "--otlp-http-addr", otlpHTTP, "--otlp-grpc-addr", otlpGRPC)
+	logPath := filepath.Clean(dataDir) + "-indexer.log"
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return err
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -117,7 +123,8 @@ func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int
 	if len(found.Traces) == 0 {
 		return errors.New("the search found no trace")
 	}
-	id := found.Traces[0].TraceID
+	slowest := slices.MaxFunc(found.Traces, func(a, b document.Trace) int { return cmp.Compare(a.Duration, b.Duration) })
+	id := slowest.TraceID
 	var tr api.TraceResponse
 	if err := getJSON(ctx, base+"/api/v1/traces/"+id, &tr); err != nil {
 		return err
