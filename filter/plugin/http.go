@@ -27,8 +27,7 @@ type httpContext struct {
 	types.DefaultHttpContext
 	root    *rootContext
 	span    span.Span
-	active  bool // a span is being recorded
-	status  int64
+	active  bool        // a span is being recorded
 	headers [][2]string // request headers, valid during OnHttpRequestHeaders
 	baggage tc.Baggage
 }
@@ -204,17 +203,6 @@ func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 	}
 }
 
-// OnHttpResponseHeaders records the response status.
-func (h *httpContext) OnHttpResponseHeaders(int, bool) types.Action {
-	if !h.active {
-		return types.ActionContinue
-	}
-	if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
-		h.status, _ = strconv.ParseInt(v, 10, 64)
-	}
-	return types.ActionContinue
-}
-
 // OnHttpStreamDone (the log phase) finishes the span with what Envoy knows about the stream and submits it.
 func (h *httpContext) OnHttpStreamDone() {
 	if !h.active {
@@ -224,8 +212,10 @@ func (h *httpContext) OnHttpStreamDone() {
 	s := &h.span
 	s.EndUnixNano = hostNow()
 	code, ok := propertyInt(pathResponseCode)
-	if !ok {
-		code = h.status
+	if !ok { // hosts without the property: the response headers are still readable in the log phase
+		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+			code, _ = strconv.ParseInt(v, 10, 64)
+		}
 	}
 	if code > 0 {
 		s.Attrs = append(s.Attrs, span.Int("http.response.status_code", code))
