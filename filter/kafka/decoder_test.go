@@ -330,3 +330,26 @@ func TestTruncatedFrames(t *testing.T) {
 		t.Errorf("%d exchanges, %d truncated; want some of each", exchanges, truncated)
 	}
 }
+
+// TestCloseReportsPending checks that Produce requests still waiting for a response when the connection
+// closes are reported as unanswered, ending at the close.
+func TestCloseReportsPending(t *testing.T) {
+	reqs, _ := kafkatest.ProduceTraffic(3, 5, 10)
+	var got []*kafka.Exchange
+	d := kafka.NewDecoder(kafka.Config{}, func(ex *kafka.Exchange) {
+		got = append(got, &kafka.Exchange{CorrelationID: ex.CorrelationID, Answered: ex.Answered, EndNanos: ex.EndNanos})
+	})
+	d.Requests(reqs, 10)
+	if len(got) != 0 {
+		t.Fatalf("%d exchanges reported before any response or close", len(got))
+	}
+	d.Close(20)
+	if len(got) != 3 {
+		t.Fatalf("%d exchanges reported at close, want 3", len(got))
+	}
+	for i, ex := range got {
+		if ex.CorrelationID != int32(i) || ex.Answered || ex.EndNanos != 20 {
+			t.Errorf("exchange %d: %+v, want correlation %d, unanswered, ended at 20", i, ex, i)
+		}
+	}
+}
