@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
@@ -80,3 +81,18 @@ type Result struct {
 
 // ErrBadRequest is wrapped by errors for requests a store cannot run (e.g. Limit above MaxLimit).
 var ErrBadRequest = errors.New("bad search request")
+
+// CheckID enforces the document id rule every store applies (Meilisearch's): 1 to 511 bytes of A-Z a-z 0-9
+// - _. Stores refuse a batch holding a bad id with an error wrapping ErrBadRequest, before writing any of it.
+func CheckID(id string) error {
+	if id == "" || len(id) > 511 {
+		return fmt.Errorf("%w: invalid id %q: must be 1 to 511 bytes", ErrBadRequest, id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("%w: invalid id %q: byte %d (%q) is not one of A-Z a-z 0-9 - _", ErrBadRequest, id, i, c)
+		}
+	}
+	return nil
+}

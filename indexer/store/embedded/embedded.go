@@ -104,8 +104,8 @@ func (x *idx) write(ctx context.Context, n int, doc func(int) (string, any)) err
 	batch := x.b.NewBatch()
 	for i := range n {
 		id, d := doc(i)
-		if id == "" {
-			return fmt.Errorf("embedded store: document %d has no id", i)
+		if err := store.CheckID(id); err != nil {
+			return fmt.Errorf("embedded store: document %d: %w", i, err)
 		}
 		src, err := json.Marshal(d)
 		if err != nil {

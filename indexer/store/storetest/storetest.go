@@ -149,6 +149,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("Limit above MaxLimit: err = %v, want ErrBadRequest", err)
 		}
 	})
+	t.Run("BadID", func(t *testing.T) {
+		s := load(t)
+		bad := f.Spans[0]
+		bad.ID = "no/slashes"
+		good := f.Spans[1]
+		good.ID = "fresh-id"
+		err := s.Write(ctx, []document.Span{good, bad}, nil)
+		if !errors.Is(err, store.ErrBadRequest) {
+			t.Fatalf("Write with id %q: err = %v, want ErrBadRequest", bad.ID, err)
+		}
+		res, err := s.Search(ctx, store.Request{Index: store.Spans, Filter: &query.Compare{Field: "id", Op: query.Eq, Value: query.Value{Str: good.ID}}})
+		if err != nil || res.Total != 0 {
+			t.Errorf("the refused batch was written in part: %d hits, %v", res.Total, err)
+		}
+	})
 	t.Run("GetTraces", func(t *testing.T) {
 		s := load(t)
 		got, err := s.GetTraces(ctx, []string{t5, t1, "ffff"})
