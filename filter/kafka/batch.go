@@ -98,7 +98,7 @@ func (d *Decoder) countCutBatch(t *Topic, batch []byte) {
 
 // wantRecords reports whether reading individual records can still add anything to t.
 func (d *Decoder) wantRecords(t *Topic) bool {
-	return len(t.Contexts) < d.cfg.MaxContexts || len(t.Headers) < len(d.wanted) || (d.cfg.RecordKey && !t.HasKey)
+	return !t.skip && (len(t.Contexts) < d.cfg.MaxContexts || len(t.Headers) < len(d.wanted) || (d.cfg.RecordKey && !t.HasKey))
 }
 
 // readRecords reads the records of a batch's body, at most Config.MaxRecordsRead of them, and returns how

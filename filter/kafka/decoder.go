@@ -374,13 +374,25 @@ func (d *Decoder) release(ex *Exchange) {
 
 // reset clears the exchange, keeping the memory of its topics and arena for the next one.
 func (ex *Exchange) reset() {
-	topics, a := ex.Topics[:0], ex.arena
+	topics, a, overflow := ex.Topics[:0], ex.arena, ex.overflow
 	a.reset()
-	*ex = Exchange{Topics: topics, arena: a}
+	*ex = Exchange{Topics: topics, arena: a, overflow: overflow}
 }
 
-// topic returns the summary for the topic with this name or id, adding it if new.
+// Bounds on what one exchange lists, so that a request naming very many topics or partitions costs linear
+// time: later topics are read but not reported, later partitions counted but not listed.
+const (
+	maxTopics     = 64
+	maxPartitions = 64
+)
+
+// topic returns the summary for the topic with this name or id, adding it if new. Beyond maxTopics it
+// returns a scratch summary that is not reported.
 func (ex *Exchange) topic(name []byte, id [16]byte) *Topic {
+	if len(ex.Topics) >= maxTopics {
+		ex.overflow = Topic{Partitions: ex.overflow.Partitions[:0], skip: true}
+		return &ex.overflow
+	}
 	for i := range ex.Topics {
 		t := &ex.Topics[i]
 		if t.ID == id && t.Name == string(name) {
@@ -433,6 +445,9 @@ func (a *arena) reset() {
 }
 
 func (t *Topic) addPartition(p int32) {
+	if len(t.Partitions) >= maxPartitions {
+		return
+	}
 	for _, q := range t.Partitions {
 		if q == p {
 			return

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/meshtrace/meshtrace/filter/kafka"
 	"github.com/meshtrace/meshtrace/filter/kafka/kafkatest"
 )
@@ -351,5 +353,38 @@ func TestCloseReportsPending(t *testing.T) {
 		if ex.CorrelationID != int32(i) || ex.Answered || ex.EndNanos != 20 {
 			t.Errorf("exchange %d: %+v, want correlation %d, unanswered, ended at 20", i, ex, i)
 		}
+	}
+}
+
+// TestManyTopicsAndPartitions checks the bounds on what one exchange lists: a Produce request to 100 topics,
+// the first with 200 partitions, reports 64 topics and 64 partitions but counts every record of those topics.
+func TestManyTopicsAndPartitions(t *testing.T) {
+	batch := kafkatest.RecordBatch(2, 10)
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks = 9, 0
+	for i := 0; i < 100; i++ {
+		topic := kmsg.NewProduceRequestTopic()
+		topic.Topic = fmt.Sprintf("t%03d", i)
+		parts := 1
+		if i == 0 {
+			parts = 200
+		}
+		for p := 0; p < parts; p++ {
+			part := kmsg.NewProduceRequestTopicPartition()
+			part.Partition, part.Records = int32(p), batch
+			topic.Partitions = append(topic.Partitions, part)
+		}
+		req.Topics = append(req.Topics, topic)
+	}
+	frame := kmsg.NewRequestFormatter().AppendRequest(nil, req, 1)
+	var topics, firstParts, firstRecords int
+	d := kafka.NewDecoder(kafka.Config{MaxFrameBytes: len(frame)}, func(ex *kafka.Exchange) {
+		topics = len(ex.Topics)
+		firstParts, firstRecords = len(ex.Topics[0].Partitions), ex.Topics[0].Records
+	})
+	d.Requests(frame, 1)
+	if d.Err() != nil || topics != 64 || firstParts != 64 || firstRecords != 400 {
+		t.Fatalf("got %d topics, %d partitions and %d records in the first, error %v; want 64, 64, 400",
+			topics, firstParts, firstRecords, d.Err())
 	}
 }

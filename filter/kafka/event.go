@@ -48,9 +48,11 @@ type Exchange struct {
 	Answered bool
 	// Truncated reports that the frame was larger than the decoder buffers, so only its beginning was read.
 	Truncated bool
-	Topics    []Topic
+	// Topics summarises the topics of the exchange (at most 64; more are read but not reported).
+	Topics []Topic
 
-	arena arena
+	arena    arena
+	overflow Topic // scratch for topics beyond maxTopics
 }
 
 // Topic summarises the records of one topic in an exchange.
@@ -60,7 +62,8 @@ type Topic struct {
 	Name string
 	// ID is the topic id (Produce v13+, Fetch v13+), zero otherwise.
 	ID [16]byte
-	// Partitions lists the partitions that carried records, in order of appearance, without duplicates.
+	// Partitions lists the partitions that carried records, in order of appearance, without duplicates (at
+	// most 64).
 	Partitions []int32
 	// Records counts records by the headers of the record batches (magic v2, control batches excluded);
 	// Batches counts those batches.
@@ -83,6 +86,8 @@ type Topic struct {
 	// Contexts lists distinct trace contexts (traceparent with the tracestate of the same record) in order of
 	// appearance, at most Config.MaxContexts.
 	Contexts []Context
+
+	skip bool // a topic beyond maxTopics: its records are not read
 }
 
 // Header is one record header.

@@ -12,7 +12,7 @@ import (
 // and a value of valueSize bytes, followed in a second stream by the n responses: the bytes a client writes
 // and a broker answers, encoded by franz-go's kmsg, for throughput measurements.
 func ProduceTraffic(n, records, valueSize int) (requests, responses []byte) {
-	batch := recordBatch(records, valueSize)
+	batch := RecordBatch(records, valueSize)
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID(ClientID))
 	for i := 0; i < n; i++ {
 		req := kmsg.NewPtrProduceRequest()
@@ -42,8 +42,9 @@ func ProduceTraffic(n, records, valueSize int) (requests, responses []byte) {
 	return requests, responses
 }
 
-// recordBatch encodes one magic-v2 record batch with a valid CRC.
-func recordBatch(records, valueSize int) []byte {
+// RecordBatch encodes one uncompressed magic-v2 record batch (with a valid CRC) of records records with
+// traceparent and x-customer-id headers and valueSize-byte values.
+func RecordBatch(records, valueSize int) []byte {
 	value := make([]byte, valueSize)
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
