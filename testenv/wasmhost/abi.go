@@ -196,26 +196,34 @@ func (h *Host) currentTime(p []uint64) status {
 }
 
 func (h *Host) setTickPeriod(p []uint64) status {
-	h.tickPeriod = time.Duration(uint32(p[0])) * time.Millisecond
+	if h.activeRoot == nil {
+		return statusBadArgument
+	}
+	h.activeRoot.tickPeriod = time.Duration(p[0]) * time.Millisecond
 	return statusOK
 }
 
 func (h *Host) setEffectiveContext(p []uint64) status {
 	id := uint32(p[0])
-	if id == rootContextID {
-		h.active = nil
+	if s, ok := h.streams[id]; ok {
+		h.active, h.activeRoot = s, s.root
 		return statusOK
 	}
-	s, ok := h.streams[id]
-	if !ok {
-		return statusBadArgument
+	for _, r := range h.roots {
+		if r.id == id && r.alive {
+			h.active, h.activeRoot = nil, r
+			return statusOK
+		}
 	}
-	h.active = s
-	return statusOK
+	return statusBadArgument
 }
 
+// done is proxy_done: the effective root context finishes the shutdown proxy_on_done deferred.
 func (h *Host) done([]uint64) status {
-	h.rootDone = true
+	if h.activeRoot == nil {
+		return statusBadArgument
+	}
+	h.activeRoot.doneCalled = true
 	return statusOK
 }
 
@@ -241,6 +249,11 @@ func (h *Host) getProperty(p []uint64) status {
 	}
 	if h.active != nil {
 		if v, ok := h.active.props[string(key)]; ok {
+			return h.returnBytes(v, p[2], p[3])
+		}
+	}
+	if h.activeRoot != nil {
+		if v, ok := h.activeRoot.props[string(key)]; ok {
 			return h.returnBytes(v, p[2], p[3])
 		}
 	}
@@ -398,10 +411,10 @@ func (h *Host) buffer(t uint64) (buf []byte, writable bool, st status) {
 	case bufVMConfig:
 		return h.cfg.VMConfig, false, statusOK
 	case bufPluginConfig:
-		if !h.configuring {
+		if h.activeRoot == nil || !h.activeRoot.configuring {
 			return nil, false, statusNotFound
 		}
-		return h.cfg.PluginConfig, false, statusOK
+		return h.activeRoot.pluginConfig, false, statusOK
 	case bufCallBody:
 		if h.callResp == nil {
 			return nil, false, statusNotFound
@@ -531,21 +544,25 @@ func (h *Host) httpCall(p []uint64) status {
 	if h.cfg.Clusters != nil && !slices.Contains(h.cfg.Clusters, req.Cluster) {
 		return statusBadArgument
 	}
+	if h.activeRoot == nil {
+		return statusBadArgument
+	}
 	h.nextCallID++
-	req.ID, req.Context = h.nextCallID, rootContextID
+	req.ID, req.Context = h.nextCallID, h.activeRoot.id
 	if h.active != nil {
 		req.Context = h.active.id
 	}
+	call := pendingCall{req, h.activeRoot}
 	if st := h.returnU32(p[9], req.ID); st != statusOK {
 		return st
 	}
 	if h.cfg.HTTPCall != nil {
 		if resp, ok := h.cfg.HTTPCall(req); ok {
-			h.ready = append(h.ready, callResult{req.ID, req.Context, resp})
+			h.ready = append(h.ready, callResult{call, resp})
 			return statusOK
 		}
 	}
-	h.pending[req.ID] = req
+	h.pending[req.ID] = call
 	return statusOK
 }
 
@@ -654,7 +671,10 @@ func (h *Host) registerSharedQueue(p []uint64) status {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
-	return h.returnU32(p[2], h.shared.register(h, string(name)))
+	if h.activeRoot == nil {
+		return statusBadArgument
+	}
+	return h.returnU32(p[2], h.shared.register(h, h.activeRoot, string(name)))
 }
 
 func (h *Host) resolveSharedQueue(p []uint64) status {

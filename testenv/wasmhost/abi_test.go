@@ -22,6 +22,7 @@ func abiHost(t *testing.T, cfg Config) *Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close(t.Context()) })
+	h.activeRoot = h.roots[0] // as inside a root callback
 	return h
 }
 

@@ -21,6 +21,11 @@
 // once its last calls are answered. Host.Close runs proxy_on_done (unless Done ran) and proxy_on_delete
 // on the root context and releases the instance.
 //
+// Host.AddRoot adds root contexts to the same VM, as Envoy does when filters from one image share a VM
+// (an HTTP and a network filter told apart by "plugin_root_id"); each Root has its own plugin
+// configuration, properties, tick period and streams, and calls and queue notifications go back to the
+// root that made or registered them.
+//
 // An HTTPStream (Host.NewHTTPStream) or a Connection (Host.NewConnection) is a stream context. Its
 // callbacks are made in Envoy's order; HTTPStream.Complete ends it with proxy_on_log, proxy_on_done and
 // proxy_on_delete (Envoy runs the access log before destroying the filters), Connection.Close with

@@ -17,7 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 )
 
-// rootContextID is the id of the single root (plugin) context of a Host.
+// rootContextID is the id of the first root (plugin) context of a Host.
 const rootContextID = 1
 
 // Host is one plugin instance: a VM with one root context and its stream contexts, driven
@@ -38,28 +38,24 @@ type Host struct {
 	scratch    []byte            // serialisation buffer reused across host calls
 	keys       map[string]string // interned header names
 
-	err          error // first guest failure; the instance is unusable afterwards
-	output       tail  // end of the guest's stdout and stderr, where Go and TinyGo print panics
-	rootAlive    bool
-	configuring  bool // inside proxy_on_configure, where the plugin configuration is readable
-	rootDone     bool // the plugin called proxy_done
-	doneStarted  bool // proxy_on_done ran on the root context
-	doneFinished bool // and returned true
-	nextID       uint32
-	streams      map[uint32]*stream
-	active       *stream // the context host calls act on; nil is the root context
-	tickPeriod   time.Duration
-	logs         []LogEntry
+	err        error   // first guest failure; the instance is unusable afterwards
+	output     tail    // end of the guest's stdout and stderr, where Go and TinyGo print panics
+	roots      []*Root // roots[0] is the root created by Load
+	nextID     uint32
+	streams    map[uint32]*stream
+	active     *stream // the stream context host calls act on; nil when a root context is effective
+	activeRoot *Root   // the effective root context (the stream's root while a stream is active)
+	logs       []LogEntry
 
 	metrics   []metric
 	metricIDs map[string]uint32
 
 	nextCallID uint32
-	pending    map[uint32]HTTPCallRequest
+	pending    map[uint32]pendingCall
 	ready      []callResult
 	callResp   *HTTPCallResponse // the response being delivered, read by the buffer and map calls
 
-	queueReady []uint32 // queues with new items, guarded by shared.mu (other hosts enqueue)
+	queueReady []queueEvent // queues with new items, guarded by shared.mu (other hosts enqueue)
 }
 
 type metric struct {
@@ -69,9 +65,19 @@ type metric struct {
 	samples []uint64
 }
 
+type pendingCall struct {
+	req  HTTPCallRequest
+	root *Root // receives proxy_on_http_call_response
+}
+
 type callResult struct {
-	id, context uint32
-	resp        HTTPCallResponse
+	pendingCall
+	resp HTTPCallResponse
+}
+
+type queueEvent struct {
+	root *Root
+	id   uint32
 }
 
 type hostKey struct{}
@@ -85,11 +91,11 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 		cfg:       cfg,
 		shared:    cfg.Shared,
 		now:       cfg.Now,
-		nextID:    rootContextID + 1,
+		nextID:    rootContextID,
 		streams:   map[uint32]*stream{},
 		metricIDs: map[string]uint32{},
 		keys:      map[string]string{},
-		pending:   map[uint32]HTTPCallRequest{},
+		pending:   map[uint32]pendingCall{},
 	}
 	if h.shared == nil {
 		h.shared = NewShared()
@@ -119,7 +125,7 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.module, h.mem = mod, mod.Memory()
 	h.bindExports()
-	if err := h.start(); err != nil {
+	if _, err := h.AddRoot(cfg.PluginConfig, nil); err != nil {
 		return nil, errors.Join(err, mod.Close(ctx))
 	}
 	return h, nil
@@ -138,28 +144,6 @@ func (h *Host) bindExports() {
 	}
 }
 
-func (h *Host) start() error {
-	if _, err := h.call(fnContextCreate, nil, rootContextID, 0); err != nil {
-		return err
-	}
-	h.rootAlive = true
-	if ok, err := h.call(fnVMStart, nil, rootContextID, uint64(len(h.cfg.VMConfig))); err != nil {
-		return err
-	} else if ok == 0 {
-		return fmt.Errorf("wasmhost: proxy_on_vm_start returned false%s", h.problemLogs())
-	}
-	h.configuring = true
-	ok, err := h.call(fnConfigure, nil, rootContextID, uint64(len(h.cfg.PluginConfig)))
-	h.configuring = false
-	if err != nil {
-		return err
-	}
-	if ok == 0 {
-		return fmt.Errorf("wasmhost: proxy_on_configure returned false%s", h.problemLogs())
-	}
-	return nil
-}
-
 // problemLogs formats the plugin's warn-or-worse log lines for an error message.
 func (h *Host) problemLogs() string {
 	var b strings.Builder
@@ -174,9 +158,9 @@ func (h *Host) problemLogs() string {
 	return ": plugin log:" + b.String()
 }
 
-// call runs a guest export on behalf of context s (nil: the root context) and returns its first result.
+// call runs a guest export on behalf of root r, or of stream s under it, and returns its first result.
 // After a trap or exit the Host is unusable and every later call returns the same error.
-func (h *Host) call(f guestFn, s *stream, params ...uint64) (uint64, error) {
+func (h *Host) call(f guestFn, r *Root, s *stream, params ...uint64) (uint64, error) {
 	if h.err != nil {
 		return 0, h.err
 	}
@@ -184,11 +168,11 @@ func (h *Host) call(f guestFn, s *stream, params ...uint64) (uint64, error) {
 	if fn == nil {
 		return 0, fmt.Errorf("wasmhost: the plugin does not export %s", f)
 	}
-	prev := h.active
-	h.active = s
+	prev, prevRoot := h.active, h.activeRoot
+	h.active, h.activeRoot = s, r
 	n := copy(h.stack[:], params)
 	err := fn.CallWithStack(h.ctx, h.stack[:max(n, 1)])
-	h.active = prev
+	h.active, h.activeRoot = prev, prevRoot
 	if err != nil {
 		h.err = fmt.Errorf("wasmhost: %s: %w%s", f, err, h.output.suffix())
 		return 0, h.err
@@ -199,35 +183,22 @@ func (h *Host) call(f guestFn, s *stream, params ...uint64) (uint64, error) {
 // Err returns the guest failure (trap or exit) that made the Host unusable, if any.
 func (h *Host) Err() error { return h.err }
 
-// Done starts the shutdown of the root context with proxy_on_done, once. It reports whether the plugin
-// finished at once; if not, it finishes later by calling proxy_done (see DoneCalled), typically after
-// the responses to its last HTTP calls, which the test can still deliver. Envoy waits for that before
-// deleting the root context.
-func (h *Host) Done() (finished bool, err error) {
-	if h.doneStarted {
-		return h.doneFinished || h.rootDone, h.err
-	}
-	h.doneStarted = true
-	r, err := h.call(fnDone, nil, rootContextID)
-	h.doneFinished = r != 0
-	return h.doneFinished, err
-}
+// Root returns the root context Load created.
+func (h *Host) Root() *Root { return h.roots[0] }
 
-// DoneCalled reports whether the plugin called proxy_done, ending a shutdown Done left unfinished.
-func (h *Host) DoneCalled() bool { return h.rootDone }
+// Done starts the shutdown of the first root context: see Root.Done.
+func (h *Host) Done() (finished bool, err error) { return h.roots[0].Done() }
 
-// Close ends the root context (proxy_on_done unless Done ran, then proxy_on_delete) and releases the
-// instance. Calls still pending are never answered.
+// DoneCalled reports whether the first root context called proxy_done: see Root.DoneCalled.
+func (h *Host) DoneCalled() bool { return h.roots[0].DoneCalled() }
+
+// Close ends every root context (proxy_on_done unless Done ran, then proxy_on_delete) and releases
+// the instance. Calls still pending are never answered.
 func (h *Host) Close(ctx context.Context) error {
 	var errs []error
-	if h.rootAlive && h.err == nil {
-		if _, err := h.Done(); err != nil {
-			errs = append(errs, err)
-		} else if _, err := h.call(fnDelete, nil, rootContextID); err != nil {
-			errs = append(errs, err)
-		}
+	for _, r := range h.roots {
+		errs = append(errs, r.close())
 	}
-	h.rootAlive = false
 	errs = append(errs, h.module.Close(ctx))
 	if h.owned != nil {
 		errs = append(errs, h.owned.Close(ctx))
@@ -235,16 +206,32 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Tick calls proxy_on_tick on the root context, whatever the tick period, then Flush.
+// Tick calls proxy_on_tick on every root context, whatever the tick periods, then Flush.
 func (h *Host) Tick() error {
-	if _, err := h.call(fnTick, nil, rootContextID); err != nil {
-		return err
+	for _, r := range h.roots {
+		if err := r.tick(); err != nil {
+			return err
+		}
 	}
 	return h.Flush()
 }
 
-// TickPeriod is the period last set with proxy_set_tick_period_milliseconds.
-func (h *Host) TickPeriod() time.Duration { return h.tickPeriod }
+// TickPeriod is the period the first root context last set with proxy_set_tick_period_milliseconds.
+func (h *Host) TickPeriod() time.Duration { return h.roots[0].tickPeriod }
+
+// NewHTTPStream creates an HTTP context (proxy_on_context_create) under the first root context, with
+// per-stream properties such as "response.code", "response.flags", "xds.cluster_name" or
+// "upstream.address". A failure of the guest is returned by the stream's next call.
+func (h *Host) NewHTTPStream(props map[string][]byte) *HTTPStream {
+	return h.roots[0].NewHTTPStream(props)
+}
+
+// NewConnection creates a network context under the first root context and calls
+// proxy_on_new_connection; props are per-connection properties such as "destination.port" or
+// "upstream.address".
+func (h *Host) NewConnection(props map[string][]byte) (*Connection, Action, error) {
+	return h.roots[0].NewConnection(props)
+}
 
 // Flush delivers the HTTP call responses that Config.HTTPCall produced and the proxy_on_queue_ready
 // notifications that are waiting. Responses to calls made while flushing wait for the next Flush.
@@ -252,14 +239,16 @@ func (h *Host) Flush() error {
 	ready := h.ready
 	h.ready = nil
 	for i, r := range ready {
-		if err := h.deliver(r.id, r.resp); err != nil {
+		if err := h.deliver(r.pendingCall, r.resp); err != nil {
 			h.ready = append(ready[i+1:], h.ready...)
 			return err
 		}
 	}
-	queues := h.takeQueueReady()
-	for _, id := range queues {
-		if _, err := h.call(fnQueueReady, nil, rootContextID, uint64(id)); err != nil {
+	for _, ev := range h.takeQueueReady() {
+		if !ev.root.alive {
+			continue
+		}
+		if _, err := h.call(fnQueueReady, ev.root, nil, uint64(ev.root.id), uint64(ev.id)); err != nil {
 			return err
 		}
 	}
@@ -268,33 +257,37 @@ func (h *Host) Flush() error {
 
 // PendingHTTPCalls returns the calls waiting for RespondHTTPCall, oldest first.
 func (h *Host) PendingHTTPCalls() []HTTPCallRequest {
-	out := slices.Collect(maps.Values(h.pending))
+	out := make([]HTTPCallRequest, 0, len(h.pending))
+	for _, c := range h.pending {
+		out = append(out, c.req)
+	}
 	slices.SortFunc(out, func(a, b HTTPCallRequest) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
 // RespondHTTPCall delivers the response to a pending call with proxy_on_http_call_response.
 func (h *Host) RespondHTTPCall(id uint32, r HTTPCallResponse) error {
-	if _, ok := h.pending[id]; !ok {
+	c, ok := h.pending[id]
+	if !ok {
 		return fmt.Errorf("wasmhost: no pending HTTP call %d", id)
 	}
 	delete(h.pending, id)
-	return h.deliver(id, r)
+	return h.deliver(c, r)
 }
 
 // cancelCalls drops the calls made by a deleted context, as Envoy cancels them when it destroys the
 // context.
 func (h *Host) cancelCalls(contextID uint32) {
-	maps.DeleteFunc(h.pending, func(_ uint32, r HTTPCallRequest) bool { return r.Context == contextID })
-	h.ready = slices.DeleteFunc(h.ready, func(r callResult) bool { return r.context == contextID })
+	maps.DeleteFunc(h.pending, func(_ uint32, c pendingCall) bool { return c.req.Context == contextID })
+	h.ready = slices.DeleteFunc(h.ready, func(r callResult) bool { return r.req.Context == contextID })
 }
 
-func (h *Host) deliver(id uint32, r HTTPCallResponse) error {
+func (h *Host) deliver(c pendingCall, r HTTPCallResponse) error {
 	if r.Failed {
 		r = HTTPCallResponse{Failed: true}
 	}
 	h.callResp = &r
-	_, err := h.call(fnHTTPCallResponse, nil, rootContextID, uint64(id),
+	_, err := h.call(fnHTTPCallResponse, c.root, nil, uint64(c.root.id), uint64(c.req.ID),
 		uint64(len(r.Headers)), uint64(len(r.Body)), uint64(len(r.Trailers)))
 	h.callResp = nil
 	return err
@@ -326,12 +319,14 @@ func (h *Host) Logs() []LogEntry { return slices.Clone(h.logs) }
 // MemoryBytes is the current size of the guest's linear memory.
 func (h *Host) MemoryBytes() uint64 { return uint64(h.mem.Size()) }
 
-// LiveContexts counts the contexts created and not yet deleted, the root context included: an idle
-// Host has one.
+// LiveContexts counts the contexts created and not yet deleted, root contexts included: an idle Host
+// has one.
 func (h *Host) LiveContexts() int {
 	n := len(h.streams)
-	if h.rootAlive {
-		n++
+	for _, r := range h.roots {
+		if r.alive {
+			n++
+		}
 	}
 	return n
 }
@@ -339,7 +334,7 @@ func (h *Host) LiveContexts() int {
 // Shared returns the shared data and queue store of the Host.
 func (h *Host) Shared() *Shared { return h.shared }
 
-func (h *Host) takeQueueReady() []uint32 {
+func (h *Host) takeQueueReady() []queueEvent {
 	h.shared.mu.Lock()
 	defer h.shared.mu.Unlock()
 	q := h.queueReady

@@ -17,7 +17,8 @@ type sharedValue struct {
 }
 
 type sharedQueue struct {
-	owner *Host // root context that registered the queue and receives proxy_on_queue_ready
+	owner *Host // the VM and root context that registered the queue last: they get proxy_on_queue_ready
+	root  *Root
 	items [][]byte
 }
 
@@ -63,15 +64,16 @@ func (s *Shared) QueueLen(vmID, name string) int {
 	return len(s.queues[id-1].items)
 }
 
-func (s *Shared) register(owner *Host, name string) uint32 {
+// register creates the queue name, or takes it over as Envoy does when another root registers it.
+func (s *Shared) register(owner *Host, root *Root, name string) uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := "\x00" + name
 	if id, ok := s.names[key]; ok {
-		s.queues[id-1].owner = owner
+		s.queues[id-1].owner, s.queues[id-1].root = owner, root
 		return id
 	}
-	s.queues = append(s.queues, &sharedQueue{owner: owner})
+	s.queues = append(s.queues, &sharedQueue{owner: owner, root: root})
 	id := uint32(len(s.queues))
 	s.names[key] = id
 	return id
@@ -93,7 +95,7 @@ func (s *Shared) enqueue(id uint32, item []byte) bool {
 	}
 	q := s.queues[id-1]
 	q.items = append(q.items, append([]byte(nil), item...))
-	q.owner.queueReady = append(q.owner.queueReady, id)
+	q.owner.queueReady = append(q.owner.queueReady, queueEvent{q.root, id})
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 // stream is the host state of one HTTP or network context.
 type stream struct {
 	h        *Host
+	root     *Root
 	id       uint32
 	props    map[string][]byte // the caller's map until the first write (copy on write)
 	ownProps bool
@@ -43,10 +44,11 @@ type LocalReply struct {
 var errDeleted = errors.New("wasmhost: the context is already deleted")
 
 // init creates the context in the guest; a failure stays in h.err and is returned by every later call.
-func (s *stream) init(h *Host, props map[string][]byte) {
-	*s = stream{h: h, id: h.nextID, props: props}
+func (s *stream) init(r *Root, props map[string][]byte) {
+	h := r.h
+	*s = stream{h: h, root: r, id: h.nextID, props: props}
 	h.nextID++
-	if _, err := h.call(fnContextCreate, s, uint64(s.id), rootContextID); err == nil {
+	if _, err := h.call(fnContextCreate, r, s, uint64(s.id), uint64(r.id)); err == nil {
 		h.streams[s.id] = s
 	} else {
 		s.deleted = true
@@ -89,7 +91,7 @@ func (s *stream) callAction(fn guestFn, params ...uint64) (Action, error) {
 		}
 		return 0, errDeleted
 	}
-	r, err := s.h.call(fn, s, params...)
+	r, err := s.h.call(fn, s.root, s, params...)
 	return Action(r), err
 }
 
@@ -163,15 +165,6 @@ func (s *stream) deletedErr() error {
 // headers and trailers are readable again.
 type HTTPStream struct{ stream }
 
-// NewHTTPStream creates an HTTP context (proxy_on_context_create) with per-stream properties such as
-// "response.code", "response.flags", "xds.cluster_name" or "upstream.address".
-// A failure of the guest is returned by the stream's next call.
-func (h *Host) NewHTTPStream(props map[string][]byte) *HTTPStream {
-	s := &HTTPStream{}
-	s.init(h, props)
-	return s
-}
-
 // RequestHeaders sets the request headers and calls proxy_on_request_headers.
 func (s *HTTPStream) RequestHeaders(headers [][2]string, endOfStream bool) (Action, error) {
 	return s.deliverMap(mapRequestHeaders, headers, fnRequestHeaders, uint64(s.id), uint64(len(headers)), b2u(endOfStream))
@@ -244,15 +237,6 @@ func (s *HTTPStream) Complete() error { return s.finish(fnLog, fnDone, fnDelete)
 //
 // Its data buffers are reachable by the plugin from their callback until it returns Continue.
 type Connection struct{ stream }
-
-// NewConnection creates a network context and calls proxy_on_new_connection; props are per-connection
-// properties such as "destination.port" or "upstream.address".
-func (h *Host) NewConnection(props map[string][]byte) (*Connection, Action, error) {
-	c := &Connection{}
-	c.init(h, props)
-	a, err := c.callAction(fnNewConnection, uint64(c.id))
-	return c, a, err
-}
 
 // DownstreamData sets the downstream data buffer and calls proxy_on_downstream_data.
 func (c *Connection) DownstreamData(b []byte, endOfStream bool) (Action, error) {
