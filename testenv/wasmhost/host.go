@@ -347,6 +347,7 @@ type tail struct{ buf []byte }
 
 const tailMax = 4 << 10
 
+// Write keeps the last tailMax bytes written.
 func (t *tail) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > tailMax {

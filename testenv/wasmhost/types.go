@@ -15,6 +15,7 @@ const (
 	ActionPause    Action = 1
 )
 
+// String returns "continue", "pause" or the number.
 func (a Action) String() string {
 	switch a {
 	case ActionContinue:
@@ -50,6 +51,7 @@ const (
 
 var logLevelNames = [...]string{"trace", "debug", "info", "warn", "error", "critical"}
 
+// String returns the level name as Envoy prints it ("info", "warn", ...).
 func (l LogLevel) String() string {
 	if int(l) < len(logLevelNames) {
 		return logLevelNames[l]
@@ -86,15 +88,15 @@ const (
 
 // HTTPCallRequest is an outgoing call made with proxy_http_call.
 type HTTPCallRequest struct {
-	ID uint32
-	// Context is the effective context that made the call (1: the root context). As in Envoy, deleting
+	ID uint32 // the token the plugin got back, and the id for Host.RespondHTTPCall
+	// Context is the effective context that made the call (a root or a stream). As in Envoy, deleting
 	// a stream context cancels the calls it made: they are never answered.
 	Context  uint32
 	Cluster  string
-	Headers  [][2]string
+	Headers  [][2]string // as the plugin sent them, pseudo-headers included
 	Body     []byte
 	Trailers [][2]string
-	Timeout  time.Duration
+	Timeout  time.Duration // 0: none
 }
 
 // Header returns the first value of the named header (case-insensitive) and whether it is present.
@@ -112,14 +114,14 @@ type HTTPCallResponse struct {
 	Failed bool
 }
 
-// Config configures one plugin instance (one VM with one root context).
+// Config configures one plugin instance: a VM and its first root context.
 type Config struct {
-	// PluginConfig is the plugin configuration buffer, sized in proxy_on_configure.
+	// PluginConfig is the first root context's plugin configuration, sized in proxy_on_configure.
 	PluginConfig []byte
 	// VMConfig is the VM configuration buffer, sized in proxy_on_vm_start.
 	VMConfig []byte
 	// Properties are host-wide properties; the key is the path segments joined by "."
-	// (e.g. "node.metadata.WORKLOAD_NAME"). Per-stream properties take precedence.
+	// (e.g. "node.metadata.WORKLOAD_NAME"). Root and stream properties take precedence.
 	Properties map[string][]byte
 	// Now is the host clock, seen by the guest through WASI clock_time_get (wall and monotonic) and
 	// proxy_get_current_time_nanoseconds. Default: the system clock. A custom clock must not go backwards.
