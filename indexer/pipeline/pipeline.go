@@ -83,11 +83,11 @@ func (c *Config) defaults() {
 
 // Stats are the pipeline's counters.
 type Stats struct {
-	Queued      int64 // spans admitted, not yet written
-	Written     int64 // spans written
-	Batches     int64 // batches written
-	WriteErrors int64 // failed write attempts (each retried)
-	Refused     int64 // spans refused with an OverloadError
+	Queued      int64 `json:"queued"`       // spans admitted, not yet written
+	Written     int64 `json:"written"`      // spans written
+	Batches     int64 `json:"batches"`      // batches written
+	WriteErrors int64 `json:"write_errors"` // failed write attempts (each retried)
+	Refused     int64 `json:"refused"`      // spans refused with an OverloadError
 }
 
 // Pipeline is a Consumer writing to a store. Create it with New; stop it with Close.

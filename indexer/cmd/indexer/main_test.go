@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +150,16 @@ func TestServeSearchTrace(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Fatalf("trace output lacks %q:\n%s", w, out)
 		}
+	}
+	resp, err := http.Get(server + "/api/v1/ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats pipeline.Stats
+	err = json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	if err != nil || stats.Written != 3 || stats.Queued != 0 {
+		t.Fatalf("ingest stats %+v, %v; want 3 written", stats, err)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -153,7 +154,13 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	otlpHTTP := &http.Server{Handler: otlpMux, ReadHeaderTimeout: 10 * time.Second}
 	grpcSrv := grpc.NewServer(recv.ServerOptions()...)
 	recv.RegisterGRPC(grpcSrv)
-	apiSrv := &http.Server{Handler: api.New(st, log), ReadHeaderTimeout: 10 * time.Second}
+	apiMux := http.NewServeMux()
+	apiMux.Handle("/", api.New(st, log))
+	apiMux.HandleFunc("GET /api/v1/ingest", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(pipe.Stats()) // the client may be gone
+	})
+	apiSrv := &http.Server{Handler: apiMux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- ignoreClosed(otlpHTTP.Serve(otlpHTTPLis)) }()
