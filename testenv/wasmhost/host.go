@@ -20,7 +20,7 @@ import (
 // rootContextID is the id of the first root (plugin) context of a Host.
 const rootContextID = 1
 
-// Host is one plugin instance: a VM with one root context and its stream contexts, driven
+// Host is one plugin instance: a VM with its root contexts and their stream contexts, driven
 // synchronously by the test. It is not safe for concurrent use (like one Envoy worker's VM).
 type Host struct {
 	ctx    context.Context // carries the Host to the host functions
