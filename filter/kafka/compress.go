@@ -28,7 +28,16 @@ type codecState struct {
 
 // decompress decompresses one batch's records into the decoder's scratch buffer.
 func (d *Decoder) decompress(codec Codec, src []byte) ([]byte, error) {
-	limit := d.cfg.MaxDecompressedBytes
+	limit := min(d.cfg.MaxDecompressedBytes, d.inflateBudget)
+	if limit <= 0 {
+		return nil, errLimit
+	}
+	out, err := d.inflate(codec, src, limit)
+	d.inflateBudget -= len(out)
+	return out, err
+}
+
+func (d *Decoder) inflate(codec Codec, src []byte, limit int) ([]byte, error) {
 	c := &d.codecs
 	c.src.Reset(src)
 	var out []byte
@@ -70,14 +79,14 @@ func (d *Decoder) decompress(codec Codec, src []byte) ([]byte, error) {
 // readLimited appends r's output to dst, stopping at limit bytes.
 func readLimited(dst []byte, r io.Reader, limit int) ([]byte, error) {
 	for {
+		if len(dst) >= limit {
+			return dst, errLimit
+		}
 		if len(dst) == cap(dst) {
-			if len(dst) >= limit {
-				return dst, errLimit
-			}
 			grown := min(max(2*cap(dst), 4096), limit)
 			dst = append(dst, make([]byte, grown-len(dst))...)[:len(dst)]
 		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
+		n, err := r.Read(dst[len(dst):min(cap(dst), limit)])
 		dst = dst[:len(dst)+n]
 		if err == io.EOF {
 			return dst, nil

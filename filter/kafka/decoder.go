@@ -31,6 +31,7 @@ const (
 	// requests above socket.request.max.bytes, 100 MiB by default.
 	maxRequestSize  = 100 << 20
 	maxResponseSize = 1 << 30
+	inflatePerFrame = 4
 	maxAPIKey       = 1000
 	maxVersion      = 100
 )
@@ -40,7 +41,8 @@ type Config struct {
 	// MaxFrameBytes is the most of one frame the decoder buffers; the rest of a longer frame is skipped and the
 	// exchange is marked Truncated.
 	MaxFrameBytes int
-	// MaxDecompressedBytes caps the output of decompressing one record batch.
+	// MaxDecompressedBytes caps the output of decompressing one record batch; one frame decompresses at
+	// most four times this in all, so that small batches that inflate hugely cannot stall the proxy.
 	MaxDecompressedBytes int
 	// MaxInFlight caps requests awaiting a response; the oldest is given up beyond it.
 	MaxInFlight int
@@ -77,8 +79,10 @@ type Decoder struct {
 	fetch   Exchange
 	scratch []byte
 	keep    *arena // the arena of the exchange being read
-	codecs  codecState
-	err     error
+	// inflateBudget is what the current frame may still decompress.
+	inflateBudget int
+	codecs        codecState
+	err           error
 }
 
 type pending struct {
@@ -214,6 +218,7 @@ func (d *Decoder) request(body []byte, truncated bool, now uint64) {
 	if d.err != nil {
 		return
 	}
+	d.inflateBudget = inflatePerFrame * d.cfg.MaxDecompressedBytes
 	r := reader{b: body}
 	key, version, corr := r.int16(), r.int16(), r.int32()
 	clientID := r.str(false)
@@ -260,6 +265,7 @@ func (d *Decoder) response(body []byte, truncated bool, now uint64) {
 	if d.err != nil {
 		return
 	}
+	d.inflateBudget = inflatePerFrame * d.cfg.MaxDecompressedBytes
 	r := reader{b: body}
 	corr := r.int32()
 	i := 0

@@ -359,7 +359,7 @@ func TestCloseReportsPending(t *testing.T) {
 // TestManyTopicsAndPartitions checks the bounds on what one exchange lists: a Produce request to 100 topics,
 // the first with 200 partitions, reports 64 topics and 64 partitions but counts every record of those topics.
 func TestManyTopicsAndPartitions(t *testing.T) {
-	batch := kafkatest.RecordBatch(2, 10)
+	batch := kafkatest.RecordBatch(2, 10, false)
 	req := kmsg.NewPtrProduceRequest()
 	req.Version, req.Acks = 9, 0
 	for i := 0; i < 100; i++ {
@@ -386,5 +386,29 @@ func TestManyTopicsAndPartitions(t *testing.T) {
 	if d.Err() != nil || topics != 64 || firstParts != 64 || firstRecords != 400 {
 		t.Fatalf("got %d topics, %d partitions and %d records in the first, error %v; want 64, 64, 400",
 			topics, firstParts, firstRecords, d.Err())
+	}
+}
+
+// TestInflateBudget sends one Produce request of 20 small gzip batches that each inflate to 1 MiB: the decoder
+// inflates four of them and counts the records of the rest from their headers, unread.
+func TestInflateBudget(t *testing.T) {
+	batch := kafkatest.RecordBatch(1, 1<<20-200, true)
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks = 9, 0
+	topic := kmsg.NewProduceRequestTopic()
+	topic.Topic = "bombs"
+	for p := 0; p < 20; p++ {
+		part := kmsg.NewProduceRequestTopicPartition()
+		part.Partition, part.Records = int32(p), batch
+		topic.Partitions = append(topic.Partitions, part)
+	}
+	req.Topics = append(req.Topics, topic)
+	frame := kmsg.NewRequestFormatter().AppendRequest(nil, req, 1)
+	var got kafka.Topic
+	d := kafka.NewDecoder(kafka.Config{MaxContexts: 100}, func(ex *kafka.Exchange) { got = ex.Topics[0] })
+	d.Requests(frame, 1)
+	if got.Records != 20 || got.Undecoded != 16 || len(got.Contexts) != 1 || got.Compression != kafka.CodecGzip {
+		t.Fatalf("got %d records, %d undecoded, %d contexts, %s; want 20, 16, 1, gzip (frame %d bytes)",
+			got.Records, got.Undecoded, len(got.Contexts), got.Compression, len(frame))
 	}
 }

@@ -1,6 +1,8 @@
 package kafkatest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"hash/crc32"
 
@@ -12,7 +14,7 @@ import (
 // and a value of valueSize bytes, followed in a second stream by the n responses: the bytes a client writes
 // and a broker answers, encoded by franz-go's kmsg, for throughput measurements.
 func ProduceTraffic(n, records, valueSize int) (requests, responses []byte) {
-	batch := RecordBatch(records, valueSize)
+	batch := RecordBatch(records, valueSize, false)
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID(ClientID))
 	for i := 0; i < n; i++ {
 		req := kmsg.NewPtrProduceRequest()
@@ -42,9 +44,9 @@ func ProduceTraffic(n, records, valueSize int) (requests, responses []byte) {
 	return requests, responses
 }
 
-// RecordBatch encodes one uncompressed magic-v2 record batch (with a valid CRC) of records records with
-// traceparent and x-customer-id headers and valueSize-byte values.
-func RecordBatch(records, valueSize int) []byte {
+// RecordBatch encodes one magic-v2 record batch (with a valid CRC), gzip-compressed if asked, of records
+// records with traceparent and x-customer-id headers and valueSize-byte values.
+func RecordBatch(records, valueSize int, gzipped bool) []byte {
 	value := make([]byte, valueSize)
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
@@ -61,6 +63,13 @@ func RecordBatch(records, valueSize int) []byte {
 	}
 	b := kmsg.RecordBatch{Magic: 2, LastOffsetDelta: int32(records - 1), ProducerID: -1, ProducerEpoch: -1,
 		FirstSequence: -1, NumRecords: int32(records), Records: body}
+	if gzipped {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(body) // writes to a bytes.Buffer do not fail
+		w.Close()
+		b.Attributes, b.Records = 1, buf.Bytes()
+	}
 	enc := b.AppendTo(nil)
 	b.Length = int32(len(enc) - 12)
 	enc = b.AppendTo(enc[:0])
