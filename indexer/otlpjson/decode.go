@@ -5,7 +5,7 @@
 // The decoder is strict about structure (a field of the wrong JSON type is an error naming its path) and lenient
 // where the protobuf JSON mapping is: snake_case field names and enum names are accepted too, and unknown fields
 // are ignored, as the OTLP specification requires. An id that is not valid hex is not a decode error: it is
-// decoded to an id of impossible length so that the span is rejected individually (partial success).
+// decoded to a one-byte id, an impossible length, so that the span is rejected individually (partial success).
 package otlpjson
 
 import (
@@ -27,10 +27,6 @@ import (
 
 // maxDepth bounds the nesting of AnyValue arrays and key-value lists.
 const maxDepth = 32
-
-// InvalidID is what an id that is not valid hex decodes to: its length is never a valid id length, so the span
-// carrying it is rejected on its own instead of failing the whole request.
-var InvalidID = []byte{0}
 
 // Decoder decodes OTLP/JSON trace export requests. The zero value is ready to use. A Decoder reuses its parser
 // buffers between calls and is not safe for concurrent use; pool Decoders for concurrent decoding.
@@ -482,7 +478,8 @@ func boolOf(v *fastjson.Value) (bool, error) {
 	return false, &Error{Msg: "expected a boolean, got " + v.Type().String()}
 }
 
-// id decodes a hex trace or span id. Invalid hex yields InvalidID (the span is rejected later, alone).
+// id decodes a hex trace or span id. Invalid hex yields a one-byte id: no id has that length, so the span carrying
+// it is rejected later on its own instead of failing the whole request.
 func id(v *fastjson.Value) ([]byte, error) {
 	s, err := str(v)
 	if err != nil || s == "" {
@@ -490,7 +487,7 @@ func id(v *fastjson.Value) ([]byte, error) {
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return InvalidID, nil
+		return []byte{0}, nil
 	}
 	return b, nil
 }

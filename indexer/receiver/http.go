@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -122,6 +123,13 @@ func (r *Receiver) writeConsumeError(w http.ResponseWriter, enc Encoding, err er
 	if errors.Is(err, pipeline.ErrStopped) {
 		w.Header().Set("Retry-After", "1")
 		r.writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, "indexer is shutting down")
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The client gave up waiting; its spans are still queued and will be written.
+		r.cfg.Logger.Debug("client left before its spans were written", "err", err)
+		w.Header().Set("Retry-After", "1")
+		r.writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, "request ended before the spans were stored")
 		return
 	}
 	r.cfg.Logger.Error("export failed", "err", err)
