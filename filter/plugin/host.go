@@ -58,3 +58,6 @@ func (g *idSource) next() uint64 {
 		}
 	}
 }
+
+// logProblem logs a non-fatal problem of the filter itself.
+func logProblem(msg string, err error) { proxywasm.LogWarnf("meshtrace: %s: %v", msg, err) }

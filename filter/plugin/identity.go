@@ -1,8 +1,6 @@
 package plugin
 
 import (
-	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
-
 	"github.com/meshtrace/meshtrace/filter/otlp"
 	"github.com/meshtrace/meshtrace/filter/policy"
 	"github.com/meshtrace/meshtrace/filter/span"
@@ -51,6 +49,3 @@ func firstNonEmpty(values ...string) string {
 	}
 	return ""
 }
-
-// logProblem logs a non-fatal problem of the filter itself.
-func logProblem(msg string, err error) { proxywasm.LogWarnf("meshtrace: %s: %v", msg, err) }
