@@ -6,9 +6,10 @@
 // Spans are sharded by trace id, so every span of a trace goes through the same shard, its Rollup, and a
 // strictly sequential writer: a trace document is never overwritten by an older version of itself.
 //
-// Consume returns only once the spans are durably written (or with an error): a receiver acknowledges nothing
-// that is not stored, so a crash loses no acknowledged span, and a client that retries after an error only
-// produces duplicates, which the rollup and the id-keyed upserts absorb.
+// By default Consume returns only once the spans are durably written (or with an error): a receiver
+// acknowledges nothing that is not stored, so a crash loses no acknowledged span, and a client that retries
+// after an error only produces duplicates, which the rollup and the id-keyed upserts absorb. Config.AckQueued
+// trades that guarantee for latency, as the Collector's in-memory queue does.
 package pipeline
 
 import (
@@ -53,8 +54,12 @@ type Config struct {
 	QueueSpans   int           // spans admitted and not yet written, over all shards; default 100,000
 	RetryInitial time.Duration // first backoff after a failed write; default 100ms
 	RetryMax     time.Duration // backoff ceiling; default 10s
-	Rollup       rollup.Config
-	Logger       *slog.Logger
+	// AckQueued makes Consume return once the spans are queued instead of written: lower latency for clients,
+	// at the price of losing queued spans if the process dies (a shutdown that cannot write them logs how
+	// many). The default acknowledges only what is stored.
+	AckQueued bool
+	Rollup    rollup.Config
+	Logger    *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -154,6 +159,9 @@ func (p *Pipeline) Consume(ctx context.Context, spans []document.Span) error {
 		p.queued.Add(-int64(len(spans)))
 		return err
 	}
+	if p.cfg.AckQueued {
+		return nil
+	}
 	var first error
 	for _, it := range items {
 		select {
@@ -245,6 +253,9 @@ func (p *Pipeline) Close(ctx context.Context) error {
 		lost := p.queued.Load()
 		p.cancel()
 		<-done
+		if p.cfg.AckQueued {
+			return fmt.Errorf("pipeline closed before writing %d acknowledged spans; they are lost: %w", lost, ctx.Err())
+		}
 		return fmt.Errorf("pipeline closed before writing %d queued spans (their senders were told to retry): %w", lost, ctx.Err())
 	}
 }

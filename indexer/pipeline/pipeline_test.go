@@ -291,3 +291,24 @@ func TestCloseGivesUpAtDeadline(t *testing.T) {
 		t.Fatalf("Consume after Close = %v, want ErrStopped", err)
 	}
 }
+
+func TestAckQueued(t *testing.T) {
+	f := &flaky{Store: openStore(t)}
+	gate := make(chan struct{})
+	f.set(false, gate)
+	p := New(f, Config{Shards: 1, BatchTimeout: time.Millisecond, AckQueued: true, Logger: quiet})
+	spans := makeSpans(1, 3, 1)
+	if err := p.Consume(context.Background(), spans); err != nil {
+		t.Fatalf("Consume = %v while the store is slow; want an acknowledgement on enqueue", err)
+	}
+	if s := p.Stats(); s.Written != 0 || s.Queued != 3 {
+		t.Fatalf("stats %+v: want 3 queued, none written yet", s)
+	}
+	close(gate)
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.GetTraces(context.Background(), []string{spans[0].TraceID}); len(got) != 1 || got[0].SpanCount != 3 {
+		t.Fatalf("after Close the store holds %+v", got)
+	}
+}

@@ -76,6 +76,7 @@ accepted and exits.`,
 	f.IntVar(&c.pipeline.Shards, "shards", 0, "parallel writers, spans routed by trace id (0: one per CPU)")
 	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", 5*time.Minute, "how long a trace stays in the rollup cache after its last span")
 	f.IntVar(&c.pipeline.Rollup.MaxSpans, "rollup-max-spans", 1_000_000, "span summaries the rollup cache holds, over all shards")
+	f.BoolVar(&c.pipeline.AckQueued, "ack-queued", false, "answer OTLP requests once their spans are queued, not written (faster; queued spans die with the process)")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown may take to write accepted spans")
 	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
