@@ -81,6 +81,11 @@ lint:
 test: tools filter lint
 	$(GO) test -count=1 -timeout 25m ./...
 
+# Fuzz every target for FUZZTIME each (make test only replays the committed seed corpora).
+FUZZTIME ?= 30s
+fuzz: filter
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
 bench: filter
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m ./...
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of the module for FUZZTIME each (default 30s). `go test` alone (and so `make test`)
+# already replays the committed seed corpora under testdata/fuzz/; this script searches for new inputs.
+# New failing inputs are written to the package's testdata/fuzz/FuzzXxx/ by go test: commit them with the fix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-30s}
+mapfile -t files < <(git ls-files '*_test.go' | xargs grep -l '^func Fuzz')
+for pkg in $(printf '%s\n' "${files[@]}" | xargs -n1 dirname | sort -u); do
+	for target in $(go test -list '^Fuzz' "./$pkg" | grep '^Fuzz'); do
+		echo ">> fuzz ./$pkg $target ($fuzztime)"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$pkg"
+	done
+done
