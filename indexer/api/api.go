@@ -52,6 +52,7 @@ func New(st store.Store, log *slog.Logger) *Server {
 	return s
 }
 
+// ServeHTTP routes a request to the API, the Jaeger API or the web page.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // SearchResponse is the body of GET /api/v1/search.

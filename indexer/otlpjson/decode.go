@@ -40,6 +40,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error renders the error as "path: message".
 func (e *Error) Error() string {
 	if e.Path == "" {
 		return e.Msg

@@ -44,6 +44,7 @@ type OverloadError struct {
 	Reason      string
 }
 
+// Error returns the reason.
 func (e *OverloadError) Error() string { return e.Reason }
 
 // Config sets up a Pipeline. Zero fields take the defaults shown.

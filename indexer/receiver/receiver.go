@@ -64,7 +64,9 @@ func New(c pipeline.Consumer, cfg Config) *Receiver {
 // DecodeError is an undecodable request body.
 type DecodeError struct{ Err error }
 
+// Error says what could not be decoded.
 func (e *DecodeError) Error() string { return "cannot decode request: " + e.Err.Error() }
+// Unwrap returns the decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Documents decodes an OTLP/HTTP body into span documents; failures are *DecodeError. Protobuf bodies are
