@@ -66,6 +66,7 @@ type DecodeError struct{ Err error }
 
 // Error says what could not be decoded.
 func (e *DecodeError) Error() string { return "cannot decode request: " + e.Err.Error() }
+
 // Unwrap returns the decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
