@@ -2,7 +2,7 @@
 // that loads it:
 //
 //	wasmplugin image  --wasm build/filter.wasm --oci-layout out/oci [--archive out/filter.tar] [--tag REF]
-//	wasmplugin push   --wasm build/filter.wasm REGISTRY/REPO:TAG
+//	wasmplugin push   --wasm build/filter.wasm [--insecure] REGISTRY/REPO:TAG
 //	wasmplugin render --policy policy.json --url oci://REGISTRY/REPO:TAG --sha256 DIGEST --selector app=checkout
 //	wasmplugin render --policy policy.json --gloo --image REGISTRY/REPO:TAG
 package main
@@ -122,6 +122,7 @@ func pushCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&wasmPath, "wasm", "build/filter.wasm", "filter module")
+	c.Flags().BoolVar(&insecure, "insecure", false, "allow a plain-HTTP registry")
 	return c
 }
 

@@ -61,6 +61,7 @@ func TestCommands(t *testing.T) {
 		{name: "image needs an output", args: []string{"image", "--wasm", wasm}, wantErr: "--oci-layout"},
 		{name: "image refuses non-wasm", args: []string{"image", "--wasm", policy, "--oci-layout", filepath.Join(dir, "x")}, wantErr: "WebAssembly"},
 		{name: "push", args: []string{"push", "--wasm", wasm, repo + ":v1"}, want: []string{repo + "@" + digest.String()}},
+		{name: "push insecure", args: []string{"push", "--insecure", "--wasm", wasm, repo + ":v2"}, want: []string{repo + "@" + digest.String()}},
 		{name: "render istio", args: []string{"render", "--policy", policy, "--url", "oci://" + repo + ":v1", "--wasm", wasm,
 			"--selector", "app=checkout", "--priority", "5"},
 			want: []string{"name: meshtrace-http", "name: meshtrace-network", "sha256: " + digest.Hex, "priority: 5"}, valid: true},
