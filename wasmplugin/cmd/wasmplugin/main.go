@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/meshtrace/meshtrace/wasmplugin/image"
@@ -54,13 +55,9 @@ func imageCmd() *cobra.Command {
 			if layoutDir == "" && archive == "" {
 				return errors.New("give --oci-layout and/or --archive")
 			}
-			wasm, err := os.ReadFile(wasmPath)
+			img, err := buildImage(wasmPath)
 			if err != nil {
 				return err
-			}
-			img, err := image.Build(wasm)
-			if err != nil {
-				return fmt.Errorf("%s: %w", wasmPath, err)
 			}
 			if layoutDir != "" {
 				if err := image.WriteLayout(layoutDir, img, tag); err != nil {
@@ -105,13 +102,9 @@ func pushCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			wasm, err := os.ReadFile(wasmPath)
+			img, err := buildImage(wasmPath)
 			if err != nil {
 				return err
-			}
-			img, err := image.Build(wasm)
-			if err != nil {
-				return fmt.Errorf("%s: %w", wasmPath, err)
 			}
 			d, err := image.Push(cmd.Context(), ref, img)
 			if err != nil {
@@ -124,6 +117,19 @@ func pushCmd() *cobra.Command {
 	c.Flags().StringVar(&wasmPath, "wasm", "build/filter.wasm", "filter module")
 	c.Flags().BoolVar(&insecure, "insecure", false, "allow a plain-HTTP registry")
 	return c
+}
+
+// buildImage reads the module at path and packages it as a compat Wasm image.
+func buildImage(path string) (v1.Image, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	img, err := image.Build(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
 }
 
 // renderFlags are the render command's flags that need parsing before they fill render.Istio.
