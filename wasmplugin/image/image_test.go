@@ -83,16 +83,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := WriteLayout(dir, img, "meshtrace/filter:test"); err != nil {
 				t.Fatal(err)
 			}
-			p, err := layout.FromPath(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, _ := img.Digest()
-			got, err := p.Image(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return got
+			return fromLayout(t, dir, img)
 		}},
 		{"oci-archive", func(t *testing.T, img v1.Image) v1.Image {
 			path := filepath.Join(t.TempDir(), "filter.tar")
@@ -136,10 +127,10 @@ func fromArchive(t *testing.T, path string, img v1.Image) v1.Image {
 		if err != nil {
 			t.Fatal(err)
 		}
-		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
 		if hdr.Typeflag == tar.TypeDir {
 			continue
 		}
+		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -151,6 +142,12 @@ func fromArchive(t *testing.T, path string, img v1.Image) v1.Image {
 			t.Fatal(err)
 		}
 	}
+	return fromLayout(t, dir, img)
+}
+
+// fromLayout opens the image of img's digest in the OCI layout at dir.
+func fromLayout(t *testing.T, dir string, img v1.Image) v1.Image {
+	t.Helper()
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		t.Fatal(err)
