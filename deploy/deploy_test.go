@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -295,7 +296,7 @@ func (c *cluster) checkNetworkPolicies(t *testing.T) {
 		}
 		var np networkingv1.NetworkPolicy
 		decode(t, o, &np)
-		sel, err := metav1LabelSelector(np)
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,10 +312,6 @@ func (c *cluster) checkNetworkPolicies(t *testing.T) {
 			}
 		}
 	}
-}
-
-func metav1LabelSelector(np networkingv1.NetworkPolicy) (labels.Selector, error) {
-	return labels.ValidatedSelectorFromSet(np.Spec.PodSelector.MatchLabels)
 }
 
 // checkExportTargets: the policy in every WasmPlugin and Gloo Gateway is valid and its export.cluster names
