@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
 
@@ -171,26 +168,35 @@ func TestExportRetries(t *testing.T) {
 
 func TestExportDrainsOnShutdown(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
-		c := newClock()
-		h, err := m.Load(t.Context(), wasmhost.Config{PluginConfig: []byte(exportPolicy(10, 100, 2)), Now: c.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := &env{t: t, h: h, clock: c}
-		e.requests(3)
-		if n := len(h.PendingHTTPCalls()); n != 0 {
-			t.Fatalf("%d calls before shutdown", n)
-		}
-		if err := h.Close(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		calls := h.PendingHTTPCalls()
-		if len(calls) != 1 {
-			t.Fatalf("%d export calls at shutdown, want 1", len(calls))
-		}
-		req := &coltrace.ExportTraceServiceRequest{}
-		if err := proto.Unmarshal(calls[0].Body, req); err != nil || len(req.ResourceSpans[0].ScopeSpans[0].Spans) != 3 {
-			t.Fatalf("shutdown export carries %v (%v), want 3 spans", req, err)
-		}
+		t.Run("nothing buffered", func(t *testing.T) {
+			e := setup(t, m, exportPolicy(10, 100, 2), nil)
+			if finished, err := e.h.Done(); err != nil || !finished {
+				t.Fatalf("Done() = %v, %v; want an immediate finish", finished, err)
+			}
+		})
+		t.Run("buffered spans sent first", func(t *testing.T) {
+			e := setup(t, m, exportPolicy(2, 100, 2), nil)
+			e.requests(3) // one full batch and one partial one
+			if n := len(e.h.PendingHTTPCalls()); n != 0 {
+				t.Fatalf("%d calls before shutdown", n)
+			}
+			finished, err := e.h.Done()
+			if err != nil || finished {
+				t.Fatalf("Done() = %v, %v; want a deferred finish", finished, err)
+			}
+			if spans := len(e.answer("503")[0].ResourceSpans[0].ScopeSpans[0].Spans); spans != 2 {
+				t.Fatalf("first shutdown batch has %d spans, want 2", spans)
+			}
+			if e.h.DoneCalled() {
+				t.Fatal("proxy_done before the last batch settled")
+			}
+			if spans := len(e.answer("200")[0].ResourceSpans[0].ScopeSpans[0].Spans); spans != 1 {
+				t.Fatalf("second shutdown batch has %d spans, want 1", spans)
+			}
+			if !e.h.DoneCalled() {
+				t.Fatal("proxy_done not called after the last batch")
+			}
+			e.wantMetrics(1, 2, 1) // the failed batch is not retried during shutdown
+		})
 	})
 }
