@@ -319,19 +319,8 @@ func (c *cluster) checkNetworkPolicies(t *testing.T) {
 // whose host is a Service port.
 func (c *cluster) checkExportTargets(t *testing.T) {
 	for _, o := range c.objs {
-		var raw []byte
-		switch o.Kind {
-		case "WasmPlugin":
-			var wp struct {
-				Spec struct {
-					PluginConfig json.RawMessage `json:"pluginConfig"`
-				} `json:"spec"`
-			}
-			decode(t, o, &wp)
-			raw = wp.Spec.PluginConfig
-		case "Gateway":
-			raw = []byte(glooConfig(t, o))
-		default:
+		raw, ok := pluginConfigOf(t, o)
+		if !ok {
 			continue
 		}
 		p, err := policy.Parse(raw)
@@ -343,6 +332,25 @@ func (c *cluster) checkExportTargets(t *testing.T) {
 			t.Errorf("%s: export.cluster %q: %v", o, p.Export.Cluster, err)
 		}
 	}
+}
+
+// pluginConfigOf returns the configuration string the proxy hands the plugin o loads: a WasmPlugin's
+// pluginConfig as JSON, or a Gloo Gateway's filter configuration. It returns false for other kinds.
+func pluginConfigOf(t *testing.T, o manifest.Object) ([]byte, bool) {
+	t.Helper()
+	switch o.Kind {
+	case "WasmPlugin":
+		var wp struct {
+			Spec struct {
+				PluginConfig json.RawMessage `json:"pluginConfig"`
+			} `json:"spec"`
+		}
+		decode(t, o, &wp)
+		return wp.Spec.PluginConfig, true
+	case "Gateway":
+		return []byte(glooConfig(t, o)), true
+	}
+	return nil, false
 }
 
 // glooConfig returns the configuration of the Gateway's first Wasm filter (a StringValue's value).

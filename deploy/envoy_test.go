@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -102,17 +101,8 @@ func pluginConfig(t *testing.T, objs []manifest.Object, kind, name string) []byt
 		if o.Kind != kind || o.Name != name {
 			continue
 		}
-		switch kind {
-		case "WasmPlugin":
-			var wp struct {
-				Spec struct {
-					PluginConfig json.RawMessage `json:"pluginConfig"`
-				} `json:"spec"`
-			}
-			decode(t, o, &wp)
-			return wp.Spec.PluginConfig
-		case "Gateway":
-			return []byte(glooConfig(t, o))
+		if cfg, ok := pluginConfigOf(t, o); ok {
+			return cfg
 		}
 	}
 	t.Fatalf("no %s %s in the build", kind, name)
