@@ -33,8 +33,8 @@ func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
 	enc.SetEscapeHTML(false)
 	l := &lines{ends: make([]int, 0, len(docs))}
 	for i := range docs {
-		if err := checkID(id(&docs[i])); err != nil {
-			return nil, fmt.Errorf("meili: %w: %s document %d: %w", store.ErrBadRequest, kind, i, err)
+		if err := store.CheckID(id(&docs[i])); err != nil {
+			return nil, fmt.Errorf("meili: %s document %d: %w", kind, i, err)
 		}
 		if err := enc.Encode(&docs[i]); err != nil {
 			return nil, fmt.Errorf("meili: %w: %s document %d (id %s): %w", store.ErrBadRequest, kind, i, id(&docs[i]), err)
@@ -51,21 +51,6 @@ func encodeSpans(spans []document.Span) (*lines, error) {
 
 func encodeTraces(traces []document.Trace) (*lines, error) {
 	return encode(traces, "trace", func(t *document.Trace) string { return t.ID })
-}
-
-// checkID enforces Meilisearch's document id rule: 1 to 511 bytes of A-Z a-z 0-9 - _. One bad id would fail
-// the whole batch, so bad documents are refused before they are queued.
-func checkID(id string) error {
-	if id == "" || len(id) > 511 {
-		return fmt.Errorf("invalid id %q: must be 1 to 511 bytes", id)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("invalid id %q: byte %d (%q) is not one of A-Z a-z 0-9 - _", id, i, c)
-		}
-	}
-	return nil
 }
 
 // batch is a group of documents sent as one task. done is closed once err is set.

@@ -74,14 +74,3 @@ func TestBatcherAdd(t *testing.T) {
 		})
 	}
 }
-
-func TestCheckID(t *testing.T) {
-	for id, ok := range map[string]bool{
-		"0123abcd-00ff": true, "A_b-9": true, strings.Repeat("a", 511): true,
-		"": false, strings.Repeat("a", 512): false, "a b": false, "a/b": false, "é": false, "a.b": false,
-	} {
-		if err := checkID(id); (err == nil) != ok {
-			t.Errorf("checkID(%q) = %v, want ok=%v", id, err, ok)
-		}
-	}
-}

@@ -217,8 +217,9 @@ func TestBadDocumentIDRefusedBeforeSending(t *testing.T) {
 	docs[1].ID = "abc/def"
 	before := f.additions.Load()
 	err := s.Write(context.Background(), docs, []document.Trace{{ID: "t1"}})
-	if err == nil || !strings.Contains(err.Error(), `span document 1: invalid id "abc/def"`) {
-		t.Fatalf("Write = %v, want an error naming span document 1 and its id", err)
+	if !errors.Is(err, store.ErrBadRequest) || !strings.Contains(err.Error(), "span document 1: ") ||
+		!strings.Contains(err.Error(), `invalid id "abc/def"`) {
+		t.Fatalf("Write = %v, want a bad request naming span document 1 and its id", err)
 	}
 	long := spans(1, "d")
 	long[0].ID = strings.Repeat("a", 512)
