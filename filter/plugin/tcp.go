@@ -29,10 +29,6 @@ const (
 	attrCluster       = "envoy.upstream.cluster"
 )
 
-// NetworkRootID is the root id (Istio WasmPlugin pluginName, Envoy root_id) that loads the filter as a
-// network filter: then every stream context is a TCP connection. Any other root id is an HTTP filter.
-const NetworkRootID = "meshtrace-network"
-
 var pathPluginRootID = []string{"plugin_root_id"}
 
 // pluginKind says which filter chain a plugin configuration is loaded into.
@@ -50,7 +46,7 @@ func init() { newTCPContext = newConnection }
 func (r *rootContext) isNetworkFilter() bool {
 	if r.kind == kindUnresolved {
 		r.kind = kindHTTP
-		if propertyString(pathPluginRootID) == NetworkRootID {
+		if propertyString(pathPluginRootID) == policy.NetworkRootID {
 			r.kind = kindNetwork
 		}
 	}

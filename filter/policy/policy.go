@@ -11,6 +11,10 @@ import (
 	"github.com/valyala/fastjson"
 )
 
+// NetworkRootID is the root id (Istio WasmPlugin pluginName, Envoy root_id) that loads the filter as a network
+// filter: then every stream context is a TCP connection. Any other root id is an HTTP filter.
+const NetworkRootID = "meshtrace-network"
+
 // Direction says which side of the proxy the filter runs on; it decides span kinds.
 type Direction uint8
 

@@ -159,6 +159,9 @@ func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, erro
 			FailStrategy:    istioExt.FailStrategy(fail),
 			Type:            istioExt.PluginType(istioExt.PluginType_value[string(t)]),
 		}
+		if t == Network {
+			spec.PluginName = policy.NetworkRootID // the root id that makes the plugin a network filter
+		}
 		if o.Priority != nil {
 			spec.Priority = wrapperspb.Int32(*o.Priority)
 		}

@@ -42,7 +42,7 @@ func TestIstioPlugins(t *testing.T) {
 				"meshtrace-http": {"type": "HTTP", "phase": "STATS", "failStrategy": "FAIL_OPEN", "sha256": digest,
 					"url": base.URL, "selector.matchLabels.app": "checkout",
 					"pluginConfig.export.cluster": "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local"},
-				"meshtrace-network": {"type": "NETWORK", "match.0.mode": "CLIENT",
+				"meshtrace-network": {"type": "NETWORK", "pluginName": "meshtrace-network", "match.0.mode": "CLIENT",
 					"match.0.ports.0.number": 5432.0, "match.0.ports.1.number": 9092.0},
 			},
 		},
