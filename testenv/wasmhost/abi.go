@@ -275,7 +275,7 @@ func (h *Host) setProperty(p []uint64) status {
 	if h.active == nil {
 		return statusNotFound // Envoy keeps plugin-set properties in the stream's filter state
 	}
-	h.active.setProperty(string(key), slices.Clone(v))
+	h.active.SetProperty(string(key), slices.Clone(v))
 	return statusOK
 }
 

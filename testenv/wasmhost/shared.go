@@ -40,10 +40,6 @@ func (s *Shared) Get(key string) (value []byte, cas uint32, ok bool) {
 func (s *Shared) Set(key string, value []byte, cas uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.setLocked(key, value, cas)
-}
-
-func (s *Shared) setLocked(key string, value []byte, cas uint32) bool {
 	old, ok := s.data[key]
 	if cas != 0 && ok && old.cas != cas {
 		return false

@@ -59,9 +59,7 @@ func (s *stream) init(r *Root, props map[string][]byte) {
 func (s *stream) ID() uint32 { return s.id }
 
 // SetProperty sets a per-context property (key: path segments joined by ".").
-func (s *stream) SetProperty(key string, v []byte) { s.setProperty(key, v) }
-
-func (s *stream) setProperty(key string, v []byte) {
+func (s *stream) SetProperty(key string, v []byte) {
 	if !s.ownProps {
 		s.props = maps.Clone(s.props)
 		if s.props == nil {
@@ -86,10 +84,7 @@ func (s *stream) Closed(t StreamType) int { return s.closed[t&3] }
 
 func (s *stream) callAction(fn guestFn, params ...uint64) (Action, error) {
 	if s.deleted {
-		if s.h.err != nil {
-			return 0, s.h.err
-		}
-		return 0, errDeleted
+		return 0, s.deletedErr()
 	}
 	r, err := s.h.call(fn, s.root, s, params...)
 	return Action(r), err
@@ -150,6 +145,7 @@ func (s *stream) finish(order ...guestFn) error {
 	return nil
 }
 
+// deletedErr is the error of a call on a deleted context: the guest failure that ended it, if any.
 func (s *stream) deletedErr() error {
 	if s.h.err != nil {
 		return s.h.err
