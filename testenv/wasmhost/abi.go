@@ -97,15 +97,14 @@ func envModule(rt wazero.Runtime, imports []api.FunctionDefinition) wazero.HostM
 				params[i] = api.ValueTypeI64
 			}
 		}
-		fn, nparams := f.fn, f.params
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
 			// wazero leaves the upper half of an i32 on the stack unspecified.
-			for i, t := range params[:nparams] {
+			for i, t := range params {
 				if t == api.ValueTypeI32 {
 					stack[i] = uint64(uint32(stack[i]))
 				}
 			}
-			stack[0] = uint64(fn(hostFrom(ctx), stack))
+			stack[0] = uint64(f.fn(hostFrom(ctx), stack))
 		}), params, []api.ValueType{api.ValueTypeI32}).Export(name)
 	}
 	for _, imp := range imports {
