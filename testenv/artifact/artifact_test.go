@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -12,9 +13,7 @@ func TestFind(t *testing.T) {
 	dir := t.TempDir()
 	tinygo, goBuild := filepath.Join(dir, "a.wasm"), filepath.Join(dir, "b.wasm")
 	for _, p := range []string{tinygo, goBuild} {
-		if err := os.WriteFile(p, []byte("\x00asm"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, p, "\x00asm")
 	}
 	tests := []struct {
 		name    string
@@ -50,7 +49,7 @@ func TestFind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != len(tc.want) || got[0] != tc.want[0] || got[1] != tc.want[1] {
+			if !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
@@ -58,24 +57,38 @@ func TestFind(t *testing.T) {
 }
 
 func TestFindDefaultsToBuildDir(t *testing.T) {
-	root, err := ModuleRoot()
+	root, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("ModuleRoot() = %s without go.mod", root)
-	}
-	builds, err := find(func(string) string { return "" })
-	if err != nil {
-		if !strings.Contains(err.Error(), filepath.Join(root, "build")) {
-			t.Errorf("error %q does not name the build directory under %s", err, root)
+	build, sub := filepath.Join(root, "build"), filepath.Join(root, "a", "b")
+	for _, d := range []string{build, sub} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		return
 	}
-	for _, b := range builds {
-		if filepath.Dir(b.Path) != filepath.Join(root, "build") {
-			t.Errorf("%s build at %s, want it under %s/build", b.Name, b.Path, root)
-		}
+	writeFile(t, filepath.Join(root, "go.mod"), "module example.com/m\n")
+	t.Chdir(sub)
+	noEnv := func(string) string { return "" }
+
+	if got, err := ModuleRoot(); err != nil || got != root {
+		t.Fatalf("ModuleRoot() = %q, %v, want %q", got, err, root)
+	}
+	if _, err := find(noEnv); err == nil || !strings.Contains(err.Error(), build) {
+		t.Errorf("find without builds: err = %v, want it to name %s", err, build)
+	}
+	writeFile(t, filepath.Join(build, "filter.wasm"), "\x00asm")
+	writeFile(t, filepath.Join(build, "filter-go.wasm"), "\x00asm")
+	want := []Build{{"tinygo", filepath.Join(build, "filter.wasm")}, {"go", filepath.Join(build, "filter-go.wasm")}}
+	if got, err := find(noEnv); err != nil || !slices.Equal(got, want) {
+		t.Errorf("find = %v, %v, want %v", got, err, want)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
