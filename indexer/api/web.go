@@ -9,7 +9,8 @@ import (
 //go:embed web
 var webFiles embed.FS
 
-// webHandler serves the search page: a query box, a result table and a trace tree, all calling /api/v1.
+// webHandler serves the search page (web/): a query box, trace and span result tables, and a trace view with a
+// waterfall and span details, all drawn in the browser from /api/v1.
 func webHandler() http.Handler {
 	sub, err := fs.Sub(webFiles, "web")
 	if err != nil {

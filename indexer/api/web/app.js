@@ -1,0 +1,309 @@
+// The meshtrace search page. All state lives in the URL (?q=&target=&offset=&trace=&span=), so every view can
+// be shared and the back button works; render() draws whatever the URL says.
+'use strict';
+
+const PAGE = 50;
+const $ = (id) => document.getElementById(id);
+
+// el builds an element: el('td', {className: 'num'}, 'text', childNode, ...). Text is never parsed as HTML.
+function el(tag, props, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k.startsWith('aria-') || k.startsWith('data-') || k === 'role') e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const k of kids) if (k !== null && k !== undefined && k !== false) e.append(k);
+  return e;
+}
+
+// duration formats microseconds the way tracing UIs do: 850µs, 12.3ms, 1.25s.
+function duration(us) {
+  if (us < 1000) return us + 'µs';
+  if (us < 1e6) return +(us / 1000).toPrecision(3) + 'ms';
+  return +(us / 1e6).toPrecision(3) + 's';
+}
+
+// when formats a unix-microsecond instant as UTC date and time to the millisecond.
+const when = (us) => new Date(us / 1000).toISOString().replace('T', ' ').slice(0, 23);
+
+const short = (id) => id.slice(0, 12);
+
+// value renders an attribute value; arrays and objects as JSON.
+const value = (v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+
+// keyAttr says whether a span attribute is worth a column in result lists: business keys (*_id), routes,
+// status codes and messaging destinations.
+const keyAttr = (k) => /(^|[._])[a-z]*_?id$|route$|status_code$|destination\.name$|^peer\.service$/.test(k) &&
+  !/^(trace|span|parent)_?id$/.test(k);
+
+async function getJSON(url) {
+  const r = await fetch(url);
+  const body = await r.json().catch(() => ({error: r.status + ' ' + r.statusText}));
+  if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), {position: body.position || 0});
+  return body;
+}
+
+// ---- navigation -------------------------------------------------------------------------------------------
+
+function params() { return new URLSearchParams(location.search); }
+
+// navigate pushes a new URL (a new history entry) and draws it.
+function navigate(p) {
+  history.pushState(null, '', '?' + p.toString());
+  render();
+}
+
+function render() {
+  const p = params();
+  $('q').value = p.get('q') || '';
+  $('target').value = p.get('target') || '';
+  $('query-error').hidden = true;
+  if (p.get('trace')) {
+    $('results').hidden = true;
+    showTrace(p.get('trace'), p.get('span'));
+  } else if (p.has('q')) {
+    $('trace').hidden = true;
+    search(p);
+  } else {
+    $('results').hidden = $('trace').hidden = true;
+    $('status').textContent = 'Type a query, e.g. error=true since=1h, and press Enter.';
+  }
+}
+
+$('search').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const p = new URLSearchParams({q: $('q').value.trim()});
+  if ($('target').value) p.set('target', $('target').value);
+  navigate(p);
+});
+window.addEventListener('popstate', render);
+
+// ---- search -----------------------------------------------------------------------------------------------
+
+async function search(p) {
+  const offset = Math.max(0, parseInt(p.get('offset') || '0', 10) || 0);
+  const api = new URLSearchParams({q: p.get('q'), limit: PAGE, offset});
+  if (p.get('target')) api.set('target', p.get('target'));
+  $('status').textContent = 'Searching…';
+  let res;
+  try {
+    res = await getJSON('/api/v1/search?' + api);
+  } catch (e) {
+    $('status').textContent = '';
+    $('results').hidden = true;
+    showQueryError(p.get('q'), e);
+    return;
+  }
+  const n = (res.traces || res.spans || []).length;
+  $('status').textContent = res.total === 0 ? 'No ' + res.target + ' match.' :
+    `${res.total} ${res.target}` + (res.total > n ? `, showing ${offset + 1}–${offset + n}` : '') +
+    (res.partial ? ' (partial: the trace join was cut at its limit)' : '');
+  const table = res.target === 'traces' ? traceTable(res.traces || []) : spanTable(res.spans || []);
+  $('results').replaceChildren(table, pager(p, offset, n, res.total));
+  $('results').hidden = false;
+}
+
+// showQueryError shows the message and the query with the failing position marked.
+function showQueryError(q, e) {
+  const box = $('query-error');
+  box.replaceChildren(el('strong', {}, 'Query error: '), e.message);
+  if (e.position > 0) {
+    // position is a 1-based byte offset; walk the string to find the character it falls on.
+    const chars = Array.from(q), utf8 = new TextEncoder();
+    let bytes = 0, i = 0;
+    while (i < chars.length && bytes + utf8.encode(chars[i]).length < e.position) bytes += utf8.encode(chars[i++]).length;
+    box.append(el('pre', {className: 'query'}, chars.slice(0, i).join(''),
+      el('mark', {title: 'position ' + e.position}, chars[i] || ' '), chars.slice(i + 1).join('')));
+  }
+  box.hidden = false;
+}
+
+function link(p, text, label) {
+  const a = el('a', {href: '?' + p, textContent: text});
+  if (label) a.setAttribute('aria-label', label);
+  a.addEventListener('click', (ev) => {
+    if (ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
+    ev.preventDefault();
+    navigate(p);
+  });
+  return a;
+}
+
+function traceLink(id, span) {
+  const p = params();
+  p.delete('span');
+  p.set('trace', id);
+  if (span) p.set('span', span);
+  return p;
+}
+
+function pager(p, offset, n, total) {
+  const nav = el('nav', {className: 'pager', 'aria-label': 'Result pages'});
+  const at = (o) => { const q = new URLSearchParams(p); q.set('offset', o); return q; };
+  if (offset > 0) nav.append(link(at(Math.max(0, offset - PAGE)), '← Previous'));
+  if (offset + n < total) nav.append(link(at(offset + PAGE), 'Next →'));
+  return nav;
+}
+
+function table(head, rows) {
+  const t = el('table', {className: 'results'});
+  t.append(el('thead', {}, el('tr', {}, ...head.map(([h, cls]) => el('th', {scope: 'col', className: cls || ''}, h)))));
+  t.append(el('tbody', {}, ...rows));
+  return t;
+}
+
+function chips(entries, cls) {
+  return el('span', {className: 'chips'}, ...entries.map(([k, v]) => el('span', {className: 'chip ' + (cls || '')},
+    el('span', {className: 'k'}, k), '=', el('span', {className: 'v'}, v))));
+}
+
+function traceTable(traces) {
+  const max = Math.max(1, ...traces.map((t) => t.duration));
+  return table([['Start (UTC)'], ['Root'], ['Keys'], ['Services'], ['Duration', 'num'], ['Spans', 'num'], ['Errors', 'num'], ['Trace']],
+    traces.map((t) => el('tr', {className: t.error_count ? 'has-error' : ''},
+      el('td', {className: 'time'}, when(t.start)),
+      el('td', {}, el('strong', {}, t.root_service || '?'), ' ', t.root_name || '(root span not seen)'),
+      el('td', {}, chips(Object.entries(t.keys || {}).map(([k, v]) => [k, v.join(', ')]), 'key')),
+      el('td', {className: 'services'}, (t.services || []).join(', ')),
+      el('td', {className: 'num'}, el('span', {className: 'dur'}, el('span', {className: 'dur-bar', style: `width:${100 * t.duration / max}%`}), duration(t.duration))),
+      el('td', {className: 'num'}, String(t.span_count)),
+      el('td', {className: 'num'}, t.error_count ? el('span', {className: 'badge error'}, String(t.error_count)) : '0'),
+      el('td', {}, link(traceLink(t.trace_id), short(t.trace_id), 'Open trace ' + t.trace_id)))));
+}
+
+function spanTable(spans) {
+  return table([['Start (UTC)'], ['Service'], ['Name'], ['Kind'], ['Duration', 'num'], ['Status'], ['Attributes'], ['Trace']],
+    spans.map((s) => el('tr', {className: s.error ? 'has-error' : ''},
+      el('td', {className: 'time'}, when(s.start)),
+      el('td', {}, el('strong', {}, s.service)),
+      el('td', {}, s.name),
+      el('td', {}, s.kind),
+      el('td', {className: 'num'}, duration(s.duration)),
+      el('td', {}, status(s)),
+      el('td', {}, chips(Object.entries(s.attr || {}).filter(([k]) => keyAttr(k)).map(([k, v]) => [k, value(v)]))),
+      el('td', {}, link(traceLink(s.trace_id, s.span_id), short(s.trace_id), 'Open trace ' + s.trace_id)))));
+}
+
+function status(s) {
+  if (s.error) return el('span', {className: 'badge error', title: s.status_message || ''}, 'error' + (s.status_message ? ': ' + s.status_message : ''));
+  return el('span', {className: 'badge ' + s.status_code}, s.status_code);
+}
+
+// ---- trace view -------------------------------------------------------------------------------------------
+
+async function showTrace(id, spanID) {
+  const view = $('trace');
+  $('status').textContent = 'Loading trace…';
+  let res;
+  try {
+    res = await getJSON('/api/v1/traces/' + encodeURIComponent(id));
+  } catch (e) {
+    $('status').textContent = '';
+    view.replaceChildren(el('p', {className: 'error-text', role: 'alert'}, e.message));
+    view.hidden = false;
+    return;
+  }
+  const {trace, spans} = res;
+  $('status').textContent = '';
+  const back = params();
+  back.delete('trace');
+  back.delete('span');
+  const details = el('aside', {id: 'details', 'aria-label': 'Span details'});
+  view.replaceChildren(
+    el('div', {className: 'trace-head'},
+      back.has('q') ? link(back, '← Results') : null,
+      el('h2', {}, el('strong', {}, trace.root_service || '?'), ' ', trace.root_name || '(root span not seen)'),
+      el('p', {className: 'meta'}, 'Trace ', el('code', {}, trace.trace_id), ` · ${when(trace.start)} UTC · ${duration(trace.duration)} · ` +
+        `${trace.span_count} spans · ${(trace.services || []).length} services · `,
+        el('span', {className: trace.error_count ? 'badge error' : 'badge'}, trace.error_count + ' errors')),
+      chips(Object.entries(trace.keys || {}).map(([k, v]) => [k, v.join(', ')]), 'key')),
+    el('div', {className: 'trace-body'}, waterfall(trace, spans, details), details));
+  view.hidden = false;
+  const selected = spans.find((s) => s.span_id === spanID) || spans.find((s) => s.error) || spans[0];
+  if (selected) select(selected, trace, false);
+}
+
+// order returns the spans depth-first under their parents (children by start), each with its depth.
+// Spans whose parent is missing from the trace are shown as roots.
+function order(spans) {
+  const ids = new Set(spans.map((s) => s.span_id));
+  const kids = new Map();
+  for (const s of spans) {
+    const p = ids.has(s.parent_span_id) ? s.parent_span_id : '';
+    if (!kids.has(p)) kids.set(p, []);
+    kids.get(p).push(s);
+  }
+  const out = [];
+  const walk = (parent, depth) => {
+    for (const s of (kids.get(parent) || []).sort((a, b) => a.start - b.start)) {
+      out.push([s, depth]);
+      if (depth < 100) walk(s.span_id, depth + 1);
+    }
+  };
+  walk('', 0);
+  return out;
+}
+
+function waterfall(trace, spans, details) {
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const total = Math.max(1, Math.max(...spans.map((s) => s.end)) - t0);
+  const pct = (us) => (100 * us / total).toFixed(3) + '%';
+  const ticks = el('div', {className: 'ticks', 'aria-hidden': 'true'},
+    ...[0, 0.25, 0.5, 0.75, 1].map((f) => el('span', {style: `left:${f * 100}%`}, duration(Math.round(f * total)))));
+  const list = el('ol', {className: 'waterfall', 'aria-label': 'Spans by start time'});
+  for (const [s, depth] of order(spans)) {
+    const row = el('button', {type: 'button', className: 'span-row' + (s.error ? ' error' : ''), 'data-span-id': s.span_id,
+      'aria-pressed': 'false', title: `${s.service} ${s.name} — ${duration(s.duration)}`},
+      el('span', {className: 'label', style: `padding-left:${depth * 14 + 4}px`},
+        el('strong', {}, s.service), ' ', el('span', {className: 'name'}, s.name)),
+      el('span', {className: 'lane'},
+        el('span', {className: 'bar', style: `left:${pct(s.start - t0)};width:max(2px,${pct(s.duration)})`}),
+        durationLabel(s, (s.start - t0) / total, (s.end - t0) / total)));
+    row.addEventListener('click', () => select(s, trace, true));
+    list.append(el('li', {}, row));
+  }
+  return el('div', {className: 'waterfall-box'},
+    el('div', {className: 'waterfall-head'}, el('span', {className: 'label'}, 'Service and operation'), el('span', {className: 'lane'}, ticks)),
+    list);
+}
+
+// durationLabel places a bar's duration right of the bar, or left of it when the bar ends near the right edge,
+// or inside it when it spans nearly everything.
+function durationLabel(s, from, to) {
+  const pos = to <= 0.8 ? `left:${100 * to}%` : from >= 0.2 ? `right:${100 * (1 - from)}%` : `left:${100 * from}%`;
+  const cls = to <= 0.8 ? 'after' : from >= 0.2 ? 'before' : 'inside';
+  return el('span', {className: 'bar-label ' + cls, style: pos}, duration(s.duration));
+}
+
+// select shows a span in the details panel and records it in the URL (without a new history entry).
+function select(s, trace, record) {
+  for (const b of document.querySelectorAll('.span-row')) b.setAttribute('aria-pressed', String(b.dataset.spanId === s.span_id));
+  if (record) {
+    const p = params();
+    p.set('span', s.span_id);
+    history.replaceState(null, '', '?' + p);
+  }
+  const kv = (title, obj) => {
+    const entries = Object.entries(obj || {}).sort(([a], [b]) => a.localeCompare(b));
+    if (!entries.length) return null;
+    return el('section', {}, el('h4', {}, title), el('table', {className: 'kv'}, el('tbody', {},
+      ...entries.map(([k, v]) => el('tr', {}, el('th', {scope: 'row'}, k), el('td', {}, value(v)))))));
+  };
+  $('details').replaceChildren(
+    el('h3', {}, s.service, ' ', el('span', {className: 'name'}, s.name)),
+    el('table', {className: 'kv'}, el('tbody', {},
+      ...[['Status', status(s)], ['Kind', s.kind], ['Duration', duration(s.duration)],
+        ['Start', `${when(s.start)} UTC (+${duration(s.start - trace.start)})`], ['Span ID', s.span_id],
+        ['Parent ID', s.parent_span_id || '—'], ['Scope', s.scope || '—']]
+        .map(([k, v]) => el('tr', {}, el('th', {scope: 'row'}, k), el('td', {}, v))))),
+    kv('Attributes', s.attr),
+    kv('Resource', s.resource),
+    s.events && s.events.length ? el('section', {}, el('h4', {}, 'Events'), el('ol', {className: 'events'},
+      ...s.events.map((e) => el('li', {}, el('span', {className: 'offset'}, '+' + duration(e.time - s.start)), ' ', el('strong', {}, e.name),
+        Object.keys(e.attr || {}).length ? chips(Object.entries(e.attr).map(([k, v]) => [k, value(v)])) : null)))) : null,
+    s.links && s.links.length ? el('section', {}, el('h4', {}, 'Links'), el('ul', {className: 'links'},
+      ...s.links.map((l) => el('li', {}, link(traceLink(l.trace_id, l.span_id), short(l.trace_id) + ' / ' + l.span_id),
+        Object.keys(l.attr || {}).length ? chips(Object.entries(l.attr).map(([k, v]) => [k, value(v)])) : null)))) : null);
+}
+
+render();
