@@ -227,7 +227,7 @@ func TestWebPage(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "/api/v1/search") || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `src="app.js"`) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("web page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
