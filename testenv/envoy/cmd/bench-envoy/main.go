@@ -1,5 +1,6 @@
 // Command bench-envoy measures what the meshtrace filter costs inside Envoy: requests per second and p50/p99
-// latency through an Envoy sidecar inbound listener without the filter, with the TinyGo build and with the Go
+// latency through an Envoy sidecar inbound listener without the filter, with a do-nothing TinyGo plugin
+// (package noop: the cost of Envoy's Wasm machinery alone), with the filter's TinyGo build and with its Go
 // build, in one run, in alternating rounds (the machine is shared and noisy, so only side-by-side ratios
 // mean anything), and each Envoy's resident memory after warm-up and after at least -requests requests.
 //
@@ -24,6 +25,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/envoy"
 	"github.com/meshtrace/meshtrace/testenv/envoy/load"
 )
@@ -89,6 +91,7 @@ func envOr(key, def string) string {
 type variant struct {
 	name    string
 	plugin  string // empty: no filter
+	config  string
 	proc    *envoy.Process
 	addr    string
 	rounds  []float64 // requests/s per round
@@ -108,6 +111,10 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	noop, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/noop", dir)
+	if err != nil {
+		return err
+	}
 
 	upstream, err := start(ctx, dir, "upstream", envoy.Bootstrap{
 		Listeners: []envoy.Listener{{Name: "app", Direct: &envoy.DirectResponse{Status: 200, Body: "ok\n"}}},
@@ -121,11 +128,16 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	variants := []*variant{{name: "none"}, {name: "tinygo", plugin: cfg.tinygo}, {name: "go", plugin: cfg.golang}}
+	variants := []*variant{
+		{name: "none"},
+		{name: "noop", plugin: noop[0].Path, config: "{}"}, // the TinyGo build
+		{name: "tinygo", plugin: cfg.tinygo, config: policy},
+		{name: "go", plugin: cfg.golang, config: policy},
+	}
 	for _, v := range variants {
 		l := envoy.Listener{Name: "inbound", Direction: envoy.Inbound, Cluster: "inbound|8080||"}
 		if v.plugin != "" {
-			l.Wasm = &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: v.plugin, Config: policy}
+			l.Wasm = &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: v.plugin, Config: v.config}
 		}
 		b := envoy.Bootstrap{
 			Node: envoy.Node{Metadata: map[string]any{
@@ -176,8 +188,11 @@ func run(ctx context.Context, cfg config) error {
 			}
 			v.rss = append(v.rss, rss)
 		}
-		slog.Info("round", "n", round+1, "none_rps", int(last(variants[0].rounds)),
-			"tinygo_rps", int(last(variants[1].rounds)), "go_rps", int(last(variants[2].rounds)))
+		args := []any{"n", round + 1}
+		for _, v := range variants {
+			args = append(args, v.name+"_rps", int(last(v.rounds)))
+		}
+		slog.Info("round", args...)
 	}
 	return report(ctx, variants)
 }
@@ -239,9 +254,11 @@ func report(ctx context.Context, variants []*variant) error {
 	}
 	base := variants[0]
 	fmt.Println()
+	// With the worker saturated, 1/throughput is its time per request; the difference is what the plugin adds.
 	for _, v := range variants[1:] {
-		fmt.Printf("%-6s vs none: throughput %.3f (%+.1f %%), p50 %+.0f us, p99 %+.0f us, RSS growth %+.1f MB over %d requests\n",
+		fmt.Printf("%-6s vs none: throughput %.3f (%+.1f %%), %+.0f us worker time per request, p50 %+.0f us, p99 %+.0f us, RSS growth %+.1f MB over %d requests\n",
 			v.name, median(v.rounds)/median(base.rounds), 100*(median(v.rounds)/median(base.rounds)-1),
+			1e6/median(v.rounds)-1e6/median(base.rounds),
 			float64(v.total.Percentile(0.5)-base.total.Percentile(0.5))/1e3,
 			float64(v.total.Percentile(0.99)-base.total.Percentile(0.99))/1e3,
 			mb(last(v.rss)-v.rssWarm), v.total.Requests)
@@ -250,7 +267,7 @@ func report(ctx context.Context, variants []*variant) error {
 		mb(last(base.rss)-base.rssWarm), base.total.Requests)
 	fmt.Println()
 	var errs []error
-	for _, v := range variants[1:] {
+	for _, v := range variants[2:] {
 		stats, err := v.proc.Stats(ctx, `^wasmcustom\.meshtrace_`)
 		if err != nil {
 			errs = append(errs, err)
