@@ -82,7 +82,7 @@ var TraceFields = map[string]Kind{
 	"services":     KindStrings,
 }
 
-// SpanSearchable and TraceSearchable are the fields free text is matched against (whole words, in order,
+// SpanSearchable are the span fields free text is matched against (whole words, in order,
 // case-insensitive). Free text applies to span documents only; see Query.Text.
 var SpanSearchable = []string{"name", "status_message", "attr", "events.name"}
 
