@@ -2,15 +2,15 @@ package render
 
 import (
 	"bytes"
-	"errors"
-
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+
 	glooWasm "github.com/solo-io/solo-apis/pkg/api/gloo.solo.io/v1/options/wasm"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Gloo holds what a Gloo Edge Enterprise Gateway with the filter needs besides the policy.
@@ -71,16 +71,9 @@ func GlooGateway(g Gloo, policyJSON []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gloo wasm options: %w", err)
 	}
-	addr, port := g.BindAddress, g.BindPort
-	if addr == "" {
-		addr = "::"
-	}
-	if port == 0 {
-		port = 8080
-	}
 	spec := map[string]any{
-		"bindAddress": addr,
-		"bindPort":    port,
+		"bindAddress": cmp.Or(g.BindAddress, "::"),
+		"bindPort":    cmp.Or(g.BindPort, 8080),
 		"httpGateway": map[string]any{"options": map[string]any{"wasm": json.RawMessage(wasm)}},
 	}
 	if len(g.ProxyNames) > 0 {

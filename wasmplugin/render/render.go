@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -76,8 +77,8 @@ const (
 
 var sha256Hex = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
-// Policy validates a policy document and returns it as a protobuf Struct for pluginConfig (nil for a blank
-// document).
+// Policy validates a policy document and returns it parsed and as a protobuf Struct for pluginConfig (nil
+// for a blank document).
 func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
 	p, err := policy.Parse(data)
 	if err != nil {
@@ -218,18 +219,14 @@ func networkPorts(p *policy.Policy) []uint32 {
 	return slices.Compact(ports)
 }
 
+// enum resolves the protobuf enum value name v (def when empty) for the named field.
 func enum(values map[string]int32, v, def, field string) (int32, error) {
 	if v == "" {
 		v = def
 	}
 	n, ok := values[v]
 	if !ok {
-		names := make([]string, 0, len(values))
-		for k := range values {
-			names = append(names, k)
-		}
-		slices.Sort(names)
-		return 0, fmt.Errorf("%s %q: want one of %s", field, v, strings.Join(names, ", "))
+		return 0, fmt.Errorf("%s %q: want one of %s", field, v, strings.Join(slices.Sorted(maps.Keys(values)), ", "))
 	}
 	return n, nil
 }
