@@ -147,11 +147,23 @@ func TestGuestMemoryFlat(t *testing.T) {
 		end := h.MemoryBytes()
 		t.Logf("%d requests: guest memory %d bytes after %d, %d at the end; exported %d", n, after, warm, end,
 			h.Metrics()["meshtrace_spans_exported_total"])
-		if end != after {
-			t.Errorf("guest memory grew from %d to %d bytes between request %d and %d", after, end, warm, n)
-		}
+		checkMemoryFlat(t, after, end, "request", warm, n)
 		if live := h.LiveContexts(); live != 1 {
 			t.Errorf("%d live contexts, want the root only", live)
 		}
 	})
+}
+
+// leakSlack is how much guest memory may still grow after warm-up: one 64 KiB wasm page. A garbage-collected
+// heap (the Go build's above all) occasionally takes one more page when a collection runs late; a leak of
+// per-request or per-connection state grows by many pages over the thousands of rounds these tests run.
+const leakSlack = 64 << 10
+
+// checkMemoryFlat fails the test when guest memory grew by more than leakSlack between round warm (from) and
+// round n (to).
+func checkMemoryFlat(t *testing.T, from, to uint64, round string, warm, n int) {
+	t.Helper()
+	if to > from+leakSlack {
+		t.Errorf("guest memory grew from %d to %d bytes between %s %d and %d", from, to, round, warm, n)
+	}
 }
