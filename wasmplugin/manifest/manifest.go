@@ -38,6 +38,7 @@ type Object struct {
 	JSON []byte
 }
 
+// String identifies the object as Kind/Name, or Kind/Namespace/Name when it has a namespace.
 func (o Object) String() string {
 	if o.Namespace == "" {
 		return o.Kind + "/" + o.Name

@@ -15,11 +15,11 @@ import (
 
 // Gloo holds what a Gloo Edge Enterprise Gateway with the filter needs besides the policy.
 type Gloo struct {
-	Name        string // Gateway name, e.g. gateway-proxy
-	Namespace   string // e.g. gloo-system
-	BindAddress string // default "::"
-	BindPort    uint32 // default 8080
-	ProxyNames  []string
+	Name        string   // Gateway name, e.g. gateway-proxy
+	Namespace   string   // e.g. gloo-system
+	BindAddress string   // default "::"
+	BindPort    uint32   // default 8080
+	ProxyNames  []string // Gloo proxies serving the Gateway; empty: Gloo's default, gateway-proxy
 	// Image is the OCI reference Gloo pulls (no oci:// scheme); FilePath a module already on the proxy's
 	// file system. Exactly one is set.
 	Image    string
@@ -28,7 +28,8 @@ type Gloo struct {
 	// requests refused by authentication are traced too.
 	Stage     string
 	Predicate string
-	RootID    string
+	// RootID is the filter's root_id; anything but policy.NetworkRootID (empty too) loads the HTTP filter.
+	RootID string
 }
 
 // GlooGateway renders a gateway.solo.io/v1 Gateway whose httpGateway.options.wasm.filters[] holds the filter

@@ -51,15 +51,15 @@ type Istio struct {
 	// SHA256 pins the module: the image manifest digest for oci:// (what `wasmplugin push` prints), the
 	// module's own SHA-256 otherwise. Hex, without "sha256:".
 	SHA256          string
-	ImagePullPolicy string // IfNotPresent or Always; empty leaves Istio's default
-	ImagePullSecret string
+	ImagePullPolicy string            // IfNotPresent or Always; empty leaves Istio's default
+	ImagePullSecret string            // name of a Secret in Namespace holding the registry credentials
 	Selector        map[string]string // workload labels; exclusive with TargetRefs
-	TargetRefs      []TargetRef
-	Phase           string // AUTHN, AUTHZ, STATS (default) or UNSPECIFIED_PHASE
-	Priority        *int32
-	FailStrategy    string // FAIL_OPEN (default), FAIL_CLOSE or FAIL_RELOAD
-	HTTPMode        string // CLIENT, SERVER or CLIENT_AND_SERVER (default: Istio's, all traffic)
-	HTTPPorts       []uint32
+	TargetRefs      []TargetRef       // exclusive with Selector
+	Phase           string            // AUTHN, AUTHZ, STATS (default) or UNSPECIFIED_PHASE
+	Priority        *int32            // order among plugins of the same phase, higher first; nil leaves Istio's 0
+	FailStrategy    string            // FAIL_OPEN (default), FAIL_CLOSE or FAIL_RELOAD
+	HTTPMode        string            // CLIENT, SERVER or CLIENT_AND_SERVER (default: Istio's, all traffic)
+	HTTPPorts       []uint32          // ports the HTTP plugin applies to; empty: all
 	// NetworkMode and NetworkPorts select connections for the NETWORK plugin; ports default to the
 	// policy's Kafka ports and peer service ports, mode to CLIENT (connections the workload opens).
 	NetworkMode  string

@@ -22,6 +22,7 @@ type APIError struct {
 	Message string // Meilisearch's message
 }
 
+// Error returns "meili: OP: MESSAGE (CODE, HTTP STATUS)".
 func (e *APIError) Error() string {
 	return fmt.Sprintf("meili: %s: %s (%s, HTTP %d)", e.Op, e.Message, e.Code, e.Status)
 }
@@ -33,13 +34,14 @@ func (e *APIError) Is(target error) bool {
 
 // TaskError reports a task that Meilisearch processed and failed.
 type TaskError struct {
-	TaskUID int64
+	TaskUID int64  // Meilisearch's task uid
 	Type    string // task type, e.g. "documentAdditionOrUpdate"
-	Index   string
+	Index   string // index uid
 	Code    string // Meilisearch error code, e.g. "invalid_document_id"
 	Message string // Meilisearch's message
 }
 
+// Error names the task, its index and Meilisearch's message and code.
 func (e *TaskError) Error() string {
 	return fmt.Sprintf("meili: %s task %d on index %s failed: %s (%s)", e.Type, e.TaskUID, e.Index, e.Message, e.Code)
 }

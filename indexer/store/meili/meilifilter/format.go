@@ -18,12 +18,16 @@ func Quote(s string) string {
 	return b.String()
 }
 
+// String implements Node.
 func (n *And) String() string { return joinTerms(n.Terms, " AND ") }
 
+// String implements Node.
 func (n *Or) String() string { return joinTerms(n.Terms, " OR ") }
 
+// String implements Node.
 func (n *Not) String() string { return "NOT (" + n.X.String() + ")" }
 
+// String implements Node.
 func (n *Cond) String() string {
 	f := Quote(n.Field)
 	switch n.Op {
@@ -39,6 +43,7 @@ func (n *Cond) String() string {
 	return f + " " + n.Op.String() + " " + Quote(n.Value)
 }
 
+// String implements Node.
 func (n *In) String() string {
 	vals := make([]string, len(n.Values))
 	for i, v := range n.Values {

@@ -86,6 +86,7 @@ type Error struct {
 	Msg string
 }
 
+// Error returns the message and the byte offset.
 func (e *Error) Error() string { return fmt.Sprintf("%s at byte %d", e.Msg, e.Pos) }
 
 // maxDepth bounds the nesting of expressions, as Meilisearch does.
