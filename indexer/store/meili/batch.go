@@ -142,7 +142,7 @@ func (b *batcher) run() {
 		if !ok {
 			return
 		}
-		x.err = b.send(x)
+		x.err = b.send(context.Background(), x.buf)
 		b.mu.Lock()
 		if b.closed && x.err != nil {
 			b.closeErr = errors.Join(b.closeErr, x.err)
@@ -190,13 +190,10 @@ func (b *batcher) next() (*batch, bool) {
 	}
 }
 
-// send uploads a batch as NDJSON and waits for its task.
-func (b *batcher) send(x *batch) error { return b.sendBuf(context.Background(), x.buf) }
-
-// sendBuf uploads NDJSON lines as one task and waits for it. If Meilisearch refuses the payload as too large
+// send uploads NDJSON lines as one task and waits for it. If Meilisearch refuses the payload as too large
 // (its --http-payload-size-limit is lower than MaxBatchBytes), the lines are sent in two halves, in order,
 // and later batches are kept under the size that failed.
-func (b *batcher) sendBuf(ctx context.Context, buf []byte) error {
+func (b *batcher) send(ctx context.Context, buf []byte) error {
 	idx := b.s.client.Index(b.uid)
 	task, err := retry(ctx, b.s, "add documents to "+b.uid, func() (*meilisearch.TaskInfo, error) {
 		return idx.AddDocumentsNdjsonWithContext(ctx, buf, nil)
@@ -214,10 +211,10 @@ func (b *batcher) sendBuf(ctx context.Context, buf []byte) error {
 		b.maxBytes = min(b.maxBytes, max(mid, len(buf)-mid))
 		b.mu.Unlock()
 		b.s.log.Warn("meilisearch refused a batch as too large; splitting it", "index", b.uid, "bytes", len(buf))
-		if err := b.sendBuf(ctx, buf[:mid]); err != nil {
+		if err := b.send(ctx, buf[:mid]); err != nil {
 			return err
 		}
-		return b.sendBuf(ctx, buf[mid:])
+		return b.send(ctx, buf[mid:])
 	}
 	if err != nil {
 		return err
