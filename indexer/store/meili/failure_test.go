@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,11 +292,11 @@ func TestSettingsAppliedBeforeDocuments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"service", "duration", "attr", "resource", "trace_id"} {
-		if !contains(st.FilterableAttributes, a) {
+		if !slices.Contains(st.FilterableAttributes, a) {
 			t.Errorf("%s is not filterable: %v", a, st.FilterableAttributes)
 		}
 	}
-	if !contains(st.SortableAttributes, "start") || !contains(st.SortableAttributes, "id") {
+	if !slices.Contains(st.SortableAttributes, "start") || !slices.Contains(st.SortableAttributes, "id") {
 		t.Errorf("sortable attributes %v lack start or id", st.SortableAttributes)
 	}
 	if st.RankingRules[0] != "sort" || st.Pagination.MaxTotalHits != 100_000 {
@@ -304,15 +305,6 @@ func TestSettingsAppliedBeforeDocuments(t *testing.T) {
 	if f.additions.Load() != 0 {
 		t.Errorf("documents were sent before the settings were applied")
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestRetentionOnOpen(t *testing.T) {
