@@ -26,7 +26,10 @@ function duration(us) {
 // when formats a unix-microsecond instant as UTC date and time to the millisecond.
 const when = (us) => new Date(us / 1000).toISOString().replace('T', ' ').slice(0, 23);
 
-const short = (id) => id.slice(0, 12);
+// short is the id as result lists show it: leading zeros dropped (64-bit ids padded to 128), 16 digits at most.
+const short = (id) => id.replace(/^0+(?=.)/, '').slice(0, 16);
+
+const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
 
 // value renders an attribute value; arrays and objects as JSON.
 const value = (v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
@@ -214,8 +217,8 @@ async function showTrace(id, spanID) {
       back.has('q') ? link(back, '← Results') : null,
       el('h2', {}, el('strong', {}, trace.root_service || '?'), ' ', trace.root_name || '(root span not seen)'),
       el('p', {className: 'meta'}, 'Trace ', el('code', {}, trace.trace_id), ` · ${when(trace.start)} UTC · ${duration(trace.duration)} · ` +
-        `${trace.span_count} spans · ${(trace.services || []).length} services · `,
-        el('span', {className: trace.error_count ? 'badge error' : 'badge'}, trace.error_count + ' errors')),
+        `${plural(trace.span_count, 'span')} · ${plural((trace.services || []).length, 'service')} · `,
+        el('span', {className: trace.error_count ? 'badge error' : 'badge'}, plural(trace.error_count, 'error'))),
       chips(Object.entries(trace.keys || {}).map(([k, v]) => [k, v.join(', ')]), 'key')),
     el('div', {className: 'trace-body'}, waterfall(trace, spans, details), details));
   view.hidden = false;
@@ -289,7 +292,7 @@ function select(s, trace, record) {
     return el('section', {}, el('h4', {}, title), el('table', {className: 'kv'}, el('tbody', {},
       ...entries.map(([k, v]) => el('tr', {}, el('th', {scope: 'row'}, k), el('td', {}, value(v)))))));
   };
-  $('details').replaceChildren(
+  $('details').replaceChildren(...[
     el('h3', {}, s.service, ' ', el('span', {className: 'name'}, s.name)),
     el('table', {className: 'kv'}, el('tbody', {},
       ...[['Status', status(s)], ['Kind', s.kind], ['Duration', duration(s.duration)],
@@ -303,7 +306,8 @@ function select(s, trace, record) {
         Object.keys(e.attr || {}).length ? chips(Object.entries(e.attr).map(([k, v]) => [k, value(v)])) : null)))) : null,
     s.links && s.links.length ? el('section', {}, el('h4', {}, 'Links'), el('ul', {className: 'links'},
       ...s.links.map((l) => el('li', {}, link(traceLink(l.trace_id, l.span_id), short(l.trace_id) + ' / ' + l.span_id),
-        Object.keys(l.attr || {}).length ? chips(Object.entries(l.attr).map(([k, v]) => [k, value(v)])) : null)))) : null);
+        Object.keys(l.attr || {}).length ? chips(Object.entries(l.attr).map(([k, v]) => [k, value(v)])) : null)))) : null,
+  ].filter(Boolean));
 }
 
 render();

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+	"github.com/meshtrace/meshtrace/indexer/store/storetest"
+)
+
+// chromium is where Debian's chromium package (scripts/install-chromium.sh) puts the browser.
+const chromium = "/usr/bin/chromium"
+
+// newBrowser starts headless Chromium for one test and returns a context that drives a tab in it.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := exec.LookPath(chromium); err != nil {
+		t.Fatalf("no browser at %s (%v): run `make tools` or scripts/install-chromium.sh", chromium, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900),
+	)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelTab := chromedp.NewContext(ctx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(cancelTab)
+	return ctx
+}
+
+// newFixtureServer serves the real API over the embedded store holding the shared store fixture, with the
+// server's clock at the fixture's reference time so relative windows (since=1h) select the same traces.
+func newFixtureServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := storetest.NewFixture()
+	if err := st.Write(context.Background(), f.Spans, f.Traces); err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.now = func() time.Time { return storetest.Now }
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestWebPageInBrowser drives the page in headless Chromium: a trace search, the query in the URL, a trace's
+// waterfall and a span's details, the back button, and a query error with its position marked.
+func TestWebPageInBrowser(t *testing.T) {
+	srv := newFixtureServer(t)
+	ctx := newBrowser(t)
+
+	count := func(sel string, n *int) chromedp.Action {
+		return chromedp.Evaluate(`document.querySelectorAll(`+strconv.Quote(sel)+`).length`, n)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		var s string
+		if err := chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+
+	// Search: customer 123 in the last hour; t1, t2 and t4 are shop traces, t6 and t8 Kafka traces.
+	var rows int
+	var search string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible("#q", chromedp.ByID),
+		chromedp.SendKeys("#q", "customer_id=123 since=1h", chromedp.ByID),
+		chromedp.SetValue("#target", "traces", chromedp.ByID),
+		chromedp.Submit("#q", chromedp.ByID),
+		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
+		count("table.results tbody tr", &rows),
+		chromedp.Evaluate(`location.search`, &search),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 5 {
+		t.Errorf("%d result rows, want 5:\n%s", rows, text("#results"))
+	}
+	if want := "?q=customer_id%3D123+since%3D1h&target=traces"; search != want {
+		t.Errorf("URL query %q, want %q", search, want)
+	}
+	if got := text("#status"); !strings.HasPrefix(got, "5 traces") {
+		t.Errorf("status %q, want 5 traces", got)
+	}
+	t1 := `a[aria-label="Open trace ` + storetest.TraceID(1) + `"]`
+	if row := text("tr:has(" + t1 + ")"); !strings.Contains(row, "customer_id=123") || !strings.Contains(row, "gateway") {
+		t.Errorf("trace row lacks its customer key or root: %q", row)
+	}
+	if badge := text("tr:has(" + t1 + ") .badge.error"); badge != "1" {
+		t.Errorf("t1 error badge %q, want 1", badge)
+	}
+	screenshot(ctx, t, "results.png")
+
+	// Open t1: five spans, indented under their parents, the failing inventory-service span in red.
+	var spans, errorRows int
+	if err := chromedp.Run(ctx,
+		chromedp.Click(t1, chromedp.ByQuery),
+		chromedp.WaitVisible(".span-row", chromedp.ByQuery),
+		count(".span-row", &spans),
+		count(".span-row.error", &errorRows),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if spans != 5 || errorRows != 1 {
+		t.Errorf("waterfall has %d rows (%d red), want 5 (1 red):\n%s", spans, errorRows, text(".waterfall"))
+	}
+	if got := text(".span-row.error .label"); got != "inventory-service GET /stock/{sku}" {
+		t.Errorf("red row %q, want the inventory-service span", got)
+	}
+	var indent string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector(".span-row.error .label").style.paddingLeft`, &indent)); err != nil {
+		t.Fatal(err)
+	}
+	if indent != "46px" { // depth 3, under gateway > frontend > checkout
+		t.Errorf("inventory-service indented by %s, want 46px (depth 3)", indent)
+	}
+
+	// Its details: status message, attributes, resource and events.
+	if err := chromedp.Run(ctx, chromedp.Click(".span-row.error", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	details := text("#details")
+	for _, want := range []string{"upstream connect error", "http.response.status_code\t503", "http.route\t/stock/{sku}",
+		"k8s.namespace.name\tshop", "cache miss", storetest.SpanID(1, 5)[33:]} {
+		if !strings.Contains(details, want) {
+			t.Errorf("span details lack %q:\n%s", want, details)
+		}
+	}
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`location.search`, &search)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(search, "trace="+storetest.TraceID(1)) || !strings.Contains(search, "span="+storetest.SpanID(1, 5)[33:]) {
+		t.Errorf("URL %q does not name the trace and span", search)
+	}
+	screenshot(ctx, t, "trace.png")
+
+	// Back to the results, then a query error with the failing character marked.
+	var mark string
+	var resultsHidden bool
+	if err := chromedp.Run(ctx,
+		chromedp.NavigateBack(),
+		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
+		chromedp.SetValue("#q", "customer_id==123", chromedp.ByID),
+		chromedp.Submit("#q", chromedp.ByID),
+		chromedp.WaitVisible("#query-error mark", chromedp.ByQuery),
+		chromedp.Text("#query-error mark", &mark, chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("results").hidden`, &resultsHidden),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if pre := text("#query-error pre"); mark != "=" || pre != "customer_id==123" {
+		t.Errorf("query error marks %q in %q, want the second \"=\" of customer_id==123", mark, pre)
+	}
+	if !resultsHidden {
+		t.Error("stale results still shown under a query error")
+	}
+	screenshot(ctx, t, "error.png")
+}
+
+// screenshot saves the page to the test's artifact directory (kept with `go test -artifacts`).
+func screenshot(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
