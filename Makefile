@@ -27,13 +27,17 @@ export MESHTRACE_ENVOY          := $(ENVOY)
 all: filter indexer wasmplugin
 
 # ---- tools ----------------------------------------------------------------------
-tools: $(TINYGO) $(ENVOY)
+tools: $(TINYGO) $(ENVOY) /usr/bin/chromium
 
 $(TINYGO):
 	@scripts/install-tinygo.sh $(TINYGO_VERSION) $(TOOLS)/tinygo-$(TINYGO_VERSION)
 
 $(ENVOY):
 	@scripts/install-envoy.sh $(ENVOY_VERSION) $(TOOLS)/envoy-$(ENVOY_VERSION)
+
+# Headless browser for the web page test (Debian package).
+/usr/bin/chromium:
+	@scripts/install-chromium.sh
 
 # ---- filter (proxy-wasm plugin) ----------------------------------------------------
 FILTER_SRC := $(shell find filter -name '*.go' -not -name '*_test.go' 2>/dev/null) go.mod go.sum
