@@ -9,7 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/meshtrace/meshtrace/indexer/store/meili/meilifilter"
@@ -158,7 +158,7 @@ func inferPrimaryKey(uid string, objs []map[string]any) (string, *apiError) {
 			candidates = append(candidates, k)
 		}
 	}
-	sort.Strings(candidates)
+	slices.Sort(candidates)
 	switch len(candidates) {
 	case 0:
 		return "", errorf(http.StatusBadRequest, "index_primary_key_no_candidate_found",
@@ -313,7 +313,7 @@ func (s *Server) fetchDocuments(w http.ResponseWriter, r *http.Request, uid stri
 	}
 	var hits []*doc
 	for _, d := range ix.ordered() {
-		if ids != nil && !contains(ids, docKey(ix, d)) {
+		if ids != nil && !slices.Contains(ids, docKey(ix, d)) {
 			continue
 		}
 		if meilifilter.Match(filter, d.flat) {
@@ -354,7 +354,7 @@ func window(hits []*doc, offset, limit int) []*doc {
 
 // project keeps the requested top-level fields (all when fields is empty or holds "*").
 func project(obj map[string]any, fields []string) map[string]any {
-	if len(fields) == 0 || contains(fields, "*") {
+	if len(fields) == 0 || slices.Contains(fields, "*") {
 		return obj
 	}
 	out := make(map[string]any, len(fields))

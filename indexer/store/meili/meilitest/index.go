@@ -1,10 +1,12 @@
 package meilitest
 
 import (
+	"cmp"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"regexp"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/store/meili/meilifilter"
@@ -52,12 +54,7 @@ func newIndex(uid, pk string, now time.Time) *index {
 
 // ordered returns the documents in insertion order.
 func (ix *index) ordered() []*doc {
-	out := make([]*doc, 0, len(ix.docs))
-	for _, d := range ix.docs {
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
-	return out
+	return slices.SortedFunc(maps.Values(ix.docs), func(a, b *doc) int { return cmp.Compare(a.seq, b.seq) })
 }
 
 // settingKeys are the top-level keys of the settings object in Meilisearch's documentation.

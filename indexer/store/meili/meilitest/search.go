@@ -2,7 +2,7 @@ package meilitest
 
 import (
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +45,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, uid string) erro
 		return err
 	}
 	for k, v := range obj {
-		if !contains(implementedSearchKeys, k) && string(v) != "false" {
+		if !slices.Contains(implementedSearchKeys, k) && string(v) != "false" {
 			return errorf(http.StatusNotImplemented, "not_implemented", "meilitest: search parameter `%s` is not implemented", k)
 		}
 	}
@@ -100,7 +100,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, uid string) erro
 	if err != nil {
 		return err
 	}
-	if len(p.sort) > 0 && !contains(ix.settings.rankingRules, "sort") {
+	if len(p.sort) > 0 && !slices.Contains(ix.settings.rankingRules, "sort") {
 		return errorf(http.StatusBadRequest, "invalid_search_sort",
 			"You must specify where `sort` is listed in the rankingRules setting to use the sort parameter at search time.")
 	}
@@ -218,13 +218,13 @@ func sortOrder(ix *index, criteria []string, code string) (func([]*doc), error) 
 		cs = append(cs, criterion{attr, c[i+1:] == "desc"})
 	}
 	return func(docs []*doc) {
-		sort.SliceStable(docs, func(i, j int) bool {
+		slices.SortStableFunc(docs, func(a, b *doc) int {
 			for _, c := range cs {
-				if r := compareKeys(sortKey(docs[i].flat[c.attr], c.desc), sortKey(docs[j].flat[c.attr], c.desc), c.desc); r != 0 {
-					return r < 0
+				if r := compareKeys(sortKey(a.flat[c.attr], c.desc), sortKey(b.flat[c.attr], c.desc), c.desc); r != 0 {
+					return r
 				}
 			}
-			return false
+			return 0
 		})
 	}, nil
 }

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,7 +287,7 @@ func decodeObject(r *http.Request, allowed []string) (map[string]json.RawMessage
 		return nil, errorf(http.StatusBadRequest, "bad_request", "Invalid value type: expected an object (%v)", err)
 	}
 	for k, v := range obj {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			return nil, errorf(http.StatusBadRequest, "bad_request", "Unknown field `%s`: expected one of `%s`",
 				k, strings.Join(allowed, "`, `"))
 		}
@@ -309,15 +310,6 @@ func field(obj map[string]json.RawMessage, key string, dst any, code string) err
 		return errorf(http.StatusBadRequest, code, "Invalid value at `.%s`: %v", key, err)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) createIndex(w http.ResponseWriter, r *http.Request) error {
