@@ -90,11 +90,11 @@
 // the guest's output (where the panic message is); the Host is unusable afterwards and Host.Err keeps the
 // error. The host itself never panics on guest input.
 //
-// # Differences from the team contract
+// # Results and concurrency
 //
-// Callbacks return (Action, error) instead of Action, and Complete, Close, Tick, Flush and
-// RespondHTTPCall return an error, so a guest trap is never lost. Histograms are read with
-// Host.Histogram, not Host.Metrics. NewConnection returns the Action of
-// proxy_on_new_connection and an error as well. A Host is not safe for concurrent use: like an Envoy
-// worker's VM it is driven by one goroutine; separate Hosts run in parallel.
+// Every call into the guest reports its error, so a guest trap is never lost: stream callbacks and
+// NewConnection return (Action, error), and Complete, Close, Tick, Flush and RespondHTTPCall return an
+// error. Host.Metrics holds counters and gauges; histograms are read with Host.Histogram. A Host is not
+// safe for concurrent use: like an Envoy worker's VM it is driven by one goroutine; separate Hosts run in
+// parallel.
 package wasmhost
