@@ -32,38 +32,35 @@ var kinds = []string{
 	"gloo.solo.io/v1/Upstream",
 }
 
-var (
-	once sync.Once
-	crds [][]byte
-	err  error
-)
+// readCRDs reads crdFiles once per test binary.
+var readCRDs = sync.OnceValues(func() ([][]byte, error) {
+	dirs := map[string]string{}
+	var crds [][]byte
+	for _, f := range crdFiles {
+		dir, ok := dirs[f.module]
+		if !ok {
+			cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", f.module)
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				return nil, fmt.Errorf("go list -m %s: %w", f.module, err)
+			}
+			dir = strings.TrimSpace(string(out))
+			dirs[f.module] = dir
+		}
+		b, err := os.ReadFile(filepath.Join(dir, f.file))
+		if err != nil {
+			return nil, err
+		}
+		crds = append(crds, b)
+	}
+	return crds, nil
+})
 
 // CRDs returns the CRD YAML streams, read from the module versions in go.mod (located with `go list -m`).
 func CRDs(t testing.TB) [][]byte {
 	t.Helper()
-	once.Do(func() {
-		dirs := map[string]string{}
-		for _, f := range crdFiles {
-			dir, ok := dirs[f.module]
-			if !ok {
-				cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", f.module)
-				cmd.Stderr = os.Stderr
-				out, lerr := cmd.Output()
-				if lerr != nil {
-					err = fmt.Errorf("go list -m %s: %w", f.module, lerr)
-					return
-				}
-				dir = strings.TrimSpace(string(out))
-				dirs[f.module] = dir
-			}
-			b, rerr := os.ReadFile(filepath.Join(dir, f.file))
-			if rerr != nil {
-				err = rerr
-				return
-			}
-			crds = append(crds, b)
-		}
-	})
+	crds, err := readCRDs()
 	if err != nil {
 		t.Fatalf("read CRDs from the modules: %v", err)
 	}
