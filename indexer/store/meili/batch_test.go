@@ -2,10 +2,14 @@ package meili
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
 func TestBatcherAdd(t *testing.T) {
@@ -72,5 +76,17 @@ func TestBatcherAdd(t *testing.T) {
 				t.Errorf("batches lost or reordered documents")
 			}
 		})
+	}
+}
+
+func TestEncodeChecksIDs(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"0123abcd-00ff": true, "A_b-9": true, strings.Repeat("a", 511): true,
+		"": false, strings.Repeat("a", 512): false, "a b": false, "a/b": false, "é": false, "a.b": false,
+	} {
+		_, err := encodeSpans([]document.Span{{ID: id}})
+		if (err == nil) != ok || (err != nil && !errors.Is(err, store.ErrBadRequest)) {
+			t.Errorf("encodeSpans with id %q: err = %v, want ok=%v (else ErrBadRequest)", id, err, ok)
+		}
 	}
 }
