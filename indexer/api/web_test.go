@@ -71,7 +71,7 @@ func newFixtureServer(t *testing.T) *httptest.Server {
 }
 
 // TestWebPageInBrowser drives the page in headless Chromium: a trace search, the query in the URL, a trace's
-// waterfall and a span's details, the back button, and a query error with its position marked.
+// waterfall and a span's details, the back button, a query error with its position marked, and a span search.
 func TestWebPageInBrowser(t *testing.T) {
 	srv := newFixtureServer(t)
 	ctx := newBrowser(t)
@@ -178,13 +178,43 @@ func TestWebPageInBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if pre := text("#query-error pre"); mark != "=" || pre != "customer_id==123" {
+	if pre := text("#query-error pre"); mark != "=" || pre != "customer_id==123\n            ^" {
 		t.Errorf("query error marks %q in %q, want the second \"=\" of customer_id==123", mark, pre)
 	}
 	if !resultsHidden {
 		t.Error("stale results still shown under a query error")
 	}
 	screenshot(ctx, t, "error.png")
+
+	// Span search: the two failing spans, each with its status message and key attributes; opening one
+	// selects it in the trace view.
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue("#q", "error=true", chromedp.ByID),
+		chromedp.SetValue("#target", "spans", chromedp.ByID),
+		chromedp.Submit("#q", chromedp.ByID),
+		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
+		count("table.results tbody tr", &rows),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 {
+		t.Errorf("%d span rows, want 2:\n%s", rows, text("#results"))
+	}
+	row := text("tr:has(" + t1 + ")")
+	for _, want := range []string{"inventory-service", "GET /stock/{sku}", "390ms", "error: upstream connect error", "customer_id=123", "http.response.status_code=503"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("span row lacks %q: %q", want, row)
+		}
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click(t1, chromedp.ByQuery),
+		chromedp.WaitVisible(`.span-row[aria-pressed="true"]`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text("#details h3"); got != "inventory-service GET /stock/{sku}" {
+		t.Errorf("selected span %q, want the inventory-service span", got)
+	}
 }
 
 // screenshot saves the page to the test's artifact directory (kept with `go test -artifacts`).

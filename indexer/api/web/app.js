@@ -56,7 +56,11 @@ function navigate(p) {
   render();
 }
 
+// drawn counts renders; a response that arrives after a newer render started is dropped.
+let drawn = 0;
+
 function render() {
+  drawn++;
   const p = params();
   $('q').value = p.get('q') || '';
   $('target').value = p.get('target') || '';
@@ -84,6 +88,7 @@ window.addEventListener('popstate', render);
 // ---- search -----------------------------------------------------------------------------------------------
 
 async function search(p) {
+  const mine = drawn;
   const offset = Math.max(0, parseInt(p.get('offset') || '0', 10) || 0);
   const api = new URLSearchParams({q: p.get('q'), limit: PAGE, offset});
   if (p.get('target')) api.set('target', p.get('target'));
@@ -92,11 +97,13 @@ async function search(p) {
   try {
     res = await getJSON('/api/v1/search?' + api);
   } catch (e) {
+    if (mine !== drawn) return;
     $('status').textContent = '';
     $('results').hidden = true;
     showQueryError(p.get('q'), e);
     return;
   }
+  if (mine !== drawn) return;
   const n = (res.traces || res.spans || []).length;
   $('status').textContent = res.total === 0 ? 'No ' + res.target + ' match.' :
     `${res.total} ${res.target}` + (res.total > n ? `, showing ${offset + 1}–${offset + n}` : '') +
@@ -116,7 +123,8 @@ function showQueryError(q, e) {
     let bytes = 0, i = 0;
     while (i < chars.length && bytes + utf8.encode(chars[i]).length < e.position) bytes += utf8.encode(chars[i++]).length;
     box.append(el('pre', {className: 'query'}, chars.slice(0, i).join(''),
-      el('mark', {title: 'position ' + e.position}, chars[i] || ' '), chars.slice(i + 1).join('')));
+      el('mark', {title: 'position ' + e.position}, chars[i] || ' '), chars.slice(i + 1).join(''),
+      el('span', {className: 'caret', 'aria-hidden': 'true'}, '\n' + ' '.repeat(i) + '^')));
   }
   box.hidden = false;
 }
@@ -155,8 +163,9 @@ function table(head, rows) {
   return t;
 }
 
+// chips shows key=value pairs; business keys (cls 'key', or any *_id when cls is omitted) stand out.
 function chips(entries, cls) {
-  return el('span', {className: 'chips'}, ...entries.map(([k, v]) => el('span', {className: 'chip ' + (cls || '')},
+  return el('span', {className: 'chips'}, ...entries.map(([k, v]) => el('span', {className: 'chip ' + (cls ?? (/_id$/.test(k) ? 'key' : ''))},
     el('span', {className: 'k'}, k), '=', el('span', {className: 'v'}, v))));
 }
 
@@ -195,17 +204,20 @@ function status(s) {
 // ---- trace view -------------------------------------------------------------------------------------------
 
 async function showTrace(id, spanID) {
+  const mine = drawn;
   const view = $('trace');
   $('status').textContent = 'Loading trace…';
   let res;
   try {
     res = await getJSON('/api/v1/traces/' + encodeURIComponent(id));
   } catch (e) {
+    if (mine !== drawn) return;
     $('status').textContent = '';
     view.replaceChildren(el('p', {className: 'error-text', role: 'alert'}, e.message));
     view.hidden = false;
     return;
   }
+  if (mine !== drawn) return;
   const {trace, spans} = res;
   $('status').textContent = '';
   const back = params();
