@@ -35,7 +35,7 @@ func loadDriven(tb testing.TB, m *wasmhost.Module, policy ...string) *wasmhost.H
 	}
 	h, err := m.Load(tb.Context(), wasmhost.Config{
 		PluginConfig: []byte(cfg),
-		Properties:   map[string][]byte{"listener_direction": intProp(1), "node.metadata.WORKLOAD_NAME": []byte("bench")},
+		Properties:   map[string][]byte{"xds.listener_direction": intProp(1), "xds.node.metadata.WORKLOAD_NAME": []byte("bench")},
 		HTTPCall: func(wasmhost.HTTPCallRequest) (wasmhost.HTTPCallResponse, bool) {
 			return wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}, true
 		},

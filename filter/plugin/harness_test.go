@@ -77,15 +77,16 @@ type env struct {
 	clock *clock
 }
 
-// setup loads the filter with policy and host-wide properties (listener_direction defaults to inbound).
+// setup loads the filter with policy and host-wide properties (xds.listener_direction defaults to inbound).
 func setup(t *testing.T, m *wasmhost.Module, policy string, hostProps map[string][]byte) *env {
 	t.Helper()
 	c := newClock()
 	if hostProps == nil {
 		hostProps = map[string][]byte{}
 	}
-	if _, ok := hostProps["listener_direction"]; !ok {
-		hostProps["listener_direction"] = intProp(1)
+	_, current := hostProps["xds.listener_direction"]
+	if _, legacy := hostProps["listener_direction"]; !current && !legacy {
+		hostProps["xds.listener_direction"] = intProp(1)
 	}
 	h, err := m.Load(context.Background(), wasmhost.Config{PluginConfig: []byte(policy), Properties: hostProps, Now: c.Now})
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 
 // Property paths read by the filter (Envoy attribute names).
 var (
-	pathListenerDirection = []string{"listener_direction"}
+	pathListenerDirection = []string{"xds", "listener_direction"}
+	pathLegacyDirection   = []string{"listener_direction"} // older proxies' name (see nodeMetadata)
 	pathSourceAddress     = []string{"source", "address"}
 	pathUpstreamAddress   = []string{"upstream", "address"}
 	pathClusterName       = []string{"xds", "cluster_name"}

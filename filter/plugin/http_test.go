@@ -1,6 +1,7 @@
 package plugin_test
 
 import (
+	"cmp"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -16,17 +17,21 @@ func TestSpanKindFromDirection(t *testing.T) {
 		name, policy string
 		direction    int64
 		want         tracepb.Span_SpanKind
+		property     string // where the host serves the direction; default xds.listener_direction
 	}{
-		{"inbound listener", "", 1, tracepb.Span_SPAN_KIND_SERVER},
-		{"outbound listener", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT},
-		{"gateway", `{"direction": "gateway"}`, 2, tracepb.Span_SPAN_KIND_SERVER},
-		{"policy outbound overrides listener", `{"direction": "outbound", "trace": {"start_new": true}}`, 1, tracepb.Span_SPAN_KIND_CLIENT},
-		{"policy inbound overrides listener", `{"direction": "inbound"}`, 2, tracepb.Span_SPAN_KIND_SERVER},
+		{"inbound listener", "", 1, tracepb.Span_SPAN_KIND_SERVER, ""},
+		{"outbound listener", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT, ""},
+		{"gateway", `{"direction": "gateway"}`, 2, tracepb.Span_SPAN_KIND_SERVER, ""},
+		{"policy outbound overrides listener", `{"direction": "outbound", "trace": {"start_new": true}}`, 1, tracepb.Span_SPAN_KIND_CLIENT, ""},
+		{"policy inbound overrides listener", `{"direction": "inbound"}`, 2, tracepb.Span_SPAN_KIND_SERVER, ""},
+		{"older proxies' listener_direction", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT,
+			"listener_direction"},
 	}
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				e := setup(t, m, tc.policy, map[string][]byte{"listener_direction": intProp(tc.direction)})
+				prop := cmp.Or(tc.property, "xds.listener_direction")
+				e := setup(t, m, tc.policy, map[string][]byte{prop: intProp(tc.direction)})
 				s, _ := e.oneSpan(request{headers: get([2]string{"traceparent", inParent}), status: "200"})
 				if s.Kind != tc.want {
 					t.Fatalf("kind %v, want %v", s.Kind, tc.want)
@@ -70,7 +75,7 @@ func TestHTTPAttributes(t *testing.T) {
 			}
 		})
 		t.Run("client", func(t *testing.T) {
-			e := setup(t, m, "", map[string][]byte{"listener_direction": intProp(2), "source.address": []byte("10.0.0.7:1")})
+			e := setup(t, m, "", map[string][]byte{"xds.listener_direction": intProp(2), "source.address": []byte("10.0.0.7:1")})
 			s, _ := e.oneSpan(request{
 				headers: get([2]string{"traceparent", inParent}),
 				status:  "200",
@@ -123,7 +128,7 @@ func TestStatus(t *testing.T) {
 				if tc.outbound {
 					dir = 2
 				}
-				e := setup(t, m, "", map[string][]byte{"listener_direction": intProp(dir)})
+				e := setup(t, m, "", map[string][]byte{"xds.listener_direction": intProp(dir)})
 				s, _ := e.oneSpan(request{headers: get([2]string{"traceparent", inParent}), status: tc.status, props: tc.props})
 				if s.Status.GetCode() != tc.want {
 					t.Errorf("status %v, want %v", s.Status, tc.want)
@@ -264,7 +269,7 @@ func TestHostileInput(t *testing.T) {
 	  {"attribute": "customer_id", "from": [{"header": "x-customer-id"}], "propagate": true, "envoy_header": "x-c", "hash": true},
 	  {"attribute": "tenant", "from": [{"jwt_claim": "tenant"}, {"jwt_claim": "sub"}, {"cookie": "t"}, {"baggage": "t"}, {"query": "t"}], "regex": "(a+)+$"}]}`
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
-		e := setup(t, m, policy, props("listener_direction", "not an int", "source.address", "::::"))
+		e := setup(t, m, policy, props("xds.listener_direction", "not an int", "source.address", "::::"))
 		for _, c := range cases {
 			e.do(request{headers: append(get(), c...), status: "not a number", props: map[string][]byte{"response.code": []byte("x")}})
 		}

@@ -6,14 +6,24 @@ import (
 	"github.com/meshtrace/meshtrace/filter/span"
 )
 
-// Istio node metadata read for the workload identity.
+// Istio node metadata read for the workload identity, below the node metadata root (see nodeMetadata).
 var (
-	pathCanonicalName = []string{"node", "metadata", "LABELS", "service.istio.io/canonical-name"}
-	pathAppLabel      = []string{"node", "metadata", "LABELS", "app"}
-	pathWorkloadName  = []string{"node", "metadata", "WORKLOAD_NAME"}
-	pathNamespace     = []string{"node", "metadata", "NAMESPACE"}
-	pathPodName       = []string{"node", "metadata", "NAME"}
+	pathCanonicalName = []string{"LABELS", "service.istio.io/canonical-name"}
+	pathAppLabel      = []string{"LABELS", "app"}
+	pathWorkloadName  = []string{"WORKLOAD_NAME"}
+	pathNamespace     = []string{"NAMESPACE"}
+	pathPodName       = []string{"NAME"}
 )
+
+// nodeMetadata reads a node metadata value. Envoy serves the node as xds.node (Envoy 1.40 answers only that
+// name; the end-to-end suite checks it); older proxies served the Wasm attribute node. The current name is
+// asked first.
+func nodeMetadata(key []string) string {
+	if v := propertyString(append([]string{"xds", "node", "metadata"}, key...)); v != "" {
+		return v
+	}
+	return propertyString(append([]string{"node", "metadata"}, key...))
+}
 
 // unknownService is the OTel default service name, used when neither the policy nor the node names one.
 const unknownService = "unknown_service"
@@ -21,10 +31,10 @@ const unknownService = "unknown_service"
 // resourceFor builds the exported resource: the policy's service fields, filled from Istio node metadata
 // where empty (service name: canonical-name label, app label, workload name).
 func resourceFor(s policy.Service) *otlp.Resource {
-	name := firstNonEmpty(s.Name, propertyString(pathCanonicalName), propertyString(pathAppLabel),
-		propertyString(pathWorkloadName), unknownService)
-	namespace := firstNonEmpty(s.Namespace, propertyString(pathNamespace))
-	workload := firstNonEmpty(s.Workload, propertyString(pathWorkloadName))
+	name := firstNonEmpty(s.Name, nodeMetadata(pathCanonicalName), nodeMetadata(pathAppLabel),
+		nodeMetadata(pathWorkloadName), unknownService)
+	namespace := firstNonEmpty(s.Namespace, nodeMetadata(pathNamespace))
+	workload := firstNonEmpty(s.Workload, nodeMetadata(pathWorkloadName))
 	attrs := []span.Attr{span.String("service.name", name)}
 	if namespace != "" {
 		attrs = append(attrs, span.String("service.namespace", namespace), span.String("k8s.namespace.name", namespace))
@@ -32,7 +42,7 @@ func resourceFor(s policy.Service) *otlp.Resource {
 	if workload != "" {
 		attrs = append(attrs, span.String("meshtrace.workload", workload))
 	}
-	if pod := propertyString(pathPodName); pod != "" {
+	if pod := nodeMetadata(pathPodName); pod != "" {
 		attrs = append(attrs, span.String("k8s.pod.name", pod))
 	}
 	attrs = append(attrs, span.String("telemetry.sdk.name", ScopeName), span.String("telemetry.sdk.version", Version))

@@ -108,7 +108,11 @@ func (r *rootContext) streamDirection() policy.Direction {
 	if r.direction != policy.DirectionAuto {
 		return r.direction
 	}
-	switch v, _ := propertyInt(pathListenerDirection); v {
+	v, ok := propertyInt(pathListenerDirection)
+	if !ok {
+		v, _ = propertyInt(pathLegacyDirection)
+	}
+	switch v {
 	case 1:
 		return policy.DirectionInbound
 	case 2:

@@ -55,11 +55,11 @@ func TestEmptyPolicyStarts(t *testing.T) {
 
 func TestIdentity(t *testing.T) {
 	istio := props(
-		"node.metadata.LABELS.service.istio.io/canonical-name", "checkout",
-		"node.metadata.LABELS.app", "checkout-app",
-		"node.metadata.WORKLOAD_NAME", "checkout-v2",
-		"node.metadata.NAMESPACE", "shop",
-		"node.metadata.NAME", "checkout-v2-5d9f-abcde",
+		"xds.node.metadata.LABELS.service.istio.io/canonical-name", "checkout",
+		"xds.node.metadata.LABELS.app", "checkout-app",
+		"xds.node.metadata.WORKLOAD_NAME", "checkout-v2",
+		"xds.node.metadata.NAMESPACE", "shop",
+		"xds.node.metadata.NAME", "checkout-v2-5d9f-abcde",
 	)
 	tests := []struct {
 		name   string
@@ -72,9 +72,11 @@ func TestIdentity(t *testing.T) {
 			"meshtrace.workload": "checkout-v2", "k8s.pod.name": "checkout-v2-5d9f-abcde",
 			"telemetry.sdk.name": "meshtrace-filter",
 		}},
-		{"app label fallback", "", props("node.metadata.LABELS.app", "cart", "node.metadata.WORKLOAD_NAME", "cart-v1"),
+		{"app label fallback", "", props("xds.node.metadata.LABELS.app", "cart", "xds.node.metadata.WORKLOAD_NAME", "cart-v1"),
 			map[string]string{"service.name": "cart", "meshtrace.workload": "cart-v1"}},
-		{"workload fallback", "", props("node.metadata.WORKLOAD_NAME", "cart-v1"), map[string]string{"service.name": "cart-v1"}},
+		{"workload fallback", "", props("xds.node.metadata.WORKLOAD_NAME", "cart-v1"), map[string]string{"service.name": "cart-v1"}},
+		{"older proxies' node attribute", "", props("node.metadata.WORKLOAD_NAME", "cart-v0"),
+			map[string]string{"service.name": "cart-v0"}},
 		{"no metadata", "", nil, map[string]string{"service.name": "unknown_service"}},
 		{"policy overrides", `{"service": {"name": "orders", "namespace": "prod", "workload": "orders-blue"}}`, istio,
 			map[string]string{"service.name": "orders", "service.namespace": "prod", "meshtrace.workload": "orders-blue"}},

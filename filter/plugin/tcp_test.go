@@ -111,7 +111,7 @@ func TestTCPSpan(t *testing.T) {
 // networkHost returns the host properties of the filter loaded as a network filter on a listener of the given
 // direction (1 inbound, 2 outbound).
 func networkHost(direction int64) map[string][]byte {
-	return map[string][]byte{"listener_direction": intProp(direction), "plugin_root_id": []byte("meshtrace-network")}
+	return map[string][]byte{"xds.listener_direction": intProp(direction), "plugin_root_id": []byte("meshtrace-network")}
 }
 
 // connect opens a connection and checks that the filter lets it through.

@@ -93,7 +93,7 @@ func TestStartNewTrace(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				e := setup(t, m, tc.policy, map[string][]byte{"listener_direction": intProp(tc.direction)})
+				e := setup(t, m, tc.policy, map[string][]byte{"xds.listener_direction": intProp(tc.direction)})
 				out := e.do(request{headers: get(), status: "200"})
 				spans := e.spans()
 				if !tc.wantSpan {
@@ -121,9 +121,9 @@ func TestChainFormsOneTree(t *testing.T) {
 	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
 		hops := []*env{
 			setup(t, m, `{"direction": "gateway", "service": {"name": "gateway"}}`, nil),
-			setup(t, m, `{"service": {"name": "a"}}`, map[string][]byte{"listener_direction": intProp(1)}),
-			setup(t, m, `{"service": {"name": "a"}}`, map[string][]byte{"listener_direction": intProp(2)}),
-			setup(t, m, `{"service": {"name": "b"}}`, map[string][]byte{"listener_direction": intProp(1)}),
+			setup(t, m, `{"service": {"name": "a"}}`, map[string][]byte{"xds.listener_direction": intProp(1)}),
+			setup(t, m, `{"service": {"name": "a"}}`, map[string][]byte{"xds.listener_direction": intProp(2)}),
+			setup(t, m, `{"service": {"name": "b"}}`, map[string][]byte{"xds.listener_direction": intProp(1)}),
 		}
 		wantKinds := []tracepb.Span_SpanKind{tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_SERVER,
 			tracepb.Span_SPAN_KIND_CLIENT, tracepb.Span_SPAN_KIND_SERVER}

@@ -82,8 +82,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		h, err := cfg.Module.Load(ctx, wasmhost.Config{
 			PluginConfig: []byte(policy(hop.service, hop.direction)),
 			Properties: map[string][]byte{
-				"node.metadata.NAMESPACE":     []byte("shop"),
-				"node.metadata.WORKLOAD_NAME": []byte(hop.service),
+				"xds.node.metadata.NAMESPACE":     []byte("shop"),
+				"xds.node.metadata.WORKLOAD_NAME": []byte(hop.service),
 			},
 			Now:      clock.Now,
 			HTTPCall: exporter.forward,
