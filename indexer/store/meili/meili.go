@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stop:   make(chan struct{}),
 	}
 	for _, sc := range []schema{spanSchema(cfg.MaxTotalHits), traceSchema(cfg.MaxTotalHits)} {
-		if err := s.setup(ctx, s.uid(sc.index), sc); err != nil {
+		if err := s.setup(ctx, sc); err != nil {
 			return nil, err
 		}
 	}

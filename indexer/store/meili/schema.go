@@ -42,14 +42,17 @@ func traceSchema(maxTotalHits int64) schema {
 		[]string{"id", "trace_id"}, maxTotalHits)}
 }
 
-func settingsFor(fields map[string]query.Kind, maps_, searchable, ids []string, maxTotalHits int64) *meilisearch.Settings {
-	filterable := append(slices.Sorted(maps.Keys(fields)), maps_...)
+// settingsFor builds the settings of an index whose fixed fields are fields, whose attribute maps are
+// mapFields, whose free-text fields are searchable and whose id fields are ids.
+func settingsFor(fields map[string]query.Kind, mapFields, searchable, ids []string, maxTotalHits int64) *meilisearch.Settings {
+	names := slices.Sorted(maps.Keys(fields))
 	var sortable []string
-	for _, f := range slices.Sorted(maps.Keys(fields)) {
+	for _, f := range names {
 		if fields[f] != query.KindStrings {
 			sortable = append(sortable, f)
 		}
 	}
+	filterable := append(names, mapFields...)
 	return &meilisearch.Settings{
 		FilterableAttributes: filterable,
 		SortableAttributes:   sortable,
@@ -68,7 +71,8 @@ func settingsFor(fields map[string]query.Kind, maps_, searchable, ids []string, 
 
 // setup creates the index with primary key "id" (an existing index is kept), checks its primary key, and
 // applies the settings, waiting for every task.
-func (s *Store) setup(ctx context.Context, uid string, sc schema) error {
+func (s *Store) setup(ctx context.Context, sc schema) error {
+	uid := s.uid(sc.index)
 	task, err := retry(ctx, s, "create index "+uid, func() (*meilisearch.TaskInfo, error) {
 		return s.client.CreateIndexWithContext(ctx, &meilisearch.IndexConfig{Uid: uid, PrimaryKey: primaryKey})
 	})
