@@ -32,7 +32,12 @@ func TestParallelHostsShareData(t *testing.T) {
 						return
 					}
 					got, _ := header(s.RequestHeadersNow(), "x-shared")
-					if strings.Fields(got)[1] == "ok" {
+					f := strings.Fields(got)
+					if len(f) < 2 {
+						t.Errorf("x-shared = %q, want the value read and the write's result", got)
+						return
+					}
+					if f[1] == "ok" {
 						accepted[i]++
 					}
 					if err := s.Complete(); err != nil {
