@@ -168,8 +168,16 @@ func (h *Host) returnPointer(p uint32, size int, ptrPtr, sizePtr uint64) status 
 	return statusOK
 }
 
+// returnU32 and returnU64 store an out-parameter at the guest address ptr.
 func (h *Host) returnU32(ptr uint64, v uint32) status {
 	if !h.mem.WriteUint32Le(uint32(ptr), v) {
+		return statusInvalidMemoryAccess
+	}
+	return statusOK
+}
+
+func (h *Host) returnU64(ptr uint64, v uint64) status {
+	if !h.mem.WriteUint64Le(uint32(ptr), v) {
 		return statusInvalidMemoryAccess
 	}
 	return statusOK
@@ -188,10 +196,7 @@ func (h *Host) log(p []uint64) status {
 }
 
 func (h *Host) currentTime(p []uint64) status {
-	if !h.mem.WriteUint64Le(uint32(p[0]), uint64(h.now().UnixNano())) {
-		return statusInvalidMemoryAccess
-	}
-	return statusOK
+	return h.returnU64(p[0], uint64(h.now().UnixNano()))
 }
 
 func (h *Host) setTickPeriod(p []uint64) status {
@@ -630,10 +635,7 @@ func (h *Host) getMetric(p []uint64) status {
 	if m.kind == MetricHistogram {
 		return statusBadArgument
 	}
-	if !h.mem.WriteUint64Le(uint32(p[1]), uint64(m.value)) {
-		return statusInvalidMemoryAccess
-	}
-	return statusOK
+	return h.returnU64(p[1], uint64(m.value))
 }
 
 func (h *Host) getSharedData(p []uint64) status {
