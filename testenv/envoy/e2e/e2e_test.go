@@ -263,17 +263,22 @@ func testChain(t *testing.T, m *mesh.Mesh, ix *indexer) {
 			t.Errorf("customer %s: spans in %d traces, want one: %s", customer, len(ids), describe(found.Spans))
 			continue
 		}
-		tr := ix.trace(t, found.Spans[0].TraceID)
+		// Each proxy exports on its own schedule, so the trace document converges as the hops' batches are
+		// written: wait for it (bounded) rather than read it once.
+		var tr api.TraceResponse
+		wantServices := []string{gatewayService, "service-a", "service-b"}
+		if !waitFor(30*time.Second, func() bool {
+			tr = ix.trace(t, found.Spans[0].TraceID)
+			doc := tr.Trace
+			return doc.SpanCount == len(wantHops) && doc.ErrorCount == 0 && doc.RootService == gatewayService &&
+				slices.Equal(doc.Services, wantServices) && slices.Equal(doc.Keys["customer_id"], []string{customer})
+		}) {
+			t.Errorf("customer %s: trace document %+v, want %d spans, no error, root %s, services %v, customer_id [%s]",
+				customer, tr.Trace, len(wantHops), gatewayService, wantServices, customer)
+		}
 		chain := checkTrace(t, tr.Spans, customer)
 		if chain == nil {
 			continue
-		}
-		doc := tr.Trace
-		wantServices := []string{gatewayService, "service-a", "service-b"}
-		if doc.SpanCount != len(wantHops) || doc.ErrorCount != 0 || doc.RootService != gatewayService ||
-			!slices.Equal(doc.Services, wantServices) || !slices.Equal(doc.Keys["customer_id"], []string{customer}) {
-			t.Errorf("customer %s: trace document %+v, want %d spans, no error, root %s, services %v, customer_id [%s]",
-				customer, doc, len(wantHops), gatewayService, wantServices, customer)
 		}
 		// The last sidecar rewrote traceparent to its own span before service-b.
 		want := "00-" + chain[3].TraceID + "-" + chain[3].SpanID + "-01"
