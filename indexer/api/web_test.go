@@ -13,11 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
+
+// settled waits until the page has drawn the answer to its latest navigation.
+var settled = chromedp.WaitReady(`main[aria-busy="false"]`, chromedp.ByQuery)
 
 // chromium is where Debian's chromium package (scripts/install-chromium.sh) puts the browser.
 const chromium = "/usr/bin/chromium"
@@ -47,6 +51,12 @@ func newBrowser(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancelTab := chromedp.NewContext(ctx, chromedp.WithErrorf(t.Logf))
 	t.Cleanup(cancelTab)
+	// An uncaught exception in the page fails the test.
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
+			t.Errorf("page exception: %s", ev.ExceptionDetails.Error())
+		}
+	})
 	return ctx
 }
 
@@ -71,17 +81,22 @@ func newFixtureServer(t *testing.T) *httptest.Server {
 }
 
 // TestWebPageInBrowser drives the page in headless Chromium: a trace search, the query in the URL, a trace's
-// waterfall and a span's details, the back button, a query error with its position marked, and a span search.
+// waterfall and a span's details, the back button, a query error with its position marked, a span search, and a trace id typed in.
 func TestWebPageInBrowser(t *testing.T) {
 	srv := newFixtureServer(t)
 	ctx := newBrowser(t)
 
+	// submit clicks Search, as a user does (form.submit() would bypass the page's submit handler), and waits
+	// until the page has drawn the answer.
+	submit := chromedp.Tasks{chromedp.Click("#search button", chromedp.ByQuery), settled}
 	count := func(sel string, n *int) chromedp.Action {
 		return chromedp.Evaluate(`document.querySelectorAll(`+strconv.Quote(sel)+`).length`, n)
 	}
 	text := func(sel string) string {
 		t.Helper()
 		var s string
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second) // the element should be there already
+		defer cancel()
 		if err := chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
 			t.Fatalf("text of %s: %v", sel, err)
 		}
@@ -93,18 +108,17 @@ func TestWebPageInBrowser(t *testing.T) {
 	var search string
 	if err := chromedp.Run(ctx,
 		chromedp.Navigate(srv.URL+"/"),
-		chromedp.WaitVisible("#q", chromedp.ByID),
-		chromedp.SendKeys("#q", "customer_id=123 since=1h", chromedp.ByID),
+		settled,
+		chromedp.SetValue("#q", "customer_id=123 since=1h", chromedp.ByID),
 		chromedp.SetValue("#target", "traces", chromedp.ByID),
-		chromedp.Submit("#q", chromedp.ByID),
-		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
+		submit,
 		count("table.results tbody tr", &rows),
 		chromedp.Evaluate(`location.search`, &search),
 	); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 5 {
-		t.Errorf("%d result rows, want 5:\n%s", rows, text("#results"))
+		t.Fatalf("%d result rows, want 5:\n%s", rows, text("main"))
 	}
 	if want := "?q=customer_id%3D123+since%3D1h&target=traces"; search != want {
 		t.Errorf("URL query %q, want %q", search, want)
@@ -125,14 +139,14 @@ func TestWebPageInBrowser(t *testing.T) {
 	var spans, errorRows int
 	if err := chromedp.Run(ctx,
 		chromedp.Click(t1, chromedp.ByQuery),
-		chromedp.WaitVisible(".span-row", chromedp.ByQuery),
+		settled,
 		count(".span-row", &spans),
 		count(".span-row.error", &errorRows),
 	); err != nil {
 		t.Fatal(err)
 	}
 	if spans != 5 || errorRows != 1 {
-		t.Errorf("waterfall has %d rows (%d red), want 5 (1 red):\n%s", spans, errorRows, text(".waterfall"))
+		t.Fatalf("waterfall has %d rows (%d red), want 5 (1 red):\n%s", spans, errorRows, text("main"))
 	}
 	if got := text(".span-row.error .label"); got != "inventory-service GET /stock/{sku}" {
 		t.Errorf("red row %q, want the inventory-service span", got)
@@ -171,9 +185,8 @@ func TestWebPageInBrowser(t *testing.T) {
 		chromedp.NavigateBack(),
 		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
 		chromedp.SetValue("#q", "customer_id==123", chromedp.ByID),
-		chromedp.Submit("#q", chromedp.ByID),
-		chromedp.WaitVisible("#query-error mark", chromedp.ByQuery),
-		chromedp.Text("#query-error mark", &mark, chromedp.ByQuery),
+		submit,
+		chromedp.Evaluate(`document.querySelector("#query-error mark")?.textContent ?? ""`, &mark),
 		chromedp.Evaluate(`document.getElementById("results").hidden`, &resultsHidden),
 	); err != nil {
 		t.Fatal(err)
@@ -191,14 +204,13 @@ func TestWebPageInBrowser(t *testing.T) {
 	if err := chromedp.Run(ctx,
 		chromedp.SetValue("#q", "error=true", chromedp.ByID),
 		chromedp.SetValue("#target", "spans", chromedp.ByID),
-		chromedp.Submit("#q", chromedp.ByID),
-		chromedp.WaitVisible("table.results tbody tr", chromedp.ByQuery),
+		submit,
 		count("table.results tbody tr", &rows),
 	); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 2 {
-		t.Errorf("%d span rows, want 2:\n%s", rows, text("#results"))
+		t.Fatalf("%d span rows, want 2:\n%s", rows, text("main"))
 	}
 	row := text("tr:has(" + t1 + ")")
 	for _, want := range []string{"inventory-service", "GET /stock/{sku}", "390ms", "error: upstream connect error", "customer_id=123", "http.response.status_code=503"} {
@@ -208,12 +220,23 @@ func TestWebPageInBrowser(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.Click(t1, chromedp.ByQuery),
-		chromedp.WaitVisible(`.span-row[aria-pressed="true"]`, chromedp.ByQuery),
+		settled,
 	); err != nil {
 		t.Fatal(err)
 	}
 	if got := text("#details h3"); got != "inventory-service GET /stock/{sku}" {
 		t.Errorf("selected span %q, want the inventory-service span", got)
+	}
+
+	// A trace id in the search box opens the trace, its failing span selected.
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue("#q", storetest.TraceID(7), chromedp.ByID),
+		submit,
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text("#details h3"); got != "service-b process orders" {
+		t.Errorf("selected span %q, want the failing Kafka consumer", got)
 	}
 }
 

@@ -3,6 +3,7 @@
 'use strict';
 
 const PAGE = 50;
+const EXAMPLES = ['error=true since=1h', 'trace.duration>500ms since=1h', 'service=inventory-service status=error'];
 const $ = (id) => document.getElementById(id);
 
 // el builds an element: el('td', {className: 'num'}, 'text', childNode, ...). Text is never parsed as HTML.
@@ -56,30 +57,40 @@ function navigate(p) {
   render();
 }
 
-// drawn counts renders; a response that arrives after a newer render started is dropped.
+// drawn counts renders; a response that arrives after a newer render started is dropped. <main> is
+// aria-busy while the latest render waits for the API.
 let drawn = 0;
 
-function render() {
-  drawn++;
+async function render() {
+  const mine = ++drawn;
+  const main = document.querySelector('main');
+  main.setAttribute('aria-busy', 'true');
   const p = params();
   $('q').value = p.get('q') || '';
   $('target').value = p.get('target') || '';
   $('query-error').hidden = true;
   if (p.get('trace')) {
     $('results').hidden = true;
-    showTrace(p.get('trace'), p.get('span'));
+    await showTrace(p.get('trace'), p.get('span'));
   } else if (p.has('q')) {
     $('trace').hidden = true;
-    search(p);
+    await search(p);
   } else {
     $('results').hidden = $('trace').hidden = true;
-    $('status').textContent = 'Type a query, e.g. error=true since=1h, and press Enter.';
+    $('status').replaceChildren('Type a query or a trace id and press Enter. Examples: ',
+      ...EXAMPLES.flatMap((q, i) => [i ? ', ' : '', link(new URLSearchParams({q}), q)]), '.');
   }
+  if (mine === drawn) main.setAttribute('aria-busy', 'false');
 }
 
 $('search').addEventListener('submit', (ev) => {
   ev.preventDefault();
-  const p = new URLSearchParams({q: $('q').value.trim()});
+  const q = $('q').value.trim();
+  if (/^[0-9a-f]{16}([0-9a-f]{16})?$/i.test(q)) { // a trace id opens the trace, as in Jaeger
+    navigate(new URLSearchParams({trace: q.toLowerCase()}));
+    return;
+  }
+  const p = new URLSearchParams({q});
   if ($('target').value) p.set('target', $('target').value);
   navigate(p);
 });
@@ -264,7 +275,7 @@ function waterfall(trace, spans, details) {
   const total = Math.max(1, Math.max(...spans.map((s) => s.end)) - t0);
   const pct = (us) => (100 * us / total).toFixed(3) + '%';
   const ticks = el('div', {className: 'ticks', 'aria-hidden': 'true'},
-    ...[0, 0.25, 0.5, 0.75, 1].map((f) => el('span', {style: `left:${f * 100}%`}, duration(Math.round(f * total)))));
+    ...[0, 0.25, 0.5, 0.75, 1].map((f) => el('span', {style: `left:${f * 100}%`}, f ? duration(Math.round(f * total)) : '0')));
   const list = el('ol', {className: 'waterfall', 'aria-label': 'Spans by start time'});
   for (const [s, depth] of order(spans)) {
     const row = el('button', {type: 'button', className: 'span-row' + (s.error ? ' error' : ''), 'data-span-id': s.span_id,
