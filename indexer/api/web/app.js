@@ -242,11 +242,22 @@ async function showTrace(id, spanID) {
       el('p', {className: 'meta'}, 'Trace ', el('code', {}, trace.trace_id), ` · ${when(trace.start)} UTC · ${duration(trace.duration)} · ` +
         `${plural(trace.span_count, 'span')} · ${plural((trace.services || []).length, 'service')} · `,
         el('span', {className: trace.error_count ? 'badge error' : 'badge'}, plural(trace.error_count, 'error'))),
-      chips(Object.entries(trace.keys || {}).map(([k, v]) => [k, v.join(', ')]), 'key')),
+      keyLinks(trace.keys || {})),
     el('div', {className: 'trace-body'}, waterfall(trace, spans, details), details));
   view.hidden = false;
   const selected = spans.find((s) => s.span_id === spanID) || spans.find((s) => s.error) || spans[0];
   if (selected) select(selected, trace, false);
+}
+
+// keyLinks shows a trace's business keys, each a link to the other traces with the same value.
+function keyLinks(keys) {
+  return el('span', {className: 'chips'}, ...Object.entries(keys).flatMap(([k, vs]) => vs.map((v) => {
+    const chip = chips([[k, v]], 'key');
+    if (!/^[A-Za-z0-9_.:-]+$/.test(v)) return chip;
+    const a = link(new URLSearchParams({q: `${k}=${v}`, target: 'traces'}), '', `Traces with ${k}=${v}`);
+    a.replaceChildren(chip);
+    return a;
+  })));
 }
 
 // order returns the spans depth-first under their parents (children by start), each with its depth.
