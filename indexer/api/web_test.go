@@ -155,8 +155,22 @@ func TestWebPageInBrowser(t *testing.T) {
 	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector(".span-row.error .label").style.paddingLeft`, &indent)); err != nil {
 		t.Fatal(err)
 	}
-	if indent != "46px" { // depth 3, under gateway > frontend > checkout
-		t.Errorf("inventory-service indented by %s, want 46px (depth 3)", indent)
+	if indent != "62px" { // depth 3, under gateway > frontend > checkout
+		t.Errorf("inventory-service indented by %s, want 62px (depth 3)", indent)
+	}
+
+	// Folding checkout hides its two children; unfolding shows them again.
+	toggle := `li:has(> .span-row[title^="checkout "]) > .toggle`
+	var folded, unfolded int
+	visible := `Array.from(document.querySelectorAll(".waterfall li")).filter((li) => !li.hidden).length`
+	if err := chromedp.Run(ctx,
+		chromedp.Click(toggle, chromedp.ByQuery), chromedp.Evaluate(visible, &folded),
+		chromedp.Click(toggle, chromedp.ByQuery), chromedp.Evaluate(visible, &unfolded),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if folded != 3 || unfolded != 5 {
+		t.Errorf("%d rows shown with checkout folded and %d unfolded, want 3 and 5", folded, unfolded)
 	}
 
 	// Its details: status message, attributes, resource and events.

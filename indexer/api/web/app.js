@@ -69,6 +69,7 @@ async function render() {
   $('q').value = p.get('q') || '';
   $('target').value = p.get('target') || '';
   $('query-error').hidden = true;
+  document.title = (p.get('trace') ? 'trace ' + short(p.get('trace')) : p.get('q') || 'search') + ' · meshtrace';
   if (p.get('trace')) {
     $('results').hidden = true;
     await showTrace(p.get('trace'), p.get('span'));
@@ -260,8 +261,9 @@ function keyLinks(keys) {
   })));
 }
 
-// order returns the spans depth-first under their parents (children by start), each with its depth.
-// Spans whose parent is missing from the trace are shown as roots.
+// order returns the spans depth-first under their parents (children by start), each with its depth and
+// whether it has children. Spans whose parent is missing from the trace, or that sit in a parent cycle, are
+// shown as roots.
 function order(spans) {
   const ids = new Set(spans.map((s) => s.span_id));
   const kids = new Map();
@@ -270,14 +272,16 @@ function order(spans) {
     if (!kids.has(p)) kids.set(p, []);
     kids.get(p).push(s);
   }
-  const out = [];
-  const walk = (parent, depth) => {
-    for (const s of (kids.get(parent) || []).sort((a, b) => a.start - b.start)) {
-      out.push([s, depth]);
-      if (depth < 100) walk(s.span_id, depth + 1);
-    }
+  for (const k of kids.values()) k.sort((a, b) => a.start - b.start);
+  const out = [], seen = new Set();
+  const walk = (s, depth) => {
+    if (seen.has(s.span_id)) return;
+    seen.add(s.span_id);
+    out.push({span: s, depth, parent: kids.has(s.span_id)});
+    for (const c of kids.get(s.span_id) || []) walk(c, depth + 1);
   };
-  walk('', 0);
+  for (const s of kids.get('') || []) walk(s, 0);
+  for (const s of spans) walk(s, 0); // cycles
   return out;
 }
 
@@ -288,20 +292,46 @@ function waterfall(trace, spans, details) {
   const ticks = el('div', {className: 'ticks', 'aria-hidden': 'true'},
     ...[0, 0.25, 0.5, 0.75, 1].map((f) => el('span', {style: `left:${f * 100}%`}, f ? duration(Math.round(f * total)) : '0')));
   const list = el('ol', {className: 'waterfall', 'aria-label': 'Spans by start time'});
-  for (const [s, depth] of order(spans)) {
+  const collapsed = new Set();
+  for (const {span: s, depth, parent} of order(spans)) {
     const row = el('button', {type: 'button', className: 'span-row' + (s.error ? ' error' : ''), 'data-span-id': s.span_id,
       'aria-pressed': 'false', title: `${s.service} ${s.name} — ${duration(s.duration)}`},
-      el('span', {className: 'label', style: `padding-left:${depth * 14 + 4}px`},
+      el('span', {className: 'label', style: `padding-left:${depth * 14 + 20}px`},
         el('strong', {}, s.service), ' ', el('span', {className: 'name'}, s.name)),
       el('span', {className: 'lane'},
         el('span', {className: 'bar', style: `left:${pct(s.start - t0)};width:max(2px,${pct(s.duration)})`}),
         durationLabel(s, (s.start - t0) / total, (s.end - t0) / total)));
     row.addEventListener('click', () => select(s, trace, true));
-    list.append(el('li', {}, row));
+    const li = el('li', {'data-depth': depth, 'data-span-id': s.span_id}, row);
+    if (parent) {
+      const toggle = el('button', {type: 'button', className: 'toggle', style: `left:${depth * 14 + 2}px`,
+        'aria-expanded': 'true', 'aria-label': `Hide the spans under ${s.service} ${s.name}`}, '▾');
+      toggle.addEventListener('click', () => {
+        const open = collapsed.has(s.span_id);
+        if (open) collapsed.delete(s.span_id); else collapsed.add(s.span_id);
+        toggle.setAttribute('aria-expanded', String(open));
+        toggle.textContent = open ? '▾' : '▸';
+        toggle.setAttribute('aria-label', `${open ? 'Hide' : 'Show'} the spans under ${s.service} ${s.name}`);
+        fold(list, collapsed);
+      });
+      li.prepend(toggle);
+    }
+    list.append(li);
   }
   return el('div', {className: 'waterfall-box'},
     el('div', {className: 'waterfall-head'}, el('span', {className: 'label'}, 'Service and operation'), el('span', {className: 'lane'}, ticks)),
     list);
+}
+
+// fold hides the rows under collapsed spans.
+function fold(list, collapsed) {
+  let hideBelow = Infinity; // rows deeper than this are under a collapsed span
+  for (const li of list.children) {
+    const depth = Number(li.dataset.depth);
+    if (depth <= hideBelow) hideBelow = Infinity;
+    li.hidden = depth > hideBelow;
+    if (!li.hidden && collapsed.has(li.dataset.spanId)) hideBelow = depth;
+  }
 }
 
 // durationLabel places a bar's duration right of the bar, or left of it when the bar ends near the right edge,
