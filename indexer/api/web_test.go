@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
@@ -171,6 +172,17 @@ func TestWebPageInBrowser(t *testing.T) {
 	}
 	if folded != 3 || unfolded != 5 {
 		t.Errorf("%d rows shown with checkout folded and %d unfolded, want 3 and 5", folded, unfolded)
+	}
+
+	// The arrow keys walk the rows: up from postgres selects checkout.
+	if err := chromedp.Run(ctx,
+		chromedp.Focus(`.span-row[title^="postgres "]`, chromedp.ByQuery),
+		chromedp.KeyEvent(kb.ArrowUp),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text("#details h3"); got != "checkout POST /orders" {
+		t.Errorf("after ArrowUp from postgres, details show %q, want checkout", got)
 	}
 
 	// Its details: status message, attributes, resource and events.

@@ -318,6 +318,15 @@ function waterfall(trace, spans, details) {
     }
     list.append(li);
   }
+  list.addEventListener('keydown', (ev) => { // arrow keys move between the visible rows
+    const rows = Array.from(list.querySelectorAll('li:not([hidden]) > .span-row'));
+    const i = rows.indexOf(document.activeElement);
+    const next = {ArrowDown: i + 1, ArrowUp: i - 1}[ev.key];
+    if (i < 0 || next === undefined || !rows[next]) return;
+    ev.preventDefault();
+    rows[next].focus();
+    rows[next].click();
+  });
   return el('div', {className: 'waterfall-box'},
     el('div', {className: 'waterfall-head'}, el('span', {className: 'label'}, 'Service and operation'), el('span', {className: 'lane'}, ticks)),
     list);
