@@ -27,7 +27,9 @@ var settled = chromedp.WaitReady(`main[aria-busy="false"]`, chromedp.ByQuery)
 // chromium is where Debian's chromium package (scripts/install-chromium.sh) puts the browser.
 const chromium = "/usr/bin/chromium"
 
-// newBrowser starts headless Chromium for one test and returns a context that drives a tab in it.
+// newBrowser starts headless Chromium for one test and returns a context that drives a tab in it. chromedp
+// gives the browser a temporary --user-data-dir and removes it once the browser has exited (a t.TempDir would
+// race with files the exiting browser still writes).
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := exec.LookPath(chromium); err != nil {
@@ -46,7 +48,6 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 900),
 	)
 	t.Cleanup(cancelAlloc)
@@ -81,8 +82,9 @@ func newFixtureServer(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// TestWebPageInBrowser drives the page in headless Chromium: a trace search, the query in the URL, a trace's
-// waterfall and a span's details, the back button, a query error with its position marked, a span search, and a trace id typed in.
+// TestWebPageInBrowser drives the page in headless Chromium as an incident responder would: a trace search
+// (query in the URL), a trace's waterfall (folding, arrow keys) and a span's details, the back button, a query
+// error with its position marked, a span search, and a trace id typed into the search box.
 func TestWebPageInBrowser(t *testing.T) {
 	srv := newFixtureServer(t)
 	ctx := newBrowser(t)
