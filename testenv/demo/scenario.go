@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		switch p := rng.Float64(); {
 		case p < 0.06:
 			req.fail = true
+			req.inventory = time.Duration(2+rng.IntN(30)) * time.Millisecond
 		case p < 0.20:
 			req.inventory = time.Duration(600+rng.IntN(600)) * time.Millisecond
 		default:
