@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"math/bits"
+	"unsafe"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 )
@@ -20,13 +21,26 @@ var (
 	pathResponseDetails   = []string{"response", "code_details"}
 )
 
-// propertyString returns a string property, or "" when the host has none.
+// propertyString returns a string property, or "" when the host has none. The host writes each property
+// into a buffer of its own, which nothing else refers to or reuses, so the string shares it without a copy.
 func propertyString(path []string) string {
 	b, err := proxywasm.GetProperty(path)
-	if err != nil {
+	if err != nil || len(b) == 0 {
 		return ""
 	}
-	return string(b)
+	return unsafe.String(&b[0], len(b))
+}
+
+// replaceRequestHeader sets request header name to value. The host copies the value during the call, so a
+// reused buffer can be passed without making a string of it first.
+func replaceRequestHeader(name string, value []byte) {
+	var v string
+	if len(value) > 0 {
+		v = unsafe.String(&value[0], len(value))
+	}
+	if err := proxywasm.ReplaceHttpRequestHeader(name, v); err != nil {
+		logProblem("cannot set "+name, err)
+	}
 }
 
 // propertyInt returns an integer property (Envoy encodes them as 8 little-endian bytes).

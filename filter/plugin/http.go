@@ -91,8 +91,7 @@ func (h *httpContext) requestAttributes(dir policy.Direction) {
 	}
 	path := h.header(":path")
 	path, _, _ = strings.Cut(path, "?")
-	// Room for every attribute a stream can get, so the slice is allocated once.
-	s.Attrs = append(make([]span.Attr, 0, maxHTTPAttrs+len(h.root.policy.Tags)),
+	s.Attrs = append(h.root.takeAttrs(),
 		span.String("http.request.method", method),
 		span.String("url.path", clip(path)),
 	)
@@ -171,19 +170,14 @@ func (h *httpContext) value(src policy.Source) (string, bool) {
 func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 	s := &h.span
 	own := tc.SpanContext{TraceID: s.TraceID, SpanID: s.SpanID, Flags: byte(s.Flags), TraceState: s.TraceState}
-	var buf [64]byte
-	replace := func(name string, value []byte) {
-		if err := proxywasm.ReplaceHttpRequestHeader(name, string(value)); err != nil {
-			logProblem("cannot set "+name, err)
-		}
-	}
-	replace(tc.HeaderTraceparent, tc.AppendTraceparent(buf[:0], own))
-	if joined && h.root.policy.Trace.B3 {
+	r := h.root
+	replaceRequestHeader(tc.HeaderTraceparent, tc.AppendTraceparent(r.scratch[:0], own))
+	if joined && r.policy.Trace.B3 {
 		if h.header(tc.HeaderB3) != "" {
-			replace(tc.HeaderB3, tc.AppendB3Single(buf[:0], own))
+			replaceRequestHeader(tc.HeaderB3, tc.AppendB3Single(r.scratch[:0], own))
 		} else if h.header(tc.HeaderB3SpanID) != "" {
-			replace(tc.HeaderB3SpanID, []byte(tc.HexSpanID(own.SpanID)))
-			replace(tc.HeaderB3ParentID, []byte(tc.HexSpanID(parent.SpanID)))
+			replaceRequestHeader(tc.HeaderB3SpanID, tc.AppendHexSpanID(r.scratch[:0], own.SpanID))
+			replaceRequestHeader(tc.HeaderB3ParentID, tc.AppendHexSpanID(r.scratch[:0], parent.SpanID))
 		}
 	}
 	changed := false
@@ -199,7 +193,8 @@ func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 		}
 	}
 	if changed {
-		replace(tc.HeaderBaggage, h.baggage.AppendTo(nil))
+		r.scratch = h.baggage.AppendTo(r.scratch[:0])
+		replaceRequestHeader(tc.HeaderBaggage, r.scratch)
 	}
 }
 
@@ -248,6 +243,8 @@ func (h *httpContext) OnHttpStreamDone() {
 		s.Status = span.StatusError
 	}
 	h.root.submit(s)
+	h.root.putAttrs(s.Attrs)
+	s.Attrs = nil
 }
 
 // header returns the first request header called name ("" when absent).

@@ -41,7 +41,9 @@ type rootContext struct {
 	direction policy.Direction // resolved direction when the policy fixes it; DirectionAuto otherwise
 	ids       idSource
 	exporter  *exporter
-	kind      pluginKind // HTTP or network filter, resolved on the first stream (see tcp.go)
+	kind      pluginKind    // HTTP or network filter, resolved on the first stream (see tcp.go)
+	scratch   []byte        // header values being written to the host (a VM runs one callback at a time)
+	freeAttrs [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
 }
 
 // OnPluginStart loads and validates the policy. An invalid policy fails the start with one log line that
@@ -94,6 +96,24 @@ func (r *rootContext) NewTcpContext(contextID uint32) types.TcpContext {
 
 // submit hands a finished span to the exporter. Stream contexts of every kind call it.
 func (r *rootContext) submit(s *span.Span) { r.exporter.submit(s) }
+
+// takeAttrs returns an empty attribute slice with room for every attribute an HTTP span can get, reusing
+// one of a submitted span when there is one: allocations are costly in a Wasm guest.
+func (r *rootContext) takeAttrs() []span.Attr {
+	if n := len(r.freeAttrs); n > 0 {
+		a := r.freeAttrs[n-1]
+		r.freeAttrs = r.freeAttrs[:n-1]
+		return a
+	}
+	return make([]span.Attr, 0, maxHTTPAttrs+len(r.policy.Tags))
+}
+
+// putAttrs keeps the attribute slice of a submitted span (already encoded) for takeAttrs. There are at
+// most as many as streams were open at once.
+func (r *rootContext) putAttrs(a []span.Attr) {
+	clear(a) // drop references to request data
+	r.freeAttrs = append(r.freeAttrs, a[:0])
+}
 
 // startNew reports whether a stream without incoming trace context starts a new trace.
 func (r *rootContext) startNew(dir policy.Direction) bool {

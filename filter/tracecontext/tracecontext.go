@@ -71,7 +71,7 @@ func AppendTraceparent(dst []byte, c SpanContext) []byte {
 	dst = append(dst, '-')
 	dst = appendHex(dst, c.SpanID[:])
 	dst = append(dst, '-')
-	return appendHex(dst, []byte{c.Flags})
+	return append(dst, hexDigits[c.Flags>>4], hexDigits[c.Flags&0x0f])
 }
 
 // FormatTraceparent returns the version-00 traceparent for c.
@@ -164,8 +164,8 @@ func AppendB3Single(dst []byte, c SpanContext) []byte {
 // HexTraceID returns the 32-digit lower-case hex form of a trace id.
 func HexTraceID(id span.TraceID) string { return string(appendHex(make([]byte, 0, 32), id[:])) }
 
-// HexSpanID returns the 16-digit lower-case hex form of a span id.
-func HexSpanID(id span.SpanID) string { return string(appendHex(make([]byte, 0, 16), id[:])) }
+// AppendHexSpanID appends the 16-digit lower-case hex form of a span id.
+func AppendHexSpanID(dst []byte, id span.SpanID) []byte { return appendHex(dst, id[:]) }
 
 // parseB3TraceID accepts a 16- or 32-digit trace id; a 64-bit id is left-padded with zeros.
 func parseB3TraceID(dst *span.TraceID, v string) bool {

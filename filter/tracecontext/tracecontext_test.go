@@ -43,7 +43,7 @@ func TestParseTraceparent(t *testing.T) {
 			if got := HexTraceID(c.TraceID); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
 				t.Errorf("trace id = %s", got)
 			}
-			if got := HexSpanID(c.SpanID); got != "00f067aa0ba902b7" {
+			if got := string(AppendHexSpanID(nil, c.SpanID)); got != "00f067aa0ba902b7" {
 				t.Errorf("span id = %s", got)
 			}
 		})
@@ -92,8 +92,8 @@ func TestParseB3Single(t *testing.T) {
 			if got := HexTraceID(c.TraceID); got != tc.trace {
 				t.Errorf("trace = %s, want %s", got, tc.trace)
 			}
-			if HexSpanID(c.SpanID) != "e457b5a2e4d86bd1" {
-				t.Errorf("span = %s", HexSpanID(c.SpanID))
+			if string(AppendHexSpanID(nil, c.SpanID)) != "e457b5a2e4d86bd1" {
+				t.Errorf("span = %s", string(AppendHexSpanID(nil, c.SpanID)))
 			}
 			if c.Sampled() != tc.sampled {
 				t.Errorf("sampled = %v", c.Sampled())
