@@ -6,12 +6,20 @@ package extract
 import (
 	"encoding/base64"
 	"strconv"
+	"sync"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
 
-// parsers reuses fastjson parsers (and their value caches) across tokens.
-var parsers fastjson.ParserPool
+// jwtDecoder holds what decoding one token needs, so that it is allocated once and reused.
+type jwtDecoder struct {
+	payload []byte          // the decoded payload
+	parser  fastjson.Parser // keeps its value cache across tokens
+}
+
+// decoders reuses jwtDecoders across tokens.
+var decoders = sync.Pool{New: func() any { return new(jwtDecoder) }}
 
 // maxJWTBytes bounds the token size the filter is willing to decode.
 const maxJWTBytes = 16 << 10
@@ -70,13 +78,16 @@ func JWTClaim(authorization, name string) (string, bool) {
 	if payload == "" || len(payload) == len(rest) || containsByte(sig, '.') {
 		return "", false
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(trimPadding(payload))
+	payload = trimPadding(payload)
+	d := decoders.Get().(*jwtDecoder)
+	defer decoders.Put(d)
+	// The decoder only reads its source, so the payload's bytes are passed without a copy.
+	raw, err := base64.RawURLEncoding.AppendDecode(d.payload[:0], unsafe.Slice(unsafe.StringData(payload), len(payload)))
+	d.payload = raw
 	if err != nil {
 		return "", false
 	}
-	p := parsers.Get()
-	defer parsers.Put(p)
-	v, err := p.ParseBytes(raw)
+	v, err := d.parser.ParseBytes(raw)
 	if err != nil || v.Type() != fastjson.TypeObject {
 		return "", false
 	}

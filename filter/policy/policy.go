@@ -7,6 +7,7 @@ package policy
 import (
 	"regexp"
 	"strconv"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -535,7 +536,7 @@ func lower(s string) string {
 					b[j] += 'a' - 'A'
 				}
 			}
-			return string(b)
+			return unsafe.String(&b[0], len(b)) // b is not used after this: no second copy
 		}
 	}
 	return s

@@ -28,6 +28,8 @@ type Tag struct {
 
 	hmacKey []byte
 	mac     hash.Hash // HMAC state, created on first use and reset for each value
+	sum     [sha256.Size]byte
+	scratch []byte // the value being hashed, then its hex digest
 }
 
 // Transform applies the rule's transforms to a raw source value, in order: lowercase, regex, max_length,
@@ -72,9 +74,8 @@ func (t *Tag) hmacHex(v string) string {
 		t.mac = hmac.New(sha256.New, t.hmacKey)
 	}
 	t.mac.Reset()
-	t.mac.Write([]byte(v))
-	var sum [sha256.Size]byte
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], t.mac.Sum(sum[:0]))
-	return string(out[:])
+	t.scratch = append(t.scratch[:0], v...)
+	t.mac.Write(t.scratch)
+	t.scratch = hex.AppendEncode(t.scratch[:0], t.mac.Sum(t.sum[:0]))
+	return string(t.scratch)
 }
