@@ -54,258 +54,186 @@ func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, er
 	if err != nil {
 		return nil, &Error{Msg: "invalid JSON: " + err.Error()}
 	}
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	req := &coltracepb.ExportTraceServiceRequest{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err = fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "resourceSpans", "resource_spans":
-			req.ResourceSpans, derr = decodeList(v, decodeResourceSpans)
+			req.ResourceSpans, err = decodeList(v, decodeResourceSpans)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	if derr != nil {
+	if err != nil {
 		var e *Error
-		if errors.As(derr, &e) {
+		if errors.As(err, &e) {
 			e.Path = strings.TrimPrefix(e.Path, ".")
 		}
-		return nil, derr
+		return nil, err
 	}
 	return req, nil
 }
 
 func decodeResourceSpans(v *fastjson.Value) (*tracepb.ResourceSpans, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	rs := &tracepb.ResourceSpans{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "resource":
-			rs.Resource, derr = decodeResource(v)
+			rs.Resource, err = decodeResource(v)
 		case "scopeSpans", "scope_spans":
-			rs.ScopeSpans, derr = decodeList(v, decodeScopeSpans)
+			rs.ScopeSpans, err = decodeList(v, decodeScopeSpans)
 		case "schemaUrl", "schema_url":
-			rs.SchemaUrl, derr = str(v)
+			rs.SchemaUrl, err = str(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return rs, derr
+	return rs, err
 }
 
 func decodeResource(v *fastjson.Value) (*resourcepb.Resource, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	r := &resourcepb.Resource{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "attributes":
-			r.Attributes, derr = decodeAttributes(v, 0)
+			r.Attributes, err = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			r.DroppedAttributesCount, derr = uint32Of(v)
+			r.DroppedAttributesCount, err = uint32Of(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return r, derr
+	return r, err
 }
 
 func decodeScopeSpans(v *fastjson.Value) (*tracepb.ScopeSpans, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	ss := &tracepb.ScopeSpans{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "scope":
-			ss.Scope, derr = decodeScope(v)
+			ss.Scope, err = decodeScope(v)
 		case "spans":
-			ss.Spans, derr = decodeList(v, decodeSpan)
+			ss.Spans, err = decodeList(v, decodeSpan)
 		case "schemaUrl", "schema_url":
-			ss.SchemaUrl, derr = str(v)
+			ss.SchemaUrl, err = str(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return ss, derr
+	return ss, err
 }
 
 func decodeScope(v *fastjson.Value) (*commonpb.InstrumentationScope, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	s := &commonpb.InstrumentationScope{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "name":
-			s.Name, derr = str(v)
+			s.Name, err = str(v)
 		case "version":
-			s.Version, derr = str(v)
+			s.Version, err = str(v)
 		case "attributes":
-			s.Attributes, derr = decodeAttributes(v, 0)
+			s.Attributes, err = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			s.DroppedAttributesCount, derr = uint32Of(v)
+			s.DroppedAttributesCount, err = uint32Of(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return s, derr
+	return s, err
 }
 
 func decodeSpan(v *fastjson.Value) (*tracepb.Span, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	s := &tracepb.Span{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "traceId", "trace_id":
-			s.TraceId, derr = id(v)
+			s.TraceId, err = id(v)
 		case "spanId", "span_id":
-			s.SpanId, derr = id(v)
+			s.SpanId, err = id(v)
 		case "parentSpanId", "parent_span_id":
-			s.ParentSpanId, derr = id(v)
+			s.ParentSpanId, err = id(v)
 		case "traceState", "trace_state":
-			s.TraceState, derr = str(v)
+			s.TraceState, err = str(v)
 		case "flags":
-			s.Flags, derr = uint32Of(v)
+			s.Flags, err = uint32Of(v)
 		case "name":
-			s.Name, derr = str(v)
+			s.Name, err = str(v)
 		case "kind":
 			var n int32
-			n, derr = enum(v, tracepb.Span_SpanKind_value)
+			n, err = enum(v, tracepb.Span_SpanKind_value)
 			s.Kind = tracepb.Span_SpanKind(n)
 		case "startTimeUnixNano", "start_time_unix_nano":
-			s.StartTimeUnixNano, derr = uint64Of(v)
+			s.StartTimeUnixNano, err = uint64Of(v)
 		case "endTimeUnixNano", "end_time_unix_nano":
-			s.EndTimeUnixNano, derr = uint64Of(v)
+			s.EndTimeUnixNano, err = uint64Of(v)
 		case "attributes":
-			s.Attributes, derr = decodeAttributes(v, 0)
+			s.Attributes, err = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			s.DroppedAttributesCount, derr = uint32Of(v)
+			s.DroppedAttributesCount, err = uint32Of(v)
 		case "events":
-			s.Events, derr = decodeList(v, decodeEvent)
+			s.Events, err = decodeList(v, decodeEvent)
 		case "droppedEventsCount", "dropped_events_count":
-			s.DroppedEventsCount, derr = uint32Of(v)
+			s.DroppedEventsCount, err = uint32Of(v)
 		case "links":
-			s.Links, derr = decodeList(v, decodeLink)
+			s.Links, err = decodeList(v, decodeLink)
 		case "droppedLinksCount", "dropped_links_count":
-			s.DroppedLinksCount, derr = uint32Of(v)
+			s.DroppedLinksCount, err = uint32Of(v)
 		case "status":
-			s.Status, derr = decodeStatus(v)
+			s.Status, err = decodeStatus(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return s, derr
+	return s, err
 }
 
 func decodeEvent(v *fastjson.Value) (*tracepb.Span_Event, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	e := &tracepb.Span_Event{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "timeUnixNano", "time_unix_nano":
-			e.TimeUnixNano, derr = uint64Of(v)
+			e.TimeUnixNano, err = uint64Of(v)
 		case "name":
-			e.Name, derr = str(v)
+			e.Name, err = str(v)
 		case "attributes":
-			e.Attributes, derr = decodeAttributes(v, 0)
+			e.Attributes, err = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			e.DroppedAttributesCount, derr = uint32Of(v)
+			e.DroppedAttributesCount, err = uint32Of(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return e, derr
+	return e, err
 }
 
 func decodeLink(v *fastjson.Value) (*tracepb.Span_Link, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	l := &tracepb.Span_Link{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "traceId", "trace_id":
-			l.TraceId, derr = id(v)
+			l.TraceId, err = id(v)
 		case "spanId", "span_id":
-			l.SpanId, derr = id(v)
+			l.SpanId, err = id(v)
 		case "traceState", "trace_state":
-			l.TraceState, derr = str(v)
+			l.TraceState, err = str(v)
 		case "attributes":
-			l.Attributes, derr = decodeAttributes(v, 0)
+			l.Attributes, err = decodeAttributes(v, 0)
 		case "droppedAttributesCount", "dropped_attributes_count":
-			l.DroppedAttributesCount, derr = uint32Of(v)
+			l.DroppedAttributesCount, err = uint32Of(v)
 		case "flags":
-			l.Flags, derr = uint32Of(v)
+			l.Flags, err = uint32Of(v)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return l, derr
+	return l, err
 }
 
 func decodeStatus(v *fastjson.Value) (*tracepb.Status, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	s := &tracepb.Status{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "message":
-			s.Message, derr = str(v)
+			s.Message, err = str(v)
 		case "code":
 			var n int32
-			n, derr = enum(v, tracepb.Status_StatusCode_value)
+			n, err = enum(v, tracepb.Status_StatusCode_value)
 			s.Code = tracepb.Status_StatusCode(n)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return s, derr
+	return s, err
 }
 
 func decodeAttributes(v *fastjson.Value, depth int) ([]*commonpb.KeyValue, error) {
@@ -315,74 +243,58 @@ func decodeAttributes(v *fastjson.Value, depth int) ([]*commonpb.KeyValue, error
 }
 
 func decodeKeyValue(v *fastjson.Value, depth int) (*commonpb.KeyValue, error) {
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	kv := &commonpb.KeyValue{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "key":
-			kv.Key, derr = str(v)
+			kv.Key, err = str(v)
 		case "value":
-			kv.Value, derr = decodeAnyValue(v, depth)
+			kv.Value, err = decodeAnyValue(v, depth)
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return kv, derr
+	return kv, err
 }
 
 func decodeAnyValue(v *fastjson.Value, depth int) (*commonpb.AnyValue, error) {
 	if depth >= maxDepth {
 		return nil, &Error{Msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)}
 	}
-	obj, err := object(v)
-	if err != nil {
-		return nil, err
-	}
 	av := &commonpb.AnyValue{}
-	var derr error
-	obj.Visit(func(k []byte, v *fastjson.Value) {
-		if derr != nil {
-			return
-		}
+	err := fields(v, func(k []byte, v *fastjson.Value) (err error) {
 		switch string(k) {
 		case "stringValue", "string_value":
 			var s string
-			s, derr = str(v)
+			s, err = str(v)
 			av.Value = &commonpb.AnyValue_StringValue{StringValue: s}
 		case "boolValue", "bool_value":
 			var b bool
-			b, derr = boolOf(v)
+			b, err = boolOf(v)
 			av.Value = &commonpb.AnyValue_BoolValue{BoolValue: b}
 		case "intValue", "int_value":
 			var n int64
-			n, derr = int64Of(v)
+			n, err = int64Of(v)
 			av.Value = &commonpb.AnyValue_IntValue{IntValue: n}
 		case "doubleValue", "double_value":
 			var f float64
-			f, derr = float64Of(v)
+			f, err = float64Of(v)
 			av.Value = &commonpb.AnyValue_DoubleValue{DoubleValue: f}
 		case "bytesValue", "bytes_value":
 			var b []byte
-			b, derr = bytesOf(v)
+			b, err = bytesOf(v)
 			av.Value = &commonpb.AnyValue_BytesValue{BytesValue: b}
 		case "arrayValue", "array_value":
 			var arr *commonpb.ArrayValue
-			arr, derr = decodeArrayValue(v, depth+1)
+			arr, err = decodeArrayValue(v, depth+1)
 			av.Value = &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
 		case "kvlistValue", "kvlist_value":
 			var kvl *commonpb.KeyValueList
-			kvl, derr = decodeKeyValueList(v, depth+1)
+			kvl, err = decodeKeyValueList(v, depth+1)
 			av.Value = &commonpb.AnyValue_KvlistValue{KvlistValue: kvl}
 		}
-		derr = at(derr, k)
+		return err
 	})
-	return av, derr
+	return av, err
 }
 
 func decodeArrayValue(v *fastjson.Value, depth int) (*commonpb.ArrayValue, error) {
@@ -429,6 +341,22 @@ func decodeList[T any](v *fastjson.Value, elem func(*fastjson.Value) (T, error))
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// fields decodes the members of a JSON object in order with field, stopping at the first error, which gets the
+// failing member's name prefixed to its path. Unknown members are for field to ignore. The key is only valid
+// during the call.
+func fields(v *fastjson.Value, field func(k []byte, v *fastjson.Value) error) error {
+	obj, err := object(v)
+	if err != nil {
+		return err
+	}
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if err == nil {
+			err = at(field(k, v), k)
+		}
+	})
+	return err
 }
 
 // at prefixes the path of a decode error with a field name. Paths are built only on failure, so decoding valid
