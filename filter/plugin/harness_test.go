@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,31 +16,13 @@ import (
 
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
-)
-
-var (
-	modulesMu sync.Mutex
-	modules   = map[string]*wasmhost.Module{}
+	"github.com/meshtrace/meshtrace/testenv/wasmhost/hosttest"
 )
 
 // module compiles a filter build once per test binary.
 func module(t testing.TB, b artifact.Build) *wasmhost.Module {
 	t.Helper()
-	modulesMu.Lock()
-	defer modulesMu.Unlock()
-	if m, ok := modules[b.Path]; ok {
-		return m
-	}
-	wasm, err := os.ReadFile(b.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := wasmhost.Compile(context.Background(), wasm)
-	if err != nil {
-		t.Fatalf("compile %s: %v", b.Name, err)
-	}
-	modules[b.Path] = m
-	return m
+	return hosttest.Module(t, b)
 }
 
 // forEachBuild runs f as a subtest against the TinyGo and the Go build of the filter.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/testenv/artifact"
-	"github.com/meshtrace/meshtrace/testenv/wasmhost"
+	"github.com/meshtrace/meshtrace/testenv/wasmhost/hosttest"
 )
 
 // collector is an OTLP/HTTP endpoint that keeps every span it receives, with its service.
@@ -58,22 +57,13 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestScenario(t *testing.T) {
 	for _, b := range artifact.Builds(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			wasm, err := os.ReadFile(b.Path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := wasmhost.Compile(context.Background(), wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close(context.Background())
 			col := &collector{svc: map[*tracepb.Span]string{}}
 			srv := httptest.NewServer(col)
 			defer srv.Close()
 
 			const requests = 60
 			res, err := Run(context.Background(), Config{
-				Module: m, Endpoint: srv.URL + "/v1/traces", Requests: requests, Seed: 7,
+				Module: hosttest.Module(t, b), Endpoint: srv.URL + "/v1/traces", Requests: requests, Seed: 7,
 				End: time.Now(), Window: time.Hour,
 			})
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
+	"github.com/meshtrace/meshtrace/testenv/wasmhost/hosttest"
 )
 
 var (
@@ -30,7 +31,7 @@ func BenchmarkHTTPRequest(b *testing.B) {
 	props := map[string][]byte{"response.code": []byte("200")}
 	for _, build := range probeBuilds {
 		b.Run(build.Name, func(b *testing.B) {
-			h := load(b, probeModule(b, build), wasmhost.Config{LogLevel: wasmhost.LogWarn})
+			h := load(b, hosttest.Module(b, build), wasmhost.Config{LogLevel: wasmhost.LogWarn})
 			b.ReportAllocs()
 			for b.Loop() {
 				s := h.NewHTTPStream(props)
@@ -89,7 +90,7 @@ func benchProxytest(b *testing.B, path string) {
 func BenchmarkLoad(b *testing.B) {
 	for _, build := range probeBuilds {
 		b.Run(build.Name, func(b *testing.B) {
-			m := probeModule(b, build)
+			m := hosttest.Module(b, build)
 			b.ReportAllocs()
 			for b.Loop() {
 				h, err := m.Load(b.Context(), wasmhost.Config{})

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
+	"github.com/meshtrace/meshtrace/testenv/wasmhost/hosttest"
 )
 
 // probeBuilds are the probe plugin (testdata/probe) compiled by TestMain with TinyGo and Go.
@@ -28,35 +28,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	modulesMu sync.Mutex
-	modules   = map[string]*wasmhost.Module{}
-)
-
-// probeModule compiles a probe build once per test binary.
-func probeModule(t testing.TB, b artifact.Build) *wasmhost.Module {
-	t.Helper()
-	modulesMu.Lock()
-	defer modulesMu.Unlock()
-	if m, ok := modules[b.Path]; ok {
-		return m
-	}
-	wasm, err := os.ReadFile(b.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := wasmhost.Compile(context.Background(), wasm)
-	if err != nil {
-		t.Fatalf("compile %s: %v", b.Name, err)
-	}
-	modules[b.Path] = m
-	return m
-}
-
 // forEachBuild runs f as a subtest for the TinyGo and the Go build of the probe.
 func forEachBuild(t *testing.T, f func(t *testing.T, m *wasmhost.Module)) {
 	for _, b := range probeBuilds {
-		t.Run(b.Name, func(t *testing.T) { f(t, probeModule(t, b)) })
+		t.Run(b.Name, func(t *testing.T) { f(t, hosttest.Module(t, b)) })
 	}
 }
 
