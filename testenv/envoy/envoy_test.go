@@ -49,7 +49,7 @@ func TestProcessProxiesHTTPAndTCP(t *testing.T) {
 		_, _ = io.WriteString(w, "app saw "+r.URL.Path)
 	}))
 	defer app.Close()
-	echo := tcpEcho(t)
+	echo := EchoTCP(t)
 
 	p := start(t, Bootstrap{
 		Listeners: []Listener{
@@ -162,25 +162,20 @@ func TestParseStats(t *testing.T) {
 	}
 }
 
-// tcpEcho serves a line-echo TCP server on loopback for the test and returns its address.
-func tcpEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func TestEchoTCP(t *testing.T) {
+	conn, err := net.DialTimeout("tcp", EchoTCP(t), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	for _, line := range []string{"ping\n", "second line\n"} {
+		if _, err := io.WriteString(conn, line); err != nil {
+			t.Fatal(err)
 		}
-	}()
-	return ln.Addr().String()
+		if got, err := r.ReadString('\n'); err != nil || got != line {
+			t.Errorf("echo of %q: %q %v", line, got, err)
+		}
+	}
 }

@@ -50,7 +50,7 @@ func TestNetworkFilter(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer broker.Close()
-			echo := tcpEcho(t)
+			echo := envoy.EchoTCP(t)
 
 			plugin := &envoy.Wasm{Name: "meshtrace", RootID: networkRootID, VMID: "meshtrace", File: build.Path, Config: networkPolicy}
 			dir := filepath.Join(t.TempDir(), "sidecar-orders")
@@ -212,27 +212,4 @@ func testTCP(t *testing.T, proxy string, col *collector) {
 	checkAttr(t, tcp, "meshtrace.tcp.bytes_sent", "5")
 	checkAttr(t, tcp, "meshtrace.tcp.bytes_received", "5")
 	checkAttr(t, tcp, "envoy.upstream.cluster", postgresCluster)
-}
-
-// tcpEcho serves a line-echo TCP server on loopback for the test and returns its address.
-func tcpEcho(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
