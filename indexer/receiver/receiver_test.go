@@ -167,45 +167,41 @@ func TestOTelSDKOverGRPC(t *testing.T) {
 // TestOTelSDKRetriesWhenBacklogged checks that real exporters understand the refusal (HTTP 429 + Retry-After,
 // gRPC UNAVAILABLE + RetryInfo), come back and get their spans stored.
 func TestOTelSDKRetriesWhenBacklogged(t *testing.T) {
-	t.Run("http", func(t *testing.T) {
-		rec := &recorder{refuse: 1}
-		srv := httptest.NewServer(New(rec, Config{Logger: quiet}))
-		defer srv.Close()
-		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+TracesPath),
-			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		want := emit(t, exp)
-		got, calls := rec.got()
-		if calls != 3 {
-			t.Fatalf("consumer called %d times, want 3 (refused, retried, second export)", calls)
-		}
-		if waited := time.Since(start); waited < time.Second {
-			t.Fatalf("exporter came back after %v, before the 1s Retry-After", waited)
-		}
-		checkSpans(t, got, want)
-	})
-	t.Run("grpc", func(t *testing.T) {
-		rec := &recorder{refuse: 1}
-		addr := startGRPC(t, rec)
-		exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(addr), otlptracegrpc.WithInsecure(),
-			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		want := emit(t, exp)
-		got, calls := rec.got()
-		if calls != 3 {
-			t.Fatalf("consumer called %d times, want 3 (refused, retried, second export)", calls)
-		}
-		if waited := time.Since(start); waited < time.Second {
-			t.Fatalf("exporter came back after %v, before the 1s RetryInfo delay", waited)
-		}
-		checkSpans(t, got, want)
-	})
+	tests := []struct {
+		name  string
+		delay string // what the exporter is told to wait for
+		dial  func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error)
+	}{
+		{"http", "the 1s Retry-After", func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error) {
+			srv := httptest.NewServer(New(rec, Config{Logger: quiet}))
+			t.Cleanup(srv.Close)
+			return otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+TracesPath),
+				otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
+		}},
+		{"grpc", "the 1s RetryInfo delay", func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error) {
+			return otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(startGRPC(t, rec)), otlptracegrpc.WithInsecure(),
+				otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{refuse: 1}
+			exp, err := tt.dial(t, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			want := emit(t, exp)
+			got, calls := rec.got()
+			if calls != 3 {
+				t.Fatalf("consumer called %d times, want 3 (refused, retried, second export)", calls)
+			}
+			if waited := time.Since(start); waited < time.Second {
+				t.Fatalf("exporter came back after %v, before %s", waited, tt.delay)
+			}
+			checkSpans(t, got, want)
+		})
+	}
 }
 
 const goodJSON = `{"resourceSpans":[{"scopeSpans":[{"spans":[
