@@ -88,6 +88,21 @@ func (f wireField) is(num protowire.Number, typ protowire.Type) bool {
 	return f.num == num && f.typ == typ
 }
 
+// appendRepeated appends to dst the occurrences of the length-delimited field num of message b, in order.
+func appendRepeated(dst [][]byte, b []byte, num protowire.Number) ([][]byte, error) {
+	for len(b) > 0 {
+		f, rest, err := nextField(b)
+		if err != nil {
+			return dst, err
+		}
+		b = rest
+		if f.is(num, protowire.BytesType) {
+			dst = append(dst, f.buf)
+		}
+	}
+	return dst, nil
+}
+
 type wireDecoder struct {
 	intern map[string]string // low-cardinality strings (names, keys, services) of one request
 	values map[string]any    // short string attribute values of one request, boxed once
@@ -153,23 +168,17 @@ func (d *wireDecoder) resourceSpans(dst []document.Span, b []byte, i int, rej *R
 		}
 	}
 	// Occurrences of the resource field merge: their attributes concatenate.
-	var resource map[string]any
+	attrs := d.attrs[:0]
 	for _, r := range resources {
-		for len(r) > 0 {
-			f, rest, err := nextField(r)
-			if err != nil {
-				return dst, err
-			}
-			r = rest
-			if f.is(1, protowire.BytesType) {
-				if resource == nil {
-					resource = map[string]any{}
-				}
-				if err := d.keyValue(resource, "", f.buf); err != nil {
-					return dst, err
-				}
-			}
+		var err error
+		if attrs, err = appendRepeated(attrs, r, 1); err != nil {
+			return dst, err
 		}
+	}
+	d.attrs = attrs
+	resource, err := d.attributes(attrs)
+	if err != nil {
+		return dst, err
 	}
 	service := UnknownService
 	if s, ok := resource["service.name"].(string); ok && s != "" {
@@ -395,17 +404,10 @@ func (d *wireDecoder) event(b []byte) (document.Event, error) {
 
 // linkAttributes flattens the attributes (field 4) of a raw link.
 func (d *wireDecoder) linkAttributes(b []byte) (map[string]any, error) {
-	attrs := d.linkAttrs[:0]
-	defer func() { d.linkAttrs = attrs }()
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return nil, err
-		}
-		b = rest
-		if f.is(4, protowire.BytesType) {
-			attrs = append(attrs, f.buf)
-		}
+	attrs, err := appendRepeated(d.linkAttrs[:0], b, 4)
+	d.linkAttrs = attrs
+	if err != nil {
+		return nil, err
 	}
 	return d.attributes(attrs)
 }
@@ -521,21 +523,12 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 }
 
 // parts reads an ArrayValue or KeyValueList message (both: repeated field 1) into v.
-func (d *wireDecoder) parts(v *anyValue, kind int, b []byte) error {
+func (d *wireDecoder) parts(v *anyValue, kind int, b []byte) (err error) {
 	if v.kind != kind {
 		*v = anyValue{kind: kind}
 	}
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if f.is(1, protowire.BytesType) {
-			v.parts = append(v.parts, f.buf)
-		}
-	}
-	return nil
+	v.parts, err = appendRepeated(v.parts, b, 1)
+	return err
 }
 
 // element converts one raw AnyValue element of an array, one nesting level down.
