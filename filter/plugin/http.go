@@ -171,13 +171,17 @@ func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 	s := &h.span
 	own := tc.SpanContext{TraceID: s.TraceID, SpanID: s.SpanID, Flags: byte(s.Flags), TraceState: s.TraceState}
 	r := h.root
-	replaceRequestHeader(tc.HeaderTraceparent, tc.AppendTraceparent(r.scratch[:0], own))
+	r.scratch = tc.AppendTraceparent(r.scratch[:0], own)
+	replaceRequestHeader(tc.HeaderTraceparent, r.scratch)
 	if joined && r.policy.Trace.B3 {
 		if h.header(tc.HeaderB3) != "" {
-			replaceRequestHeader(tc.HeaderB3, tc.AppendB3Single(r.scratch[:0], own))
+			r.scratch = tc.AppendB3Single(r.scratch[:0], own)
+			replaceRequestHeader(tc.HeaderB3, r.scratch)
 		} else if h.header(tc.HeaderB3SpanID) != "" {
-			replaceRequestHeader(tc.HeaderB3SpanID, tc.AppendHexSpanID(r.scratch[:0], own.SpanID))
-			replaceRequestHeader(tc.HeaderB3ParentID, tc.AppendHexSpanID(r.scratch[:0], parent.SpanID))
+			r.scratch = tc.AppendHexSpanID(r.scratch[:0], own.SpanID)
+			replaceRequestHeader(tc.HeaderB3SpanID, r.scratch)
+			r.scratch = tc.AppendHexSpanID(r.scratch[:0], parent.SpanID)
+			replaceRequestHeader(tc.HeaderB3ParentID, r.scratch)
 		}
 	}
 	changed := false
