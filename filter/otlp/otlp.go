@@ -110,27 +110,38 @@ func appendLink(dst []byte, l *span.Link) []byte {
 	return end(dst, start)
 }
 
-// appendKeyValue appends a KeyValue message as field num.
+// appendKeyValue appends a KeyValue message as field num. The sizes of both nested messages are known
+// up front, so each length prefix is written before its body rather than moved in afterwards.
 func appendKeyValue(dst []byte, num int, a *span.Attr) []byte {
-	kv := 0
-	dst, kv = begin(dst, num)
-	dst = appendString(dst, 1, a.Key)
-	v := 0
-	dst, v = begin(dst, 2) // KeyValue.value (AnyValue)
+	var value int // AnyValue body: its one field
 	switch a.Type {
 	case span.TypeInt:
-		dst = appendVarintField(dst, 3, uint64(a.Int))
+		value = 1 + varintLen(uint64(a.Int))
+	case span.TypeBool:
+		value = 2
+	default:
+		value = 1 + varintLen(uint64(len(a.Str))) + len(a.Str)
+	}
+	kv := 1 + varintLen(uint64(value)) + value // KeyValue.value
+	if a.Key != "" {
+		kv += 1 + varintLen(uint64(len(a.Key))) + len(a.Key)
+	}
+	dst = appendTag(dst, num, wireBytes)
+	dst = appendVarint(dst, uint64(kv))
+	dst = appendString(dst, 1, a.Key)
+	dst = appendTag(dst, 2, wireBytes) // KeyValue.value (AnyValue)
+	dst = appendVarint(dst, uint64(value))
+	switch a.Type {
+	case span.TypeInt:
+		return appendVarintField(dst, 3, uint64(a.Int))
 	case span.TypeBool:
 		b := uint64(0)
 		if a.Bool {
 			b = 1
 		}
-		dst = appendVarintField(dst, 2, b)
-	default:
-		dst = appendTag(dst, 1, wireBytes) // string_value is a oneof member: written even when empty
-		dst = appendVarint(dst, uint64(len(a.Str)))
-		dst = append(dst, a.Str...)
+		return appendVarintField(dst, 2, b)
 	}
-	dst = end(dst, v)
-	return end(dst, kv)
+	dst = appendTag(dst, 1, wireBytes) // string_value is a oneof member: written even when empty
+	dst = appendVarint(dst, uint64(len(a.Str)))
+	return append(dst, a.Str...)
 }
