@@ -9,6 +9,9 @@ const (
 )
 
 func appendTag(dst []byte, num, wire int) []byte {
+	if num < 16 { // a one-byte tag, as for all but one field this package writes
+		return append(dst, byte(num<<3|wire))
+	}
 	return appendVarint(dst, uint64(num)<<3|uint64(wire))
 }
 
