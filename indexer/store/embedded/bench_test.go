@@ -2,9 +2,12 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +34,7 @@ func BenchmarkWrite(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	b.ResetTimer()
+	cpu0 := cpuTime(b)
 	for i := 0; b.Loop(); i++ {
 		// New ids each round, so every round inserts rather than replaces.
 		for j := range spans {
@@ -42,19 +45,46 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+	// CPU time (all goroutines, background merging included) is steadier than wall time on a busy machine.
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(len(spans)*b.N), "cpu-us/span")
+}
+
+// cpuTime is the user plus system CPU time of the process so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func itoa(i int) string { return time.Duration(i).String() }
 
-// benchSpans is the size of the query benchmark's index.
-const benchSpans = 1_000_000
+// benchSpans is the size of the query benchmark's index: 1,000,000, or $MESHTRACE_BENCH_SPANS (a smaller
+// index builds in a fraction of the time).
+func benchSpans(b *testing.B) int {
+	v := os.Getenv("MESHTRACE_BENCH_SPANS")
+	if v == "" {
+		return 1_000_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("MESHTRACE_BENCH_SPANS=%q: want a positive integer", v)
+	}
+	return n
+}
 
-// openBenchStore opens the 1M-span index, building it on first use under testdata-local/ (gitignored) or
-// $MESHTRACE_BENCH_DIR; building takes minutes and reports the ingest rate.
+// openBenchStore opens the query benchmark's index, building it on first use under testdata-local/
+// (gitignored) or $MESHTRACE_BENCH_DIR; building a million spans takes long and reports the ingest rate.
 func openBenchStore(b *testing.B) *Store {
+	n := benchSpans(b)
 	dir := os.Getenv("MESHTRACE_BENCH_DIR")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "testdata-local", "embedded-1m-v1") // bump the suffix when the index layout changes
+		name := "embedded-1m-v1" // bump the suffix when the index layout changes
+		if n != 1_000_000 {
+			name = fmt.Sprintf("embedded-%d-v1", n)
+		}
+		dir = filepath.Join("..", "..", "..", "testdata-local", name)
 	}
 	done := filepath.Join(dir, "complete")
 	if _, err := os.Stat(done); err != nil {
@@ -74,7 +104,7 @@ func openBenchStore(b *testing.B) *Store {
 			spans, traces = spans[:0], traces[:0]
 			return err
 		}
-		err = storetest.Generate(benchSpans, 42, func(sp []document.Span, tr document.Trace) error {
+		err = storetest.Generate(n, 42, func(sp []document.Span, tr document.Trace) error {
 			spans, traces = append(spans, sp...), append(traces, tr)
 			if len(spans) >= 10_000 {
 				return flush()
@@ -91,7 +121,7 @@ func openBenchStore(b *testing.B) *Store {
 			b.Fatal(err)
 		}
 		el := time.Since(start)
-		b.Logf("built %d-span index in %v: %.0f spans/s (with trace documents)", benchSpans, el, benchSpans/el.Seconds())
+		b.Logf("built %d-span index in %v: %.0f spans/s (with trace documents)", n, el, float64(n)/el.Seconds())
 		if err := os.WriteFile(done, []byte(el.String()+"\n"), 0o644); err != nil {
 			b.Fatal(err)
 		}
@@ -103,8 +133,8 @@ func openBenchStore(b *testing.B) *Store {
 	return s
 }
 
-// BenchmarkQuery1M measures the three product queries on a 1,000,000-span index and reports p50 and p99
-// latency of store.Execute (compile included).
+// BenchmarkQuery1M measures the three product queries on a 1,000,000-span index (see benchSpans) and reports
+// p50 and p99 latency of store.Execute (compile included).
 func BenchmarkQuery1M(b *testing.B) {
 	s := openBenchStore(b)
 	defer s.Close()
