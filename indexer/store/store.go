@@ -68,6 +68,19 @@ type Request struct {
 	Limit    int // 0: DefaultLimit; at most MaxLimit
 }
 
+// PageSize validates the request's paging and returns how many hits to return: Limit, or DefaultLimit when
+// Limit is 0. An error wraps ErrBadRequest.
+func (r Request) PageSize() (int, error) {
+	limit := r.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	if limit < 0 || limit > MaxLimit || r.Offset < 0 {
+		return 0, fmt.Errorf("%w: offset %d, limit %d (at most %d)", ErrBadRequest, r.Offset, r.Limit, MaxLimit)
+	}
+	return limit, nil
+}
+
 // Result holds the hits of a Request: Spans for the span index, Traces for the trace index.
 type Result struct {
 	Spans  []document.Span

@@ -16,12 +16,9 @@ import (
 
 // Search implements store.Store.
 func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
-	limit := r.Limit
-	if limit == 0 {
-		limit = store.DefaultLimit
-	}
-	if limit < 0 || limit > store.MaxLimit || r.Offset < 0 {
-		return store.Result{}, fmt.Errorf("%w: limit %d, offset %d (limit at most %d)", store.ErrBadRequest, r.Limit, r.Offset, store.MaxLimit)
+	limit, err := r.PageSize()
+	if err != nil {
+		return store.Result{}, err
 	}
 	// Like Meilisearch's maxTotalHits, no hit beyond position MaxLimit is returned.
 	limit = max(0, min(limit, store.MaxLimit-r.Offset))

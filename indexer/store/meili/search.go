@@ -18,12 +18,9 @@ import (
 // descending), ties broken by id ascending. Pages are asked for with page/hitsPerPage, which makes
 // Meilisearch count every match exactly (up to MaxTotalHits) instead of estimating.
 func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
-	limit := r.Limit
-	if limit == 0 {
-		limit = store.DefaultLimit
-	}
-	if limit < 0 || limit > store.MaxLimit || r.Offset < 0 {
-		return store.Result{}, fmt.Errorf("%w: offset %d, limit %d (at most %d)", store.ErrBadRequest, r.Offset, r.Limit, store.MaxLimit)
+	limit, err := r.PageSize()
+	if err != nil {
+		return store.Result{}, err
 	}
 	if r.Index == store.Traces && len(r.Text) > 0 {
 		return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
