@@ -142,6 +142,7 @@ type Error struct {
 	Reason string
 }
 
+// Error returns "path: reason".
 func (e *Error) Error() string {
 	if e.Path == "" {
 		return e.Reason

@@ -137,12 +137,15 @@ func (e *Exists) Pos() int { return e.At }
 // Pos implements Expr.
 func (e *Text) Pos() int { return e.At }
 
+// String renders the conjunction in query syntax, parenthesising OR terms.
 func (e *And) String() string {
 	return join(e.Terms, " AND ", func(x Expr) bool { _, ok := x.(*Or); return ok })
 }
 
+// String renders the disjunction in query syntax.
 func (e *Or) String() string { return join(e.Terms, " OR ", func(Expr) bool { return false }) }
 
+// String renders the negation in query syntax.
 func (e *Not) String() string {
 	switch e.X.(type) {
 	case *And, *Or, *Not:
@@ -151,8 +154,10 @@ func (e *Not) String() string {
 	return "NOT " + e.X.String()
 }
 
+// String renders the comparison in query syntax.
 func (e *Compare) String() string { return e.Field + " " + e.Op.String() + " " + e.Value.String() }
 
+// String renders the membership test in query syntax.
 func (e *In) String() string {
 	parts := make([]string, len(e.Values))
 	for i, v := range e.Values {
@@ -161,8 +166,10 @@ func (e *In) String() string {
 	return e.Field + " IN [" + strings.Join(parts, ", ") + "]"
 }
 
+// String renders the existence test in query syntax.
 func (e *Exists) String() string { return e.Field + " EXISTS" }
 
+// String renders the phrase quoted.
 func (e *Text) String() string { return quote(e.Phrase) }
 
 // quote writes s as a query string: in double quotes, with backslash before " and \.

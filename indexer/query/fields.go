@@ -11,6 +11,7 @@ const (
 	TraceScope              // trace documents (document.Trace), fields written with the "trace." prefix
 )
 
+// String names the scope.
 func (s Scope) String() string {
 	if s == TraceScope {
 		return "trace"

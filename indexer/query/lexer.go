@@ -47,6 +47,7 @@ type Error struct {
 	Msg string
 }
 
+// Error returns the message with its position.
 func (e *Error) Error() string { return fmt.Sprintf("query: at position %d: %s", e.Pos, e.Msg) }
 
 func errorf(pos int, format string, args ...any) *Error {

@@ -39,6 +39,7 @@ const (
 	Traces              // document.Trace
 )
 
+// String names the index ("spans" or "traces").
 func (i Index) String() string {
 	if i == Traces {
 		return "traces"
