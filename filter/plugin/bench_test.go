@@ -2,9 +2,11 @@ package plugin_test
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
@@ -109,6 +111,57 @@ func BenchmarkRequest(b *testing.B) {
 				b.ReportMetric(float64(h.MemoryBytes()), "guest-bytes")
 			})
 		}
+	}
+}
+
+// BenchmarkRequestVersus compares the traced stream of BenchmarkRequest on each build with an earlier build of
+// the same kind, named by MESHTRACE_BASELINE_WASM (TinyGo) or MESHTRACE_BASELINE_GO_WASM (Go). Both are loaded
+// in one process and driven in alternating blocks of 64 requests, so the load of a shared machine falls on
+// both alike; it reports the 10th percentile and the median wall time per request over the blocks, and
+// their ratio to the baseline's.
+func BenchmarkRequestVersus(b *testing.B) {
+	baselines := map[string]string{
+		"tinygo": os.Getenv("MESHTRACE_BASELINE_WASM"),
+		"go":     os.Getenv("MESHTRACE_BASELINE_GO_WASM"),
+	}
+	for _, build := range artifact.Builds(b) {
+		b.Run(build.Name, func(b *testing.B) {
+			path := baselines[build.Name]
+			if path == "" {
+				b.Skip("no baseline to compare with: set MESHTRACE_BASELINE_WASM / MESHTRACE_BASELINE_GO_WASM to an earlier build")
+			}
+			hosts := []*wasmhost.Host{
+				loadDriven(b, module(b, artifact.Build{Name: "baseline", Path: path})),
+				loadDriven(b, module(b, build)),
+			}
+			const block = 64
+			for i := 0; i < 1000; i++ { // warm up
+				for _, h := range hosts {
+					drive(b, h, i)
+				}
+			}
+			var perReq [2][]float64
+			b.ResetTimer()
+			for r := 0; b.Loop(); r++ {
+				for k, h := range hosts {
+					start := time.Now()
+					for i := 0; i < block; i++ {
+						drive(b, h, r*block+i)
+					}
+					perReq[k] = append(perReq[k], float64(time.Since(start).Nanoseconds())/block)
+				}
+			}
+			b.StopTimer()
+			for k := range perReq {
+				slices.Sort(perReq[k])
+			}
+			n := len(perReq[0])
+			p10, p50 := n/10, n/2
+			b.ReportMetric(perReq[0][p10], "base-p10-ns/req")
+			b.ReportMetric(perReq[1][p10], "p10-ns/req")
+			b.ReportMetric(perReq[1][p10]/perReq[0][p10], "p10-ratio")
+			b.ReportMetric(perReq[1][p50]/perReq[0][p50], "p50-ratio")
+		})
 	}
 }
 
