@@ -6,6 +6,7 @@ package extract
 import (
 	"encoding/base64"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -31,10 +32,10 @@ func Cookie(header, name string) (string, bool) {
 		var pair string
 		pair, header = cut(header, ';')
 		k, v := cut(pair, '=')
-		if trimSpace(k) != name || len(k) == len(pair) {
+		if strings.Trim(k, " \t") != name || len(k) == len(pair) {
 			continue
 		}
-		v = trimSpace(v)
+		v = strings.Trim(v, " \t")
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
@@ -69,7 +70,7 @@ func JWTClaim(authorization, name string) (string, bool) {
 	if len(authorization) <= len(prefix) || !equalFold(authorization[:len(prefix)], prefix) {
 		return "", false
 	}
-	token := trimSpace(authorization[len(prefix):])
+	token := strings.Trim(authorization[len(prefix):], " \t")
 	if len(token) > maxJWTBytes {
 		return "", false
 	}
@@ -163,16 +164,6 @@ func containsByte(v string, c byte) bool {
 		}
 	}
 	return false
-}
-
-func trimSpace(v string) string {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 func trimPadding(v string) string {

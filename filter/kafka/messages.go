@@ -26,14 +26,7 @@ func (d *Decoder) readProduceRequest(r *reader, ex *Exchange) {
 	r.int32() // timeout
 	topics := r.arrayLen(flex)
 	for i := 0; i < topics && r.err == nil; i++ {
-		var name []byte
-		var id [16]byte
-		if v >= produceTopicIDs {
-			id = r.uuid()
-		} else {
-			name = r.str(flex)
-		}
-		t := ex.topic(name, id)
+		t := ex.topic(r.topicRef(v >= produceTopicIDs, flex))
 		parts := r.arrayLen(flex)
 		for j := 0; j < parts && r.err == nil; j++ {
 			t.addPartition(r.int32())
@@ -51,14 +44,7 @@ func (d *Decoder) readProduceResponse(r *reader, ex *Exchange) {
 	flex := v >= flexibleProduce
 	topics := r.arrayLen(flex)
 	for i := 0; i < topics && r.err == nil; i++ {
-		var name []byte
-		var id [16]byte
-		if v >= produceTopicIDs {
-			id = r.uuid()
-		} else {
-			name = r.str(flex)
-		}
-		t := ex.topic(name, id)
+		t := ex.topic(r.topicRef(v >= produceTopicIDs, flex))
 		parts := r.arrayLen(flex)
 		for j := 0; j < parts && r.err == nil; j++ {
 			r.int32() // partition
@@ -101,14 +87,7 @@ func (d *Decoder) readFetchResponse(r *reader, ex *Exchange, truncated bool) {
 	}
 	topics := r.arrayLen(flex)
 	for i := 0; i < topics && r.err == nil; i++ {
-		var name []byte
-		var id [16]byte
-		if v >= fetchTopicIDs {
-			id = r.uuid()
-		} else {
-			name = r.str(flex)
-		}
-		t := ex.topic(name, id)
+		t := ex.topic(r.topicRef(v >= fetchTopicIDs, flex))
 		parts := r.arrayLen(flex)
 		for j := 0; j < parts && r.err == nil; j++ {
 			part := r.int32()

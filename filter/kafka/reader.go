@@ -172,3 +172,12 @@ func (r *reader) tags(flexible bool) {
 		r.skip(int(size))
 	}
 }
+
+// topicRef reads how a request or response names a topic: by id (byID, the versions that carry topic ids)
+// or by name.
+func (r *reader) topicRef(byID, flex bool) (name []byte, id [16]byte) {
+	if byID {
+		return nil, r.uuid()
+	}
+	return r.str(flex), id
+}

@@ -1,5 +1,7 @@
 package tracecontext
 
+import "strings"
+
 // Limits from the W3C Baggage specification: at most 180 list members and 8192 bytes in total.
 const (
 	MaxBaggageMembers = 180
@@ -119,7 +121,7 @@ func parseMember(item string) (Member, bool) {
 	if len(key) == len(kv) { // no '='
 		return Member{}, false
 	}
-	key, value = trimOWS(key), trimOWS(value)
+	key, value = strings.Trim(key, " \t"), strings.Trim(value, " \t")
 	if !isToken(key) {
 		return Member{}, false
 	}
@@ -132,7 +134,7 @@ func parseMember(item string) (Member, bool) {
 	if !ok {
 		return Member{}, false
 	}
-	return Member{Key: key, Value: decoded, Properties: trimOWS(props)}, true
+	return Member{Key: key, Value: decoded, Properties: strings.Trim(props, " \t")}, true
 }
 
 // cutByte splits v at the first sep; after is "" when sep is absent.
@@ -143,16 +145,6 @@ func cutByte(v string, sep byte) (before, after string) {
 		}
 	}
 	return v, ""
-}
-
-func trimOWS(v string) string {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // isToken reports whether v is a non-empty RFC 7230 token.
