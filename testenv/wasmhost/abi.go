@@ -129,12 +129,13 @@ func (h *Host) read(ptr, size uint64) ([]byte, bool) {
 	return h.mem.Read(uint32(ptr), uint32(size))
 }
 
-// alloc reserves size bytes in the guest with proxy_on_memory_allocate. A guest failure aborts the
-// running guest call (wazero turns the panic into the error of the outer call).
+// alloc reserves size bytes in the guest with its malloc export, else proxy_on_memory_allocate (as Envoy
+// does; see bindExports). A guest failure aborts the running guest call (wazero turns the panic into the
+// error of the outer call).
 func (h *Host) alloc(size int) uint32 {
 	h.allocStack[0] = uint64(size)
 	if err := h.fn[fnAlloc].CallWithStack(h.ctx, h.allocStack[:]); err != nil {
-		panic(fmt.Errorf("proxy_on_memory_allocate: %w", err))
+		panic(fmt.Errorf("guest allocation: %w", err))
 	}
 	return uint32(h.allocStack[0])
 }

@@ -63,6 +63,8 @@
 //     and trailers and the HTTP call response headers and trailers; keys are lower-cased and compared
 //     case-insensitively; a map not delivered yet (response headers while handling the request) is
 //     BadArgument;
+//   - guest memory for what the host hands over: the module's malloc export when it has one, else
+//     proxy_on_memory_allocate, in Envoy's order (so a malloc that never frees leaks here as in Envoy);
 //   - buffers: proxy_get_buffer_bytes and proxy_set_buffer_bytes for the VM and plugin configuration
 //     (read-only), request and response bodies, downstream and upstream data, and the HTTP call response
 //     body; writes follow Envoy (start 0 drains and prepends, start at the end appends);

@@ -142,6 +142,13 @@ func (h *Host) bindExports() {
 	for f := range h.fn {
 		h.fn[f] = h.module.ExportedFunction(guestFn(f).String())
 	}
+	// Envoy (proxy-wasm-cpp-host) allocates the buffers it hands to a plugin through the module's malloc
+	// export when there is one, and only otherwise through proxy_on_memory_allocate. Doing the same lets a
+	// test see what Envoy sees: TinyGo's exported malloc keeps every block until free, which the SDK never
+	// calls, so a build that exports it leaks every buffer.
+	if malloc := h.module.ExportedFunction("malloc"); malloc != nil {
+		h.fn[fnAlloc] = malloc
+	}
 }
 
 // problemLogs formats the plugin's warn-or-worse log lines for an error message.
