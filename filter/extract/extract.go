@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/meshtrace/meshtrace/filter/internal/percent"
 )
 
 // jwtDecoder holds what decoding one token needs, so that it is allocated once and reused.
@@ -30,8 +32,8 @@ const maxJWTBytes = 16 << 10
 func Cookie(header, name string) (string, bool) {
 	for len(header) > 0 {
 		var pair string
-		pair, header = cut(header, ';')
-		k, v := cut(pair, '=')
+		pair, header, _ = strings.Cut(header, ";")
+		k, v, _ := strings.Cut(pair, "=")
 		if strings.Trim(k, " \t") != name || len(k) == len(pair) {
 			continue
 		}
@@ -47,17 +49,17 @@ func Cookie(header, name string) (string, bool) {
 // Query returns the first value of parameter name in the query string of a request path
 // ("/p?a=1&b=2"). '+' and percent escapes are decoded; a malformed escape makes the value unusable.
 func Query(path, name string) (string, bool) {
-	_, q := cut(path, '?')
-	q, _ = cut(q, '#')
+	_, q, _ := strings.Cut(path, "?")
+	q, _, _ = strings.Cut(q, "#")
 	for len(q) > 0 {
 		var pair string
-		pair, q = cut(q, '&')
-		k, v := cut(pair, '=')
-		key, ok := unescapeQuery(k)
+		pair, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		key, ok := percent.Decode(k, true)
 		if !ok || key != name {
 			continue
 		}
-		return unescapeQuery(v)
+		return percent.Decode(v, true)
 	}
 	return "", false
 }
@@ -74,12 +76,12 @@ func JWTClaim(authorization, name string) (string, bool) {
 	if len(token) > maxJWTBytes {
 		return "", false
 	}
-	_, rest := cut(token, '.')
-	payload, sig := cut(rest, '.')
-	if payload == "" || len(payload) == len(rest) || containsByte(sig, '.') {
+	_, rest, _ := strings.Cut(token, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+	if payload == "" || len(payload) == len(rest) || strings.IndexByte(sig, '.') >= 0 {
 		return "", false
 	}
-	payload = trimPadding(payload)
+	payload = strings.TrimRight(payload, "=")
 	d := decoders.Get().(*jwtDecoder)
 	defer decoders.Put(d)
 	// The decoder only reads its source, so the payload's bytes are passed without a copy.
@@ -107,70 +109,6 @@ func JWTClaim(authorization, name string) (string, bool) {
 		return strconv.FormatBool(false), true
 	}
 	return "", false
-}
-
-func unescapeQuery(v string) (string, bool) {
-	if !containsByte(v, '%') && !containsByte(v, '+') {
-		return v, true
-	}
-	out := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; c {
-		case '+':
-			out = append(out, ' ')
-		case '%':
-			if i+2 >= len(v) {
-				return "", false
-			}
-			hi, ok1 := unhex(v[i+1])
-			lo, ok2 := unhex(v[i+2])
-			if !ok1 || !ok2 {
-				return "", false
-			}
-			out = append(out, hi<<4|lo)
-			i += 2
-		default:
-			out = append(out, c)
-		}
-	}
-	return string(out), true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-func cut(v string, sep byte) (before, after string) {
-	for i := 0; i < len(v); i++ {
-		if v[i] == sep {
-			return v[:i], v[i+1:]
-		}
-	}
-	return v, ""
-}
-
-func containsByte(v string, c byte) bool {
-	for i := 0; i < len(v); i++ {
-		if v[i] == c {
-			return true
-		}
-	}
-	return false
-}
-
-func trimPadding(v string) string {
-	for len(v) > 0 && v[len(v)-1] == '=' {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // equalFold compares ASCII strings case-insensitively (b must be lower case).

@@ -1,6 +1,10 @@
 package tracecontext
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/meshtrace/meshtrace/filter/internal/percent"
+)
 
 // Limits from the W3C Baggage specification: at most 180 list members and 8192 bytes in total.
 const (
@@ -30,7 +34,7 @@ func ParseBaggage(v string) Baggage {
 	}
 	for len(v) > 0 && len(b.Members) < MaxBaggageMembers {
 		var item string
-		item, v = cutByte(v, ',')
+		item, v, _ = strings.Cut(v, ",")
 		if m, ok := parseMember(item); ok {
 			b.Members = append(b.Members, m)
 		}
@@ -116,8 +120,8 @@ func (b *Baggage) encodedLen() int {
 }
 
 func parseMember(item string) (Member, bool) {
-	kv, props := cutByte(item, ';')
-	key, value := cutByte(kv, '=')
+	kv, props, _ := strings.Cut(item, ";")
+	key, value, _ := strings.Cut(kv, "=")
 	if len(key) == len(kv) { // no '='
 		return Member{}, false
 	}
@@ -130,21 +134,11 @@ func parseMember(item string) (Member, bool) {
 			return Member{}, false
 		}
 	}
-	decoded, ok := percentDecode(value)
+	decoded, ok := percent.Decode(value, false)
 	if !ok {
 		return Member{}, false
 	}
 	return Member{Key: key, Value: decoded, Properties: strings.Trim(props, " \t")}, true
-}
-
-// cutByte splits v at the first sep; after is "" when sep is absent.
-func cutByte(v string, sep byte) (before, after string) {
-	for i := 0; i < len(v); i++ {
-		if v[i] == sep {
-			return v[:i], v[i+1:]
-		}
-	}
-	return v, ""
 }
 
 // isToken reports whether v is a non-empty RFC 7230 token.
@@ -183,41 +177,4 @@ func appendPercentEncoded(dst []byte, v string) []byte {
 		dst = append(dst, '%', upper[c>>4], upper[c&0x0f])
 	}
 	return dst
-}
-
-func percentDecode(v string) (string, bool) {
-	n := 0
-	for i := 0; i < len(v); i++ {
-		if v[i] == '%' {
-			n++
-		}
-	}
-	if n == 0 {
-		return v, true
-	}
-	out := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if v[i] != '%' {
-			out = append(out, v[i])
-			continue
-		}
-		if i+2 >= len(v) {
-			return "", false
-		}
-		hi, ok1 := unhex(v[i+1])
-		lo, ok2 := unhex(v[i+2])
-		if !ok1 || !ok2 {
-			return "", false
-		}
-		out = append(out, hi<<4|lo)
-		i += 2
-	}
-	return string(out), true
-}
-
-func unhex(c byte) (byte, bool) {
-	if c >= 'A' && c <= 'F' {
-		return c - 'A' + 10, true
-	}
-	return nibble(c)
 }

@@ -5,6 +5,7 @@ package tracecontext
 
 import (
 	"github.com/meshtrace/meshtrace/filter/span"
+	"strings"
 )
 
 // Header names (lower case, as HTTP/2 and Envoy present them).
@@ -102,17 +103,17 @@ func SanitizeTracestate(v string) string {
 // is only a sampling decision ("0", "1", "d") carries no context and is reported as not ok.
 func ParseB3Single(v string) (SpanContext, bool) {
 	var c SpanContext
-	tid, rest, ok := cut(v)
+	tid, rest, ok := strings.Cut(v, "-")
 	if !ok || !parseB3TraceID(&c.TraceID, tid) {
 		return SpanContext{}, false
 	}
-	sid, rest, more := cut(rest)
+	sid, rest, more := strings.Cut(rest, "-")
 	if len(sid) != 16 || !decodeHex(c.SpanID[:], sid) {
 		return SpanContext{}, false
 	}
 	c.Flags = FlagSampled // B3: absent sampling state defers the decision; the filter records the span
 	if more {
-		sampling, parent, hasParent := cut(rest)
+		sampling, parent, hasParent := strings.Cut(rest, "-")
 		switch sampling {
 		case "1", "d":
 		case "0":
@@ -177,16 +178,6 @@ func parseB3TraceID(dst *span.TraceID, v string) bool {
 		return decodeHex(dst[8:], v)
 	}
 	return false
-}
-
-// cut splits v at the first '-'.
-func cut(v string) (before, after string, found bool) {
-	for i := 0; i < len(v); i++ {
-		if v[i] == '-' {
-			return v[:i], v[i+1:], true
-		}
-	}
-	return v, "", false
 }
 
 const hexDigits = "0123456789abcdef"
