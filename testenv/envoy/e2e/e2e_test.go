@@ -187,15 +187,6 @@ func describe(spans []document.Span) string {
 	return b.String()
 }
 
-// groupByTrace maps trace id -> spans.
-func groupByTrace(spans []document.Span) map[string][]document.Span {
-	traces := make(map[string][]document.Span)
-	for _, s := range spans {
-		traces[s.TraceID] = append(traces[s.TraceID], s)
-	}
-	return traces
-}
-
 // TestEnvoy runs both builds in a gateway + sidecar mesh and checks, in order on one mesh: the traces of a
 // request chain, then how export failures are absorbed (collector erroring, slow, down).
 func TestEnvoy(t *testing.T) {
