@@ -4,9 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -19,7 +17,7 @@ import (
 // serve, every MESHTRACE_* variable they get names a serve flag, and every *_ADDR listens on a declared
 // container port.
 func TestIndexerConfiguration(t *testing.T) {
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "run", "../indexer/cmd/indexer", "serve", "--help")
+	cmd := exec.Command("go", "run", "../indexer/cmd/indexer", "serve", "--help")
 	cmd.Stderr = os.Stderr
 	help, err := cmd.Output()
 	if err != nil {

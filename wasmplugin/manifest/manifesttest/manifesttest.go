@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +38,7 @@ var readCRDs = sync.OnceValues(func() ([][]byte, error) {
 	for _, f := range crdFiles {
 		dir, ok := dirs[f.module]
 		if !ok {
-			cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", f.module)
+			cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", f.module)
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			if err != nil {
