@@ -21,6 +21,9 @@ const (
 	tComma
 )
 
+// punctuation maps the one-byte tokens to their kinds ("=" is the one-byte operator).
+var punctuation = [256]tokenKind{'(': tLParen, ')': tRParen, '[': tLBrack, ']': tRBrack, ',': tComma, '=': tOp}
+
 // token is one lexical unit; pos is the 1-based byte offset of its first character.
 type token struct {
 	kind tokenKind
@@ -75,23 +78,8 @@ func lex(src string) ([]token, error) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
-		case c == '(':
-			toks = append(toks, token{tLParen, "(", pos})
-			i++
-		case c == ')':
-			toks = append(toks, token{tRParen, ")", pos})
-			i++
-		case c == '[':
-			toks = append(toks, token{tLBrack, "[", pos})
-			i++
-		case c == ']':
-			toks = append(toks, token{tRBrack, "]", pos})
-			i++
-		case c == ',':
-			toks = append(toks, token{tComma, ",", pos})
-			i++
-		case c == '=':
-			toks = append(toks, token{tOp, "=", pos})
+		case punctuation[c] != tEOF:
+			toks = append(toks, token{punctuation[c], src[i : i+1], pos})
 			i++
 		case c == '!' || c == '<' || c == '>':
 			if i+1 < len(src) && src[i+1] == '=' {
