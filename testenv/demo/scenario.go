@@ -25,8 +25,8 @@ import (
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
 
-// Customers are the customer ids requests are spread over; "123" is the one the demo asks about.
-var Customers = []string{"123", "456", "789", "1001", "2002"}
+// customers are the customer ids requests are spread over; "123" is the one the demo asks about.
+var customers = []string{"123", "456", "789", "1001", "2002"}
 
 // Config describes one scenario run.
 type Config struct {
@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return res, err
 		}
 		clock.set(start.Add(time.Duration(i) * spacing))
-		req := request{customer: Customers[i%len(Customers)], tenant: []string{"Acme", "Globex"}[i%2]}
+		req := request{customer: customers[i%len(customers)], tenant: []string{"Acme", "Globex"}[i%2]}
 		switch p := rng.Float64(); {
 		case p < 0.06:
 			req.fail = true
