@@ -14,26 +14,37 @@ GO      ?= go
 # ---- pinned toolchain versions ------------------------------------------------
 TINYGO_VERSION := 0.41.1
 ENVOY_VERSION  := 1.40.0
+MEILI_VERSION  := 1.50.0
+MEILI_SHA256   := 05a096406de0cb06919a3f707f1a9d0bdb5bd84b51863190ede300046a92304b
 
 TINYGO := $(TOOLS)/tinygo-$(TINYGO_VERSION)/build/tinygo
 ENVOY  := $(TOOLS)/envoy-$(ENVOY_VERSION)/bin/envoy
+MEILI  := $(TOOLS)/meilisearch-$(MEILI_VERSION)/meilisearch
 
 export MESHTRACE_FILTER_WASM    := $(BUILD)/filter.wasm
 export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
+export MESHTRACE_MEILI_BIN      := $(MEILI)
 
-.PHONY: all tools filter indexer wasmplugin test bench bench-envoy demo fuzz lint test-meili clean deploy-render
+.PHONY: all tools filter indexer wasmplugin test bench bench-envoy demo fuzz lint test-meili meilisearch clean deploy-render
 
 all: filter indexer wasmplugin
 
 # ---- tools ----------------------------------------------------------------------
-tools: $(TINYGO) $(ENVOY) /usr/bin/chromium
+tools: $(TINYGO) $(ENVOY) meilisearch /usr/bin/chromium
 
 $(TINYGO):
 	@scripts/install-tinygo.sh $(TINYGO_VERSION) $(TOOLS)/tinygo-$(TINYGO_VERSION)
 
 $(ENVOY):
 	@scripts/install-envoy.sh $(ENVOY_VERSION) $(TOOLS)/envoy-$(ENVOY_VERSION)
+
+# Meilisearch server for tests and benchmarks (testenv/meilisearch): no registry packages it, so it is copied,
+# checksum- and version-checked, from $(MEILI_BIN) if set, else from ../shared/tools.
+# The script checks the installed copy's checksum on every run (a fraction of a second).
+meilisearch:
+	@scripts/install-meilisearch.sh $(MEILI_VERSION) $(MEILI_SHA256) $(MEILI) \
+		$(abspath $(ROOT)/../shared/tools/meilisearch-$(MEILI_VERSION)/meilisearch)
 
 # Headless browser for the web page test (Debian package).
 /usr/bin/chromium:
