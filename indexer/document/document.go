@@ -6,6 +6,13 @@
 // times and durations are integer microseconds, and every document id matches [A-Za-z0-9_-]{1,511}.
 package document
 
+import (
+	"encoding/json"
+	"fmt"
+	"iter"
+	"slices"
+)
+
 // Span is the search document of one span.
 type Span struct {
 	ID            string         `json:"id"` // "<trace_id>-<span_id>", lower-case hex
@@ -26,6 +33,28 @@ type Span struct {
 	Scope         string         `json:"scope,omitempty"`    // instrumentation scope name
 	Events        []Event        `json:"events,omitempty"`
 	Links         []Link         `json:"links,omitempty"`
+	// Overflow holds the attributes that were not indexed because the index reached its cap on distinct
+	// attribute keys (package fieldcap), as the text of one JSON object keyed by where each attribute came from:
+	// {"attr.k":"v","resource.x":1,"events[2].attr.y":true,"links[0].attr.z":"w"}. It is empty when nothing
+	// overflowed. Stores keep it and return it with the document but never index it (it is not searchable,
+	// filterable or sortable), so it adds one field name to an index however many keys it holds.
+	Overflow string `json:"overflow,omitempty"`
+}
+
+// OverflowField is the JSON name of Span.Overflow.
+const OverflowField = "overflow"
+
+// OverflowAttributes decodes Overflow (nil when it is empty). Numbers decode as float64, as with every other
+// attribute value read back from a store.
+func (s *Span) OverflowAttributes() (map[string]any, error) {
+	if s.Overflow == "" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s.Overflow), &m); err != nil {
+		return nil, fmt.Errorf("document: span %s: overflow: %w", s.ID, err)
+	}
+	return m, nil
 }
 
 // Event is a span event.
@@ -56,4 +85,92 @@ type Trace struct {
 	ErrorCount  int                 `json:"error_count"`
 	Services    []string            `json:"services"`       // sorted, distinct
 	Keys        map[string][]string `json:"keys,omitempty"` // business keys seen on any span: key -> sorted distinct values
+}
+
+// Attribute map paths: where span documents hold attributes. Each attribute key k of such a map becomes the
+// field "<path>.<k>" of the index (both stores flatten nested objects to dotted names, arrays of events and
+// links included), so the number of distinct keys across spans is the number of fields an index grows to.
+const (
+	AttrPath         = "attr"
+	ResourcePath     = "resource"
+	EventAttrPath    = "events.attr"
+	LinkAttrPath     = "links.attr"
+	attributePathSep = "."
+)
+
+// AttributePaths lists the attribute map paths.
+var AttributePaths = []string{AttrPath, ResourcePath, EventAttrPath, LinkAttrPath}
+
+// AttributeFieldNames returns the names of the index fields that attribute key with value v of the map at
+// path creates: "<path>.<key>", plus "<path>.<key>.<sub>" for every key of an object inside an array value
+// (recursively: key-value lists inside arrays are the only nested objects OTLP attributes flatten to).
+// The result is sorted and distinct.
+func AttributeFieldNames(path, key string, v any) []string {
+	name := path + attributePathSep + key
+	if _, isList := v.([]any); !isList {
+		return []string{name}
+	}
+	seen := map[string]bool{name: true}
+	collectNested(seen, name, v)
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func collectNested(seen map[string]bool, name string, v any) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			collectNested(seen, name, e)
+		}
+	case map[string]any:
+		for k, e := range x {
+			sub := name + attributePathSep + k
+			seen[sub] = true
+			collectNested(seen, sub, e)
+		}
+	}
+}
+
+// AttributeFields yields the names of the index fields the span's attributes create (see
+// AttributeFieldNames), in no particular order and possibly repeated.
+func (s *Span) AttributeFields() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		each := func(path string, m map[string]any) bool {
+			for k, v := range m {
+				for _, n := range AttributeFieldNames(path, k, v) {
+					if !yield(n) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		if !each(AttrPath, s.Attr) || !each(ResourcePath, s.Resource) {
+			return
+		}
+		for i := range s.Events {
+			if !each(EventAttrPath, s.Events[i].Attr) {
+				return
+			}
+		}
+		for i := range s.Links {
+			if !each(LinkAttrPath, s.Links[i].Attr) {
+				return
+			}
+		}
+	}
+}
+
+// IsAttributeField reports whether an index field name lies under one of the attribute map paths.
+func IsAttributeField(name string) bool {
+	for _, p := range AttributePaths {
+		if len(name) > len(p)+1 && name[:len(p)] == p && name[len(p)] == '.' {
+			return true
+		}
+	}
+	return false
 }
