@@ -26,6 +26,12 @@ type Store interface {
 	Search(ctx context.Context, r Request) (Result, error)
 	// DeleteBefore removes span and trace documents that started before t (retention).
 	DeleteBefore(ctx context.Context, t time.Time) error
+	// Fields returns the names of the fields the span index has created so far, in no particular order:
+	// dotted document paths such as "name", "attr.http.method" or "events.attr.exception.type" (internal
+	// fields of the engine are left out). Both engines keep every field name forever and fail past 65,535 of
+	// them, so the indexer primes its cap on attribute keys (package fieldcap) with this list at startup.
+	// Names of deleted documents may still be listed.
+	Fields(ctx context.Context) ([]string, error)
 	// Close flushes and releases the store.
 	Close() error
 }

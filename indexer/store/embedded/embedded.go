@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/mapping"
@@ -153,6 +154,25 @@ func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, 
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Fields implements store.Store with the field names of the span index (bleve's Index.Fields), leaving out
+// the internal fields (_source, _fields, _text). The names persist with the index, so they survive reopening.
+func (s *Store) Fields(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	all, err := s.spans.b.Fields()
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: fields: %w", err)
+	}
+	out := make([]string, 0, len(all))
+	for _, f := range all {
+		if !strings.HasPrefix(f, "_") {
+			out = append(out, f)
+		}
 	}
 	return out, nil
 }

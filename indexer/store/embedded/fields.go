@@ -13,6 +13,8 @@ import (
 	"github.com/blevesearch/bleve/v2/analysis/tokenizer/single"
 	bdoc "github.com/blevesearch/bleve/v2/document"
 	index "github.com/blevesearch/bleve_index_api"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
 )
 
 // Internal bleve field names; document paths never start with "_".
@@ -104,6 +106,9 @@ func buildDocument(id string, source []byte, searchable, sortable map[string]boo
 	}
 	b := &builder{doc: bdoc.NewDocument(id), searchable: searchable, sortable: sortable, seen: map[string]bool{}}
 	for k, v := range m {
+		if k == document.OverflowField {
+			continue // stored in the source only: never indexed, so its keys add no field
+		}
 		b.walk(k, v, searchable[k])
 	}
 	b.doc.AddField(bdoc.NewTextFieldCustom(fieldsField, nil, b.paths, index.IndexField, listAnalyzer))

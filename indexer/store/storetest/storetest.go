@@ -188,6 +188,69 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		runCase(t, s, &updated, Case{Query: "trace.span_count=99 trace.services=late-service", Want: []string{"t1"}})
 		runCase(t, s, &updated, Case{Query: "trace.root_service=gateway since=1h", Want: []string{"t1", "t2", "t3", "t4"}})
 	})
+	t.Run("Overflow", func(t *testing.T) {
+		s := load(t)
+		sp := overflowSpan(f)
+		if err := s.Write(ctx, []document.Span{sp}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name   string
+			filter query.Expr
+			text   []string
+			want   int
+		}{
+			{"by id", &query.Compare{Field: "id", Op: query.Eq, Value: query.Value{Str: sp.ID}}, nil, 1},
+			{"by an indexed attribute", &query.Compare{Field: "attr.visible", Op: query.Eq, Value: query.Value{Str: "YES"}}, nil, 1},
+			{"by an overflowed key", &query.Compare{Field: "attr.hidden", Op: query.Eq, Value: query.Value{Str: "secret"}}, nil, 0},
+			{"overflowed key exists", &query.Exists{Field: "attr.hidden"}, nil, 0},
+			{"overflowed resource key", &query.Compare{Field: "resource.rk", Op: query.Eq, Value: query.Value{Str: "1", Num: 1, IsNum: true}}, nil, 0},
+			{"free text in the overflow", nil, []string{"secret"}, 0},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				res, err := s.Search(ctx, store.Request{Index: store.Spans, Filter: c.filter, Text: c.text})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Total != c.want || len(res.Spans) != c.want {
+					t.Fatalf("Total %d, %d hits; want %d", res.Total, len(res.Spans), c.want)
+				}
+				if c.want == 1 {
+					if got := res.Spans[0]; got.Overflow != sp.Overflow || !sameJSON(got, sp) {
+						t.Errorf("hit differs from the document written:\n got %+v\nwant %+v", got, sp)
+					}
+				}
+			})
+		}
+	})
+	t.Run("Fields", func(t *testing.T) {
+		s := load(t)
+		sp := overflowSpan(f)
+		if err := s.Write(ctx, []document.Span{sp}, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Fields(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"name", "trace_id", "attr.visible", "attr.tags", "events.attr.exception.type",
+			"links.attr.link.kind", "resource.k8s.namespace.name"}
+		for i := range f.Spans {
+			for n := range f.Spans[i].AttributeFields() {
+				want = append(want, n)
+			}
+		}
+		for _, n := range want {
+			if !slices.Contains(got, n) {
+				t.Errorf("Fields lacks %q: %v", n, sorted(got))
+			}
+		}
+		for _, n := range got {
+			if n == "attr.hidden" || n == "resource.rk" || strings.HasPrefix(n, "_") {
+				t.Errorf("Fields lists %q, which no document indexes", n)
+			}
+		}
+	})
 	t.Run("DeleteBefore", func(t *testing.T) {
 		s := load(t)
 		if err := s.DeleteBefore(ctx, Now.Add(-time.Hour)); err != nil {
@@ -268,4 +331,17 @@ func sameJSON(a, b any) bool {
 	ja, errA := json.Marshal(a)
 	jb, errB := json.Marshal(b)
 	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+// overflowSpan is a span with attributes of every kind, and two that overflowed the cap on attribute keys.
+func overflowSpan(f *Fixture) document.Span {
+	sp := f.Spans[0]
+	sp.SpanID = "00000000000000ff"
+	sp.ID = sp.TraceID + "-" + sp.SpanID
+	sp.Attr = map[string]any{"visible": "yes", "tags": []any{"a", "b"}}
+	sp.Resource = map[string]any{"service.name": sp.Service, "k8s.namespace.name": "shop"}
+	sp.Events = []document.Event{{Name: "exception", Time: sp.Start, Attr: map[string]any{"exception.type": "EOF"}}}
+	sp.Links = []document.Link{{TraceID: TraceID(2), SpanID: "0000000000000001", Attr: map[string]any{"link.kind": "follows"}}}
+	sp.Overflow = `{"attr.hidden":"secret","resource.rk":1}`
+	return sp
 }
