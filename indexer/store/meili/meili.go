@@ -3,7 +3,8 @@
 // Open creates two indexes (spans and traces, primary key "id") and applies their settings -- filterable,
 // sortable and searchable attributes, ranking rules that put the sort first, typo tolerance off on ids,
 // maxTotalHits -- waiting for those tasks before any document is written, since changing filterable or
-// sortable attributes later re-indexes everything.
+// sortable attributes later re-indexes everything. A third index, "fields", records the attribute field
+// names of the span index (see Store.Fields).
 //
 // Writes are grouped into large batches per index: a batch is sent when the previous batch's task has
 // finished, carrying every document that arrived meanwhile (up to MaxBatchDocs documents or MaxBatchBytes of
@@ -86,6 +87,7 @@ type Store struct {
 	client meilisearch.ServiceManager
 	spans  *batcher
 	traces *batcher
+	fields *fieldRegistry
 	log    *slog.Logger
 
 	stop     chan struct{}
@@ -114,9 +116,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stop:   make(chan struct{}),
 	}
 	for _, sc := range []schema{spanSchema(cfg.MaxTotalHits), traceSchema(cfg.MaxTotalHits)} {
-		if err := s.setup(ctx, sc); err != nil {
+		if err := s.setup(ctx, s.uid(sc.index), sc.settings); err != nil {
 			return nil, err
 		}
+	}
+	s.fields = &fieldRegistry{uid: cfg.IndexPrefix + fieldsIndex, known: map[string]bool{}}
+	if err := s.setup(ctx, s.fields.uid, fieldsSchema()); err != nil {
+		return nil, err
 	}
 	if cfg.Retention > 0 {
 		if err := s.DeleteBefore(ctx, time.Now().Add(-cfg.Retention)); err != nil {
@@ -143,6 +149,9 @@ func (s *Store) Write(ctx context.Context, spans []document.Span, traces []docum
 	}
 	tb, err := encodeTraces(traces)
 	if err != nil {
+		return err
+	}
+	if err := s.recordFields(ctx, spans); err != nil {
 		return err
 	}
 	var waits []*batch

@@ -42,7 +42,7 @@ func testConfig(t *testing.T, url, key string) Config {
 	prefix := "meshtrace-test-" + hex.EncodeToString(b[:]) + "-"
 	t.Cleanup(func() {
 		c := meilisearch.New(url, meilisearch.WithAPIKey(key))
-		for _, ix := range []string{"spans", "traces"} {
+		for _, ix := range []string{"spans", "traces", fieldsIndex} {
 			_, _ = c.DeleteIndex(prefix + ix)
 		}
 	})

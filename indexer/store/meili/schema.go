@@ -69,10 +69,9 @@ func settingsFor(fields map[string]query.Kind, mapFields, searchable, ids []stri
 	}
 }
 
-// setup creates the index with primary key "id" (an existing index is kept), checks its primary key, and
-// applies the settings, waiting for every task.
-func (s *Store) setup(ctx context.Context, sc schema) error {
-	uid := s.uid(sc.index)
+// setup creates the index uid with primary key "id" (an existing index is kept), checks its primary key,
+// and applies the settings, waiting for every task.
+func (s *Store) setup(ctx context.Context, uid string, settings *meilisearch.Settings) error {
 	task, err := retry(ctx, s, "create index "+uid, func() (*meilisearch.TaskInfo, error) {
 		return s.client.CreateIndexWithContext(ctx, &meilisearch.IndexConfig{Uid: uid, PrimaryKey: primaryKey})
 	})
@@ -96,7 +95,7 @@ func (s *Store) setup(ctx context.Context, sc schema) error {
 			uid, info.PrimaryKey, primaryKey)
 	}
 	task, err = retry(ctx, s, "update settings of "+uid, func() (*meilisearch.TaskInfo, error) {
-		return s.client.Index(uid).UpdateSettingsWithContext(ctx, sc.settings)
+		return s.client.Index(uid).UpdateSettingsWithContext(ctx, settings)
 	})
 	if err != nil {
 		return err

@@ -11,7 +11,8 @@
 //
 // Routes: GET /health; POST /indexes; GET and DELETE /indexes/{uid}; GET and PATCH /indexes/{uid}/settings;
 // POST /indexes/{uid}/documents (JSON array or object, or NDJSON); POST /indexes/{uid}/documents/fetch;
-// POST /indexes/{uid}/documents/delete (by filter); POST /indexes/{uid}/search; GET /tasks/{uid}.
+// POST /indexes/{uid}/documents/delete (by filter); POST /indexes/{uid}/search; GET /indexes/{uid}/stats;
+// GET /tasks/{uid}.
 //
 // Known simplifications, all on the side of being stricter or simpler than Meilisearch: free-text search
 // matches whole words and quoted phrases exactly (no typo tolerance, no prefix search), supports only the
@@ -220,6 +221,8 @@ func (s *Server) routeIndex(w http.ResponseWriter, r *http.Request, uid, rest st
 		return s.deleteByFilter(w, r, uid)
 	case rest == "search" && r.Method == http.MethodPost:
 		return s.search(w, r, uid)
+	case rest == "stats" && r.Method == http.MethodGet:
+		return s.getStats(w, r, uid)
 	}
 	return notFound(r)
 }
@@ -383,6 +386,49 @@ func (s *Server) deleteIndex(w http.ResponseWriter, r *http.Request, uid string)
 		delete(s.indexes, uid)
 		return nil
 	})
+}
+
+// getStats handles GET /indexes/{uid}/stats. As in Meilisearch, fieldDistribution counts the documents holding
+// each top-level field only: the dotted names of nested fields are not listed (meilisearch/meilisearch#5717).
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request, uid string) error {
+	if r.ContentLength > 0 {
+		return errorf(http.StatusBadRequest, "bad_request", "meilitest: %s %s takes no body", r.Method, r.URL.Path)
+	}
+	for k := range r.URL.Query() {
+		return errorf(http.StatusBadRequest, "bad_request", "Unknown parameter `%s`", k)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ix, err := s.index(uid)
+	if err != nil {
+		return err
+	}
+	dist := map[string]int{}
+	size := 0
+	for _, d := range ix.docs {
+		for k := range d.obj {
+			dist[k]++
+		}
+		b, _ := json.Marshal(d.obj)
+		size += len(b)
+	}
+	avg := 0
+	if len(ix.docs) > 0 {
+		avg = size / len(ix.docs)
+	}
+	indexing := false
+	for _, t := range s.tasks {
+		if t.IndexUID == uid && (t.Status == "enqueued" || t.Status == "processing") {
+			indexing = true
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"numberOfDocuments": len(ix.docs), "rawDocumentDbSize": size, "avgDocumentSize": avg,
+		"isIndexing": indexing, "numberOfEmbeddings": 0, "numberOfEmbeddedDocuments": 0,
+		"fieldDistribution": dist,
+	})
+	return nil
 }
 
 func listen(addr string) (net.Listener, error) {
