@@ -26,7 +26,7 @@ export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
 export MESHTRACE_MEILI_BIN      := $(MEILI)
 
-.PHONY: all tools filter indexer wasmplugin test bench bench-envoy demo fuzz lint test-meili meilisearch clean deploy-render
+.PHONY: all tools filter indexer wasmplugin test bench bench-envoy bench-ingest demo fuzz lint test-meili meilisearch clean deploy-render
 
 all: filter indexer wasmplugin
 
@@ -109,6 +109,12 @@ bench: filter
 # make bench-envoy BENCH_ENVOY_FLAGS='-requests 200000'
 bench-envoy: tools filter
 	$(GO) run ./testenv/envoy/cmd/bench-envoy $(BENCH_ENVOY_FLAGS)
+
+# OTLP ingest throughput of `bin/indexer serve` on the embedded store and on a real Meilisearch: acked spans/s,
+# ack latency, index lag, CPU per span, peak RSS (flags: go run ./testenv/cmd/bench-ingest -h), e.g.
+# make bench-ingest BENCH_INGEST_FLAGS='-stores meili -spans 200000 -rate 3000'
+bench-ingest: indexer meilisearch
+	$(GO) run ./testenv/cmd/bench-ingest -indexer $(BIN)/indexer $(BENCH_INGEST_FLAGS)
 
 # The Meilisearch store's tests with the conformance suite against a real server (CI uses the in-process
 # stand-in): make test-meili MEILI_URL=http://localhost:7700 MEILI_MASTER_KEY=...

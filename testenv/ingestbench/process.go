@@ -1,0 +1,203 @@
+package ingestbench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat (100 on every Linux architecture
+// Go supports).
+const clockTicks = 100
+
+// cpuTime returns the user plus system CPU time the process has used, from /proc/<pid>/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is parenthesised and may hold spaces; fields from 3 on follow the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// peakRSS returns the process's peak resident set size in bytes (VmHWM in /proc/<pid>/status).
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("/proc/%d/status: VmHWM:%s", pid, strings.TrimSpace(rest))
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+// indexer is a running `indexer serve` child process.
+type indexer struct {
+	cmd      *exec.Cmd
+	otlpURL  string // http://127.0.0.1:PORT/v1/traces
+	apiURL   string // http://127.0.0.1:PORT
+	logPath  string
+	done     chan struct{}
+	waitErr  error
+	readyErr error
+}
+
+// startIndexer runs `bin serve` on loopback ports chosen by the kernel (read back from its "indexer serving"
+// log line) with its log in dir/indexer.log, and returns once it listens. args are added to the command line.
+func startIndexer(ctx context.Context, bin, dir string, args []string, timeout time.Duration) (*indexer, error) {
+	logPath := filepath.Join(dir, "indexer.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{"serve",
+		"--otlp-http-addr", "127.0.0.1:0",
+		"--otlp-grpc-addr", "127.0.0.1:0",
+		"--api-addr", "127.0.0.1:0",
+		"--log-format", "json",
+	}, args...)
+	cmd := exec.Command(bin, argv...)
+	cmd.Dir = dir
+	cmd.Env = indexerEnv()
+	cmd.Stdout = logFile
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the benchmark
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	ix := &indexer{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	ready := make(chan struct{})
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		defer logFile.Close()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		seen := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = logFile.Write(append(line, '\n'))
+			if !seen {
+				if otlp, api, ok := servingLine(line); ok {
+					seen = true
+					ix.otlpURL, ix.apiURL = "http://"+otlp+"/v1/traces", "http://"+api
+					close(ready)
+				}
+			}
+		}
+		_, _ = io.Copy(logFile, stderr)
+	}()
+	go func() {
+		<-copied // Wait closes the pipe: read it to the end first
+		ix.waitErr = cmd.Wait()
+		close(ix.done)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case <-ready:
+		return ix, nil
+	case <-ix.done:
+		return nil, fmt.Errorf("indexer exited during startup: %v\n--- %s (tail) ---\n%s", ix.waitErr, logPath, tail(logPath, 20))
+	case <-ctx.Done():
+		ix.stop(5 * time.Second)
+		return nil, fmt.Errorf("indexer not listening after %v: %w\n--- %s (tail) ---\n%s", timeout, ctx.Err(), logPath, tail(logPath, 20))
+	}
+}
+
+// servingLine parses the JSON log line `indexer serve` writes once every listener is bound.
+func servingLine(line []byte) (otlpHTTP, api string, ok bool) {
+	if !bytes.Contains(line, []byte(`"indexer serving"`)) {
+		return "", "", false
+	}
+	var l struct {
+		Msg      string `json:"msg"`
+		OTLPHTTP string `json:"otlp_http"`
+		API      string `json:"api"`
+	}
+	if json.Unmarshal(line, &l) != nil || l.Msg != "indexer serving" || l.OTLPHTTP == "" || l.API == "" {
+		return "", "", false
+	}
+	return l.OTLPHTTP, l.API, true
+}
+
+// indexerEnv is the environment without MESHTRACE_* variables, which `indexer serve` would read as flags.
+func indexerEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MESHTRACE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (ix *indexer) pid() int { return ix.cmd.Process.Pid }
+
+// stop sends SIGTERM (the indexer writes what it accepted and exits) and kills the process after timeout.
+func (ix *indexer) stop(timeout time.Duration) error {
+	select {
+	case <-ix.done:
+		return ix.waitErr
+	default:
+	}
+	_ = ix.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-ix.done:
+		return ix.waitErr
+	case <-time.After(timeout):
+		_ = ix.cmd.Process.Kill()
+		<-ix.done
+		return fmt.Errorf("indexer ignored SIGTERM for %v; killed", timeout)
+	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
