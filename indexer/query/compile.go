@@ -29,7 +29,8 @@ type Sort struct {
 }
 
 // Compile parses src and resolves it against the document schema. Relative times (since=1h) count back
-// from now.
+// from now. Queries past the limits (MaxQueryBytes, MaxTerms, MaxDepth, MaxSortKeys) are refused with an
+// *Error, as are repeated sort keys.
 func Compile(src string, now time.Time) (*Query, error) {
 	e, err := Parse(src)
 	if err != nil {
@@ -38,7 +39,8 @@ func Compile(src string, now time.Time) (*Query, error) {
 	return CompileExpr(e, now)
 }
 
-// CompileExpr resolves a parsed expression; see Compile.
+// CompileExpr resolves a parsed expression; see Compile. It checks the sort keys (MaxSortKeys, no field
+// twice); the other limits are the parser's.
 func CompileExpr(e Expr, now time.Time) (*Query, error) {
 	c := &compiler{now: now}
 	q := &Query{}
@@ -88,6 +90,13 @@ func conj(terms []Expr) Expr {
 type compiler struct {
 	now      time.Time
 	windowAt int
+	sortAt   map[sortField]int // position of each sort key so far
+}
+
+// sortField identifies a sort key's field, whichever direction it sorts.
+type sortField struct {
+	path  string
+	scope Scope
 }
 
 // special handles top-level terms that are not filters: free text, since/until/between and sort.
@@ -112,10 +121,21 @@ func (c *compiler) special(q *Query, t Expr) (bool, error) {
 	v := cmp.Value
 	switch name {
 	case "sort":
+		if len(q.Sort) == MaxSortKeys {
+			return true, errorf(cmp.At, "too many sort keys: the limit is %d", MaxSortKeys)
+		}
 		s, err := sortKey(v)
 		if err != nil {
 			return true, err
 		}
+		k := sortField{s.Field.Path, s.Field.Scope}
+		if at, ok := c.sortAt[k]; ok {
+			return true, errorf(v.At, "sort key %q repeats the sort key at position %d: sort by each field once", v.Str, at)
+		}
+		if c.sortAt == nil {
+			c.sortAt = map[sortField]int{}
+		}
+		c.sortAt[k] = v.At
 		q.Sort = append(q.Sort, s)
 		return true, nil
 	case "between":

@@ -6,7 +6,8 @@ import (
 )
 
 // Parse parses a query into its syntax tree, with field names as written. An empty query yields a nil Expr
-// (match everything). Errors are *Error values naming the position and what was expected.
+// (match everything). Errors are *Error values naming the position and what was expected. Queries longer
+// than MaxQueryBytes, with more than MaxTerms terms or nested deeper than MaxDepth are refused.
 //
 // Grammar (keywords are case-insensitive; juxtaposition means AND):
 //
@@ -22,6 +23,9 @@ import (
 //	value   = word | string
 //	field   = word matching [A-Za-z_][A-Za-z0-9_.\-]*
 func Parse(src string) (Expr, error) {
+	if len(src) > MaxQueryBytes {
+		return nil, errorf(MaxQueryBytes+1, "query is %d bytes long: the limit is %d bytes", len(src), MaxQueryBytes)
+	}
 	toks, err := lex(src)
 	if err != nil {
 		return nil, err
@@ -43,13 +47,20 @@ func Parse(src string) (Expr, error) {
 	return e, nil
 }
 
-// maxDepth bounds nesting so hostile input cannot exhaust the stack.
-const maxDepth = 100
-
 type parser struct {
 	toks  []token
 	i     int
-	depth int
+	depth int // of unary: parentheses and NOT around the current term
+	terms int // terms read so far (see MaxTerms)
+}
+
+// counted adds n terms, the first of them at pos, and refuses the query past MaxTerms.
+func (p *parser) counted(pos, n int) error {
+	p.terms += n
+	if p.terms > MaxTerms {
+		return errorf(pos, "query has too many terms: the limit is %d (each condition, IN value, free-text word or phrase and setting counts one)", MaxTerms)
+	}
+	return nil
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -130,11 +141,14 @@ func (p *parser) and() (Expr, error) {
 }
 
 func (p *parser) unary() (Expr, error) {
-	p.depth++
-	defer func() { p.depth-- }()
 	t := p.peek()
-	if p.depth > maxDepth {
-		return nil, errorf(t.pos, "query nested more than %d levels deep", maxDepth)
+	if isKeyword(t, "NOT") || t.kind == tLParen {
+		// Every recursion passes here, so the depth bounds the stack.
+		if p.depth == MaxDepth {
+			return nil, errorf(t.pos, "query nested too deeply: the limit is %d levels of parentheses and NOT", MaxDepth)
+		}
+		p.depth++
+		defer func() { p.depth-- }()
 	}
 	switch {
 	case isKeyword(t, "NOT"):
@@ -160,6 +174,9 @@ func (p *parser) unary() (Expr, error) {
 		return x, nil
 	case t.kind == tString:
 		p.next()
+		if err := p.counted(t.pos, 1); err != nil {
+			return nil, err
+		}
 		return &Text{Phrase: t.text, At: t.pos}, nil
 	case t.kind == tWord && keyword(t.text) == "":
 		return p.term()
@@ -181,6 +198,9 @@ func (p *parser) term() (Expr, error) {
 	}
 	isCond := nt.kind == tOp || isKeyword(nt, "IN") || isKeyword(nt, "EXISTS")
 	if !isCond {
+		if err := p.counted(w.pos, 1); err != nil {
+			return nil, err
+		}
 		return &Text{Phrase: w.text, At: w.pos}, nil
 	}
 	if !fieldRE.MatchString(w.text) {
@@ -194,9 +214,15 @@ func (p *parser) term() (Expr, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := p.counted(w.pos, 1); err != nil {
+			return nil, err
+		}
 		e = &Compare{Field: w.text, Op: opOf(nt.text), Value: v, At: w.pos}
 	case isKeyword(nt, "EXISTS"):
 		p.next()
+		if err := p.counted(w.pos, 1); err != nil {
+			return nil, err
+		}
 		e = &Exists{Field: w.text, At: w.pos}
 	default: // IN
 		p.next()
@@ -279,6 +305,9 @@ func (p *parser) list() ([]Value, error) {
 	for {
 		v, err := p.value("in the IN list")
 		if err != nil {
+			return nil, err
+		}
+		if err := p.counted(v.At, 1); err != nil {
 			return nil, err
 		}
 		vals = append(vals, v)

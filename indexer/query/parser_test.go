@@ -75,7 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"()", 2, `expected a condition or free text inside "()"`},
 		{"a=OR", 3, "expected a value"},
 		{"= 3", 1, "expected a condition"},
-		{strings.Repeat("(", 200) + "a", 101, "nested more than"},
+		{strings.Repeat("(", 200) + "a", 33, "nested too deeply: the limit is 32 levels"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.src)
