@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
@@ -118,10 +119,14 @@ func and(terms ...query.Expr) query.Expr {
 	return &query.And{Terms: out}
 }
 
-// sortFor maps the query's sort keys to the target index: start, end and duration exist in both.
+// sortFor maps the query's sort keys to the target index: start, end and duration exist in both. A key on
+// a field already sorted by is dropped: it cannot change the order (hits it would order are already equal
+// on that field), and stores pay for every key on every hit (bleve's cost per hit grows with the square of
+// the keys), so repeats, which query.Compile refuses but a mapped span key can produce (sort=start
+// sort=trace.start on traces), never reach the store.
 func sortFor(q *query.Query) ([]query.Sort, error) {
-	out := make([]query.Sort, len(q.Sort))
-	for i, s := range q.Sort {
+	out := make([]query.Sort, 0, len(q.Sort))
+	for _, s := range q.Sort {
 		if s.Field.Scope != q.Target {
 			_, both := query.TraceFields[s.Field.Path]
 			if q.Target != query.TraceScope || s.Field.Scope != query.SpanScope || !both {
@@ -129,7 +134,9 @@ func sortFor(q *query.Query) ([]query.Sort, error) {
 			}
 			s.Field.Scope = q.Target
 		}
-		out[i] = s
+		if !slices.ContainsFunc(out, func(o query.Sort) bool { return o.Field.Path == s.Field.Path }) {
+			out = append(out, s)
+		}
 	}
 	return out, nil
 }

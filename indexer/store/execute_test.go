@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,3 +100,45 @@ func TestExecuteSortOutOfScope(t *testing.T) {
 }
 
 func itoa(n int64) string { return micros(n).Str }
+
+func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
+	span := func(path string, desc bool) query.Sort {
+		return query.Sort{Field: query.Field{Path: path, Scope: query.SpanScope, Kind: query.KindTime}, Desc: desc}
+	}
+	tests := []struct {
+		name   string
+		src    string       // compiled, then sort replaced by keys when set
+		keys   []query.Sort // built directly: Compile refuses repeats
+		target query.Scope
+		want   string
+	}{
+		{name: "distinct keys kept in order", src: "sort=-duration sort=start", want: "-duration start"},
+		{name: "span and trace start on traces", src: "trace.span_count>1 sort=start sort=-trace.start", target: query.TraceScope, want: "start"},
+		{name: "repeats built directly", src: "service=a", keys: []query.Sort{span("start", true), span("end", false), span("start", false), span("end", true), span("duration", false)},
+			want: "-start end duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := compile(t, tt.src)
+			if tt.keys != nil {
+				q.Sort = tt.keys
+			}
+			q.Target = tt.target
+			r := &recorder{answers: []Result{{Traces: []document.Trace{{TraceID: "a"}}}, {}}}
+			if _, err := Execute(context.Background(), r, q, Page{}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range r.reqs[len(r.reqs)-1].Sort {
+				k := s.Field.Path
+				if s.Desc {
+					k = "-" + k
+				}
+				got = append(got, k)
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Errorf("sort = %q, want %q", g, tt.want)
+			}
+		})
+	}
+}
