@@ -50,7 +50,10 @@ func validSpan() *tracepb.Span {
 }
 
 func TestSpansDocument(t *testing.T) {
-	got, rej := Spans(nil, resourceSpans(validSpan()))
+	got, rej, err := Spans(nil, resourceSpans(validSpan()), DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rej.Count != 0 {
 		t.Fatalf("rejected: %s", rej.Summary())
 	}
@@ -78,7 +81,7 @@ func TestSpansDefaults(t *testing.T) {
 	sp.ParentSpanId = make([]byte, 8) // all-zero parent: a root, as some SDKs send it
 	sp.Kind = tracepb.Span_SpanKind(42)
 	sp.Status = nil
-	got, rej := Spans(nil, []*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{sp}}}}})
+	got, rej, _ := Spans(nil, []*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{sp}}}}}, DefaultLimits)
 	if rej.Count != 0 || len(got) != 1 {
 		t.Fatalf("got %d docs, rejected %s", len(got), rej.Summary())
 	}
@@ -109,7 +112,7 @@ func TestSpansRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := validSpan()
 			tt.change(bad)
-			got, rej := Spans(nil, resourceSpans(validSpan(), bad, validSpan()))
+			got, rej, _ := Spans(nil, resourceSpans(validSpan(), bad, validSpan()), DefaultLimits)
 			if len(got) != 2 || rej.Count != 1 {
 				t.Fatalf("got %d documents, %d rejected; want 2 and 1", len(got), rej.Count)
 			}
@@ -124,7 +127,7 @@ func TestSpansRejects(t *testing.T) {
 func TestRejectedSummaryCountsAll(t *testing.T) {
 	bad := validSpan()
 	bad.SpanId = nil
-	_, rej := Spans(nil, resourceSpans(bad, validSpan(), bad))
+	_, rej, _ := Spans(nil, resourceSpans(bad, validSpan(), bad), DefaultLimits)
 	if !strings.HasPrefix(rej.Summary(), "2 spans rejected; first: resourceSpans[0].scopeSpans[0].spans[0]: span_id") {
 		t.Fatalf("summary %q", rej.Summary())
 	}

@@ -17,25 +17,48 @@ import (
 // merge rules included); FuzzFromProtobuf checks that against the generated code. It allocates a fraction of
 // what the message tree needs: no wrapper per attribute value, names and keys interned per request.
 //
-// The error is for malformed protobuf (or invalid UTF-8 in a string it reads); fields it does not need are
-// skipped without validation.
-func FromProtobuf(dst []document.Span, b []byte) ([]document.Span, Rejected, error) {
-	d := wireDecoder{intern: map[string]string{}}
+// It refuses a request exceeding lim with the *LimitError Spans would return for it, checked before building
+// what the limit bounds: an oversized key or value is refused without being copied, and no slice or map is
+// sized from a count the input claims. Spans are counted first, in a pass that allocates nothing.
+//
+// Any other error is for malformed protobuf (or invalid UTF-8 in a string it reads); fields it does not need are
+// skipped without validation. On an error, dst is returned as it was passed.
+func FromProtobuf(dst []document.Span, b []byte, lim Limits) ([]document.Span, Rejected, error) {
+	d := wireDecoder{c: checker{lim: lim.resolve()}, intern: map[string]string{}}
+	n, err := countSpans(b)
+	if err != nil {
+		return dst, Rejected{}, err
+	}
+	if err := d.c.spans(n); err != nil {
+		return dst, Rejected{}, err
+	}
+	orig := len(dst)
 	var rej Rejected
 	for i := 0; len(b) > 0; {
 		f, rest, err := nextField(b)
 		if err != nil {
-			return dst, rej, err
+			return dst[:orig], Rejected{}, err
 		}
 		b = rest
-		if f.num == 1 && f.typ == protowire.BytesType {
+		if f.is(1, protowire.BytesType) {
 			if dst, err = d.resourceSpans(dst, f.buf, i, &rej); err != nil {
-				return dst, rej, err
+				return dst[:orig], Rejected{}, err
 			}
 			i++
 		}
 	}
 	return dst, rej, nil
+}
+
+// countSpans counts the spans of a request (valid or not) without allocating.
+func countSpans(b []byte) (int, error) {
+	n := 0
+	err := forEach(b, 1, func(rs []byte) error {
+		return forEach(rs, 2, func(ss []byte) error {
+			return forEach(ss, 2, func([]byte) error { n++; return nil })
+		})
+	})
+	return n, err
 }
 
 // maxWireDepth bounds the nesting of attribute values (arrays and key-value lists). Each level is two or three
@@ -88,95 +111,96 @@ func (f wireField) is(num protowire.Number, typ protowire.Type) bool {
 	return f.num == num && f.typ == typ
 }
 
-// appendRepeated appends to dst the occurrences of the length-delimited field num of message b, in order.
-func appendRepeated(dst [][]byte, b []byte, num protowire.Number) ([][]byte, error) {
+// forEach calls fn with each occurrence, in order, of the length-delimited field num of message b.
+func forEach(b []byte, num protowire.Number, fn func([]byte) error) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
-			return dst, err
+			return err
 		}
 		b = rest
 		if f.is(num, protowire.BytesType) {
-			dst = append(dst, f.buf)
+			if err := fn(f.buf); err != nil {
+				return err
+			}
 		}
 	}
-	return dst, nil
+	return nil
+}
+
+// checkUTF8 checks a string field as protobuf does for proto3 strings, without converting it.
+func checkUTF8(b []byte) error {
+	if !utf8.Valid(b) {
+		return errInvalidUTF8
+	}
+	return nil
 }
 
 type wireDecoder struct {
+	c      checker
 	intern map[string]string // low-cardinality strings (names, keys, services) of one request
 	values map[string]any    // short string attribute values of one request, boxed once
-	depth  int
-	// Scratch lists of raw messages, reused from span to span.
+	// Scratch lists of raw messages, reused from span to span; none holds more entries than its limit.
 	attrs, events, links, eventAttrs, linkAttrs [][]byte
 }
 
-// str returns b as a string, checking UTF-8 as protobuf does for proto3 strings; interned strings are shared.
-func (d *wireDecoder) str(b []byte, intern bool) (string, error) {
-	if !utf8.Valid(b) {
-		return "", errInvalidUTF8
-	}
-	if !intern {
-		return string(b), nil
+// str returns b, already checked for UTF-8, as a string; equal strings of one request are shared.
+func (d *wireDecoder) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
 	}
 	if s, ok := d.intern[string(b)]; ok {
-		return s, nil
+		return s
 	}
 	s := string(b)
 	d.intern[s] = s
-	return s, nil
+	return s
 }
 
 // maxSharedValue is the longest string attribute value shared between the documents of one request: short
 // values (methods, hosts, routes, ids of a few services) repeat from span to span.
 const maxSharedValue = 64
 
-// stringValue returns b as a boxed string, sharing short values within the request.
-func (d *wireDecoder) stringValue(b []byte) (any, error) {
+// stringValue returns b, already checked for UTF-8, as a boxed string, sharing short values within the request.
+func (d *wireDecoder) stringValue(b []byte) any {
 	if len(b) > maxSharedValue {
-		s, err := d.str(b, false)
-		return s, err
+		return string(b)
 	}
 	if v, ok := d.values[string(b)]; ok {
-		return v, nil
-	}
-	s, err := d.str(b, false)
-	if err != nil {
-		return nil, err
+		return v
 	}
 	if d.values == nil {
 		d.values = map[string]any{}
 	}
+	s := string(b)
 	v := any(s)
 	d.values[s] = v
-	return v, nil
+	return v
 }
 
+// keep appends raw to list while it holds fewer than max entries, and counts it in n either way.
+func keep(list [][]byte, n *int, max int, raw []byte) [][]byte {
+	if *n++; *n <= max {
+		list = append(list, raw)
+	}
+	return list
+}
+
+// resourceSpans flattens one ResourceSpans message, the ith of the request, in two passes: the resource (whose
+// occurrences merge: their attributes concatenate), then the scope spans.
 func (d *wireDecoder) resourceSpans(dst []document.Span, b []byte, i int, rej *Rejected) ([]document.Span, error) {
-	var resources, scopeSpans [][]byte
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return dst, err
-		}
-		b = rest
-		switch {
-		case f.is(1, protowire.BytesType):
-			resources = append(resources, f.buf)
-		case f.is(2, protowire.BytesType):
-			scopeSpans = append(scopeSpans, f.buf)
-		}
-	}
-	// Occurrences of the resource field merge: their attributes concatenate.
-	attrs := d.attrs[:0]
-	for _, r := range resources {
-		var err error
-		if attrs, err = appendRepeated(attrs, r, 1); err != nil {
-			return dst, err
-		}
-	}
+	attrs, n, max := d.attrs[:0], 0, d.c.lim.MaxResourceAttributes
+	err := forEach(b, 1, func(r []byte) error {
+		return forEach(r, 1, func(kv []byte) error {
+			attrs = keep(attrs, &n, max, kv)
+			return nil
+		})
+	})
 	d.attrs = attrs
-	resource, err := d.attributes(attrs)
+	if err != nil {
+		return dst, err
+	}
+	resource, err := d.attributes(attrs, n, spanAt(i, -1, -1, "resource.attributes"), true)
 	if err != nil {
 		return dst, err
 	}
@@ -184,68 +208,78 @@ func (d *wireDecoder) resourceSpans(dst []document.Span, b []byte, i int, rej *R
 	if s, ok := resource["service.name"].(string); ok && s != "" {
 		service = s
 	}
-	for j, ss := range scopeSpans {
-		scope, spans, err := d.scopeSpans(ss)
+	for j := 0; len(b) > 0; {
+		f, rest, err := nextField(b)
 		if err != nil {
 			return dst, err
 		}
-		for k, sp := range spans {
-			doc, reason, err := d.span(sp)
-			if err != nil {
+		b = rest
+		if f.is(2, protowire.BytesType) {
+			if dst, err = d.scopeSpans(dst, f.buf, i, j, service, resource, rej); err != nil {
 				return dst, err
 			}
-			if reason != "" {
-				rej.add(fmt.Sprintf("resourceSpans[%d].scopeSpans[%d].spans[%d]", i, j, k), reason)
-				continue
-			}
-			doc.Service, doc.Resource, doc.Scope = service, resource, scope
-			dst = append(dst, doc)
+			j++
 		}
 	}
 	return dst, nil
 }
 
-// scopeSpans returns the scope name (scope occurrences merge: the last name wins) and the raw spans.
-func (d *wireDecoder) scopeSpans(b []byte) (scope string, spans [][]byte, err error) {
-	for len(b) > 0 {
+// scopeSpans flattens one ScopeSpans message in two passes: the scope name (scope occurrences merge: the last
+// name wins), then the spans.
+func (d *wireDecoder) scopeSpans(dst []document.Span, b []byte, i, j int, service string, resource map[string]any, rej *Rejected) ([]document.Span, error) {
+	var name []byte
+	err := forEach(b, 1, func(scope []byte) error {
+		return forEach(scope, 1, func(n []byte) error {
+			name = n
+			return checkUTF8(n)
+		})
+	})
+	if err != nil {
+		return dst, err
+	}
+	if err := d.c.str(spanAt(i, j, -1, "scope.name"), len(name)); err != nil {
+		return dst, err
+	}
+	scope := d.str(name)
+	for k := 0; len(b) > 0; {
 		f, rest, err := nextField(b)
 		if err != nil {
-			return "", nil, err
+			return dst, err
 		}
 		b = rest
-		switch {
-		case f.is(1, protowire.BytesType):
-			for sb := f.buf; len(sb) > 0; {
-				sf, rest, err := nextField(sb)
-				if err != nil {
-					return "", nil, err
-				}
-				sb = rest
-				if sf.is(1, protowire.BytesType) {
-					if scope, err = d.str(sf.buf, true); err != nil {
-						return "", nil, err
-					}
-				}
-			}
-		case f.is(2, protowire.BytesType):
-			spans = append(spans, f.buf)
+		if !f.is(2, protowire.BytesType) {
+			continue
 		}
+		doc, reason, err := d.span(f.buf, spanAt(i, j, k, ""))
+		if err != nil {
+			return dst, err
+		}
+		if reason != "" {
+			rej.add(fmt.Sprintf("resourceSpans[%d].scopeSpans[%d].spans[%d]", i, j, k), reason)
+		} else {
+			doc.Service, doc.Resource, doc.Scope = service, resource, scope
+			dst = append(dst, doc)
+		}
+		k++
 	}
-	return scope, spans, nil
+	return dst, nil
 }
 
-// wireSpan holds the fields of a span as read; repeated fields keep their raw messages.
+// wireSpan holds the fields of a span as read; strings stay raw until they pass the limits, and repeated fields
+// keep their raw messages (no more than their limit) and their count.
 type wireSpan struct {
 	traceID, spanID, parentID []byte
-	name                      string
+	name, statusMessage       []byte
 	kind, statusCode          int32
 	start, end                uint64
-	statusMessage             string
 	attrs, events, links      [][]byte
+	nAttrs, nEvents, nLinks   int
 }
 
-// span decodes one span; reason says why it is rejected, err that the bytes are malformed.
-func (d *wireDecoder) span(b []byte) (doc document.Span, reason string, err error) {
+// span decodes one span; reason says why it is rejected, err that the bytes are malformed or exceed the limits.
+// The limits are checked in the order Spans checks them.
+func (d *wireDecoder) span(b []byte, at where) (doc document.Span, reason string, err error) {
+	lim := &d.c.lim
 	s := wireSpan{attrs: d.attrs[:0], events: d.events[:0], links: d.links[:0]}
 	defer func() { d.attrs, d.events, d.links = s.attrs, s.events, s.links }()
 	for len(b) > 0 {
@@ -260,11 +294,11 @@ func (d *wireDecoder) span(b []byte) (doc document.Span, reason string, err erro
 		case f.is(2, protowire.BytesType):
 			s.spanID = f.buf
 		case f.is(3, protowire.BytesType): // trace_state
-			_, err = d.str(f.buf, false)
+			err = checkUTF8(f.buf)
 		case f.is(4, protowire.BytesType):
 			s.parentID = f.buf
 		case f.is(5, protowire.BytesType):
-			s.name, err = d.str(f.buf, true)
+			s.name, err = f.buf, checkUTF8(f.buf)
 		case f.is(6, protowire.VarintType):
 			s.kind = int32(f.val)
 		case f.is(7, protowire.Fixed64Type):
@@ -272,11 +306,11 @@ func (d *wireDecoder) span(b []byte) (doc document.Span, reason string, err erro
 		case f.is(8, protowire.Fixed64Type):
 			s.end = f.val
 		case f.is(9, protowire.BytesType):
-			s.attrs = append(s.attrs, f.buf)
+			s.attrs = keep(s.attrs, &s.nAttrs, lim.MaxAttributes, f.buf)
 		case f.is(11, protowire.BytesType):
-			s.events = append(s.events, f.buf)
+			s.events = keep(s.events, &s.nEvents, lim.MaxEvents, f.buf)
 		case f.is(13, protowire.BytesType):
-			s.links = append(s.links, f.buf)
+			s.links = keep(s.links, &s.nLinks, lim.MaxLinks, f.buf)
 		case f.is(15, protowire.BytesType): // status; occurrences merge
 			err = d.status(&s, f.buf)
 		}
@@ -284,55 +318,45 @@ func (d *wireDecoder) span(b []byte) (doc document.Span, reason string, err erro
 			return doc, "", err
 		}
 	}
-	type linkIDs struct{ traceID, spanID []byte }
-	links := make([]linkIDs, len(s.links))
-	for i, l := range s.links {
-		for len(l) > 0 {
-			f, rest, err := nextField(l)
-			if err != nil {
+	if err := d.c.spanCounts(at, s.nAttrs, s.nEvents, s.nLinks, len(s.name), len(s.statusMessage)); err != nil {
+		return doc, "", err
+	}
+	attr, err := d.attributes(s.attrs, s.nAttrs, at.at("attributes", -1, ""), false)
+	if err != nil {
+		return doc, "", err
+	}
+	var events []document.Event
+	if len(s.events) > 0 {
+		events = make([]document.Event, len(s.events))
+		for i, e := range s.events {
+			if events[i], err = d.event(e, at, i); err != nil {
 				return doc, "", err
 			}
-			l = rest
-			switch {
-			case f.is(1, protowire.BytesType):
-				links[i].traceID = f.buf
-			case f.is(2, protowire.BytesType):
-				links[i].spanID = f.buf
-			case f.is(3, protowire.BytesType):
-				if _, err := d.str(f.buf, false); err != nil {
-					return doc, "", err
-				}
+		}
+	}
+	var links []wireLink
+	if len(s.links) > 0 {
+		links = make([]wireLink, len(s.links))
+		for i, l := range s.links {
+			if links[i], err = d.link(l, at, i); err != nil {
+				return doc, "", err
 			}
 		}
 	}
 	if reason := checkSpan(s.traceID, s.spanID, s.parentID, s.start, s.end); reason != "" {
-		return doc, reason, d.checkRest(s)
+		return doc, reason, nil
 	}
 	for i, l := range links {
 		if reason := checkLink(i, l.traceID, l.spanID); reason != "" {
-			return doc, reason, d.checkRest(s)
+			return doc, reason, nil
 		}
 	}
-	doc = newSpan(s.traceID, s.spanID, s.parentID, s.name, s.kind, s.start, s.end, s.statusCode, s.statusMessage)
-	if doc.Attr, err = d.attributes(s.attrs); err != nil {
-		return doc, "", err
-	}
-	if len(s.links) > 0 {
-		doc.Links = make([]document.Link, len(s.links))
-		for i, l := range s.links {
-			attrs, err := d.linkAttributes(l)
-			if err != nil {
-				return doc, "", err
-			}
-			doc.Links[i] = newLink(links[i].traceID, links[i].spanID, attrs)
-		}
-	}
-	if len(s.events) > 0 {
-		doc.Events = make([]document.Event, len(s.events))
-		for i, e := range s.events {
-			if doc.Events[i], err = d.event(e); err != nil {
-				return doc, "", err
-			}
+	doc = newSpan(s.traceID, s.spanID, s.parentID, d.str(s.name), s.kind, s.start, s.end, s.statusCode, string(s.statusMessage))
+	doc.Attr, doc.Events = attr, events
+	if len(links) > 0 {
+		doc.Links = make([]document.Link, len(links))
+		for i, l := range links {
+			doc.Links[i] = newLink(l.traceID, l.spanID, l.attr)
 		}
 	}
 	return doc, "", nil
@@ -347,9 +371,10 @@ func (d *wireDecoder) status(s *wireSpan, b []byte) error {
 		b = rest
 		switch {
 		case f.is(2, protowire.BytesType):
-			if s.statusMessage, err = d.str(f.buf, false); err != nil {
+			if err := checkUTF8(f.buf); err != nil {
 				return err
 			}
+			s.statusMessage = f.buf
 		case f.is(3, protowire.VarintType):
 			s.statusCode = int32(f.val)
 		}
@@ -357,28 +382,11 @@ func (d *wireDecoder) status(s *wireSpan, b []byte) error {
 	return nil
 }
 
-// checkRest decodes what a rejected span did not need, so that malformed bytes are an error whether or not
-// the span is rejected, as with proto.Unmarshal.
-func (d *wireDecoder) checkRest(s wireSpan) error {
-	if _, err := d.attributes(s.attrs); err != nil {
-		return err
-	}
-	for _, l := range s.links {
-		if _, err := d.linkAttributes(l); err != nil {
-			return err
-		}
-	}
-	for _, e := range s.events {
-		if _, err := d.event(e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *wireDecoder) event(b []byte) (document.Event, error) {
+// event decodes event i of the span at at.
+func (d *wireDecoder) event(b []byte, at where, i int) (document.Event, error) {
 	var e document.Event
-	attrs := d.eventAttrs[:0]
+	var name []byte
+	attrs, n := d.eventAttrs[:0], 0
 	defer func() { d.eventAttrs = attrs }()
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
@@ -390,36 +398,67 @@ func (d *wireDecoder) event(b []byte) (document.Event, error) {
 		case f.is(1, protowire.Fixed64Type):
 			e.Time = int64(f.val / 1000)
 		case f.is(2, protowire.BytesType):
-			if e.Name, err = d.str(f.buf, true); err != nil {
+			if err := checkUTF8(f.buf); err != nil {
 				return e, err
 			}
+			name = f.buf
 		case f.is(3, protowire.BytesType):
-			attrs = append(attrs, f.buf)
+			attrs = keep(attrs, &n, d.c.lim.MaxAttributes, f.buf)
 		}
 	}
+	if err := d.c.str(at.at("events", i, "name"), len(name)); err != nil {
+		return e, err
+	}
 	var err error
-	e.Attr, err = d.attributes(attrs)
+	e.Name = d.str(name)
+	e.Attr, err = d.attributes(attrs, n, at.at("events", i, "attributes"), false)
 	return e, err
 }
 
-// linkAttributes flattens the attributes (field 4) of a raw link.
-func (d *wireDecoder) linkAttributes(b []byte) (map[string]any, error) {
-	attrs, err := appendRepeated(d.linkAttrs[:0], b, 4)
-	d.linkAttrs = attrs
-	if err != nil {
-		return nil, err
-	}
-	return d.attributes(attrs)
+// wireLink is a link as read: raw ids, for checkLink, and flattened attributes.
+type wireLink struct {
+	traceID, spanID []byte
+	attr            map[string]any
 }
 
-// attributes flattens KeyValue messages as Attributes does: nil when there are none.
-func (d *wireDecoder) attributes(kvs [][]byte) (map[string]any, error) {
-	if len(kvs) == 0 {
-		return nil, nil
+// link decodes link i of the span at at.
+func (d *wireDecoder) link(b []byte, at where, i int) (wireLink, error) {
+	var l wireLink
+	attrs, n := d.linkAttrs[:0], 0
+	defer func() { d.linkAttrs = attrs }()
+	for len(b) > 0 {
+		f, rest, err := nextField(b)
+		if err != nil {
+			return l, err
+		}
+		b = rest
+		switch {
+		case f.is(1, protowire.BytesType):
+			l.traceID = f.buf
+		case f.is(2, protowire.BytesType):
+			l.spanID = f.buf
+		case f.is(3, protowire.BytesType): // trace_state
+			if err := checkUTF8(f.buf); err != nil {
+				return l, err
+			}
+		case f.is(4, protowire.BytesType):
+			attrs = keep(attrs, &n, d.c.lim.MaxAttributes, f.buf)
+		}
+	}
+	var err error
+	l.attr, err = d.attributes(attrs, n, at.at("links", i, "attributes"), false)
+	return l, err
+}
+
+// attributes flattens an attribute set of n KeyValue messages, of which kvs are those kept, as Attributes
+// does: nil when there are none.
+func (d *wireDecoder) attributes(kvs [][]byte, n int, at where, resource bool) (map[string]any, error) {
+	if err := d.c.startSet(at, resource, n); err != nil || n == 0 {
+		return nil, err
 	}
 	m := make(map[string]any, len(kvs))
 	for _, kv := range kvs {
-		if err := d.keyValue(m, "", kv); err != nil {
+		if err := d.keyValue(m, "", kv, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -428,26 +467,34 @@ func (d *wireDecoder) attributes(kvs [][]byte) (map[string]any, error) {
 
 // anyValue is an AnyValue as read so far. Occurrences of an AnyValue field merge, as in protobuf: a scalar
 // replaces the value, an array or key-value list extends one of the same kind and replaces anything else.
+// Strings and bytes stay raw until they pass the limits; an array or list keeps no more raw parts than the
+// walk can use before it reaches a limit, and counts them all.
 type anyValue struct {
-	kind   int // valNone, valScalar, valArray or valKVList
+	kind   int    // valNone, valString, valBytes, valScalar, valArray or valKVList
+	raw    []byte // valString, valBytes
 	scalar any
 	parts  [][]byte // raw AnyValue elements of an array, raw KeyValue entries of a key-value list
+	n      int      // number of parts, counting those not kept
 }
 
 const (
 	valNone = iota
+	valString
+	valBytes
 	valScalar
 	valArray
 	valKVList
 )
 
-// keyValue flattens one KeyValue message into m under prefix, as flattenInto does.
-func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte) error {
-	if d.depth++; d.depth > maxWireDepth {
+// keyValue flattens one KeyValue message into m under prefix, as flattenInto does; depth is that of its value.
+func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth int) error {
+	if err := d.c.pair(); err != nil {
+		return err
+	}
+	if depth > maxWireDepth {
 		return errTooDeep
 	}
-	defer func() { d.depth-- }()
-	var key string
+	var key []byte
 	var v anyValue
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
@@ -457,7 +504,7 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte) error 
 		b = rest
 		switch {
 		case f.is(1, protowire.BytesType):
-			key, err = d.str(f.buf, true)
+			key, err = f.buf, checkUTF8(f.buf)
 		case f.is(2, protowire.BytesType):
 			err = d.anyValue(&v, f.buf)
 		}
@@ -465,27 +512,36 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte) error 
 			return err
 		}
 	}
-	if key == "" {
+	if len(key) == 0 {
 		return nil
 	}
+	if err := d.c.key(len(prefix), len(key)); err != nil {
+		return err
+	}
+	k := d.str(key)
 	if v.kind == valKVList {
+		if err := d.c.nest(prefix, k, depth+1); err != nil {
+			return err
+		}
+		p := prefix + k + "."
 		for _, kv := range v.parts {
-			if err := d.keyValue(m, prefix+key+".", kv); err != nil {
+			if err := d.keyValue(m, p, kv, depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	val, err := d.value(&v)
+	val, err := d.value(&v, prefix, k, depth)
 	if err == nil && val != nil {
 		if prefix != "" {
-			key = prefix + key
+			k = prefix + k
 		}
-		m[key] = val
+		m[k] = val
 	}
 	return err
 }
 
+// anyValue reads one occurrence of an AnyValue into v. It checks no limit: the value may yet be replaced.
 func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
@@ -495,11 +551,10 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 		b = rest
 		switch {
 		case f.is(1, protowire.BytesType):
-			s, err := d.stringValue(f.buf)
-			if err != nil {
+			if err := checkUTF8(f.buf); err != nil {
 				return err
 			}
-			*v = anyValue{kind: valScalar, scalar: s}
+			*v = anyValue{kind: valString, raw: f.buf}
 		case f.is(2, protowire.VarintType):
 			*v = anyValue{kind: valScalar, scalar: f.val != 0}
 		case f.is(3, protowire.VarintType):
@@ -507,11 +562,11 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 		case f.is(4, protowire.Fixed64Type):
 			*v = anyValue{kind: valScalar, scalar: doubleValue(math.Float64frombits(f.val))}
 		case f.is(5, protowire.BytesType):
-			err = d.parts(v, valArray, f.buf)
+			err = d.parts(v, valArray, f.buf, d.c.lim.MaxArrayElements)
 		case f.is(6, protowire.BytesType):
-			err = d.parts(v, valKVList, f.buf)
+			err = d.parts(v, valKVList, f.buf, d.c.keepParts())
 		case f.is(7, protowire.BytesType):
-			*v = anyValue{kind: valScalar, scalar: bytesValue(f.buf)}
+			*v = anyValue{kind: valBytes, raw: f.buf}
 		case f.is(8, protowire.VarintType): // string_value_strindex: no value without a dictionary
 			*v = anyValue{}
 		}
@@ -522,37 +577,54 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 	return nil
 }
 
-// parts reads an ArrayValue or KeyValueList message (both: repeated field 1) into v.
-func (d *wireDecoder) parts(v *anyValue, kind int, b []byte) (err error) {
+// parts reads an ArrayValue or KeyValueList message (both: repeated field 1) into v, keeping at most max parts.
+func (d *wireDecoder) parts(v *anyValue, kind int, b []byte, max int) error {
 	if v.kind != kind {
 		*v = anyValue{kind: kind}
 	}
-	v.parts, err = appendRepeated(v.parts, b, 1)
-	return err
+	return forEach(b, 1, func(p []byte) error {
+		v.parts = keep(v.parts, &v.n, max, p)
+		return nil
+	})
 }
 
-// element converts one raw AnyValue element of an array, one nesting level down.
-func (d *wireDecoder) element(b []byte) (any, error) {
-	if d.depth++; d.depth > maxWireDepth {
+// element converts one raw AnyValue element of an array, at depth.
+func (d *wireDecoder) element(b []byte, prefix, key string, depth int) (any, error) {
+	if depth > maxWireDepth {
 		return nil, errTooDeep
 	}
-	defer func() { d.depth-- }()
 	var v anyValue
 	if err := d.anyValue(&v, b); err != nil {
 		return nil, err
 	}
-	return d.value(&v)
+	return d.value(&v, prefix, key, depth)
 }
 
-// value converts v as Value does.
-func (d *wireDecoder) value(v *anyValue) (any, error) {
+// value converts v, the value at depth of the pair with flattened key prefix+key, as checker.value does.
+func (d *wireDecoder) value(v *anyValue, prefix, key string, depth int) (any, error) {
 	switch v.kind {
+	case valString:
+		if err := d.c.checkValue(prefix, key, len(v.raw)); err != nil {
+			return nil, err
+		}
+		return d.stringValue(v.raw), nil
+	case valBytes:
+		if err := d.c.checkBytes(prefix, key, len(v.raw)); err != nil {
+			return nil, err
+		}
+		return bytesValue(v.raw), nil
 	case valScalar:
 		return v.scalar, nil
 	case valArray:
+		if err := d.c.nest(prefix, key, depth+1); err != nil {
+			return nil, err
+		}
+		if err := d.c.array(prefix, key, v.n); err != nil {
+			return nil, err
+		}
 		out := make([]any, 0, len(v.parts))
 		for _, p := range v.parts {
-			ev, err := d.element(p)
+			ev, err := d.element(p, prefix, key, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -562,9 +634,12 @@ func (d *wireDecoder) value(v *anyValue) (any, error) {
 		}
 		return out, nil
 	case valKVList:
+		if err := d.c.nest(prefix, key, depth+1); err != nil {
+			return nil, err
+		}
 		m := make(map[string]any, len(v.parts))
 		for _, kv := range v.parts {
-			if err := d.keyValue(m, "", kv); err != nil {
+			if err := d.keyValue(m, "", kv, depth+1); err != nil {
 				return nil, err
 			}
 		}

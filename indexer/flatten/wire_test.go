@@ -1,6 +1,7 @@
 package flatten
 
 import (
+	"errors"
 	"math"
 	"reflect"
 	"strings"
@@ -16,27 +17,36 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/document"
 )
 
-// viaTree is the reference: the generated protobuf code, then Spans.
-func viaTree(b []byte) ([]document.Span, Rejected, error) {
+// viaTree is the reference: the generated protobuf code, then Spans. decodeErr is proto.Unmarshal's error,
+// err that of Spans.
+func viaTree(b []byte, lim Limits) (docs []document.Span, rej Rejected, decodeErr, err error) {
 	var req coltracepb.ExportTraceServiceRequest
 	if err := proto.Unmarshal(b, &req); err != nil {
-		return nil, Rejected{}, err
+		return nil, Rejected{}, err, nil
 	}
-	docs, rej := Spans(nil, req.ResourceSpans)
-	return docs, rej, nil
+	docs, rej, err = Spans(nil, req.ResourceSpans, lim)
+	return docs, rej, nil, err
 }
 
-// checkSame asserts FromProtobuf's contract on b: where the generated code decodes b, FromProtobuf gives the
-// same documents and rejections; where FromProtobuf fails, so does the generated code.
-func checkSame(t *testing.T, b []byte) {
+// checkSame asserts FromProtobuf's contract on b under lim: where the generated code decodes b, FromProtobuf
+// gives the same documents and rejections, or refuses b with the same *LimitError as Spans; where FromProtobuf
+// fails to decode b, so does the generated code.
+func checkSame(t *testing.T, b []byte, lim Limits) {
 	t.Helper()
-	want, wantRej, wantErr := viaTree(b)
-	got, gotRej, err := FromProtobuf(nil, b)
+	want, wantRej, decodeErr, wantErr := viaTree(b, lim)
+	got, gotRej, err := FromProtobuf(nil, b, lim)
+	if decodeErr != nil {
+		return // FromProtobuf may skip what it does not need, malformed or not, and may stop at a limit first
+	}
+	var le *LimitError
 	switch {
-	case err != nil && wantErr == nil:
-		t.Fatalf("FromProtobuf failed (%v) where proto.Unmarshal succeeded", err)
-	case err != nil || wantErr != nil:
+	case wantErr != nil || errors.As(err, &le):
+		if !reflect.DeepEqual(err, wantErr) {
+			t.Fatalf("FromProtobuf error %v, Spans error %v", err, wantErr)
+		}
 		return
+	case err != nil:
+		t.Fatalf("FromProtobuf failed (%v) where proto.Unmarshal succeeded", err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("FromProtobuf documents differ:\n got %+v\nwant %+v", got, want)
@@ -83,8 +93,8 @@ func wireSamples(t testing.TB) map[string][]byte {
 func TestFromProtobufMatchesGeneratedCode(t *testing.T) {
 	for name, b := range wireSamples(t) {
 		t.Run(name, func(t *testing.T) {
-			checkSame(t, b)
-			if _, _, err := FromProtobuf(nil, b); err != nil {
+			checkSame(t, b, DefaultLimits)
+			if _, _, err := FromProtobuf(nil, b, DefaultLimits); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -132,8 +142,8 @@ func TestFromProtobufMergeRules(t *testing.T) {
 	scope := field(2, span)
 	rs := field(2, scope)
 	req := field(1, rs)
-	checkSame(t, req)
-	docs, _, err := FromProtobuf(nil, req)
+	checkSame(t, req, DefaultLimits)
+	docs, _, err := FromProtobuf(nil, req, DefaultLimits)
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("docs %v, err %v", docs, err)
 	}
@@ -168,15 +178,15 @@ func TestFromProtobufErrors(t *testing.T) {
 		{"too deep", deep(maxWireDepth + 1), "recursion depth"},
 	}
 	for _, tt := range tests {
-		_, _, err := FromProtobuf(nil, tt.in)
+		_, _, err := FromProtobuf(nil, tt.in, unlimited)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
 		}
-		if _, _, treeErr := viaTree(tt.in); treeErr == nil {
+		if _, _, treeErr, _ := viaTree(tt.in, unlimited); treeErr == nil {
 			t.Errorf("%s: proto.Unmarshal accepts what FromProtobuf refuses", tt.name)
 		}
 	}
-	checkSame(t, deep(maxWireDepth-10))
+	checkSame(t, deep(maxWireDepth-10), unlimited)
 }
 
 func marshalMsg(t testing.TB, m proto.Message) []byte {
@@ -200,5 +210,8 @@ func FuzzFromProtobuf(f *testing.F) {
 	for _, b := range wireSamples(f) {
 		f.Add(b)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) { checkSame(t, b) })
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkSame(t, b, DefaultLimits)
+		checkSame(t, b, tinyLimits)
+	})
 }

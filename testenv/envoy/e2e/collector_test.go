@@ -70,7 +70,7 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.mu.Lock()
-	c.spans, _ = flatten.Spans(c.spans, req.ResourceSpans)
+	c.spans, _, _ = flatten.Spans(c.spans, req.ResourceSpans, flatten.DefaultLimits)
 	c.mu.Unlock()
 	if c.next != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
