@@ -324,6 +324,7 @@ func ToJaeger(traceID string, spans []document.Span) JaegerTrace {
 		if sp.Scope != "" {
 			js.Tags = append(js.Tags, JaegerKeyValue{Key: "otel.scope.name", Type: "string", Value: sp.Scope})
 		}
+		js.Tags = append(js.Tags, overflowTags(&sp)...)
 		for _, e := range sp.Events {
 			fields := append([]JaegerKeyValue{{Key: "event", Type: "string", Value: e.Name}}, jaegerTags(e.Attr)...)
 			js.Logs = append(js.Logs, JaegerLog{Timestamp: e.Time, Fields: fields})
@@ -358,6 +359,21 @@ func jaegerTags(attrs map[string]any) []JaegerKeyValue {
 	}
 	slices.SortFunc(out, func(a, b JaegerKeyValue) int { return strings.Compare(a.Key, b.Key) })
 	return out
+}
+
+// overflowTags shows the attributes kept out of the index (document.Span.Overflow, see package fieldcap) as
+// span tags: span attributes under their own key, the others under their overflow key ("resource.k",
+// "events[0].attr.k"); an overflow that does not decode is shown as is, as "meshtrace.overflow".
+func overflowTags(sp *document.Span) []JaegerKeyValue {
+	over, err := sp.OverflowAttributes()
+	if err != nil {
+		return []JaegerKeyValue{{Key: "meshtrace.overflow", Type: "string", Value: sp.Overflow}}
+	}
+	tags := make(map[string]any, len(over))
+	for k, v := range over {
+		tags[strings.TrimPrefix(k, document.AttrPath+".")] = v
+	}
+	return jaegerTags(tags)
 }
 
 // quote writes a value as a query-language string literal.
