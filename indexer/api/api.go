@@ -9,12 +9,22 @@
 //	GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=
 //	GET /api/traces/{id}
 //	GET /healthz, GET / (web page)
+//
+// Every route that reads the store runs under a time budget (Config.QueryTimeout, DefaultQueryTimeout by
+// default): when it runs out, the store work is cancelled and the route answers 503 Service Unavailable
+// with a JSON error saying the query exceeded its time budget and Retry-After set to the budget in whole
+// seconds (rounded up). A client that
+// disconnects cancels its store work the same way. Queries are bounded before they run by the limits of
+// package query (length, terms, nesting, sort keys): a query past one answers 400 Bad Request with the
+// position of the error. Error bodies are ErrorResponse on the /api/v1 routes and jaeger-query's envelope
+// (data null, errors [{code, msg}]) on the Jaeger routes.
 package api
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -26,27 +36,51 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/tracefetch"
 )
 
-// Server answers searches from a store. Create it with New; it is an http.Handler.
-type Server struct {
-	store store.Store
-	log   *slog.Logger
-	now   func() time.Time
-	mux   *http.ServeMux
+// DefaultQueryTimeout is the time budget of one request's store work when Config.QueryTimeout is 0.
+const DefaultQueryTimeout = 10 * time.Second
+
+// Config tunes a Server; the zero value selects the defaults.
+type Config struct {
+	// QueryTimeout is the time budget of the store work of one request (a search with its scope join, a
+	// trace with all its spans, a Jaeger search with every trace it returns). When it runs out the work is
+	// cancelled and the request answers 503. Zero or negative means DefaultQueryTimeout.
+	QueryTimeout time.Duration
 }
 
-// New returns the API server for st.
-func New(st store.Store, log *slog.Logger) *Server {
+// Server answers searches from a store. Create it with New; it is an http.Handler.
+type Server struct {
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	timeout time.Duration // Config.QueryTimeout
+}
+
+// New returns the API server for st, with the defaults or with one Config (it panics given more); log nil
+// means slog.Default().
+func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{store: st, log: log, now: time.Now, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /api/v1/search", s.search)
-	s.mux.HandleFunc("GET /api/v1/traces/{id}", s.trace)
-	s.mux.HandleFunc("GET /api/services", s.jaegerServices)
-	s.mux.HandleFunc("GET /api/services/{service}/operations", s.jaegerOperations)
-	s.mux.HandleFunc("GET /api/operations", s.jaegerOperations)
-	s.mux.HandleFunc("GET /api/traces", s.jaegerSearch)
-	s.mux.HandleFunc("GET /api/traces/{id}", s.jaegerTrace)
+	var c Config
+	switch len(cfg) {
+	case 0:
+	case 1:
+		c = cfg[0]
+	default:
+		panic("api.New: more than one Config")
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	s := &Server{store: st, log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout}
+	s.mux.HandleFunc("GET /api/v1/search", s.budget(s.search))
+	s.mux.HandleFunc("GET /api/v1/traces/{id}", s.budget(s.trace))
+	s.mux.HandleFunc("GET /api/services", s.budget(s.jaegerServices))
+	s.mux.HandleFunc("GET /api/services/{service}/operations", s.budget(s.jaegerOperations))
+	s.mux.HandleFunc("GET /api/operations", s.budget(s.jaegerOperations))
+	s.mux.HandleFunc("GET /api/traces", s.budget(s.jaegerSearch))
+	s.mux.HandleFunc("GET /api/traces/{id}", s.budget(s.jaegerTrace))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
 	return s
@@ -54,6 +88,19 @@ func New(st store.Store, log *slog.Logger) *Server {
 
 // ServeHTTP routes a request to the API, the Jaeger API or the web page.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// errBudget is the cause of the context of a request whose time budget ran out.
+var errBudget = errors.New("query time budget exceeded")
+
+// budget runs h with the request's context cancelled after the query timeout (or when the client leaves,
+// as before); the stores stop their work when it is.
+func (s *Server) budget(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.timeout, errBudget)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
+}
 
 // SearchResponse is the body of GET /api/v1/search.
 type SearchResponse struct {
@@ -108,7 +155,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := store.Execute(r.Context(), s.store, q, page)
 	if err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, SearchResponse{Query: src, Target: q.Target.String() + "s", Total: res.Total, Partial: res.Partial,
@@ -139,7 +186,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	}
 	doc, spans, found, err := tracefetch.Trace(r.Context(), s.store, id)
 	if err != nil {
-		s.storeError(w, err)
+		s.storeError(w, r, err)
 		return
 	}
 	if !found {
@@ -168,16 +215,29 @@ func traceID(s string) (string, bool) {
 	return zeros[:32-len(b)] + string(b), true
 }
 
-func (s *Server) storeError(w http.ResponseWriter, err error) {
+// storeError answers a failed store call of an /api/v1 route.
+func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg := s.failure(w, r, err)
+	writeJSON(w, code, ErrorResponse{Error: msg})
+}
+
+// failure classifies the error of a store call made for r: the status and the message to answer. The
+// request's context decides first, whatever error the store wrapped it in: a spent time budget is 503 (and
+// sets Retry-After on w), a client gone is 499.
+func (s *Server) failure(w http.ResponseWriter, r *http.Request, err error) (int, string) {
+	ctx := r.Context()
 	switch {
+	case errors.Is(context.Cause(ctx), errBudget):
+		w.Header().Set("Retry-After", strconv.Itoa(int((s.timeout+time.Second-1)/time.Second)))
+		s.log.Warn("query exceeded its time budget", "path", r.URL.Path, "budget", s.timeout)
+		return http.StatusServiceUnavailable, fmt.Sprintf("the query exceeded its time budget of %s and was stopped: narrow it (a shorter time window, more conditions) or retry later", s.timeout)
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return 499, "request cancelled"
 	case errors.Is(err, store.ErrBadRequest):
-		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
-	case errors.Is(err, context.Canceled):
-		writeJSON(w, 499, ErrorResponse{Error: "request cancelled"})
-	default:
-		s.log.Error("search failed", "err", err)
-		writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
+		return http.StatusBadRequest, err.Error()
 	}
+	s.log.Error("search failed", "path", r.URL.Path, "err", err)
+	return http.StatusInternalServerError, err.Error()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

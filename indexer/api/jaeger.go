@@ -94,6 +94,12 @@ func writeJaeger(w http.ResponseWriter, code int, data any, total int) {
 	writeJSON(w, code, resp)
 }
 
+// jaegerStoreError answers a failed store call of a Jaeger route (see failure) in jaeger-query's envelope.
+func (s *Server) jaegerStoreError(w http.ResponseWriter, r *http.Request, err error) {
+	code, msg := s.failure(w, r, err)
+	writeJaeger(w, code, msg, 0)
+}
+
 // distinct returns the distinct values of field (service or name) among spans matching filter.
 func (s *Server) distinct(r *http.Request, filter query.Expr, field string, value func(document.Span) string) ([]string, []document.Span, error) {
 	res, err := s.store.Search(r.Context(), store.Request{Index: store.Spans, Filter: filter, Distinct: field, Limit: store.MaxLimit})
@@ -113,7 +119,7 @@ func (s *Server) distinct(r *http.Request, filter query.Expr, field string, valu
 func (s *Server) jaegerServices(w http.ResponseWriter, r *http.Request) {
 	services, _, err := s.distinct(r, nil, "service", func(sp document.Span) string { return sp.Service })
 	if err != nil {
-		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		s.jaegerStoreError(w, r, err)
 		return
 	}
 	writeJaeger(w, http.StatusOK, services, len(services))
@@ -141,7 +147,7 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 	}
 	names, spans, err := s.distinct(r, filter, "name", func(sp document.Span) string { return sp.Name })
 	if err != nil {
-		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		s.jaegerStoreError(w, r, err)
 		return
 	}
 	if legacy {
@@ -256,14 +262,17 @@ func (s *Server) jaegerSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := store.Execute(r.Context(), s.store, q, store.Page{Limit: limit})
 	if err != nil {
-		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		s.jaegerStoreError(w, r, err)
 		return
 	}
 	traces := make([]JaegerTrace, 0, len(res.Traces))
 	for _, t := range res.Traces {
 		spans, err := tracefetch.Spans(r.Context(), s.store, t.TraceID)
+		if err == nil {
+			err = r.Context().Err() // up to store.MaxLimit fetches: stop between them too
+		}
 		if err != nil {
-			writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+			s.jaegerStoreError(w, r, err)
 			return
 		}
 		traces = append(traces, ToJaeger(t.TraceID, spans))
@@ -279,7 +288,7 @@ func (s *Server) jaegerTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	spans, err := tracefetch.Spans(r.Context(), s.store, id)
 	if err != nil {
-		writeJaeger(w, http.StatusInternalServerError, err.Error(), 0)
+		s.jaegerStoreError(w, r, err)
 		return
 	}
 	if len(spans) == 0 {
