@@ -52,8 +52,9 @@ func Summary(cfg Config, results []Result) string {
 	b.WriteString("other = other statuses + transport errors; CPU/span = indexer user+system CPU from the first request until\n" +
 		"everything is searchable, per acked span [Meilisearch's in brackets]; peak RSS = VmHWM.\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "%s: %d requests (%d failed), load %v, lag samples %d; pipeline %v\n", r.Store, r.Requests, r.Failed,
-			r.Load.Round(time.Millisecond), r.LagSamples, r.Pipeline)
+		fmt.Fprintf(&b, "%s: %d requests (%d failed), load %v, lag samples %d, indexer CPU %v, this process's CPU %v; pipeline %v\n",
+			r.Store, r.Requests, r.Failed, r.Load.Round(time.Millisecond), r.LagSamples, r.IndexerCPU.Round(10*time.Millisecond),
+			r.ClientCPU.Round(10*time.Millisecond), r.Pipeline)
 	}
 	return b.String()
 }
