@@ -11,6 +11,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 )
@@ -314,5 +315,37 @@ func TestAllocationProportionalToBody(t *testing.T) {
 	t.Logf("FromProtobuf allocated %d bytes for a %d-byte body: %.1f times", n, len(b), ratio)
 	if ratio > 16 {
 		t.Errorf("FromProtobuf allocated %.1f times the body size, want at most 16", ratio)
+	}
+}
+
+// mergeOverLimit is a span whose array values merge (see TestFromProtobufMergeRules) across a limit: an
+// array over MaxArrayElements replaced by a scalar, and arrays that concatenate over it.
+func mergeOverLimit(t testing.TB) []byte {
+	big := marshalMsg(t, array(iv(1), iv(2), iv(3), iv(4), iv(5)))
+	small := marshalMsg(t, array(iv(1), iv(2)))
+	attr := func(key string, values ...[]byte) []byte {
+		b := protowire.AppendTag(nil, 1, protowire.BytesType)
+		b = protowire.AppendString(b, key)
+		for _, v := range values {
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendBytes(b, v)
+		}
+		return b
+	}
+	span := marshalMsg(t, minimalSpan())
+	span = append(span, field(9, attr("replaced", big, marshalMsg(t, sv("x"))))...)
+	span = append(span, field(9, attr("concat", small, small))...)
+	return field(1, field(2, field(2, span)))
+}
+
+// TestLimitsAfterMerge checks that limits apply to values as protobuf merges them: an array over the limit
+// that a later occurrence replaces is no violation, arrays that are each within it but concatenate over it are.
+func TestLimitsAfterMerge(t *testing.T) {
+	b := mergeOverLimit(t)
+	checkSame(t, b, tinyLimits)
+	_, _, err := FromProtobuf(nil, b, tinyLimits)
+	want := span0 + `.attributes["concat"]: 4 array elements exceed the limit of 3 (MaxArrayElements)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }
