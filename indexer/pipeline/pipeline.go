@@ -1,21 +1,23 @@
-// Package pipeline moves span documents from the receivers to a store.Store, in stages shaped like an
-// OpenTelemetry Collector pipeline: admission (a bounded queue measured in spans, which gives back-pressure),
-// per-shard batching (by size or time), the trace rollup, and an exporter that writes each batch with retries
-// and exponential backoff.
+// Package pipeline moves spans from the write-ahead log into a store.Store, in stages shaped like an
+// OpenTelemetry Collector pipeline: a reader takes records from the log in order and decodes them into span
+// documents, batches them (by size, or by time when the log is caught up), and sends each batch's spans to
+// shards by trace id; each shard rolls its spans up into trace documents and writes both, retrying with
+// exponential backoff for as long as the store fails; a committer commits the log position of each batch once
+// all its shards have written it, which lets the log delete what the store holds.
 //
 // Spans are sharded by trace id, so every span of a trace goes through the same shard, its Rollup, and a
 // strictly sequential writer: a trace document is never overwritten by an older version of itself.
 //
-// By default Consume returns only once the spans are durably written (or with an error): a receiver
-// acknowledges nothing that is not stored, so a crash loses no acknowledged span, and a client that retries
-// after an error only produces duplicates, which the rollup and the id-keyed upserts absorb. Config.AckQueued
-// trades that guarantee for latency, as the Collector's in-memory queue does.
+// Records of the log are OTLP ExportTraceServiceRequest protobuf messages, already validated by a receiver.
+// After a crash the log hands out again what was not committed; the rollup and the id-keyed upserts absorb
+// the duplicates. A batch the store refuses as invalid (store.ErrBadRequest: a poison document) is split until
+// the offending spans are isolated; those go to the dead-letter file with the store's reason, the rest is
+// written, so one bad span never stalls ingest.
 package pipeline
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"runtime"
@@ -23,64 +25,63 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
-// Consumer takes span documents. Consume returns nil once the spans are durably stored.
-type Consumer interface {
-	Consume(ctx context.Context, spans []document.Span) error
-}
-
-// ErrStopped is returned for spans offered after Close, or still unwritten when Close gave up.
-var ErrStopped = errors.New("pipeline stopped")
-
-// OverloadError refuses spans for now; the client should retry after RetryAfter.
-type OverloadError struct {
-	RetryAfter time.Duration
-	// Unavailable is set when the store is failing (OTLP/HTTP 503); otherwise the queue is full (429).
-	Unavailable bool
-	Reason      string
-}
-
-// Error returns the reason.
-func (e *OverloadError) Error() string { return e.Reason }
-
-// Config sets up a Pipeline. Zero fields take the defaults shown.
+// Config sets up a Pipeline. DefaultConfig gives the defaults; New takes them for zero fields.
 type Config struct {
-	Shards       int           // parallel batch writers; default GOMAXPROCS
-	BatchSize    int           // spans per write; default 5000
-	BatchTimeout time.Duration // longest a span waits for its batch to fill; default 200ms
-	QueueSpans   int           // spans admitted and not yet written, over all shards; default 100,000
-	RetryInitial time.Duration // first backoff after a failed write; default 100ms
-	RetryMax     time.Duration // backoff ceiling; default 10s
-	// AckQueued makes Consume return once the spans are queued instead of written: lower latency for clients,
-	// at the price of losing queued spans if the process dies (a shutdown that cannot write them logs how
-	// many). The default acknowledges only what is stored.
-	AckQueued bool
-	Rollup    rollup.Config
-	Logger    *slog.Logger
+	Shards       int           // parallel batch writers, spans routed by trace id; 0: GOMAXPROCS
+	BatchSize    int           // spans per store write
+	BatchTimeout time.Duration // longest a caught-up reader waits for a batch to fill
+	RetryInitial time.Duration // first backoff after a failed write
+	RetryMax     time.Duration // backoff ceiling; writes are retried for as long as the store fails
+	// DeadLetter is the file spans the store refuses are appended to (NDJSON), up to DeadLetterMaxBytes; past
+	// that they are only counted and logged. Empty: nothing is kept.
+	DeadLetter         string
+	DeadLetterMaxBytes int64
+	Rollup             rollup.Config
+	Logger             *slog.Logger
+	// Registerer receives the pipeline's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
 }
 
-func (c *Config) defaults() {
+// DefaultConfig returns the pipeline's defaults.
+func DefaultConfig() Config {
+	return Config{
+		BatchSize:          5000,
+		BatchTimeout:       200 * time.Millisecond,
+		RetryInitial:       100 * time.Millisecond,
+		RetryMax:           10 * time.Second,
+		DeadLetterMaxBytes: 256 << 20,
+		Rollup:             rollup.DefaultConfig(),
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
 	if c.Shards <= 0 {
 		c.Shards = runtime.GOMAXPROCS(0)
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 5000
+		c.BatchSize = d.BatchSize
 	}
 	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = 200 * time.Millisecond
-	}
-	if c.QueueSpans <= 0 {
-		c.QueueSpans = 100_000
+		c.BatchTimeout = d.BatchTimeout
 	}
 	if c.RetryInitial <= 0 {
-		c.RetryInitial = 100 * time.Millisecond
+		c.RetryInitial = d.RetryInitial
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = 10 * time.Second
+		c.RetryMax = d.RetryMax
+	}
+	if c.DeadLetterMaxBytes <= 0 {
+		c.DeadLetterMaxBytes = d.DeadLetterMaxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -89,142 +90,207 @@ func (c *Config) defaults() {
 
 // Stats are the pipeline's counters.
 type Stats struct {
-	Queued      int64 `json:"queued"`       // spans admitted, not yet written
-	Written     int64 `json:"written"`      // spans written
-	Batches     int64 `json:"batches"`      // batches written
-	WriteErrors int64 `json:"write_errors"` // failed write attempts (each retried)
-	Refused     int64 `json:"refused"`      // spans refused with an OverloadError
+	Written      int64         `json:"written"`       // spans written
+	Batches      int64         `json:"batches"`       // batches committed
+	WriteErrors  int64         `json:"write_errors"`  // failed write attempts (each retried or split)
+	DeadLettered int64         `json:"dead_lettered"` // spans the store refused, kept aside
+	Lag          time.Duration `json:"lag_ns"`        // age of the oldest acknowledged span not yet searchable
 }
 
-// Pipeline is a Consumer writing to a store. Create it with New; stop it with Close.
+// Pipeline reads a WAL into a store. Create it with New; stop it with Close.
 type Pipeline struct {
-	cfg    Config
-	store  store.Store
-	shards []*shard
+	cfg     Config
+	store   store.Store
+	wal     *wal.WAL
+	shards  []*shard
+	batches chan *batch // dispatched, in log order, to the committer
+	dead    *deadLetter
+	m       *metrics
 
-	mu     sync.RWMutex // held for reading while enqueueing, for writing by Close
-	closed bool
+	readCtx    context.Context // cancelled by Close: stop reading new records
+	stopRead   context.CancelFunc
+	runCtx     context.Context // cancelled when Close gives up: stop retrying
+	cancelRun  context.CancelFunc
+	readerDone chan struct{}
+	wg         sync.WaitGroup // shards and committer
+	closeOnce  sync.Once
 
-	queued  atomic.Int64
-	failing atomic.Int32 // shards whose last write failed
-	backoff atomic.Int64 // current backoff of a failing shard, nanoseconds
-	stats   struct{ written, batches, writeErrors, refused atomic.Int64 }
+	oldestMu sync.Mutex
+	oldest   []time.Time // append time of the first record of each batch read and not committed, in order
 
-	runCtx context.Context // cancelled when Close gives up
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	written, batchesDone, writeErrors, deadLettered atomic.Int64
 }
 
-// New starts a pipeline writing to st.
-func New(st store.Store, cfg Config) *Pipeline {
-	cfg.defaults()
-	p := &Pipeline{cfg: cfg, store: st}
-	p.runCtx, p.cancel = context.WithCancel(context.Background())
+// batch is the spans of consecutive log records, up to BatchSize.
+type batch struct {
+	end     wal.Position // after its last record
+	times   []time.Time  // append time of each record
+	spans   int
+	pending atomic.Int32 // shard parts not yet written
+	failed  atomic.Bool  // a part was abandoned at Close: do not commit
+	done    chan struct{}
+}
+
+func (b *batch) partDone(ok bool) {
+	if !ok {
+		b.failed.Store(true)
+	}
+	if b.pending.Add(-1) == 0 {
+		close(b.done)
+	}
+}
+
+// New starts a pipeline that reads w from its committed position and writes to st.
+func New(st store.Store, w *wal.WAL, cfg Config) (*Pipeline, error) {
+	cfg.fill()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := openDeadLetter(cfg.DeadLetter, cfg.DeadLetterMaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg, store: st, wal: w, batches: make(chan *batch, 2*cfg.Shards), dead: dead, m: m,
+		readerDone: make(chan struct{})}
+	if cfg.Registerer != nil {
+		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshtrace_index_oldest_unindexed_seconds",
+			Help: "Age of the oldest acknowledged span not yet searchable (0 when the store has everything)."},
+			func() float64 { return p.Lag().Seconds() })
+		if err := cfg.Registerer.Register(lag); err != nil {
+			return nil, err
+		}
+	}
+	p.readCtx, p.stopRead = context.WithCancel(context.Background())
+	p.runCtx, p.cancelRun = context.WithCancel(context.Background())
+	shardRollup := cfg.Rollup
+	shardRollup.MaxSpans = max(1, cfg.Rollup.MaxSpans/cfg.Shards) // the flag is a total
 	loader := storeLoader{st}
 	for range cfg.Shards {
-		s := &shard{p: p, in: make(chan *item, 1024), rollup: rollup.New(cfg.Rollup, loader)}
+		s := &shard{p: p, in: make(chan part, 2), rollup: rollup.New(shardRollup, loader)}
 		p.shards = append(p.shards, s)
 		p.wg.Add(1)
 		go s.run()
 	}
-	return p
+	p.wg.Add(1)
+	go p.commit()
+	go p.read()
+	return p, nil
 }
 
 // Stats returns a snapshot of the counters.
 func (p *Pipeline) Stats() Stats {
-	return Stats{
-		Queued: p.queued.Load(), Written: p.stats.written.Load(), Batches: p.stats.batches.Load(),
-		WriteErrors: p.stats.writeErrors.Load(), Refused: p.stats.refused.Load(),
-	}
+	return Stats{Written: p.written.Load(), Batches: p.batchesDone.Load(), WriteErrors: p.writeErrors.Load(),
+		DeadLettered: p.deadLettered.Load(), Lag: p.Lag()}
 }
 
-// item is one request's spans for one shard; done receives the outcome once.
-type item struct {
-	spans []document.Span
-	done  chan error
+// Lag is how long ago the oldest span that was acknowledged and is not yet searchable was acknowledged; zero
+// when everything acknowledged is in the store.
+func (p *Pipeline) Lag() time.Duration {
+	p.oldestMu.Lock()
+	defer p.oldestMu.Unlock()
+	if len(p.oldest) == 0 {
+		return 0
+	}
+	return time.Since(p.oldest[0])
 }
 
-// Consume admits spans, waits until they are written and returns nil, or returns an *OverloadError without
-// taking them, or the error that prevented storing them. If ctx ends first, Consume returns ctx.Err() and
-// the spans are still written.
-func (p *Pipeline) Consume(ctx context.Context, spans []document.Span) error {
-	if len(spans) == 0 {
-		return nil
-	}
-	if err := p.admit(len(spans)); err != nil {
-		p.stats.refused.Add(int64(len(spans)))
-		return err
-	}
-	items, err := p.enqueue(spans)
-	if err != nil {
-		p.queued.Add(-int64(len(spans)))
-		return err
-	}
-	if p.cfg.AckQueued {
-		return nil
-	}
-	var first error
-	for _, it := range items {
-		select {
-		case err := <-it.done:
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return first
-}
-
-// admit reserves room for n spans, all or nothing. A request larger than the whole queue is admitted only
-// when the queue is empty, so that it can never starve.
-func (p *Pipeline) admit(n int) error {
-	if p.failing.Load() > 0 {
-		return &OverloadError{RetryAfter: p.retryAfter(), Unavailable: true, Reason: "store unavailable: writes are failing and being retried"}
-	}
+// read turns log records into batches until Close or the end of the log.
+func (p *Pipeline) read() {
+	defer close(p.readerDone)
+	defer close(p.batches)
+	rd := p.wal.NewReader()
+	defer rd.Close()
 	for {
-		q := p.queued.Load()
-		if q > 0 && q+int64(n) > int64(p.cfg.QueueSpans) {
-			return &OverloadError{RetryAfter: p.retryAfter(), Reason: fmt.Sprintf("ingest queue full (%d spans waiting)", q)}
+		b, docs, err := p.collect(rd)
+		if b != nil {
+			p.dispatch(b, docs)
 		}
-		if p.queued.CompareAndSwap(q, q+int64(n)) {
-			return nil
+		if err != nil {
+			if !errors.Is(err, wal.ErrClosed) && !errors.Is(err, context.Canceled) {
+				p.cfg.Logger.Error("reading the write-ahead log stopped", "err", err)
+			}
+			return
 		}
 	}
 }
 
-// retryAfter is the delay suggested to refused clients: the current write backoff, at least one batch timeout,
-// rounded up to whole seconds by the receivers.
-func (p *Pipeline) retryAfter() time.Duration {
-	return max(time.Duration(p.backoff.Load()), p.cfg.BatchTimeout, time.Second)
+// collect waits for a record, then reads more until the batch holds BatchSize spans, BatchTimeout passes
+// with nothing more to read, or reading ends (err is then set, and b holds what was read).
+func (p *Pipeline) collect(rd *wal.Reader) (*batch, []document.Span, error) {
+	var b *batch
+	var docs []document.Span
+	ctx := p.readCtx
+	for b == nil || b.spans < p.cfg.BatchSize {
+		rec, err := rd.Next(ctx)
+		if b != nil && errors.Is(err, context.DeadlineExceeded) && p.readCtx.Err() == nil {
+			return b, docs, nil
+		}
+		if err != nil {
+			return b, docs, err
+		}
+		if b == nil {
+			b = &batch{done: make(chan struct{})}
+			p.oldestMu.Lock()
+			p.oldest = append(p.oldest, rec.Time)
+			p.oldestMu.Unlock()
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(p.readCtx, p.cfg.BatchTimeout)
+			defer cancel()
+		}
+		n := len(docs)
+		docs = p.decode(docs, rec)
+		b.spans += len(docs) - n
+		b.end = rec.Next
+		b.times = append(b.times, rec.Time)
+	}
+	return b, docs, nil
 }
 
-func (p *Pipeline) enqueue(spans []document.Span) ([]*item, error) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return nil, ErrStopped
+// decode appends the span documents of one record. A record that does not decode (it was validated when it
+// was accepted, so only damage or a changed limit can cause this) goes to the dead-letter file.
+func (p *Pipeline) decode(docs []document.Span, rec wal.Record) []document.Span {
+	out, rej, err := flatten.FromProtobuf(docs, rec.Data, accepted)
+	if err != nil {
+		p.cfg.Logger.Error("undecodable record in the write-ahead log; kept in the dead-letter file",
+			"segment", rec.Pos.Segment, "offset", rec.Pos.Offset, "err", err)
+		p.dead.record(rec.Data, err)
+		return docs
 	}
+	_ = rej // counted and answered when the record was accepted
+	return out
+}
+
+// accepted are the limits records are decoded with: none, since each was checked against the receiver's limits
+// when it was acknowledged, and a limit lowered since must not refuse it now.
+var accepted = flatten.Limits{MaxSpans: -1, MaxAttributes: -1, MaxResourceAttributes: -1, MaxEvents: -1, MaxLinks: -1,
+	MaxKeyBytes: -1, MaxValueBytes: -1, MaxArrayElements: -1, MaxDepth: -1}
+
+// dispatch hands a batch to the committer and its spans to the shards.
+func (p *Pipeline) dispatch(b *batch, docs []document.Span) {
 	parts := make([][]document.Span, len(p.shards))
 	if len(p.shards) == 1 {
-		parts[0] = spans
+		parts[0] = docs
 	} else {
-		for i := range spans {
-			k := shardOf(spans[i].TraceID, len(p.shards))
-			parts[k] = append(parts[k], spans[i])
+		for i := range docs {
+			k := shardOf(docs[i].TraceID, len(p.shards))
+			parts[k] = append(parts[k], docs[i])
 		}
 	}
-	var items []*item
-	for k, part := range parts {
-		if len(part) == 0 {
-			continue
+	n := int32(1) // held by dispatch until every part is sent
+	for _, part := range parts {
+		if len(part) > 0 {
+			n++
 		}
-		it := &item{spans: part, done: make(chan error, 1)}
-		p.shards[k].in <- it
-		items = append(items, it)
 	}
-	return items, nil
+	b.pending.Store(n)
+	p.batches <- b
+	for k, spans := range parts {
+		if len(spans) > 0 {
+			p.shards[k].in <- part{b: b, spans: spans}
+		}
+	}
+	b.partDone(true)
 }
 
 func shardOf(traceID string, n int) int {
@@ -233,145 +299,56 @@ func shardOf(traceID string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// Close stops admitting spans, writes what is queued and returns. If ctx ends first, retries are abandoned,
-// the waiting Consume calls get ErrStopped, and Close reports how many spans were not stored.
-func (p *Pipeline) Close(ctx context.Context) error {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		for _, s := range p.shards {
-			close(s.in)
+// commit commits the log position of each batch, in order, once its spans are written. After a batch was
+// abandoned (Close gave up) nothing later is committed: the log keeps it all for the next start.
+func (p *Pipeline) commit() {
+	defer p.wg.Done()
+	abandoned := false
+	for b := range p.batches {
+		<-b.done
+		if abandoned || b.failed.Load() {
+			abandoned = true
+			continue
 		}
-	}
-	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		p.cancel()
-		return nil
-	case <-ctx.Done():
-		lost := p.queued.Load()
-		p.cancel()
-		<-done
-		if p.cfg.AckQueued {
-			return fmt.Errorf("pipeline closed before writing %d acknowledged spans; they are lost: %w", lost, ctx.Err())
+		if err := p.wal.Commit(b.end); err != nil {
+			// The records stay in the log and are written again after a restart: duplicates, not loss.
+			p.cfg.Logger.Error("commit to the write-ahead log failed", "err", err)
 		}
-		return fmt.Errorf("pipeline closed before writing %d queued spans (their senders were told to retry): %w", lost, ctx.Err())
+		now := time.Now()
+		for _, t := range b.times {
+			p.m.lag.Observe(now.Sub(t).Seconds())
+		}
+		p.oldestMu.Lock()
+		p.oldest = p.oldest[1:]
+		p.oldestMu.Unlock()
+		p.batchesDone.Add(1)
 	}
 }
 
-// shard batches, rolls up and writes the spans of its part of the trace id space, one batch at a time.
-type shard struct {
-	p      *Pipeline
-	in     chan *item
-	rollup *rollup.Rollup
-}
-
-func (s *shard) run() {
-	defer s.p.wg.Done()
-	for {
-		batch, open := s.collect()
-		if len(batch) > 0 {
-			s.flush(batch)
-		}
-		if !open {
-			return
-		}
-	}
-}
-
-// collect waits for a first item, then gathers items until the batch is full, the batch timeout passes, or the
-// input closes (open is then false).
-func (s *shard) collect() (batch []*item, open bool) {
-	first, ok := <-s.in
-	if !ok {
-		return nil, false
-	}
-	batch = []*item{first}
-	n := len(first.spans)
-	timer := time.NewTimer(s.p.cfg.BatchTimeout)
-	defer timer.Stop()
-	for n < s.p.cfg.BatchSize {
-		select {
-		case it, ok := <-s.in:
-			if !ok {
-				return batch, false
+// Close stops reading the log and waits for the batches in flight to be written and committed. If ctx ends
+// first, retries are abandoned; what was not committed stays in the log and is written after the next start.
+// Calls after the first return at once.
+func (p *Pipeline) Close(ctx context.Context) {
+	p.closeOnce.Do(func() {
+		p.stopRead()
+		done := make(chan struct{})
+		go func() {
+			<-p.readerDone
+			for _, s := range p.shards {
+				close(s.in)
 			}
-			batch = append(batch, it)
-			n += len(it.spans)
-		case <-timer.C:
-			return batch, true
-		}
-	}
-	return batch, true
-}
-
-// flush writes one batch, retrying with exponential backoff until it is stored, a permanent error occurs, or
-// the pipeline gives up at Close.
-func (s *shard) flush(batch []*item) {
-	p := s.p
-	var spans []document.Span
-	if len(batch) == 1 {
-		spans = batch[0].spans
-	} else {
-		for _, it := range batch {
-			spans = append(spans, it.spans...)
-		}
-	}
-	err := s.write(spans)
-	for _, it := range batch {
-		it.done <- err
-	}
-	p.queued.Add(-int64(len(spans)))
-}
-
-func (s *shard) write(spans []document.Span) error {
-	p := s.p
-	backoff := p.cfg.RetryInitial
-	failing := false
-	defer func() {
-		if failing && p.failing.Add(-1) == 0 {
-			p.backoff.Store(0)
-		}
-	}()
-	for {
-		err := s.attempt(spans)
-		if err == nil {
-			p.stats.written.Add(int64(len(spans)))
-			p.stats.batches.Add(1)
-			if failing {
-				p.cfg.Logger.Info("store writes recovered", "spans", len(spans))
-			}
-			return nil
-		}
-		p.stats.writeErrors.Add(1)
-		if errors.Is(err, store.ErrBadRequest) {
-			p.cfg.Logger.Error("store refused a batch; not retrying", "spans", len(spans), "err", err)
-			return err
-		}
-		if !failing {
-			failing = true
-			p.failing.Add(1)
-		}
-		p.backoff.Store(int64(backoff))
-		p.cfg.Logger.Warn("store write failed; retrying", "spans", len(spans), "retry_in", backoff, "err", err)
+			p.wg.Wait()
+			close(done)
+		}()
 		select {
-		case <-time.After(backoff):
-		case <-p.runCtx.Done():
-			return fmt.Errorf("%w: %w", ErrStopped, err)
+		case <-done:
+		case <-ctx.Done():
+			p.cancelRun()
+			<-done
+			p.cfg.Logger.Warn("pipeline stopped before the store took everything; the write-ahead log keeps the rest for the next start",
+				"lag", p.Lag())
 		}
-		backoff = min(2*backoff, p.cfg.RetryMax)
-	}
-}
-
-// attempt rolls the spans up and writes spans and trace documents together. Rolling up again on a retry is
-// harmless: the rollup keys spans by id.
-func (s *shard) attempt(spans []document.Span) error {
-	ctx := s.p.runCtx
-	traces, err := s.rollup.Apply(ctx, spans, time.Now())
-	if err != nil {
-		return err
-	}
-	return s.p.store.Write(ctx, spans, traces)
+		p.cancelRun()
+		p.dead.close()
+	})
 }

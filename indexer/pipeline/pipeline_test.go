@@ -1,27 +1,40 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {
@@ -31,7 +44,31 @@ func openStore(t *testing.T) store.Store {
 	return st
 }
 
-// flaky wraps a store: while down is set, writes fail; while gate is non-nil, writes wait on it.
+func openWAL(t testing.TB, dir string) *wal.WAL {
+	t.Helper()
+	w, err := wal.Open(wal.Config{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func start(t testing.TB, st store.Store, w *wal.WAL, cfg Config) *Pipeline {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	p, err := New(st, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
+// flaky wraps a store: while down is set, writes fail; while gate is non-nil, writes wait on it; spans named
+// "poison" are refused as invalid.
 type flaky struct {
 	store.Store
 	mu     sync.Mutex
@@ -54,6 +91,11 @@ func (f *flaky) Write(ctx context.Context, spans []document.Span, traces []docum
 	}
 	if down {
 		return errors.New("connection refused")
+	}
+	for _, s := range spans {
+		if s.Name == "poison" {
+			return fmt.Errorf("%w: span %s has a field the store cannot take", store.ErrBadRequest, s.SpanID)
+		}
 	}
 	return f.Store.Write(ctx, spans, traces)
 }
@@ -89,6 +131,51 @@ func makeSpans(trace, n int, base int64) []document.Span {
 	return out
 }
 
+// encode is the OTLP request a receiver would have logged for spans (string attributes, one resource per span).
+func encode(t testing.TB, spans []document.Span) []byte {
+	t.Helper()
+	req := &coltracepb.ExportTraceServiceRequest{}
+	for _, s := range spans {
+		tid, _ := hex.DecodeString(s.TraceID)
+		sid, _ := hex.DecodeString(s.SpanID)
+		pid, _ := hex.DecodeString(s.ParentSpanID)
+		sp := &tracepb.Span{TraceId: tid, SpanId: sid, ParentSpanId: pid, Name: s.Name, Kind: tracepb.Span_SPAN_KIND_SERVER,
+			StartTimeUnixNano: uint64(s.Start) * 1000, EndTimeUnixNano: uint64(s.End) * 1000}
+		for k, v := range s.Attr {
+			sp.Attributes = append(sp.Attributes, &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v.(string)}}})
+		}
+		req.ResourceSpans = append(req.ResourceSpans, &tracepb.ResourceSpans{
+			Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
+				Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s.Service}}}}},
+			ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{sp}}},
+		})
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func appendSpans(t testing.TB, w *wal.WAL, spans []document.Span) {
+	t.Helper()
+	if err := w.Append(context.Background(), encode(t, spans)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCommitted waits until everything durable in w is committed.
+func waitCommitted(t testing.TB, w *wal.WAL) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Committed() != w.Stats().Durable {
+		if time.Now().After(deadline) {
+			t.Fatalf("not committed after 30s: committed %v, durable %v", w.Committed(), w.Stats().Durable)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func wantTrace(spans []document.Span) document.Trace {
 	t := document.Trace{ID: spans[0].TraceID, TraceID: spans[0].TraceID, RootService: spans[0].Service, RootName: spans[0].Name,
 		Start: spans[0].Start, End: spans[len(spans)-1].End, SpanCount: len(spans),
@@ -103,36 +190,9 @@ func wantTrace(spans []document.Span) document.Trace {
 	return t
 }
 
-// TestConcurrentConsumeConverges sends the spans of many traces from concurrent clients, shuffled, split
-// into small requests, with retried duplicates, through several shards, into the embedded store.
-func TestConcurrentConsumeConverges(t *testing.T) {
-	st := openStore(t)
-	p := New(st, Config{Shards: 3, BatchSize: 50, BatchTimeout: 5 * time.Millisecond, Logger: quiet})
-	base := time.Now().Add(-time.Minute).UnixMicro()
-	var all []document.Span
-	want := map[string]document.Trace{}
-	for tr := range 40 {
-		spans := makeSpans(tr, 1+tr%7, base+int64(tr)*1000)
-		want[spans[0].TraceID] = wantTrace(spans)
-		all = append(all, spans...)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	arrival := append(slices.Clone(all), all[:30]...)
-	rng.Shuffle(len(arrival), func(i, j int) { arrival[i], arrival[j] = arrival[j], arrival[i] })
-	var wg sync.WaitGroup
-	for c := range 4 {
-		wg.Go(func() {
-			for i := c * 5; i < len(arrival); i += 20 {
-				if err := p.Consume(context.Background(), arrival[i:min(i+5, len(arrival))]); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+// checkStored compares the stored trace documents with want and counts the stored spans.
+func checkStored(t *testing.T, st store.Store, want map[string]document.Trace, spans int) {
+	t.Helper()
 	ids := make([]string, 0, len(want))
 	for id := range want {
 		ids = append(ids, id)
@@ -153,33 +213,89 @@ func TestConcurrentConsumeConverges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Total != len(all) {
-		t.Fatalf("stored %d spans, want %d", res.Total, len(all))
+	if res.Total != spans {
+		t.Fatalf("stored %d spans, want %d", res.Total, spans)
 	}
-	if s := p.Stats(); s.Queued != 0 || s.Written != int64(len(arrival)) {
-		t.Fatalf("stats %+v, want 0 queued and %d written", s, len(arrival))
+}
+
+// traffic is the spans of 40 traces, shuffled into records of up to 5 spans, with 30 duplicated spans.
+func traffic() (records [][]document.Span, want map[string]document.Trace, distinct int) {
+	base := time.Now().Add(-time.Minute).UnixMicro()
+	var all []document.Span
+	want = map[string]document.Trace{}
+	for tr := range 40 {
+		spans := makeSpans(tr, 1+tr%7, base+int64(tr)*1000)
+		want[spans[0].TraceID] = wantTrace(spans)
+		all = append(all, spans...)
 	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	arrival := append(slices.Clone(all), all[:30]...)
+	rng.Shuffle(len(arrival), func(i, j int) { arrival[i], arrival[j] = arrival[j], arrival[i] })
+	for i := 0; i < len(arrival); i += 5 {
+		records = append(records, arrival[i:min(i+5, len(arrival))])
+	}
+	return records, want, len(all)
+}
+
+// TestConcurrentAppendsConverge logs the spans of many traces from concurrent clients, shuffled, split into
+// small records, with duplicates, and checks the trace documents written through several shards.
+func TestConcurrentAppendsConverge(t *testing.T) {
+	st := openStore(t)
+	w := openWAL(t, t.TempDir())
+	p := start(t, st, w, Config{Shards: 3, BatchSize: 50, BatchTimeout: 5 * time.Millisecond})
+	records, want, distinct := traffic()
+	var wg sync.WaitGroup
+	for c := range 4 {
+		wg.Go(func() {
+			for i := c; i < len(records); i += 4 {
+				appendSpans(t, w, records[i])
+			}
+		})
+	}
+	wg.Wait()
+	waitCommitted(t, w)
+	checkStored(t, st, want, distinct)
+	if s := p.Stats(); s.Lag != 0 || s.Written < int64(distinct) {
+		t.Fatalf("stats %+v: want no lag and at least %d written", s, distinct)
+	}
+}
+
+// TestReplayConverges replays the whole log into a store that already holds it (a crash after the store write
+// and before the commit): the trace documents must not count a span twice.
+func TestReplayConverges(t *testing.T) {
+	st := openStore(t)
+	dir := t.TempDir()
+	w := openWAL(t, dir)
+	p := start(t, st, w, Config{Shards: 2, BatchSize: 20, BatchTimeout: time.Millisecond})
+	records, want, distinct := traffic()
+	for _, r := range records {
+		appendSpans(t, w, r)
+	}
+	waitCommitted(t, w)
+	p.Close(context.Background())
+	w.Close()
+	if err := os.Remove(filepath.Join(dir, "checkpoint")); err != nil {
+		t.Fatal(err)
+	}
+	w2 := openWAL(t, dir)
+	start(t, st, w2, Config{Shards: 2, BatchSize: 20, BatchTimeout: time.Millisecond})
+	waitCommitted(t, w2)
+	checkStored(t, st, want, distinct)
 }
 
 // TestLateSpanAfterEviction checks that a span arriving after its trace left the cache is merged with what the
 // store already holds, through TraceSpans over the real store.
 func TestLateSpanAfterEviction(t *testing.T) {
 	st := openStore(t)
-	p := New(st, Config{Shards: 1, BatchTimeout: time.Millisecond, Rollup: rollup.Config{MaxSpans: 1}, Logger: quiet})
-	defer p.Close(context.Background())
+	w := openWAL(t, t.TempDir())
+	start(t, st, w, Config{Shards: 1, BatchSize: 1, BatchTimeout: time.Millisecond, Rollup: rollup.Config{MaxSpans: 1}})
 	spans := makeSpans(1, 4, time.Now().UnixMicro())
-	for _, s := range []document.Span{spans[2], spans[0]} {
-		if err := p.Consume(context.Background(), []document.Span{s}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendSpans(t, w, spans[2:3])
+	appendSpans(t, w, spans[0:1])
 	// Another trace pushes trace 1 out of the one-span cache, then its late spans and a duplicate arrive.
-	if err := p.Consume(context.Background(), makeSpans(2, 1, time.Now().UnixMicro())); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Consume(context.Background(), []document.Span{spans[3], spans[1], spans[0]}); err != nil {
-		t.Fatal(err)
-	}
+	appendSpans(t, w, makeSpans(2, 1, time.Now().UnixMicro()))
+	appendSpans(t, w, []document.Span{spans[3], spans[1], spans[0]})
+	waitCommitted(t, w)
 	got, err := st.GetTraces(context.Background(), []string{spans[0].TraceID})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("GetTraces = %v, %v", got, err)
@@ -189,126 +305,113 @@ func TestLateSpanAfterEviction(t *testing.T) {
 	}
 }
 
-func TestStoreDownRefusesThenRecovers(t *testing.T) {
+// TestStoreOutageIsRetriedUntilItRecovers keeps the store down while records are logged: nothing is committed,
+// the lag grows, and everything is written once the store is back.
+func TestStoreOutageIsRetriedUntilItRecovers(t *testing.T) {
 	f := &flaky{Store: openStore(t)}
 	f.set(true, nil)
-	p := New(f, Config{Shards: 1, BatchTimeout: time.Millisecond, RetryInitial: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, Logger: quiet})
-	defer p.Close(context.Background())
-	spans := makeSpans(1, 3, time.Now().UnixMicro())
-	first := make(chan error, 1)
-	go func() { first <- p.Consume(context.Background(), spans) }()
-
-	// While the write is being retried, new spans are refused as "unavailable" with a Retry-After.
-	var oe *OverloadError
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		// Probes admitted before the first failure wait for the store; give up on them quickly.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		err := p.Consume(ctx, makeSpans(2, 1, 0))
-		cancel()
-		if errors.As(err, &oe) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Consume while the store is down = %v, want an OverloadError", err)
-		}
+	w := openWAL(t, t.TempDir())
+	p := start(t, f, w, Config{Shards: 1, BatchTimeout: time.Millisecond, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	records, want, distinct := traffic()
+	for _, r := range records {
+		appendSpans(t, w, r)
+	}
+	for f.attempts() < 10 {
 		time.Sleep(time.Millisecond)
 	}
-	if !oe.Unavailable || oe.RetryAfter < time.Second {
-		t.Fatalf("overload %+v: want Unavailable and RetryAfter >= 1s", oe)
+	if w.Committed() == w.Stats().Durable {
+		t.Fatal("committed while the store was down")
 	}
-	select {
-	case err := <-first:
-		t.Fatalf("Consume returned %v while its spans were not stored", err)
-	case <-time.After(20 * time.Millisecond):
+	if lag := p.Lag(); lag <= 0 {
+		t.Fatalf("lag %v while the store is down", lag)
 	}
 	f.set(false, nil)
-	if err := <-first; err != nil {
-		t.Fatalf("after recovery Consume = %v", err)
-	}
-	if got, _ := f.GetTraces(context.Background(), []string{spans[0].TraceID}); len(got) != 1 || got[0].SpanCount != 3 {
-		t.Fatalf("stored trace %+v", got)
-	}
-	if err := p.Consume(context.Background(), makeSpans(2, 1, 1)); err != nil {
-		t.Fatalf("after recovery new spans are refused: %v", err)
+	waitCommitted(t, w)
+	checkStored(t, f, want, distinct)
+	if p.Stats().WriteErrors < 10 {
+		t.Fatalf("write errors %d", p.Stats().WriteErrors)
 	}
 }
 
-func TestQueueFullRefuses(t *testing.T) {
+// TestPoisonSpansAreIsolated has the store refuse two spans as invalid: they go to the dead-letter file with
+// the store's reason, and every other span is written.
+func TestPoisonSpansAreIsolated(t *testing.T) {
 	f := &flaky{Store: openStore(t)}
-	gate := make(chan struct{})
-	f.set(false, gate)
-	p := New(f, Config{Shards: 1, QueueSpans: 5, BatchTimeout: time.Millisecond, Logger: quiet})
-	defer p.Close(context.Background())
-	held := make(chan error, 1)
-	go func() { held <- p.Consume(context.Background(), makeSpans(1, 4, 1)) }()
-	for p.Stats().Queued != 4 {
-		time.Sleep(time.Millisecond)
+	w := openWAL(t, t.TempDir())
+	dead := filepath.Join(t.TempDir(), "dead-letter.ndjson")
+	p := start(t, f, w, Config{Shards: 2, BatchSize: 100, BatchTimeout: 5 * time.Millisecond, DeadLetter: dead})
+	var all []document.Span
+	for tr := range 25 {
+		all = append(all, makeSpans(tr, 4, time.Now().UnixMicro())...)
 	}
-	var oe *OverloadError
-	deadline := time.Now().Add(5 * time.Second)
-	probe := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		defer cancel()
-		return p.Consume(ctx, makeSpans(2, 2, 1))
+	all[17].Name, all[60].Name = "poison", "poison"
+	for i := 0; i < len(all); i += 10 {
+		appendSpans(t, w, all[i:i+10])
 	}
-	for !errors.As(probe(), &oe) {
-		if time.Now().After(deadline) {
-			t.Fatal("a full queue did not refuse spans")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if oe.Unavailable {
-		t.Fatalf("a full queue must not report the store unavailable: %+v", oe)
-	}
-	close(gate)
-	if err := <-held; err != nil {
+	waitCommitted(t, w)
+	res, err := f.Search(context.Background(), store.Request{Index: store.Spans, Limit: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s := p.Stats(); s.Refused == 0 {
-		t.Fatalf("stats %+v: refused spans not counted", s)
+	if res.Total != len(all)-2 {
+		t.Fatalf("stored %d spans, want %d", res.Total, len(all)-2)
+	}
+	if s := p.Stats(); s.DeadLettered != 2 {
+		t.Fatalf("dead-lettered %d", s.DeadLettered)
+	}
+	p.Close(context.Background())
+	fh, err := os.Open(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var ids []string
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		var e deadEntry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(e.Reason, "cannot take") || e.Span == nil {
+			t.Fatalf("dead-letter entry %s", sc.Bytes())
+		}
+		ids = append(ids, e.Span.SpanID)
+	}
+	slices.Sort(ids)
+	if want := []string{all[17].SpanID, all[60].SpanID}; !slices.Equal(ids, want) {
+		t.Fatalf("dead-lettered %v, want %v", ids, want)
 	}
 }
 
-func TestCloseGivesUpAtDeadline(t *testing.T) {
+// TestCloseGivesUpAndKeepsTheLog closes while the store hangs: Close returns at its deadline and nothing is
+// committed, so a restart writes it all.
+func TestCloseGivesUpAndKeepsTheLog(t *testing.T) {
 	f := &flaky{Store: openStore(t)}
-	f.set(true, nil)
-	p := New(f, Config{Shards: 1, BatchTimeout: time.Millisecond, RetryInitial: time.Millisecond, Logger: quiet})
-	waiting := make(chan error, 1)
-	go func() { waiting <- p.Consume(context.Background(), makeSpans(1, 2, 1)) }()
+	f.set(false, make(chan struct{})) // writes hang
+	dir := t.TempDir()
+	w := openWAL(t, dir)
+	p := start(t, f, w, Config{Shards: 1, BatchTimeout: time.Millisecond})
+	records, want, distinct := traffic()
+	for _, r := range records {
+		appendSpans(t, w, r)
+	}
 	for f.attempts() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := p.Close(ctx); err == nil {
-		t.Fatal("Close with unwritten spans returned nil")
+	began := time.Now()
+	p.Close(ctx)
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("Close took %v past its 50ms deadline", d)
 	}
-	if err := <-waiting; !errors.Is(err, ErrStopped) {
-		t.Fatalf("waiting Consume = %v, want ErrStopped", err)
+	if w.Committed() == w.Stats().Durable {
+		t.Fatal("committed what the store never took")
 	}
-	if err := p.Consume(context.Background(), makeSpans(2, 1, 1)); !errors.Is(err, ErrStopped) {
-		t.Fatalf("Consume after Close = %v, want ErrStopped", err)
-	}
-}
-
-func TestAckQueued(t *testing.T) {
-	f := &flaky{Store: openStore(t)}
-	gate := make(chan struct{})
-	f.set(false, gate)
-	p := New(f, Config{Shards: 1, BatchTimeout: time.Millisecond, AckQueued: true, Logger: quiet})
-	spans := makeSpans(1, 3, 1)
-	if err := p.Consume(context.Background(), spans); err != nil {
-		t.Fatalf("Consume = %v while the store is slow; want an acknowledgement on enqueue", err)
-	}
-	if s := p.Stats(); s.Written != 0 || s.Queued != 3 {
-		t.Fatalf("stats %+v: want 3 queued, none written yet", s)
-	}
-	close(gate)
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := f.GetTraces(context.Background(), []string{spans[0].TraceID}); len(got) != 1 || got[0].SpanCount != 3 {
-		t.Fatalf("after Close the store holds %+v", got)
-	}
+	w.Close()
+	f.set(false, nil)
+	w2 := openWAL(t, dir)
+	start(t, f, w2, Config{Shards: 1, BatchTimeout: time.Millisecond})
+	waitCommitted(t, w2)
+	checkStored(t, f, want, distinct)
 }

@@ -1,15 +1,15 @@
 package receiver
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -17,62 +17,118 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/meshtrace/meshtrace/indexer/pipeline"
 )
 
 // TracesPath is the OTLP/HTTP path of trace exports.
 const TracesPath = "/v1/traces"
 
-// errTooLarge marks a body above the size limit.
-var errTooLarge = errors.New("request body too large")
+// encoding is the encoding of an OTLP/HTTP body.
+type encoding int
+
+const (
+	protobufEncoding encoding = iota // application/x-protobuf
+	jsonEncoding                     // application/json
+)
+
+// HTTPServer returns an http.Server for OTLP/HTTP on TracesPath with the configured timeouts, so that slow or
+// idle clients cannot hold connections (or the budget) indefinitely.
+func (r *Receiver) HTTPServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle(TracesPath, r)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
+		ReadTimeout:       r.cfg.ReadTimeout,
+		WriteTimeout:      r.cfg.WriteTimeout,
+		IdleTimeout:       r.cfg.IdleTimeout,
+		MaxHeaderBytes:    r.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(r.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+}
 
 // ServeHTTP handles POST /v1/traces.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	enc := Protobuf
-	if ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err == nil && ct == "application/json" {
-		enc = JSON
+	began := time.Now()
+	enc := protobufEncoding
+	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if ct == "application/json" {
+		enc = jsonEncoding
 	}
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		r.writeStatus(w, enc, http.StatusMethodNotAllowed, codes.Unimplemented, "only POST is supported")
 		return
 	}
-	switch ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct {
-	case "application/x-protobuf", "application/json":
-	default:
+	if ct != "application/x-protobuf" && ct != "application/json" {
 		r.writeStatus(w, enc, http.StatusUnsupportedMediaType, codes.InvalidArgument,
 			fmt.Sprintf("unsupported content type %q: use application/x-protobuf or application/json", ct))
 		return
 	}
-	body, err := r.readBody(w, req)
-	switch {
-	case errors.Is(err, errTooLarge):
-		r.writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
-			fmt.Sprintf("request body exceeds %d bytes", r.cfg.MaxBodyBytes))
-		return
-	case err != nil:
-		r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
-		return
-	}
-	docs, rej, err := r.Documents(enc, body)
+	body, held, err := r.readBody(w, req)
+	defer r.release(held)
 	if err != nil {
-		r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+		r.refuseHTTP(w, enc, err)
 		return
 	}
-	partial, err := r.export(req.Context(), docs, rej)
+	// The decoded form needs room too.
+	extra := int64(len(body)) * (decodeFactor - 1)
+	if !r.reserve(extra) {
+		r.refuseHTTP(w, enc, errBudget)
+		return
+	}
+	defer r.release(extra)
+	a, err := r.decodeHTTP(enc, body)
 	if err != nil {
-		r.writeConsumeError(w, enc, err)
+		r.refuseHTTP(w, enc, err)
 		return
 	}
+	partial, err := r.export(req.Context(), a)
+	if err != nil {
+		r.m.spans.WithLabelValues("http", "refused").Add(float64(a.spans))
+		r.refuseHTTP(w, enc, err)
+		return
+	}
+	r.accepted("http", a, began)
 	r.write(w, enc, http.StatusOK, &coltracepb.ExportTraceServiceResponse{PartialSuccess: partial})
 }
 
-// readBody reads the body, decompressing gzip, within the size limit (for the body as sent and as decoded).
-func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
+// accepted counts an acknowledged request.
+func (r *Receiver) accepted(transport string, a accepted, began time.Time) {
+	r.m.requests.WithLabelValues(transport, "accepted").Inc()
+	r.m.spans.WithLabelValues(transport, "accepted").Add(float64(a.spans))
+	r.m.spans.WithLabelValues(transport, "rejected").Add(float64(a.rej.Count))
+	r.m.ack.WithLabelValues(transport).Observe(time.Since(began).Seconds())
+}
+
+// reserve takes n bytes of the in-flight budget, or reports that it cannot without waiting.
+func (r *Receiver) reserve(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	if !r.budget.TryAcquire(n) {
+		return false
+	}
+	r.m.inflight.Add(float64(n))
+	return true
+}
+
+func (r *Receiver) release(n int64) {
+	if n > 0 {
+		r.budget.Release(n)
+		r.m.inflight.Sub(float64(n))
+	}
+}
+
+// readChunk is the first buffer of a body read; buffers double from there, each growth reserved first.
+const readChunk = 32 << 10
+
+// readBody reads the body, decompressing gzip, within the size limit (for the body as sent and as decoded)
+// and the in-flight budget, which it reserves as the buffer grows (held, to be released by the caller):
+// Content-Length is only compared with the limit, never allocated up front.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []byte, held int64, err error) {
 	limit := r.cfg.MaxBodyBytes
 	if req.ContentLength > limit {
-		return nil, errTooLarge
+		return nil, 0, errTooLarge
 	}
 	var src io.Reader = http.MaxBytesReader(w, req.Body, limit)
 	switch ce := req.Header.Get("Content-Encoding"); ce {
@@ -80,25 +136,38 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, e
 	case "gzip":
 		zr, err := gzip.NewReader(src)
 		if err != nil {
-			return nil, bodyError(err, "invalid gzip body")
+			return nil, 0, bodyError(err, "invalid gzip body")
 		}
 		defer zr.Close()
 		src = zr
 	default:
-		return nil, fmt.Errorf("unsupported content encoding %q: use gzip or none", ce)
+		return nil, 0, &DecodeError{Err: fmt.Errorf("unsupported content encoding %q: use gzip or none", ce)}
 	}
-	var buf bytes.Buffer
-	if req.ContentLength > 0 {
-		buf.Grow(int(req.ContentLength))
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			grow := int64(max(cap(buf), readChunk))
+			grow = min(grow, limit+1-int64(len(buf)))
+			if !r.reserve(grow) {
+				return nil, held, errBudget
+			}
+			held += grow
+			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := src.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, held, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, held, nil
+		}
+		if err != nil {
+			return nil, held, bodyError(err, "cannot read body")
+		}
 	}
-	n, err := buf.ReadFrom(io.LimitReader(src, limit+1))
-	if err != nil {
-		return nil, bodyError(err, "cannot read body")
-	}
-	if n > limit {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
 }
 
 func bodyError(err error, what string) error {
@@ -106,45 +175,28 @@ func bodyError(err error, what string) error {
 	if errors.As(err, &mbe) {
 		return errTooLarge
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return &DecodeError{Err: fmt.Errorf("%s: %w", what, err)}
 }
 
-// writeConsumeError answers a refusal or failure of the consumer.
-func (r *Receiver) writeConsumeError(w http.ResponseWriter, enc Encoding, err error) {
-	if oe, ok := overload(err); ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(oe.RetryAfter.Seconds()))))
-		code := http.StatusTooManyRequests
-		if oe.Unavailable {
-			code = http.StatusServiceUnavailable
-		}
-		r.writeStatus(w, enc, code, codes.Unavailable, oe.Reason)
-		return
+// refuseHTTP answers err as refusalOf maps it.
+func (r *Receiver) refuseHTTP(w http.ResponseWriter, enc encoding, err error) {
+	f := r.refusalOf(err)
+	r.m.requests.WithLabelValues("http", f.reason).Inc()
+	if f.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
 	}
-	if errors.Is(err, pipeline.ErrStopped) {
-		w.Header().Set("Retry-After", "1")
-		r.writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, "indexer is shutting down")
-		return
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// The client gave up waiting; its spans are still queued and will be written.
-		r.cfg.Logger.Debug("client left before its spans were written", "err", err)
-		w.Header().Set("Retry-After", "1")
-		r.writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, "request ended before the spans were stored")
-		return
-	}
-	r.cfg.Logger.Error("export failed", "err", err)
-	r.writeStatus(w, enc, http.StatusInternalServerError, codes.Internal, err.Error())
+	r.writeStatus(w, enc, f.http, f.grpc, f.msg)
 }
 
-func (r *Receiver) writeStatus(w http.ResponseWriter, enc Encoding, httpCode int, code codes.Code, msg string) {
+func (r *Receiver) writeStatus(w http.ResponseWriter, enc encoding, httpCode int, code codes.Code, msg string) {
 	r.write(w, enc, httpCode, &status.Status{Code: int32(code), Message: msg})
 }
 
 // write sends m in the request's encoding, as OTLP/HTTP requires for responses and errors alike.
-func (r *Receiver) write(w http.ResponseWriter, enc Encoding, code int, m proto.Message) {
+func (r *Receiver) write(w http.ResponseWriter, enc encoding, code int, m proto.Message) {
 	var body []byte
 	var err error
-	if enc == JSON {
+	if enc == jsonEncoding {
 		w.Header().Set("Content-Type", "application/json")
 		body, err = protojson.Marshal(m)
 	} else {

@@ -1,11 +1,19 @@
 // Package receiver accepts OTLP trace exports (OTLP/HTTP POST /v1/traces with protobuf or JSON bodies,
-// optionally gzip-compressed, and OTLP/gRPC TraceService/Export), turns them into span documents and hands
-// them to a pipeline.Consumer.
+// optionally gzip-compressed, and OTLP/gRPC TraceService/Export), validates them and appends each accepted
+// request to the write-ahead log as one record: an OTLP ExportTraceServiceRequest in protobuf. A request is
+// acknowledged once its record is durable, before any store has seen it, so the answer's latency is a
+// decode and a group-committed fsync, whatever the store does.
 //
-// Answers follow the OTLP specification: success, with partial_success naming how many spans were rejected and
-// why; 400 for a body that cannot be decoded; 413 above the size limit; 429 (queue full) or 503 (store failing)
-// with Retry-After when the indexer is backlogged. A success is sent only after the consumer has stored the
-// spans.
+// Answers follow the OTLP specification, mapped in one place (refusalOf) for both transports: success, with
+// partial_success naming how many spans were rejected and why; 400 (gRPC INVALID_ARGUMENT) for a body that
+// cannot be decoded or breaks a flatten.Limits limit; 413 above the size limit; 429 + Retry-After (gRPC
+// RESOURCE_EXHAUSTED + RetryInfo) while the log is full or the in-flight byte budget is used up; 503 (gRPC
+// UNAVAILABLE) when the log cannot write (disk full, a failed fsync) or the indexer is stopping: never a
+// success for spans that are not on disk.
+//
+// Memory is bounded whatever the input: bodies are read against a global budget of in-flight bytes
+// (Config.MaxInflightBytes, counted decompressed, with room for decoding), never pre-allocated from
+// Content-Length, and HTTPServer and GRPCServer set timeouts on every connection.
 package receiver
 
 import (
@@ -14,54 +22,121 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/otlpjson"
-	"github.com/meshtrace/meshtrace/indexer/pipeline"
 )
 
-// DefaultMaxBodyBytes is the default request size limit, applied to the body as sent and once decompressed.
-const DefaultMaxBodyBytes = 16 << 20
-
-// Encoding is the encoding of an OTLP request body.
-type Encoding int
-
-// Encodings.
-const (
-	Protobuf Encoding = iota // application/x-protobuf
-	JSON                     // application/json
-)
-
-// Config sets up a Receiver.
-type Config struct {
-	MaxBodyBytes int64 // default DefaultMaxBodyBytes
-	Logger       *slog.Logger
+// Log is where accepted requests go: the write-ahead log (*wal.WAL). Append returns once the record is
+// durable, or with the reason it is not (wal.ErrFull, wal.ErrClosed, wal.ErrTooLarge, an I/O error).
+type Log interface {
+	Append(ctx context.Context, record []byte) error
 }
 
-// Receiver decodes OTLP trace exports and feeds a Consumer. It serves OTLP/HTTP (ServeHTTP) and OTLP/gRPC
-// (Export, see RegisterGRPC). Create it with New.
+// Config sets up a Receiver. DefaultConfig gives the defaults; New takes them for zero fields.
+type Config struct {
+	// MaxBodyBytes is the largest request, as sent and once decompressed (413 above it).
+	MaxBodyBytes int64
+	// MaxInflightBytes bounds the bytes all requests being read and decoded may hold together, counted
+	// decompressed and multiplied by decodeFactor for the decoded form; a request that finds it used up is
+	// answered 429. It must be at least MaxBodyBytes*decodeFactor so that one largest request fits.
+	MaxInflightBytes int64
+	// Limits bound what one request may hold (spans, attributes, string sizes); see flatten.Limits.
+	Limits flatten.Limits
+	// FullRetryAfter is the delay suggested to clients while the log is full.
+	FullRetryAfter time.Duration
+	// HTTP server timeouts (see net/http.Server), and the largest request header block.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                                            int
+	// gRPC: a connection is closed after MaxConnectionIdle without calls and after MaxConnectionAge (clients
+	// then reconnect, which spreads them over replicas), with MaxConnectionAgeGrace for calls in progress.
+	MaxConnectionIdle, MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// MaxConcurrentStreams bounds the calls in progress on one gRPC connection.
+	MaxConcurrentStreams uint32
+	Logger               *slog.Logger
+	// Registerer receives the receiver's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+}
+
+// decodeFactor is the multiple of a request's decompressed size reserved from the in-flight budget while it
+// is decoded: the body itself, the span documents built to validate it, and the record re-encoded from JSON
+// or gRPC.
+const decodeFactor = 4
+
+// DefaultConfig returns the receiver's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:          16 << 20,
+		MaxInflightBytes:      256 << 20,
+		FullRetryAfter:        5 * time.Second,
+		ReadHeaderTimeout:     10 * time.Second,
+		ReadTimeout:           60 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		MaxHeaderBytes:        64 << 10,
+		MaxConnectionIdle:     5 * time.Minute,
+		MaxConnectionAge:      30 * time.Minute,
+		MaxConnectionAgeGrace: 30 * time.Second,
+		MaxConcurrentStreams:  64,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	setDefault(&c.MaxBodyBytes, d.MaxBodyBytes)
+	setDefault(&c.MaxInflightBytes, d.MaxInflightBytes)
+	c.MaxInflightBytes = max(c.MaxInflightBytes, c.MaxBodyBytes*decodeFactor)
+	setDefault(&c.FullRetryAfter, d.FullRetryAfter)
+	setDefault(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	setDefault(&c.ReadTimeout, d.ReadTimeout)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
+	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	setDefault(&c.MaxConnectionIdle, d.MaxConnectionIdle)
+	setDefault(&c.MaxConnectionAge, d.MaxConnectionAge)
+	setDefault(&c.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
+	setDefault(&c.MaxConcurrentStreams, d.MaxConcurrentStreams)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func setDefault[T int | int64 | uint32 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// Receiver decodes OTLP trace exports and appends them to a Log. It serves OTLP/HTTP (ServeHTTP, HTTPServer)
+// and OTLP/gRPC (Export, GRPCServer). Create it with New.
 type Receiver struct {
 	coltracepb.UnimplementedTraceServiceServer
-	consumer pipeline.Consumer
+	log      Log
 	cfg      Config
+	budget   *semaphore.Weighted
 	decoders sync.Pool // *otlpjson.Decoder
+	m        *metrics
 }
 
-// New returns a Receiver that hands span documents to c.
-func New(c pipeline.Consumer, cfg Config) *Receiver {
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+// New returns a Receiver that appends accepted requests to l.
+func New(l Log, cfg Config) (*Receiver, error) {
+	cfg.fill()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &Receiver{consumer: c, cfg: cfg, decoders: sync.Pool{New: func() any { return new(otlpjson.Decoder) }}}
+	return &Receiver{log: l, cfg: cfg, budget: semaphore.NewWeighted(cfg.MaxInflightBytes), m: m,
+		decoders: sync.Pool{New: func() any { return new(otlpjson.Decoder) }}}, nil
 }
 
-// DecodeError is an undecodable request body.
+// DecodeError is an undecodable request body, or one that breaks a limit (it then wraps *flatten.LimitError).
 type DecodeError struct{ Err error }
 
 // Error says what could not be decoded.
@@ -70,42 +145,63 @@ func (e *DecodeError) Error() string { return "cannot decode request: " + e.Err.
 // Unwrap returns the decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// Documents decodes an OTLP/HTTP body into span documents; failures are *DecodeError. Protobuf bodies are
-// flattened straight from the wire (flatten.FromProtobuf); JSON bodies are decoded into the OTLP types, then
-// flattened.
-func (r *Receiver) Documents(enc Encoding, body []byte) ([]document.Span, flatten.Rejected, error) {
-	if enc == Protobuf {
-		docs, rej, err := flatten.FromProtobuf(nil, body)
-		if err != nil {
-			return nil, rej, &DecodeError{Err: fmt.Errorf("invalid protobuf: %w", err)}
+// accepted is a decoded, validated request: the record to log and what its spans became.
+type accepted struct {
+	record []byte
+	spans  int // valid spans
+	rej    flatten.Rejected
+}
+
+// decodeHTTP validates an OTLP/HTTP body; failures are *DecodeError. A protobuf body is logged as it is
+// (flatten.FromProtobuf reads it straight from the wire); a JSON body is decoded into the OTLP types and
+// logged re-encoded as protobuf.
+func (r *Receiver) decodeHTTP(enc encoding, body []byte) (accepted, error) {
+	if enc == protobufEncoding {
+		docs, rej, err := flatten.FromProtobuf(nil, body, r.cfg.Limits)
+		var le *flatten.LimitError
+		if errors.As(err, &le) {
+			return accepted{}, &DecodeError{Err: err}
 		}
-		return docs, rej, nil
+		if err != nil {
+			return accepted{}, &DecodeError{Err: fmt.Errorf("invalid protobuf: %w", err)}
+		}
+		return accepted{record: body, spans: len(docs), rej: rej}, nil
 	}
 	d := r.decoders.Get().(*otlpjson.Decoder)
 	req, err := d.Decode(body)
 	r.decoders.Put(d)
 	if err != nil {
-		return nil, flatten.Rejected{}, &DecodeError{Err: err}
+		return accepted{}, &DecodeError{Err: err}
 	}
-	docs, rej := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans)
-	return docs, rej, nil
+	return r.decodeMessage(req)
 }
 
-// export waits for the consumer to store docs. The partial success is nil when every span was accepted.
-func (r *Receiver) export(ctx context.Context, docs []document.Span, rej flatten.Rejected) (*coltracepb.ExportTracePartialSuccess, error) {
-	if err := r.consumer.Consume(ctx, docs); err != nil {
-		return nil, err
+// decodeMessage validates a decoded request and encodes its record.
+func (r *Receiver) decodeMessage(req *coltracepb.ExportTraceServiceRequest) (accepted, error) {
+	docs, rej, err := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans, r.cfg.Limits)
+	if err != nil {
+		return accepted{}, &DecodeError{Err: err}
 	}
-	if rej.Count == 0 {
+	a := accepted{spans: len(docs), rej: rej}
+	if a.spans > 0 {
+		if a.record, err = proto.Marshal(req); err != nil {
+			return accepted{}, &DecodeError{Err: err}
+		}
+	}
+	return a, nil
+}
+
+// export logs an accepted request. The partial success is nil when every span was accepted. A request whose
+// spans were all rejected is not logged.
+func (r *Receiver) export(ctx context.Context, a accepted) (*coltracepb.ExportTracePartialSuccess, error) {
+	if a.spans > 0 {
+		if err := r.log.Append(ctx, a.record); err != nil {
+			return nil, err
+		}
+	}
+	if a.rej.Count == 0 {
 		return nil, nil
 	}
-	r.cfg.Logger.Debug("rejected spans", "count", rej.Count, "first", rej.Message)
-	return &coltracepb.ExportTracePartialSuccess{RejectedSpans: rej.Count, ErrorMessage: rej.Summary()}, nil
-}
-
-// overload returns the consumer's refusal, if err is one.
-func overload(err error) (*pipeline.OverloadError, bool) {
-	var oe *pipeline.OverloadError
-	ok := errors.As(err, &oe)
-	return oe, ok
+	r.cfg.Logger.Debug("rejected spans", "count", a.rej.Count, "first", a.rej.Message)
+	return &coltracepb.ExportTracePartialSuccess{RejectedSpans: a.rej.Count, ErrorMessage: a.rej.Summary()}, nil
 }

@@ -3,12 +3,13 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,26 +25,26 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
-	"github.com/meshtrace/meshtrace/indexer/pipeline"
+	"github.com/meshtrace/meshtrace/indexer/flatten"
+	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// recorder is a Consumer that keeps what it is given; it refuses the first `refuse` calls.
+// recorder is a Log that keeps what it is given; it refuses the first `refuse` calls as a full log.
 type recorder struct {
-	mu     sync.Mutex
-	spans  []document.Span
-	calls  int
-	refuse int
-	err    error // returned by every call when set
+	mu      sync.Mutex
+	records [][]byte
+	calls   int
+	refuse  int
+	err     error // returned by every call when set
 }
 
-func (r *recorder) Consume(_ context.Context, spans []document.Span) error {
+func (r *recorder) Append(_ context.Context, record []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
@@ -51,16 +52,37 @@ func (r *recorder) Consume(_ context.Context, spans []document.Span) error {
 		return r.err
 	}
 	if r.calls <= r.refuse {
-		return &pipeline.OverloadError{RetryAfter: time.Second, Reason: "ingest queue full"}
+		return fmt.Errorf("%w: 10 of 10 bytes used", wal.ErrFull)
 	}
-	r.spans = append(r.spans, spans...)
+	r.records = append(r.records, bytes.Clone(record))
 	return nil
 }
 
-func (r *recorder) got() ([]document.Span, int) {
+// got returns the documents of the records logged, as the pipeline will decode them, and the calls.
+func (r *recorder) got(t *testing.T) ([]document.Span, int) {
+	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.spans), r.calls
+	var docs []document.Span
+	for _, rec := range r.records {
+		var err error
+		if docs, _, err = flatten.FromProtobuf(docs, rec, flatten.Limits{}); err != nil {
+			t.Fatalf("logged record does not decode: %v", err)
+		}
+	}
+	return docs, r.calls
+}
+
+func newReceiver(t testing.TB, l Log, cfg Config) *Receiver {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	r, err := New(l, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // emit records a small trace with the OTel SDK through exp and returns the span contexts (root first).
@@ -124,7 +146,7 @@ func checkSpans(t *testing.T, got []document.Span, want []trace.SpanContext) {
 func TestOTelSDKOverHTTP(t *testing.T) {
 	for _, compression := range []otlptracehttp.Compression{otlptracehttp.NoCompression, otlptracehttp.GzipCompression} {
 		rec := &recorder{}
-		srv := httptest.NewServer(New(rec, Config{Logger: quiet}))
+		srv := httptest.NewServer(newReceiver(t, rec, Config{}))
 		defer srv.Close()
 		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+TracesPath),
 			otlptracehttp.WithCompression(compression))
@@ -132,16 +154,14 @@ func TestOTelSDKOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := emit(t, exp)
-		got, _ := rec.got()
+		got, _ := rec.got(t)
 		checkSpans(t, got, want)
 	}
 }
 
-func startGRPC(t *testing.T, rec pipeline.Consumer) string {
+func startGRPC(t *testing.T, l Log, cfg Config) string {
 	t.Helper()
-	r := New(rec, Config{Logger: quiet})
-	s := grpc.NewServer(r.ServerOptions()...)
-	r.RegisterGRPC(s)
+	s := newReceiver(t, l, cfg).GRPCServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -153,19 +173,19 @@ func startGRPC(t *testing.T, rec pipeline.Consumer) string {
 
 func TestOTelSDKOverGRPC(t *testing.T) {
 	rec := &recorder{}
-	addr := startGRPC(t, rec)
+	addr := startGRPC(t, rec, Config{})
 	exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(addr), otlptracegrpc.WithInsecure(),
 		otlptracegrpc.WithCompressor("gzip"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := emit(t, exp)
-	got, _ := rec.got()
+	got, _ := rec.got(t)
 	checkSpans(t, got, want)
 }
 
-// TestOTelSDKRetriesWhenBacklogged checks that real exporters understand the refusal (HTTP 429 + Retry-After,
-// gRPC UNAVAILABLE + RetryInfo), come back and get their spans stored.
+// TestOTelSDKRetriesWhenBacklogged checks that real exporters understand the refusal of a full log (HTTP 429 +
+// Retry-After, gRPC RESOURCE_EXHAUSTED + RetryInfo), come back and get their spans logged.
 func TestOTelSDKRetriesWhenBacklogged(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -173,13 +193,13 @@ func TestOTelSDKRetriesWhenBacklogged(t *testing.T) {
 		dial  func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error)
 	}{
 		{"http", "the 1s Retry-After", func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error) {
-			srv := httptest.NewServer(New(rec, Config{Logger: quiet}))
+			srv := httptest.NewServer(newReceiver(t, rec, Config{FullRetryAfter: time.Second}))
 			t.Cleanup(srv.Close)
 			return otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+TracesPath),
 				otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
 		}},
 		{"grpc", "the 1s RetryInfo delay", func(t *testing.T, rec *recorder) (sdktrace.SpanExporter, error) {
-			return otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(startGRPC(t, rec)), otlptracegrpc.WithInsecure(),
+			return otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(startGRPC(t, rec, Config{FullRetryAfter: time.Second})), otlptracegrpc.WithInsecure(),
 				otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxElapsedTime: time.Minute}))
 		}},
 	}
@@ -192,9 +212,9 @@ func TestOTelSDKRetriesWhenBacklogged(t *testing.T) {
 			}
 			start := time.Now()
 			want := emit(t, exp)
-			got, calls := rec.got()
+			got, calls := rec.got(t)
 			if calls != 3 {
-				t.Fatalf("consumer called %d times, want 3 (refused, retried, second export)", calls)
+				t.Fatalf("log called %d times, want 3 (refused, retried, second export)", calls)
 			}
 			if waited := time.Since(start); waited < time.Second {
 				t.Fatalf("exporter came back after %v, before %s", waited, tt.delay)
@@ -225,7 +245,7 @@ func TestHTTPAnswers(t *testing.T) {
 		contentType string
 		encoding    string
 		body        []byte
-		consumer    *recorder
+		log         *recorder
 		wantCode    int
 		wantMsg     string // in the google.rpc.Status message (errors) or partial success
 		wantRetry   string // Retry-After header
@@ -247,19 +267,24 @@ func TestHTTPAnswers(t *testing.T) {
 		{name: "GET", method: http.MethodGet, contentType: "application/json", wantCode: 405, wantMsg: "only POST"},
 		{name: "too large", contentType: "application/json", body: bytes.Repeat([]byte(" "), 2048), wantCode: 413, wantMsg: "exceeds 1024 bytes"},
 		{name: "gzip bomb", contentType: "application/json", encoding: "gzip", body: gzipped(bytes.Repeat([]byte(" "), 4096)), wantCode: 413, wantMsg: "exceeds 1024 bytes"},
-		{name: "queue full", contentType: "application/json", body: []byte(goodJSON), consumer: &recorder{refuse: 1}, wantCode: 429, wantMsg: "ingest queue full", wantRetry: "1"},
-		{name: "store down", contentType: "application/json", body: []byte(goodJSON),
-			consumer: &recorder{err: &pipeline.OverloadError{RetryAfter: 2500 * time.Millisecond, Unavailable: true, Reason: "store unavailable"}}, wantCode: 503, wantMsg: "store unavailable", wantRetry: "3"},
-		{name: "stopping", contentType: "application/x-protobuf", body: validProto,
-			consumer: &recorder{err: pipeline.ErrStopped}, wantCode: 503, wantMsg: "shutting down", wantRetry: "1"},
+		{name: "log full", contentType: "application/json", body: []byte(goodJSON), log: &recorder{refuse: 1}, wantCode: 429, wantMsg: "ingest backlog full", wantRetry: "5"},
+		{name: "disk full", contentType: "application/json", body: []byte(goodJSON),
+			log: &recorder{err: fmt.Errorf("wal: write: %w", errors.New("no space left on device"))}, wantCode: 503, wantMsg: "cannot write the ingest log: wal: write: no space left on device", wantRetry: "5"},
+		{name: "stopping", contentType: "application/json", body: []byte(goodJSON),
+			log: &recorder{err: wal.ErrClosed}, wantCode: 503, wantMsg: "shutting down", wantRetry: "1"},
+		{name: "all spans rejected are not logged", contentType: "application/json", log: &recorder{err: wal.ErrClosed},
+			body:     []byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"x","name":"bad"}]}]}]}`),
+			wantCode: 200, wantMsg: "1 span rejected"},
+		{name: "limit", contentType: "application/json", body: []byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"` + strings.Repeat("n", 300) + `"}]}]}]}`),
+			wantCode: 400, wantMsg: "a value of 300 bytes exceeds the limit of 200 (MaxValueBytes)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := tt.consumer
+			rec := tt.log
 			if rec == nil {
 				rec = &recorder{}
 			}
-			h := New(rec, Config{MaxBodyBytes: 1024, Logger: quiet})
+			h := newReceiver(t, rec, Config{MaxBodyBytes: 1024, Limits: flatten.Limits{MaxValueBytes: 200}})
 			method := tt.method
 			if method == "" {
 				method = http.MethodPost
@@ -292,8 +317,8 @@ func TestHTTPAnswers(t *testing.T) {
 					t.Fatalf("response is not an ExportTraceServiceResponse: %v", err)
 				}
 				msg = resp.GetPartialSuccess().GetErrorMessage()
-				if tt.wantMsg != "" && resp.GetPartialSuccess().GetRejectedSpans() != 2 {
-					t.Errorf("rejected %d spans, want 2", resp.GetPartialSuccess().GetRejectedSpans())
+				if want := map[bool]int64{true: 2, false: 0}[tt.wantSpans > 0]; tt.wantSpans > 0 && resp.GetPartialSuccess().GetRejectedSpans() != want {
+					t.Errorf("rejected %d spans, want %d", resp.GetPartialSuccess().GetRejectedSpans(), want)
 				}
 			} else {
 				var st status.Status
@@ -305,7 +330,7 @@ func TestHTTPAnswers(t *testing.T) {
 			if !strings.Contains(msg, tt.wantMsg) || (tt.wantMsg == "" && msg != "") {
 				t.Errorf("message %q, want %q", msg, tt.wantMsg)
 			}
-			if got, _ := rec.got(); len(got) != tt.wantSpans {
+			if got, _ := rec.got(t); len(got) != tt.wantSpans {
 				t.Errorf("consumer got %d spans, want %d", len(got), tt.wantSpans)
 			}
 		})

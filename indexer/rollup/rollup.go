@@ -25,14 +25,13 @@ import (
 // DefaultKeys are the business keys rolled up when Config.Keys is empty.
 var DefaultKeys = []string{"customer_id", "tenant_id", "user_id", "order_id"}
 
-// Config sets up a Rollup.
+// Config sets up a Rollup. Zero fields take the values of DefaultConfig.
 type Config struct {
-	// Keys are the attribute names (span or resource attributes) collected into Trace.Keys. Empty: DefaultKeys.
+	// Keys are the attribute names (span or resource attributes) collected into Trace.Keys.
 	Keys []string
 	// Window is how long a trace stays cached after its last span; later spans are merged through the Loader.
-	// Zero: 5 minutes.
 	Window time.Duration
-	// MaxSpans bounds the span summaries cached; least recently active traces are evicted first. Zero: 1,000,000.
+	// MaxSpans bounds the span summaries cached; least recently active traces are evicted first.
 	MaxSpans int
 }
 
@@ -75,17 +74,23 @@ type summary struct {
 
 // New returns a Rollup; loader may be nil when no earlier documents can exist (tests, a fresh store).
 func New(cfg Config, loader Loader) *Rollup {
+	d := DefaultConfig()
 	r := &Rollup{keys: cfg.Keys, window: cfg.Window, maxSpans: cfg.MaxSpans, loader: loader, traces: map[string]*entry{}}
 	if len(r.keys) == 0 {
-		r.keys = DefaultKeys
+		r.keys = d.Keys
 	}
 	if r.window <= 0 {
-		r.window = 5 * time.Minute
+		r.window = d.Window
 	}
 	if r.maxSpans <= 0 {
-		r.maxSpans = 1_000_000
+		r.maxSpans = d.MaxSpans
 	}
 	return r
+}
+
+// DefaultConfig returns the defaults New takes for zero fields.
+func DefaultConfig() Config {
+	return Config{Keys: DefaultKeys, Window: 5 * time.Minute, MaxSpans: 1_000_000}
 }
 
 // Keys returns the business keys this Rollup collects.

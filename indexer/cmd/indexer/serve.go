@@ -10,45 +10,63 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
-	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/meili"
+	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
-// serveConfig is everything `indexer serve` is configured with.
+// serveConfig is everything `indexer serve` is configured with. Its component configs start from their
+// packages' defaults (newServeConfig), and the flags are bound to their fields.
 type serveConfig struct {
 	otlpHTTPAddr, otlpGRPCAddr, apiAddr string
-	dataDir, meiliURL, meiliKey         string
-	keys                                []string
+	dataDir, walDir, meiliURL, meiliKey string
 	retention                           time.Duration
-	maxBodyBytes                        int64
+	wal                                 wal.Config
+	receiver                            receiver.Config
 	pipeline                            pipeline.Config
 	shutdownTimeout                     time.Duration
 	logLevel, logFormat                 string
 }
 
+// newServeConfig returns the defaults of `indexer serve`.
+func newServeConfig() serveConfig {
+	return serveConfig{
+		otlpHTTPAddr: ":4318", otlpGRPCAddr: ":4317", apiAddr: ":8080", dataDir: "data",
+		retention:       7 * 24 * time.Hour,
+		wal:             wal.Config{SegmentBytes: wal.DefaultSegmentBytes, MaxBytes: wal.DefaultMaxBytes},
+		receiver:        receiver.DefaultConfig(),
+		pipeline:        pipeline.DefaultConfig(),
+		shutdownTimeout: 30 * time.Second,
+		logLevel:        "info", logFormat: "text",
+	}
+}
+
 func newServeCmd() *cobra.Command {
-	var c serveConfig
+	c := newServeConfig()
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Receive OTLP traces and serve the search API, the Jaeger API and the web page",
-		Long: `Receive OTLP traces (HTTP on --otlp-http-addr, gRPC on --otlp-grpc-addr), index them in Meilisearch
-(--meili-url) or in the embedded store under --data-dir, and serve the search API, the Jaeger query API and
-the web page on --api-addr. Every flag can be set with an environment variable: MESHTRACE_ and the flag name in
-upper case with underscores (--data-dir: MESHTRACE_DATA_DIR). SIGINT or SIGTERM stops ingest, writes what was
-accepted and exits.`,
+		Long: `Receive OTLP traces (HTTP on --otlp-http-addr, gRPC on --otlp-grpc-addr), log each accepted request in
+the write-ahead log under --wal-dir before acknowledging it, index them in Meilisearch (--meili-url) or in the
+embedded store under --data-dir, and serve the search API, the Jaeger query API, Prometheus metrics (/metrics)
+and the web page on --api-addr. Every flag can be set with an environment variable: MESHTRACE_ and the flag
+name in upper case with underscores (--data-dir: MESHTRACE_DATA_DIR). SIGINT or SIGTERM stops ingest, writes
+what it can within --shutdown-timeout and exits; what is left stays in the log for the next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(c.logLevel, c.logFormat)
@@ -61,25 +79,27 @@ accepted and exits.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.otlpHTTPAddr, "otlp-http-addr", ":4318", "OTLP/HTTP listen address (POST /v1/traces)")
-	f.StringVar(&c.otlpGRPCAddr, "otlp-grpc-addr", ":4317", "OTLP/gRPC listen address")
-	f.StringVar(&c.apiAddr, "api-addr", ":8080", "search API, Jaeger API and web page listen address")
-	f.StringVar(&c.dataDir, "data-dir", "data", "directory of the embedded store (used when --meili-url is empty)")
+	f.StringVar(&c.otlpHTTPAddr, "otlp-http-addr", c.otlpHTTPAddr, "OTLP/HTTP listen address (POST /v1/traces)")
+	f.StringVar(&c.otlpGRPCAddr, "otlp-grpc-addr", c.otlpGRPCAddr, "OTLP/gRPC listen address")
+	f.StringVar(&c.apiAddr, "api-addr", c.apiAddr, "search API, Jaeger API, /metrics and web page listen address")
+	f.StringVar(&c.dataDir, "data-dir", c.dataDir, "directory of the embedded store (used when --meili-url is empty) and, by default, of the write-ahead log")
+	f.StringVar(&c.walDir, "wal-dir", "", "directory of the write-ahead log (default: <data-dir>/wal); put it on a disk with room for --wal-max-bytes")
+	f.Int64Var(&c.wal.MaxBytes, "wal-max-bytes", c.wal.MaxBytes, "write-ahead log size at which OTLP clients get 429 (4 GiB holds about 25 minutes of a store outage at 10,000 filter spans/s)")
+	f.Int64Var(&c.wal.SegmentBytes, "wal-segment-bytes", c.wal.SegmentBytes, "write-ahead log segment size; a segment is deleted once the store holds all of it")
 	f.StringVar(&c.meiliURL, "meili-url", "", "Meilisearch URL; empty selects the embedded store")
 	f.StringVar(&c.meiliKey, "meili-key", "", "Meilisearch API key")
-	f.StringSliceVar(&c.keys, "keys", rollup.DefaultKeys, "business keys rolled up into trace documents")
-	f.DurationVar(&c.retention, "retention", 7*24*time.Hour, "delete documents older than this (0 keeps them forever)")
-	f.Int64Var(&c.maxBodyBytes, "max-body-bytes", receiver.DefaultMaxBodyBytes, "largest OTLP request, compressed or not")
-	f.IntVar(&c.pipeline.QueueSpans, "queue-spans", 100_000, "spans accepted but not yet written before clients get 429")
-	f.IntVar(&c.pipeline.BatchSize, "batch-size", 5000, "spans per store write")
-	f.DurationVar(&c.pipeline.BatchTimeout, "batch-timeout", 200*time.Millisecond, "longest wait for a batch to fill")
-	f.IntVar(&c.pipeline.Shards, "shards", 0, "parallel writers, spans routed by trace id (0: one per CPU)")
-	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", 5*time.Minute, "how long a trace stays in the rollup cache after its last span")
-	f.IntVar(&c.pipeline.Rollup.MaxSpans, "rollup-max-spans", 1_000_000, "span summaries the rollup cache holds, over all shards")
-	f.BoolVar(&c.pipeline.AckQueued, "ack-queued", false, "answer OTLP requests once their spans are queued, not written (faster; queued spans die with the process)")
-	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown may take to write accepted spans")
-	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	f.StringSliceVar(&c.pipeline.Rollup.Keys, "keys", c.pipeline.Rollup.Keys, "business keys rolled up into trace documents")
+	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
+	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
+	f.Int64Var(&c.receiver.MaxInflightBytes, "max-inflight-bytes", c.receiver.MaxInflightBytes, "bytes all OTLP requests being read and decoded may hold together (429 beyond); at least 4 x --max-body-bytes")
+	f.IntVar(&c.pipeline.BatchSize, "batch-size", c.pipeline.BatchSize, "spans per store write")
+	f.DurationVar(&c.pipeline.BatchTimeout, "batch-timeout", c.pipeline.BatchTimeout, "longest wait for a batch to fill when the store is caught up")
+	f.IntVar(&c.pipeline.Shards, "shards", c.pipeline.Shards, "parallel store writers, spans routed by trace id (0: one per CPU)")
+	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", c.pipeline.Rollup.Window, "how long a trace stays in the rollup cache after its last span")
+	f.IntVar(&c.pipeline.Rollup.MaxSpans, "rollup-max-spans", c.pipeline.Rollup.MaxSpans, "span summaries the rollup cache holds, over all shards")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long shutdown may take to write logged spans to the store")
+	f.StringVar(&c.logLevel, "log-level", c.logLevel, "debug, info, warn or error")
+	f.StringVar(&c.logFormat, "log-format", c.logFormat, "text or json")
 	return cmd
 }
 
@@ -111,9 +131,10 @@ func openStore(ctx context.Context, c serveConfig, log *slog.Logger) (store.Stor
 // listeners are the bound addresses of a running server (for tests and logs).
 type listeners struct{ otlpHTTP, otlpGRPC, api net.Addr }
 
-// serve runs the indexer until ctx ends, then shuts down in dependency order: receivers stop taking requests
-// and finish the ones in flight (their spans get written), the pipeline drains, the API stops, the store
-// closes. ready, if set, is called once every listener is bound.
+// serve runs the indexer until ctx ends. It starts in data-flow order (store, write-ahead log, pipeline, which
+// first replays what the log holds, receivers, API) and stops in the opposite one: receivers stop taking
+// requests and finish the ones in flight, the pipeline writes what it has in hand, the log closes, the API
+// stops, the store closes. ready, if set, is called once every listener is bound.
 func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(listeners)) error {
 	st, err := openStore(ctx, c, log)
 	if err != nil {
@@ -124,53 +145,68 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 			log.Error("closing store", "err", err)
 		}
 	}()
-	var lc net.ListenConfig
-	listen := func(addr string) (net.Listener, error) { return lc.Listen(ctx, "tcp", addr) }
-	otlpHTTPLis, err := listen(c.otlpHTTPAddr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	c.wal.Dir, c.wal.Logger = c.walDir, log
+	if c.wal.Dir == "" {
+		c.wal.Dir = filepath.Join(c.dataDir, "wal")
+	}
+	w, err := wal.Open(c.wal)
 	if err != nil {
 		return err
 	}
-	otlpGRPCLis, err := listen(c.otlpGRPCAddr)
-	if err != nil {
-		otlpHTTPLis.Close()
+	defer w.Close()
+	if err := w.RegisterMetrics(reg); err != nil {
 		return err
 	}
-	apiLis, err := listen(c.apiAddr)
+	c.pipeline.Logger, c.pipeline.Registerer = log, reg
+	c.pipeline.DeadLetter = filepath.Join(c.wal.Dir, "dead-letter.ndjson")
+	pipe, err := pipeline.New(st, w, c.pipeline)
 	if err != nil {
-		otlpHTTPLis.Close()
-		otlpGRPCLis.Close()
+		return err
+	}
+	defer func() { // a no-op after the orderly close below
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+		defer cancel()
+		pipe.Close(ctx)
+	}()
+	c.receiver.Logger, c.receiver.Registerer = log, reg
+	recv, err := receiver.New(w, c.receiver)
+	if err != nil {
 		return err
 	}
 
-	c.pipeline.Rollup.Keys = c.keys
-	c.pipeline.Logger = log
-	if c.pipeline.Shards <= 0 {
-		c.pipeline.Shards = runtime.GOMAXPROCS(0)
+	var lc net.ListenConfig
+	var lis [3]net.Listener
+	for i, addr := range []string{c.otlpHTTPAddr, c.otlpGRPCAddr, c.apiAddr} {
+		if lis[i], err = lc.Listen(ctx, "tcp", addr); err != nil {
+			for _, l := range lis[:i] {
+				l.Close()
+			}
+			return err
+		}
 	}
-	c.pipeline.Rollup.MaxSpans = max(1, c.pipeline.Rollup.MaxSpans/c.pipeline.Shards)
-	pipe := pipeline.New(st, c.pipeline)
-	recv := receiver.New(pipe, receiver.Config{MaxBodyBytes: c.maxBodyBytes, Logger: log})
-	otlpMux := http.NewServeMux()
-	otlpMux.Handle(receiver.TracesPath, recv)
-	otlpHTTP := &http.Server{Handler: otlpMux, ReadHeaderTimeout: 10 * time.Second}
-	grpcSrv := grpc.NewServer(recv.ServerOptions()...)
-	recv.RegisterGRPC(grpcSrv)
+	otlpHTTP := recv.HTTPServer()
+	grpcSrv := recv.GRPCServer()
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/", api.New(st, log))
+	apiMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	apiMux.HandleFunc("GET /api/v1/ingest", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(pipe.Stats()) // the client may be gone
 	})
-	apiSrv := &http.Server{Handler: apiMux, ReadHeaderTimeout: 10 * time.Second}
+	apiSrv := &http.Server{Handler: apiMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	errc := make(chan error, 3)
-	go func() { errc <- ignoreClosed(otlpHTTP.Serve(otlpHTTPLis)) }()
-	go func() { errc <- grpcSrv.Serve(otlpGRPCLis) }()
-	go func() { errc <- ignoreClosed(apiSrv.Serve(apiLis)) }()
-	log.Info("indexer serving", "otlp_http", otlpHTTPLis.Addr().String(), "otlp_grpc", otlpGRPCLis.Addr().String(),
-		"api", apiLis.Addr().String(), "keys", strings.Join(c.keys, ","))
+	go func() { errc <- ignoreClosed(otlpHTTP.Serve(lis[0])) }()
+	go func() { errc <- grpcSrv.Serve(lis[1]) }()
+	go func() { errc <- ignoreClosed(apiSrv.Serve(lis[2])) }()
+	log.Info("indexer serving", "otlp_http", lis[0].Addr().String(), "otlp_grpc", lis[1].Addr().String(),
+		"api", lis[2].Addr().String(), "wal", c.wal.Dir, "keys", strings.Join(c.pipeline.Rollup.Keys, ","))
 	if ready != nil {
-		ready(listeners{otlpHTTPLis.Addr(), otlpGRPCLis.Addr(), apiLis.Addr()})
+		ready(listeners{lis[0].Addr(), lis[1].Addr(), lis[2].Addr()})
 	}
 	retentionDone := make(chan struct{})
 	go func() { defer close(retentionDone); retain(ctx, st, c.retention, log) }()
@@ -184,27 +220,41 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
 	defer cancel()
-	if err := otlpHTTP.Shutdown(sctx); err != nil {
-		log.Warn("OTLP/HTTP shutdown", "err", err)
-	}
-	stopped := make(chan struct{})
-	go func() { grpcSrv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		grpcSrv.Stop()
-	}
-	if err := pipe.Close(sctx); err != nil {
-		log.Error("pipeline shutdown", "err", err)
-		runErr = errors.Join(runErr, err)
+	stopReceivers(sctx, otlpHTTP, grpcSrv, log)
+	pipe.Close(sctx)
+	if err := w.Close(); err != nil {
+		log.Error("closing the write-ahead log", "err", err)
 	}
 	if err := apiSrv.Shutdown(sctx); err != nil {
 		log.Warn("API shutdown", "err", err)
 	}
 	<-retentionDone
 	s := pipe.Stats()
-	log.Info("indexer stopped", "spans_written", s.Written, "batches", s.Batches, "write_errors", s.WriteErrors, "spans_refused", s.Refused)
+	log.Info("indexer stopped", "spans_written", s.Written, "batches", s.Batches, "write_errors", s.WriteErrors,
+		"dead_lettered", s.DeadLettered, "wal_bytes_left", w.Stats().Bytes)
 	return runErr
+}
+
+// receiverGrace is how long requests in flight get to finish at shutdown; requests still being read then are
+// cut off unanswered (nothing of theirs was acknowledged, so their clients retry elsewhere or later).
+const receiverGrace = 5 * time.Second
+
+// stopReceivers stops both OTLP servers: no new requests, and those in flight get receiverGrace.
+func stopReceivers(ctx context.Context, otlpHTTP *http.Server, grpcSrv *grpc.Server, log *slog.Logger) {
+	gctx, cancel := context.WithTimeout(ctx, receiverGrace)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	if err := otlpHTTP.Shutdown(gctx); err != nil {
+		log.Warn("OTLP/HTTP requests cut off at shutdown", "err", err)
+		otlpHTTP.Close()
+	}
+	select {
+	case <-stopped:
+	case <-gctx.Done():
+		grpcSrv.Stop()
+		<-stopped
+	}
 }
 
 func ignoreClosed(err error) error {

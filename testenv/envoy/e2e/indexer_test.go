@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,10 +15,11 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
 // indexer is the meshtrace indexer with its default embedded store, run in the test process: the OTLP/HTTP
-// receiver (Receiver) and the search API on a loopback server.
+// receiver (Receiver) writing to a write-ahead log read by the pipeline, and the search API on a loopback server.
 type indexer struct {
 	Receiver http.Handler
 	api      *httptest.Server
@@ -30,19 +32,28 @@ func startIndexer(t *testing.T) *indexer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	pipe := pipeline.New(st, pipeline.Config{BatchTimeout: 50 * time.Millisecond, Logger: log})
+	w, err := wal.Open(wal.Config{Dir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe, err := pipeline.New(st, w, pipeline.Config{BatchTimeout: 50 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv, err := receiver.New(w, receiver.Config{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := pipe.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
+		pipe.Close(ctx)
+		if err := errors.Join(w.Close(), st.Close()); err != nil {
 			t.Error(err)
 		}
 	})
 	ix := &indexer{
-		Receiver: receiver.New(pipe, receiver.Config{Logger: log}),
+		Receiver: recv,
 		api:      httptest.NewServer(api.New(st, log)),
 	}
 	t.Cleanup(ix.api.Close)
