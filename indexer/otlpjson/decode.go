@@ -6,6 +6,9 @@
 // where the protobuf JSON mapping is: snake_case field names and enum names are accepted too, and unknown fields
 // are ignored, as the OTLP specification requires. An id that is not valid hex is not a decode error: it is
 // decoded to a one-byte id, an impossible length, so that the span is rejected individually (partial success).
+//
+// What decoding allocates is bounded whatever the body holds: a first pass, which allocates nothing, refuses
+// bodies nested deeper than MaxNesting or holding more than Decoder.MaxTokens JSON tokens.
 package otlpjson
 
 import (
@@ -25,19 +28,47 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// maxDepth bounds the nesting of AnyValue arrays and key-value lists.
-const maxDepth = 32
+// maxDepth bounds the nesting of AnyValue arrays and key-value lists: more than flatten's default MaxDepth (8),
+// so that flatten refuses what is too deep with its LimitError, and few enough to fit in MaxNesting.
+const maxDepth = 12
+
+// MaxNesting is the deepest nesting of JSON objects and arrays a request may have; what is deeper is refused
+// before it is parsed. The OTLP structure takes 12 levels down to the value of an event attribute and 4 per
+// level of key-value list below it, so MaxNesting holds the 12 levels of AnyValue the decoder accepts.
+const MaxNesting = 64
+
+// DefaultMaxTokens is the default of Decoder.MaxTokens. Decoding allocates up to about 500 bytes per token
+// (the parser's value cache grows by copying, and every generation of it stays referenced during a parse; then
+// the OTLP messages), so this bounds a decode to about 256 MiB whatever the body holds, where a 16 MiB flood of
+// tiny values ("[0,0,0,...", "{},{},...") took over 4 GB. Compact OTLP/JSON holds one token per 10 bytes or
+// more (the specification's example: 58 in 571 bytes), so this admits such bodies up to about 5 MB: ten SDK
+// batches of 512 spans. Larger JSON requests are refused with an Error whose TooLarge is set.
+const DefaultMaxTokens = 1 << 19
+
+// retainTokens is the largest parse a Decoder keeps its parser's memory for, to reuse on the next call.
+const retainTokens = 1 << 16
 
 // Decoder decodes OTLP/JSON trace export requests. The zero value is ready to use. A Decoder reuses its parser
 // buffers between calls and is not safe for concurrent use; pool Decoders for concurrent decoding.
+//
+// Memory: decoding allocates per JSON token, not per body byte (see DefaultMaxTokens), so a body is first
+// scanned, without allocating, for its nesting (at most MaxNesting) and its number of tokens (at most
+// MaxTokens): what decoding allocates is then bounded whatever the body holds. The limits of flatten.Limits
+// apply once the request is decoded.
 type Decoder struct {
-	p fastjson.Parser
+	// MaxTokens bounds the structural tokens of a body (each '{', '[', ',' and ':' outside strings): about
+	// the number of values and object members. Zero means DefaultMaxTokens; negative, no limit.
+	MaxTokens int
+	p         fastjson.Parser
 }
 
 // Error is a decode error: the JSON path of the offending value and what is wrong with it.
 type Error struct {
 	Path string
 	Msg  string
+	// TooLarge is set when the body holds more tokens than Decoder.MaxTokens: the same spans in smaller
+	// requests would be accepted, so receivers may answer 413 rather than 400.
+	TooLarge bool
 }
 
 // Error renders the error as "path: message".
@@ -50,9 +81,27 @@ func (e *Error) Error() string {
 
 // Decode parses an OTLP/JSON ExportTraceServiceRequest.
 func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, error) {
+	maxTokens := d.MaxTokens
+	switch {
+	case maxTokens == 0:
+		maxTokens = DefaultMaxTokens
+	case maxTokens < 0:
+		maxTokens = math.MaxInt
+	}
+	tokens, err := scan(data, maxTokens)
+	if err != nil {
+		return nil, err
+	}
+	if tokens > retainTokens {
+		defer func() { d.p = fastjson.Parser{} }() // the request holds copies, nothing of the parser
+	}
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
-		return nil, &Error{Msg: "invalid JSON: " + err.Error()}
+		msg := err.Error()
+		if len(msg) > maxParseError {
+			msg = msg[:maxParseError] + "..."
+		}
+		return nil, &Error{Msg: "invalid JSON: " + strings.ToValidUTF8(msg, "")}
 	}
 	req := &coltracepb.ExportTraceServiceRequest{}
 	err = fields(v, func(k []byte, v *fastjson.Value) (err error) {
@@ -70,6 +119,38 @@ func (d *Decoder) Decode(data []byte) (*coltracepb.ExportTraceServiceRequest, er
 		return nil, err
 	}
 	return req, nil
+}
+
+// maxParseError bounds the parser's error messages, which chain one clause per level of nesting.
+const maxParseError = 256
+
+// scan checks the nesting of data and counts its structural tokens, in one pass that allocates nothing and
+// does not validate: the parser does that next.
+func scan(data []byte, maxTokens int) (int, error) {
+	tokens, depth := 0, 0
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			if depth++; depth > MaxNesting {
+				return 0, &Error{Msg: fmt.Sprintf("JSON nested deeper than %d levels (at byte %d)", MaxNesting, i)}
+			}
+			tokens++
+		case '}', ']':
+			depth--
+		case ',', ':':
+			tokens++
+		}
+		if tokens > maxTokens {
+			return 0, &Error{Msg: fmt.Sprintf("more than %d JSON tokens (at byte %d): send smaller requests", maxTokens, i), TooLarge: true}
+		}
+	}
+	return tokens, nil
 }
 
 func decodeResourceSpans(v *fastjson.Value) (*tracepb.ResourceSpans, error) {

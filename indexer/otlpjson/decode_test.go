@@ -144,7 +144,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad base64", `{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":{"bytesValue":"!!"}}]}}]}`, "value.bytesValue: invalid base64"},
 		{"bool as string", `{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":{"boolValue":"true"}}]}}]}`, "value.boolValue: expected a boolean, got string"},
 		{"status not object", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"status":[]}]}]}]}`, "spans[0].status: expected an object, got array"},
-		{"too deep", `{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":` + strings.Repeat(`{"arrayValue":{"values":[`, 40) + strings.Repeat(`]}}`, 40) + `}]}}]}`, "nested deeper than 32 levels"},
+		{"too deep", `{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":` + strings.Repeat(`{"arrayValue":{"values":[`, 14) + strings.Repeat(`]}}`, 14) + `}]}}]}`, "nested deeper than 12 levels"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
