@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
@@ -45,6 +47,13 @@ type Config struct {
 	// trace with all its spans, a Jaeger search with every trace it returns). When it runs out the work is
 	// cancelled and the request answers 503. Zero or negative means DefaultQueryTimeout.
 	QueryTimeout time.Duration
+	// IndexLag reports how far the index is behind what was acknowledged (pipeline.Pipeline.Lag): every
+	// answer of the search and trace routes tells it, in index_lag_seconds and the X-Meshtrace-Index-Lag
+	// header, so a responder knows whether the last seconds are searchable yet. Nil reports 0.
+	IndexLag func() time.Duration
+	// Registerer receives the query latency histogram (meshtrace_query_duration_seconds by route); nil
+	// registers it nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Server answers searches from a store. Create it with New; it is an http.Handler.
@@ -54,6 +63,8 @@ type Server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 	timeout time.Duration // Config.QueryTimeout
+	lag     func() time.Duration
+	latency *prometheus.HistogramVec
 }
 
 // New returns the API server for st, with the defaults or with one Config (it panics given more); log nil
@@ -73,14 +84,23 @@ func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = DefaultQueryTimeout
 	}
-	s := &Server{store: st, log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout}
-	s.mux.HandleFunc("GET /api/v1/search", s.budget(s.search))
-	s.mux.HandleFunc("GET /api/v1/traces/{id}", s.budget(s.trace))
-	s.mux.HandleFunc("GET /api/services", s.budget(s.jaegerServices))
-	s.mux.HandleFunc("GET /api/services/{service}/operations", s.budget(s.jaegerOperations))
-	s.mux.HandleFunc("GET /api/operations", s.budget(s.jaegerOperations))
-	s.mux.HandleFunc("GET /api/traces", s.budget(s.jaegerSearch))
-	s.mux.HandleFunc("GET /api/traces/{id}", s.budget(s.jaegerTrace))
+	if c.IndexLag == nil {
+		c.IndexLag = func() time.Duration { return 0 }
+	}
+	s := &Server{store: st, log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshtrace_query_duration_seconds",
+			Help: "Duration of API requests that read the store, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
+			[]string{"route"})}
+	if c.Registerer != nil {
+		c.Registerer.MustRegister(s.latency)
+	}
+	s.mux.HandleFunc("GET /api/v1/search", s.budget("GET /api/v1/search", s.search))
+	s.mux.HandleFunc("GET /api/v1/traces/{id}", s.budget("GET /api/v1/traces/{id}", s.trace))
+	s.mux.HandleFunc("GET /api/services", s.budget("GET /api/services", s.jaegerServices))
+	s.mux.HandleFunc("GET /api/services/{service}/operations", s.budget("GET /api/services/{service}/operations", s.jaegerOperations))
+	s.mux.HandleFunc("GET /api/operations", s.budget("GET /api/operations", s.jaegerOperations))
+	s.mux.HandleFunc("GET /api/traces", s.budget("GET /api/traces", s.jaegerSearch))
+	s.mux.HandleFunc("GET /api/traces/{id}", s.budget("GET /api/traces/{id}", s.jaegerTrace))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
 	return s
@@ -94,11 +114,16 @@ var errBudget = errors.New("query time budget exceeded")
 
 // budget runs h with the request's context cancelled after the query timeout (or when the client leaves,
 // as before); the stores stop their work when it is.
-func (s *Server) budget(h http.HandlerFunc) http.HandlerFunc {
+// It also times the request for the route's latency histogram and tells the index lag in a header.
+func (s *Server) budget(route string, h http.HandlerFunc) http.HandlerFunc {
+	latency := s.latency.WithLabelValues(route)
 	return func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
 		ctx, cancel := context.WithTimeoutCause(r.Context(), s.timeout, errBudget)
 		defer cancel()
+		w.Header().Set("X-Meshtrace-Index-Lag", s.lag().String())
 		h(w, r.WithContext(ctx))
+		latency.Observe(time.Since(began).Seconds())
 	}
 }
 
@@ -110,12 +135,17 @@ type SearchResponse struct {
 	Partial bool             `json:"partial,omitempty"` // a scope join was cut at store.MaxLimit traces
 	Spans   []document.Span  `json:"spans,omitempty"`
 	Traces  []document.Trace `json:"traces,omitempty"`
+	// IndexLagSeconds is how long ago the oldest acknowledged span not yet searchable was acknowledged: 0 when
+	// everything acknowledged is in the answer's reach.
+	IndexLagSeconds float64 `json:"index_lag_seconds"`
 }
 
 // TraceResponse is the body of GET /api/v1/traces/{id}: the trace document and its spans in start order.
 type TraceResponse struct {
 	Trace document.Trace  `json:"trace"`
 	Spans []document.Span `json:"spans"`
+	// IndexLagSeconds is as in SearchResponse: spans of the trace acknowledged within it may still be missing.
+	IndexLagSeconds float64 `json:"index_lag_seconds"`
 }
 
 // ErrorResponse is the body of every error of the /api/v1 routes. Position is the 1-based offset of a query
@@ -159,7 +189,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, SearchResponse{Query: src, Target: q.Target.String() + "s", Total: res.Total, Partial: res.Partial,
-		Spans: res.Spans, Traces: res.Traces})
+		IndexLagSeconds: s.lag().Seconds(),
+		Spans:           res.Spans, Traces: res.Traces})
 }
 
 func pageOf(limit, offset string) (store.Page, error) {
@@ -193,7 +224,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "trace " + id + " not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceResponse{Trace: doc, Spans: spans})
+	writeJSON(w, http.StatusOK, TraceResponse{Trace: doc, Spans: spans, IndexLagSeconds: s.lag().Seconds()})
 }
 
 // traceID normalises a trace id: lower-case hex, shorter ids left-padded to 32 digits as Jaeger does.

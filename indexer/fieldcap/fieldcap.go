@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
@@ -376,4 +378,27 @@ func (l *Limiter) warn(over [2]int64, sample string) {
 	l.log.Warn(msg, "cap", l.cap, "keys", l.keys.Load(), "spans", l.unlogged[0], "attributes", l.unlogged[1],
 		"example", l.sampleKey, "total_spans", l.spans.Load(), "total_attributes", l.attrs.Load())
 	l.logged, l.lastLog, l.unlogged, l.sampleKey = true, now, [2]int64{}, ""
+}
+
+// RegisterMetrics registers the Limiter's Prometheus metrics with reg, read from Stats at each scrape.
+func (l *Limiter) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshtrace_attribute_keys",
+			Help: "Distinct attribute field names of the span index (the cap is meshtrace_attribute_keys_max)."},
+			func() float64 { return float64(l.Stats().Keys) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshtrace_attribute_keys_max",
+			Help: "Cap on distinct attribute field names; attributes with new keys past it are stored in the overflow field, not indexed."},
+			func() float64 { return float64(l.cap) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshtrace_attribute_overflow_spans_total",
+			Help: "Spans with at least one attribute moved to the overflow field because of the key cap."},
+			func() float64 { return float64(l.Stats().SpansOverflowed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshtrace_attribute_overflow_total",
+			Help: "Attributes moved to the overflow field because of the key cap."},
+			func() float64 { return float64(l.Stats().AttributesOverflowed) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
@@ -46,7 +47,9 @@ type Config struct {
 	DeadLetter         string
 	DeadLetterMaxBytes int64
 	Rollup             rollup.Config
-	Logger             *slog.Logger
+	// Fields caps the distinct attribute keys of the span index (see package fieldcap); nil: no cap.
+	Fields *fieldcap.Limiter
+	Logger *slog.Logger
 	// Registerer receives the pipeline's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
 }
@@ -266,8 +269,11 @@ func (p *Pipeline) decode(docs []document.Span, rec wal.Record) []document.Span 
 var accepted = flatten.Limits{MaxSpans: -1, MaxAttributes: -1, MaxResourceAttributes: -1, MaxEvents: -1, MaxLinks: -1,
 	MaxKeyBytes: -1, MaxValueBytes: -1, MaxArrayElements: -1, MaxDepth: -1}
 
-// dispatch hands a batch to the committer and its spans to the shards.
+// dispatch caps the batch's attribute keys, then hands it to the committer and its spans to the shards.
 func (p *Pipeline) dispatch(b *batch, docs []document.Span) {
+	if p.cfg.Fields != nil {
+		p.cfg.Fields.Apply(docs)
+	}
 	parts := make([][]document.Span, len(p.shards))
 	if len(p.shards) == 1 {
 		parts[0] = docs

@@ -116,6 +116,21 @@ func waitIndexed(t *testing.T, server string, n int64) pipeline.Stats {
 	}
 }
 
+// get returns the body of a 200 answer to GET url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
+
 // run executes the CLI with args and returns its output.
 func run(t *testing.T, args ...string) string {
 	t.Helper()
@@ -172,6 +187,14 @@ func TestServeSearchTrace(t *testing.T) {
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Fatalf("trace output lacks %q:\n%s", w, out)
+		}
+	}
+	for _, want := range []string{`meshtrace_receiver_spans_total{outcome="accepted",transport="grpc"} 2`,
+		`meshtrace_receiver_spans_total{outcome="accepted",transport="http"} 1`, "meshtrace_wal_bytes ",
+		"meshtrace_store_spans_written_total 3", "meshtrace_index_lag_seconds_count ", "meshtrace_attribute_keys ",
+		`meshtrace_query_duration_seconds_count{route="GET /api/v1/search"} 3`} {
+		if metrics := get(t, server+"/metrics"); !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
 		}
 	}
 	if err := stop(); err != nil {

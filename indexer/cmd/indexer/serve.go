@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
 	"github.com/meshtrace/meshtrace/indexer/store"
@@ -39,6 +40,8 @@ type serveConfig struct {
 	wal                                 wal.Config
 	receiver                            receiver.Config
 	pipeline                            pipeline.Config
+	attributeKeys                       int
+	api                                 api.Config
 	shutdownTimeout                     time.Duration
 	logLevel, logFormat                 string
 }
@@ -51,6 +54,8 @@ func newServeConfig() serveConfig {
 		wal:             wal.Config{SegmentBytes: wal.DefaultSegmentBytes, MaxBytes: wal.DefaultMaxBytes},
 		receiver:        receiver.DefaultConfig(),
 		pipeline:        pipeline.DefaultConfig(),
+		attributeKeys:   fieldcap.DefaultCap,
+		api:             api.Config{QueryTimeout: api.DefaultQueryTimeout},
 		shutdownTimeout: 30 * time.Second,
 		logLevel:        "info", logFormat: "text",
 	}
@@ -97,6 +102,8 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.IntVar(&c.pipeline.Shards, "shards", c.pipeline.Shards, "parallel store writers, spans routed by trace id (0: one per CPU)")
 	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", c.pipeline.Rollup.Window, "how long a trace stays in the rollup cache after its last span")
 	f.IntVar(&c.pipeline.Rollup.MaxSpans, "rollup-max-spans", c.pipeline.Rollup.MaxSpans, "span summaries the rollup cache holds, over all shards")
+	f.IntVar(&c.attributeKeys, "max-attribute-keys", c.attributeKeys, "distinct attribute keys indexed (span, resource, event and link attributes; at most 60,000); attributes with new keys past it are kept in each span's overflow field, not searchable")
+	f.DurationVar(&c.api.QueryTimeout, "query-timeout", c.api.QueryTimeout, "time budget of one API request's store work; past it the work stops and the request answers 503")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long shutdown may take to write logged spans to the store")
 	f.StringVar(&c.logLevel, "log-level", c.logLevel, "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", c.logFormat, "text or json")
@@ -126,6 +133,19 @@ func openStore(ctx context.Context, c serveConfig, log *slog.Logger) (store.Stor
 	}
 	log.Info("opening embedded store", "dir", c.dataDir)
 	return embedded.Open(c.dataDir)
+}
+
+// fieldLimiter returns the cap on attribute keys, primed with the fields the span index has and with the
+// business keys, which are always indexed.
+func fieldLimiter(ctx context.Context, st store.Store, c serveConfig, log *slog.Logger) (*fieldcap.Limiter, error) {
+	known, err := st.Fields(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list the fields of the span index: %w", err)
+	}
+	for _, k := range c.pipeline.Rollup.Keys {
+		known = append(known, "attr."+k, "resource."+k)
+	}
+	return fieldcap.New(c.attributeKeys, known, fieldcap.WithLogger(log)), nil
 }
 
 // listeners are the bound addresses of a running server (for tests and logs).
@@ -160,6 +180,12 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	if err := w.RegisterMetrics(reg); err != nil {
 		return err
 	}
+	if c.pipeline.Fields, err = fieldLimiter(ctx, st, c, log); err != nil {
+		return err
+	}
+	if err := c.pipeline.Fields.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	c.pipeline.Logger, c.pipeline.Registerer = log, reg
 	c.pipeline.DeadLetter = filepath.Join(c.wal.Dir, "dead-letter.ndjson")
 	pipe, err := pipeline.New(st, w, c.pipeline)
@@ -190,7 +216,8 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	otlpHTTP := recv.HTTPServer()
 	grpcSrv := recv.GRPCServer()
 	apiMux := http.NewServeMux()
-	apiMux.Handle("/", api.New(st, log))
+	c.api.IndexLag, c.api.Registerer = pipe.Lag, reg
+	apiMux.Handle("/", api.New(st, log, c.api))
 	apiMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	apiMux.HandleFunc("GET /api/v1/ingest", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
