@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,10 +153,16 @@ func servingLine(line []byte) (otlpHTTP, api string, ok bool) {
 		OTLPHTTP string `json:"otlp_http"`
 		API      string `json:"api"`
 	}
-	if json.Unmarshal(line, &l) != nil || l.Msg != "indexer serving" || l.OTLPHTTP == "" || l.API == "" {
+	if json.Unmarshal(line, &l) != nil || l.Msg != "indexer serving" || !loopback(l.OTLPHTTP) || !loopback(l.API) {
 		return "", "", false
 	}
 	return l.OTLPHTTP, l.API, true
+}
+
+// loopback reports whether addr is 127.0.0.1:PORT: the benchmark sends traffic nowhere else.
+func loopback(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	return err == nil && host == "127.0.0.1" && port != "" && port != "0"
 }
 
 // indexerEnv is the environment without MESHTRACE_* variables, which `indexer serve` would read as flags.
