@@ -39,9 +39,14 @@ func WriteTable(w io.Writer, results []Result) error {
 func Summary(cfg Config, results []Result) string {
 	var b strings.Builder
 	_ = cfg.defaults()
-	load := fmt.Sprintf("%d spans", cfg.Spans)
-	if cfg.Duration > 0 {
-		load += fmt.Sprintf(" or %v", cfg.Duration)
+	var load string
+	switch {
+	case cfg.Spans > 0 && cfg.Duration > 0:
+		load = fmt.Sprintf("%d spans or %v, whichever first", cfg.Spans, cfg.Duration)
+	case cfg.Spans > 0:
+		load = fmt.Sprintf("%d spans", cfg.Spans)
+	default:
+		load = fmt.Sprintf("for %v", cfg.Duration)
 	}
 	rate := "as fast as acks come back"
 	if cfg.Rate > 0 {
