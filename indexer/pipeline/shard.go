@@ -25,7 +25,12 @@ type shard struct {
 func (s *shard) run() {
 	defer s.p.wg.Done()
 	for pt := range s.in {
-		pt.b.partDone(s.write(pt.spans))
+		// One large record can hold far more than a batch: write it in batches to bound the store's encoding.
+		ok := true
+		for i := 0; i < len(pt.spans) && ok; i += s.p.cfg.BatchSize {
+			ok = s.write(pt.spans[i:min(i+s.p.cfg.BatchSize, len(pt.spans))])
+		}
+		pt.b.partDone(ok)
 	}
 }
 

@@ -71,7 +71,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	// The decoded form needs room too.
-	extra := int64(len(body)) * (decodeFactor - 1)
+	factor := int64(decodeFactor)
+	if enc == jsonEncoding {
+		factor = jsonDecodeFactor
+	}
+	extra := int64(len(body)) * (factor - 1)
+	if held+extra > r.cfg.MaxInflightBytes {
+		r.refuseHTTP(w, enc, errJSONTooLarge)
+		return
+	}
 	if !r.reserve(extra) {
 		r.refuseHTTP(w, enc, errBudget)
 		return

@@ -29,7 +29,6 @@ import (
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/otlpjson"
 )
@@ -45,8 +44,9 @@ type Config struct {
 	// MaxBodyBytes is the largest request, as sent and once decompressed (413 above it).
 	MaxBodyBytes int64
 	// MaxInflightBytes bounds the bytes all requests being read and decoded may hold together, counted
-	// decompressed and multiplied by decodeFactor for the decoded form; a request that finds it used up is
-	// answered 429. It must be at least MaxBodyBytes*decodeFactor so that one largest request fits.
+	// decompressed and multiplied by decodeFactor (protobuf) or jsonDecodeFactor (JSON) for the decoded form;
+	// a request that finds it used up is answered 429. It is raised to MaxBodyBytes*decodeFactor so that one
+	// largest protobuf request fits; a JSON body too large to ever fit is answered 413.
 	MaxInflightBytes int64
 	// Limits bound what one request may hold (spans, attributes, string sizes); see flatten.Limits.
 	Limits flatten.Limits
@@ -65,10 +65,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// decodeFactor is the multiple of a request's decompressed size reserved from the in-flight budget while it
-// is decoded: the body itself, the span documents built to validate it, and the record re-encoded from JSON
-// or gRPC.
+// decodeFactor is the multiple of a protobuf request's decompressed size reserved from the in-flight budget
+// while it is decoded: the body itself, the span documents built to validate it (flatten allocates at most
+// about 7 times the body for the worst valid input, typically 2-3) and, for gRPC, the record re-encoded.
 const decodeFactor = 4
+
+// jsonDecodeFactor is the same for JSON bodies: the JSON parse tree costs up to a few hundred bytes per token,
+// so OTLP/JSON from SDKs (about 9 bytes per token) needs 20-30 times its size; the decoder's token cap
+// (otlpjson.Decoder.MaxTokens) bounds the rest.
+const jsonDecodeFactor = 32
 
 // DefaultConfig returns the receiver's defaults.
 func DefaultConfig() Config {
@@ -178,7 +183,7 @@ func (r *Receiver) decodeHTTP(enc encoding, body []byte) (accepted, error) {
 
 // decodeMessage validates a decoded request and encodes its record.
 func (r *Receiver) decodeMessage(req *coltracepb.ExportTraceServiceRequest) (accepted, error) {
-	docs, rej, err := flatten.Spans(make([]document.Span, 0, flatten.Count(req.ResourceSpans)), req.ResourceSpans, r.cfg.Limits)
+	docs, rej, err := flatten.Spans(nil, req.ResourceSpans, r.cfg.Limits)
 	if err != nil {
 		return accepted{}, &DecodeError{Err: err}
 	}

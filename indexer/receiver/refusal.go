@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/meshtrace/meshtrace/indexer/flatten"
+	"github.com/meshtrace/meshtrace/indexer/otlpjson"
 	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
@@ -28,11 +29,17 @@ var errBudget = errors.New("too many bytes in flight")
 // errTooLarge marks a body above the size limit.
 var errTooLarge = errors.New("request body too large")
 
+// errJSONTooLarge refuses a JSON body whose decoding could never fit the in-flight budget.
+var errJSONTooLarge = errors.New("JSON body too large to decode within the in-flight budget: send smaller requests or protobuf")
+
 // refusalOf maps every error a request can meet to its answer: the one error mapping of this edge.
 func (r *Receiver) refusalOf(err error) refusal {
 	var de *DecodeError
 	var le *flatten.LimitError
+	var je *otlpjson.Error
 	switch {
+	case errors.As(err, &je) && je.TooLarge, errors.Is(err, errJSONTooLarge):
+		return refusal{413, codes.InvalidArgument, 0, err.Error(), "too_large"}
 	case errors.As(err, &le) && le.TooLarge():
 		return refusal{413, codes.InvalidArgument, 0, err.Error(), "too_large"}
 	case errors.As(err, &le):
