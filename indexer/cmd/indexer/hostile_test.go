@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// memoryBudget is the peak RSS `indexer serve` must stay under with its defaults whatever it is sent (the
+// Deployment's limit is 1 GiB).
+const memoryBudget = 512 << 20
+
+func hostileSpan(attrs ...*commonpb.KeyValue) *tracepb.Span {
+	return &tracepb.Span{TraceId: bytes.Repeat([]byte{1}, 16), SpanId: bytes.Repeat([]byte{2}, 8), Name: "x",
+		StartTimeUnixNano: 1, EndTimeUnixNano: 2, Attributes: attrs}
+}
+
+func hostileBody(t *testing.T, spans ...*tracepb.Span) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(b)
+	zw.Close()
+	return z.Bytes()
+}
+
+func post(t *testing.T, url string, body []byte) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var msg bytes.Buffer
+	msg.ReadFrom(resp.Body)
+	return resp.StatusCode, msg.String()
+}
+
+// peakRSS is the process's high-water resident set size.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestHostileInputs sends `indexer serve` (defaults, embedded store) each input that used to exhaust its
+// memory or hold it, checks the answer, and asserts the process's peak RSS stayed under memoryBudget; then
+// checks that a SIGTERM with slow clients still connected exits promptly and cleanly.
+func TestHostileInputs(t *testing.T) {
+	dir := t.TempDir()
+	p := startProcess(t, buildIndexer(t, dir), filepath.Join(dir, "data"))
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	url := "http://" + p.otlp + "/v1/traces"
+	str := func(k, v string) *commonpb.KeyValue {
+		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+	}
+	bigValue := hostileBody(t, hostileSpan(str("k", strings.Repeat("a", 16_000_000))))
+	many := make([]*tracepb.Span, 313_500)
+	for i := range many {
+		many[i] = hostileSpan()
+	}
+	tests := []struct {
+		name     string
+		body     []byte
+		parallel int
+		code     int
+		msg      string
+	}{
+		{"16 MB string value, gzip", bigValue, 1, 400, "exceeds the limit of 65536 (MaxValueBytes)"},
+		{"six of them at once", bigValue, 6, 400, "MaxValueBytes"},
+		{"15 MB attribute key", hostileBody(t, hostileSpan(str(strings.Repeat("k", 15_000_000), "v"))), 1, 400, "exceeds the limit of 1024 (MaxKeyBytes)"},
+		{"313,500 spans, gzip", hostileBody(t, many...), 1, 413, "313500 spans exceed the limit of 65536 (MaxSpans)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Logf("%d bytes on the wire", len(tt.body))
+			var wg sync.WaitGroup
+			for range tt.parallel {
+				wg.Go(func() {
+					code, msg := post(t, url, tt.body)
+					if code != tt.code || !strings.Contains(msg, tt.msg) {
+						t.Errorf("answer %d %q, want %d with %q", code, msg, tt.code, tt.msg)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+
+	// 200 connections send headers announcing the largest body and 1 KiB of it, then nothing.
+	var conns []net.Conn
+	for range 200 {
+		c, err := net.Dial("tcp", p.otlp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 16000000\r\n\r\n%s", bytes.Repeat([]byte{0x0a}, 1024))
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if rss := peakRSS(t, p.cmd.Process.Pid); rss > memoryBudget {
+		t.Fatalf("peak RSS %d MiB, budget %d MiB", rss>>20, memoryBudget>>20)
+	} else {
+		t.Logf("peak RSS after every hostile input: %d MiB (budget %d MiB)", rss>>20, memoryBudget>>20)
+	}
+	// The API still answers while they hang.
+	get(t, p.server+"/healthz")
+
+	began := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	err := p.cmd.Wait()
+	if took := time.Since(began); err != nil || took > 15*time.Second {
+		t.Fatalf("SIGTERM with 200 stalled uploads: exit %v after %v", err, took)
+	} else {
+		t.Logf("SIGTERM with 200 stalled uploads: clean exit after %v", took.Round(time.Millisecond))
+	}
+}
