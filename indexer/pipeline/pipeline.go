@@ -38,7 +38,7 @@ import (
 // Config sets up a Pipeline. DefaultConfig gives the defaults; New takes them for zero fields.
 type Config struct {
 	Shards       int           // parallel batch writers, spans routed by trace id; 0: GOMAXPROCS
-	BatchSize    int           // spans per store write
+	BatchSize    int           // spans per store write (the store packages say what suits them)
 	BatchTimeout time.Duration // longest a caught-up reader waits for a batch to fill
 	RetryInitial time.Duration // first backoff after a failed write
 	RetryMax     time.Duration // backoff ceiling; writes are retried for as long as the store fails
@@ -170,7 +170,7 @@ func New(st store.Store, w *wal.WAL, cfg Config) (*Pipeline, error) {
 	shardRollup.MaxSpans = max(1, cfg.Rollup.MaxSpans/cfg.Shards) // the flag is a total
 	loader := storeLoader{st}
 	for range cfg.Shards {
-		s := &shard{p: p, in: make(chan part, 2), rollup: rollup.New(shardRollup, loader)}
+		s := &shard{p: p, in: make(chan part, 1), rollup: rollup.New(shardRollup, loader)}
 		p.shards = append(p.shards, s)
 		p.wg.Add(1)
 		go s.run()

@@ -29,6 +29,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshtrace/meshtrace/testenv/indexerproc"
 	"github.com/meshtrace/meshtrace/testenv/meilisearch"
 )
 
@@ -227,28 +228,28 @@ func runStore(ctx context.Context, cfg Config, storeName string) (res Result, er
 		fmt.Fprintf(cfg.Log, "%s: Meilisearch pid %d at %s\n", storeName, ms.PID, ms.URL)
 		args = append(args, "--meili-url", ms.URL, "--meili-key", ms.Key)
 	}
-	ix, err := startIndexer(ctx, cfg.Indexer, dir, append(args, cfg.IndexerArgs...), time.Minute)
+	ix, err := indexerproc.Start(ctx, cfg.Indexer, dir, append(args, cfg.IndexerArgs...), time.Minute)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if serr := ix.stop(time.Minute); serr != nil && err == nil {
-			err = fmt.Errorf("indexer: %w\n--- %s (tail) ---\n%s", serr, ix.logPath, tail(ix.logPath, 20))
+		if serr := ix.Stop(time.Minute); serr != nil && err == nil {
+			err = fmt.Errorf("indexer: %w\n--- %s (tail) ---\n%s", serr, ix.LogPath, indexerproc.Tail(ix.LogPath, 20))
 		}
 	}()
-	fmt.Fprintf(cfg.Log, "%s: indexer pid %d, OTLP %s, API %s\n", storeName, ix.pid(), ix.otlpURL, ix.apiURL)
+	fmt.Fprintf(cfg.Log, "%s: indexer pid %d, OTLP %s, API %s\n", storeName, ix.PID(), ix.OTLPURL, ix.APIURL)
 
-	cpu0, err := cpuTime(ix.pid())
+	cpu0, err := indexerproc.CPUTime(ix.PID())
 	if err != nil {
 		return res, err
 	}
 	var mcpu0 time.Duration
 	if ms != nil {
-		if mcpu0, err = cpuTime(ms.PID); err != nil {
+		if mcpu0, err = indexerproc.CPUTime(ms.PID); err != nil {
 			return res, err
 		}
 	}
-	self0, err := cpuTime(os.Getpid())
+	self0, err := indexerproc.CPUTime(os.Getpid())
 	if err != nil {
 		return res, err
 	}
@@ -266,24 +267,24 @@ func runStore(ctx context.Context, cfg Config, storeName string) (res Result, er
 	l.waitLag(&res)
 	l.summariseLag(&res)
 
-	cpu1, err := cpuTime(ix.pid())
+	cpu1, err := indexerproc.CPUTime(ix.PID())
 	if err != nil {
 		return res, err
 	}
 	res.IndexerCPU = cpu1 - cpu0
-	if self1, err := cpuTime(os.Getpid()); err == nil {
+	if self1, err := indexerproc.CPUTime(os.Getpid()); err == nil {
 		res.ClientCPU = self1 - self0
 	}
-	if res.IndexerPeakRSS, err = peakRSS(ix.pid()); err != nil {
+	if res.IndexerPeakRSS, err = indexerproc.PeakRSS(ix.PID()); err != nil {
 		return res, err
 	}
 	if ms != nil {
-		mcpu1, err := cpuTime(ms.PID)
+		mcpu1, err := indexerproc.CPUTime(ms.PID)
 		if err != nil {
 			return res, err
 		}
 		res.MeiliCPU = mcpu1 - mcpu0
-		if res.MeiliPeakRSS, err = peakRSS(ms.PID); err != nil {
+		if res.MeiliPeakRSS, err = indexerproc.PeakRSS(ms.PID); err != nil {
 			return res, err
 		}
 	}
@@ -291,7 +292,7 @@ func runStore(ctx context.Context, cfg Config, storeName string) (res Result, er
 		res.IndexerCPUPerSpan = res.IndexerCPU / time.Duration(res.AckedSpans)
 		res.MeiliCPUPerSpan = res.MeiliCPU / time.Duration(res.AckedSpans)
 	}
-	_ = l.getJSON(ctx, ix.apiURL+"/api/v1/ingest", &res.Pipeline)
+	_ = l.getJSON(ctx, ix.APIURL+"/api/v1/ingest", &res.Pipeline)
 	if !res.Complete {
 		fmt.Fprintf(cfg.Log, "%s: only %d of %d spans searchable after %v\n", storeName, res.Searchable, res.SearchableTarget, cfg.SearchableTimeout)
 	}
@@ -311,7 +312,7 @@ type record struct {
 
 type load struct {
 	cfg    Config
-	ix     *indexer
+	ix     *indexerproc.Process
 	client *http.Client
 
 	next                           atomic.Int64 // next request index
@@ -326,7 +327,7 @@ type load struct {
 	startedAt                      time.Time
 }
 
-func newLoad(cfg Config, ix *indexer) *load {
+func newLoad(cfg Config, ix *indexerproc.Process) *load {
 	tr := &http.Transport{
 		MaxIdleConns:        2 * (cfg.Exporters + 4),
 		MaxIdleConnsPerHost: 2 * (cfg.Exporters + 4),
@@ -399,7 +400,7 @@ func (l *load) exporter(ctx context.Context, e int, stopAt time.Time) {
 func (l *load) send(ctx context.Context, r *record, body []byte) {
 	for attempt := 0; attempt <= l.cfg.MaxRetries && ctx.Err() == nil; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
-		req, err := http.NewRequestWithContext(rctx, http.MethodPost, l.ix.otlpURL, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(rctx, http.MethodPost, l.ix.OTLPURL, bytes.NewReader(body))
 		if err != nil {
 			cancel()
 			panic(err)
@@ -445,7 +446,7 @@ func (l *load) send(ctx context.Context, r *record, body []byte) {
 
 // pollLag polls GET /api/v1/traces/{id} for the request's first trace until it answers 200.
 func (l *load) pollLag(r *record) {
-	u := l.ix.apiURL + "/api/v1/traces/" + r.traces[0]
+	u := l.ix.APIURL + "/api/v1/traces/" + r.traces[0]
 	r.lag = -1
 	for {
 		if code, err := l.get(l.lagCtx, u); err == nil && code == http.StatusOK {
@@ -464,7 +465,7 @@ func (l *load) waitSearchable(ctx context.Context, res *Result) {
 	lastAck := l.lastAck()
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.SearchableTimeout)
 	defer cancel()
-	u := l.ix.apiURL + "/api/v1/search?" + url.Values{"q": {SearchAllQuery}, "target": {"spans"}, "limit": {"0"}}.Encode()
+	u := l.ix.APIURL + "/api/v1/search?" + url.Values{"q": {SearchAllQuery}, "target": {"spans"}, "limit": {"0"}}.Encode()
 	pending := map[string]bool{}
 	if res.SearchableTarget < res.AckedSpans {
 		for _, id := range l.lastTrace {
@@ -481,7 +482,7 @@ func (l *load) waitSearchable(ctx context.Context, res *Result) {
 			res.Searchable = sr.Total
 		}
 		for id := range pending {
-			if code, err := l.get(ctx, l.ix.apiURL+"/api/v1/traces/"+id); err == nil && code == http.StatusOK {
+			if code, err := l.get(ctx, l.ix.APIURL+"/api/v1/traces/"+id); err == nil && code == http.StatusOK {
 				delete(pending, id)
 			}
 		}

@@ -5,29 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-)
 
-// buildIndexer builds the indexer of this working tree into a temporary directory (or returns
-// $INGESTBENCH_INDEXER, a prebuilt one, when set).
-func buildIndexer(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("INGESTBENCH_INDEXER"); p != "" {
-		return p
-	}
-	bin := filepath.Join(t.TempDir(), "indexer")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/meshtrace/meshtrace/indexer/cmd/indexer").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build indexer: %v\n%s", err, out)
-	}
-	return bin
-}
+	"github.com/meshtrace/meshtrace/testenv/indexerproc"
+)
 
 // TestRunCountsWhatWasSent runs a tiny load (2 exporters x 3 requests of 40 spans) against both stores and
 // checks that the report counts every request and span and that every span became searchable.
@@ -35,7 +20,7 @@ func TestRunCountsWhatWasSent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts indexer and Meilisearch processes")
 	}
-	bin := buildIndexer(t)
+	bin := indexerproc.Build(t)
 	var log bytes.Buffer
 	cfg := Config{Indexer: bin, Exporters: 2, BatchSpans: 40, Spans: 6 * 40, LagEvery: 1,
 		SearchableTimeout: time.Minute, WorkDir: t.TempDir(), Log: &log}
@@ -148,36 +133,9 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestProcStats(t *testing.T) {
-	pid := os.Getpid()
-	if _, err := cpuTime(pid); err != nil {
-		t.Fatal(err)
-	}
-	if rss, err := peakRSS(pid); err != nil || rss < 1<<20 {
-		t.Fatalf("peak RSS %d, %v", rss, err)
-	}
-}
-
 func must(b []byte, err error) []byte {
 	if err != nil {
 		panic(err)
 	}
 	return b
-}
-
-func TestServingLine(t *testing.T) {
-	good := `{"time":"2026-01-01T00:00:00Z","level":"INFO","msg":"indexer serving","otlp_http":"127.0.0.1:4318","otlp_grpc":"127.0.0.1:4317","api":"127.0.0.1:8080"}`
-	if otlp, api, ok := servingLine([]byte(good)); !ok || otlp != "127.0.0.1:4318" || api != "127.0.0.1:8080" {
-		t.Errorf("servingLine(good) = %q, %q, %v", otlp, api, ok)
-	}
-	for _, bad := range []string{
-		`{"msg":"indexer serving","otlp_http":"10.0.0.1:4318","api":"127.0.0.1:8080"}`,
-		`{"msg":"indexer serving","otlp_http":"[::]:4318","api":"127.0.0.1:8080"}`,
-		`{"msg":"opening embedded store","otlp_http":"127.0.0.1:4318","api":"127.0.0.1:8080"}`,
-		`indexer serving`,
-	} {
-		if _, _, ok := servingLine([]byte(bad)); ok {
-			t.Errorf("servingLine accepted %s", bad)
-		}
-	}
 }

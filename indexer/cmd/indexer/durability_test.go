@@ -5,14 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/testenv/indexerproc"
 	"github.com/meshtrace/meshtrace/testenv/meilisearch"
 )
 
@@ -160,60 +156,15 @@ func (l *load) verify(t *testing.T, server string, sample int) {
 		len(l.acked), 5*len(l.acked), total.Total, checked, l.refused)
 }
 
-// buildIndexer compiles this command into dir.
-func buildIndexer(t *testing.T, dir string) string {
+// startProcess runs `indexer serve` from bin in dir (data under dir/data, log in dir/indexer.log).
+func startProcess(t *testing.T, bin, dir string, args ...string) *indexerproc.Process {
 	t.Helper()
-	bin := filepath.Join(dir, "indexer")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := indexerproc.Start(context.Background(), bin, dir, append([]string{"--batch-timeout", "20ms"}, args...), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// process is an `indexer serve` child process.
-type process struct {
-	cmd                *exec.Cmd
-	otlp, grpc, server string
-	log                *os.File
-}
-
-func startProcess(t *testing.T, bin, dataDir string, args ...string) *process {
-	t.Helper()
-	p := &process{otlp: freeAddr(t), grpc: freeAddr(t), server: freeAddr(t)}
-	log, err := os.OpenFile(filepath.Join(dataDir, "..", "indexer.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.log = log
-	p.cmd = exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--otlp-http-addr", p.otlp,
-		"--otlp-grpc-addr", p.grpc, "--api-addr", p.server, "--batch-timeout", "20ms"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.server = "http://" + p.server
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get(p.server + "/healthz"); err == nil {
-			resp.Body.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("indexer did not start; log in %s", log.Name())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { p.Kill() })
+	return p
 }
 
 // waitCaughtUp waits until the index lag is zero and the WAL holds no record to replay.
@@ -236,29 +187,26 @@ func waitCaughtUp(t *testing.T, server string, timeout time.Duration) {
 // acknowledged trace is searchable with exact trace documents.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildIndexer(t, dir)
-	data := filepath.Join(dir, "data")
+	bin := indexerproc.Build(t)
 	l := newLoad()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	const crashes = 6
 	for i := range crashes + 1 {
-		p := startProcess(t, bin, data, "--wal-segment-bytes", "65536")
+		p := startProcess(t, bin, dir, "--wal-segment-bytes", "65536")
 		t.Logf("start %d: %d traces acknowledged so far", i, len(l.acked))
 		if i == crashes {
-			waitCaughtUp(t, p.server, 60*time.Second)
-			l.verify(t, p.server, 0)
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			if err := p.cmd.Wait(); err != nil {
+			waitCaughtUp(t, p.APIURL, 60*time.Second)
+			l.verify(t, p.APIURL, 0)
+			if err := p.Stop(time.Minute); err != nil {
 				t.Fatalf("clean stop after the crashes: %v", err)
 			}
 			return
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { l.run(ctx, t, "http://"+p.otlp+"/v1/traces", 4, time.Millisecond); close(done) }()
+		go func() { l.run(ctx, t, p.OTLPURL, 4, time.Millisecond); close(done) }()
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
+		p.Kill()
 		cancel()
 		<-done
 	}
@@ -269,14 +217,12 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 // the lag drains and every acknowledged trace is searchable.
 func TestMeilisearchOutageIsAbsorbed(t *testing.T) {
 	ms := meilisearch.StartTest(t, meilisearch.Config{})
-	dir := t.TempDir()
-	p := startProcess(t, buildIndexer(t, dir), filepath.Join(dir, "data"), "--meili-url", ms.URL, "--meili-key", ms.Key)
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	p := startProcess(t, indexerproc.Build(t), t.TempDir(), "--meili-url", ms.URL, "--meili-key", ms.Key)
 	l := newLoad()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	// About 1,000 spans/s offered: 2 exporters, 50 spans a request, 10 requests a second each.
-	go func() { l.run(ctx, t, "http://"+p.otlp+"/v1/traces", 2, 100*time.Millisecond); close(done) }()
+	go func() { l.run(ctx, t, p.OTLPURL, 2, 100*time.Millisecond); close(done) }()
 	time.Sleep(2 * time.Second)
 	if err := ms.Freeze(); err != nil {
 		t.Fatal(err)
@@ -284,7 +230,7 @@ func TestMeilisearchOutageIsAbsorbed(t *testing.T) {
 	outage := 20 * time.Second
 	time.Sleep(outage)
 	// The API cannot search a frozen Meilisearch, but metrics still answer.
-	if m := get(t, p.server+"/metrics"); strings.Contains(m, "\nmeshtrace_index_oldest_unindexed_seconds 0\n") {
+	if m := get(t, p.APIURL+"/metrics"); strings.Contains(m, "\nmeshtrace_index_oldest_unindexed_seconds 0\n") {
 		t.Fatalf("no index lag after a %v outage:\n%s", outage, m)
 	}
 	if err := ms.Thaw(); err != nil {
@@ -299,6 +245,6 @@ func TestMeilisearchOutageIsAbsorbed(t *testing.T) {
 	if refused != "map[]" {
 		t.Fatalf("clients were refused during the outage: %s", refused)
 	}
-	waitCaughtUp(t, p.server, 120*time.Second)
-	l.verify(t, p.server, 300)
+	waitCaughtUp(t, p.APIURL, 120*time.Second)
+	l.verify(t, p.APIURL, 300)
 }

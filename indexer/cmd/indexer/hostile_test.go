@@ -5,12 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +15,8 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshtrace/meshtrace/testenv/indexerproc"
 )
 
 // memoryBudget is the peak RSS `indexer serve` must stay under with its defaults whatever it is sent (the
@@ -59,34 +57,12 @@ func post(t *testing.T, url string, body []byte) (int, string) {
 	return resp.StatusCode, msg.String()
 }
 
-// peakRSS is the process's high-water resident set size.
-func peakRSS(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
-
 // TestHostileInputs sends `indexer serve` (defaults, embedded store) each input that used to exhaust its
 // memory or hold it, checks the answer, and asserts the process's peak RSS stayed under memoryBudget; then
 // checks that a SIGTERM with slow clients still connected exits promptly and cleanly.
 func TestHostileInputs(t *testing.T) {
-	dir := t.TempDir()
-	p := startProcess(t, buildIndexer(t, dir), filepath.Join(dir, "data"))
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	url := "http://" + p.otlp + "/v1/traces"
+	p := startProcess(t, indexerproc.Build(t), t.TempDir())
+	url := p.OTLPURL
 	str := func(k, v string) *commonpb.KeyValue {
 		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 	}
@@ -126,7 +102,7 @@ func TestHostileInputs(t *testing.T) {
 	// 200 connections send headers announcing the largest body and 1 KiB of it, then nothing.
 	var conns []net.Conn
 	for range 200 {
-		c, err := net.Dial("tcp", p.otlp)
+		c, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(p.OTLPURL, "http://"), "/v1/traces"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,17 +115,20 @@ func TestHostileInputs(t *testing.T) {
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
-	if rss := peakRSS(t, p.cmd.Process.Pid); rss > memoryBudget {
+	rss, err := indexerproc.PeakRSS(p.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss > memoryBudget {
 		t.Fatalf("peak RSS %d MiB, budget %d MiB", rss>>20, memoryBudget>>20)
 	} else {
 		t.Logf("peak RSS after every hostile input: %d MiB (budget %d MiB)", rss>>20, memoryBudget>>20)
 	}
 	// The API still answers while they hang.
-	get(t, p.server+"/healthz")
+	get(t, p.APIURL+"/healthz")
 
 	began := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	err := p.cmd.Wait()
+	err = p.Stop(time.Minute)
 	if took := time.Since(began); err != nil || took > 15*time.Second {
 		t.Fatalf("SIGTERM with 200 stalled uploads: exit %v after %v", err, took)
 	} else {

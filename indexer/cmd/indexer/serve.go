@@ -97,7 +97,7 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
 	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
 	f.Int64Var(&c.receiver.MaxInflightBytes, "max-inflight-bytes", c.receiver.MaxInflightBytes, "bytes all OTLP requests being read and decoded may hold together (429 beyond); at least 4 x --max-body-bytes")
-	f.IntVar(&c.pipeline.BatchSize, "batch-size", c.pipeline.BatchSize, "spans per store write")
+	f.IntVar(&c.pipeline.BatchSize, "batch-size", 0, "spans per store write (0: the store's choice, 2,000 for the embedded store, 10,000 for Meilisearch)")
 	f.DurationVar(&c.pipeline.BatchTimeout, "batch-timeout", c.pipeline.BatchTimeout, "longest wait for a batch to fill when the store is caught up")
 	f.IntVar(&c.pipeline.Shards, "shards", c.pipeline.Shards, "parallel store writers, spans routed by trace id (0: one per CPU)")
 	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", c.pipeline.Rollup.Window, "how long a trace stays in the rollup cache after its last span")
@@ -125,11 +125,19 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 }
 
-func openStore(ctx context.Context, c serveConfig, log *slog.Logger) (store.Store, error) {
+// openStore opens the configured store and sets the pipeline's batch size to the store's choice unless one
+// was given.
+func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (store.Store, error) {
 	if c.meiliURL != "" {
+		if c.pipeline.BatchSize <= 0 {
+			c.pipeline.BatchSize = meili.BatchSize
+		}
 		log.Info("opening Meilisearch store", "url", c.meiliURL)
 		// Retention is run by serve for every store kind.
 		return meili.Open(ctx, meili.Config{URL: c.meiliURL, APIKey: c.meiliKey, Logger: log})
+	}
+	if c.pipeline.BatchSize <= 0 {
+		c.pipeline.BatchSize = embedded.BatchSize
 	}
 	log.Info("opening embedded store", "dir", c.dataDir)
 	return embedded.Open(c.dataDir)
@@ -156,7 +164,7 @@ type listeners struct{ otlpHTTP, otlpGRPC, api net.Addr }
 // requests and finish the ones in flight, the pipeline writes what it has in hand, the log closes, the API
 // stops, the store closes. ready, if set, is called once every listener is bound.
 func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(listeners)) error {
-	st, err := openStore(ctx, c, log)
+	st, err := openStore(ctx, &c, log)
 	if err != nil {
 		return err
 	}

@@ -98,6 +98,11 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// BatchSize is the number of spans per Write the pipeline uses with this store unless told otherwise:
+// Meilisearch indexes large tasks far faster per document than small ones, and the documents wait in
+// Meilisearch's process, not in the indexer's memory.
+const BatchSize = 10_000
+
 // Open connects to Meilisearch (retrying while it is unreachable), creates the indexes, applies their
 // settings and waits for those tasks, then applies retention once.
 func Open(ctx context.Context, cfg Config) (*Store, error) {

@@ -1,4 +1,7 @@
-package ingestbench
+// Package indexerproc runs `indexer serve` as a child process for tests and benchmarks: on loopback ports
+// chosen by the kernel (read back from its "indexer serving" log line), with its log in a file, and reads its
+// CPU time and peak RSS from /proc.
+package indexerproc
 
 import (
 	"bufio"
@@ -15,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -22,8 +26,8 @@ import (
 // Go supports).
 const clockTicks = 100
 
-// cpuTime returns the user plus system CPU time the process has used, from /proc/<pid>/stat.
-func cpuTime(pid int) (time.Duration, error) {
+// CPUTime returns the user plus system CPU time the process has used, from /proc/<pid>/stat.
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -45,8 +49,8 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// peakRSS returns the process's peak resident set size in bytes (VmHWM in /proc/<pid>/status).
-func peakRSS(pid int) (int64, error) {
+// PeakRSS returns the process's peak resident set size in bytes (VmHWM in /proc/<pid>/status).
+func PeakRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -64,22 +68,22 @@ func peakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
 }
 
-// indexer is a running `indexer serve` child process.
-type indexer struct {
-	cmd      *exec.Cmd
-	otlpURL  string // http://127.0.0.1:PORT/v1/traces
-	apiURL   string // http://127.0.0.1:PORT
-	logPath  string
-	done     chan struct{}
-	waitErr  error
-	readyErr error
+// Process is a running `indexer serve` child process.
+type Process struct {
+	OTLPURL string // http://127.0.0.1:PORT/v1/traces
+	APIURL  string // http://127.0.0.1:PORT
+	LogPath string
+
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
 }
 
-// startIndexer runs `bin serve` on loopback ports chosen by the kernel (read back from its "indexer serving"
-// log line) with its log in dir/indexer.log, and returns once it listens. args are added to the command line.
-func startIndexer(ctx context.Context, bin, dir string, args []string, timeout time.Duration) (*indexer, error) {
+// Start runs `bin serve` on loopback ports chosen by the kernel with its log appended to dir/indexer.log, and
+// returns once it listens. args are added to the command line. The process dies with its parent.
+func Start(ctx context.Context, bin, dir string, args []string, timeout time.Duration) (*Process, error) {
 	logPath := filepath.Join(dir, "indexer.log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +107,7 @@ func startIndexer(ctx context.Context, bin, dir string, args []string, timeout t
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	ix := &indexer{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	ix := &Process{cmd: cmd, LogPath: logPath, done: make(chan struct{})}
 	ready := make(chan struct{})
 	copied := make(chan struct{})
 	go func() {
@@ -118,7 +122,7 @@ func startIndexer(ctx context.Context, bin, dir string, args []string, timeout t
 			if !seen {
 				if otlp, api, ok := servingLine(line); ok {
 					seen = true
-					ix.otlpURL, ix.apiURL = "http://"+otlp+"/v1/traces", "http://"+api
+					ix.OTLPURL, ix.APIURL = "http://"+otlp+"/v1/traces", "http://"+api
 					close(ready)
 				}
 			}
@@ -136,10 +140,10 @@ func startIndexer(ctx context.Context, bin, dir string, args []string, timeout t
 	case <-ready:
 		return ix, nil
 	case <-ix.done:
-		return nil, fmt.Errorf("indexer exited during startup: %v\n--- %s (tail) ---\n%s", ix.waitErr, logPath, tail(logPath, 20))
+		return nil, fmt.Errorf("indexer exited during startup: %v\n--- %s (tail) ---\n%s", ix.waitErr, logPath, Tail(logPath, 20))
 	case <-ctx.Done():
-		ix.stop(5 * time.Second)
-		return nil, fmt.Errorf("indexer not listening after %v: %w\n--- %s (tail) ---\n%s", timeout, ctx.Err(), logPath, tail(logPath, 20))
+		ix.Stop(5 * time.Second)
+		return nil, fmt.Errorf("indexer not listening after %v: %w\n--- %s (tail) ---\n%s", timeout, ctx.Err(), logPath, Tail(logPath, 20))
 	}
 }
 
@@ -176,10 +180,18 @@ func indexerEnv() []string {
 	return env
 }
 
-func (ix *indexer) pid() int { return ix.cmd.Process.Pid }
+// PID is the process id.
+func (ix *Process) PID() int { return ix.cmd.Process.Pid }
 
-// stop sends SIGTERM (the indexer writes what it accepted and exits) and kills the process after timeout.
-func (ix *indexer) stop(timeout time.Duration) error {
+// Kill kills the process with SIGKILL (a crash) and waits for it to exit.
+func (ix *Process) Kill() {
+	_ = ix.cmd.Process.Kill()
+	<-ix.done
+}
+
+// Stop sends SIGTERM (the indexer writes what it can and exits) and kills the process after timeout. It
+// returns the exit error: nil for a clean exit.
+func (ix *Process) Stop(timeout time.Duration) error {
 	select {
 	case <-ix.done:
 		return ix.waitErr
@@ -196,8 +208,8 @@ func (ix *indexer) stop(timeout time.Duration) error {
 	}
 }
 
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
+// Tail returns the last n lines of a file.
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
@@ -207,4 +219,15 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Build compiles the indexer command into a temporary directory of t and returns the binary's path.
+func Build(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "indexer")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/meshtrace/meshtrace/indexer/cmd/indexer").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build indexer: %v\n%s", err, out)
+	}
+	return bin
 }
