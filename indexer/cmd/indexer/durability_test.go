@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -214,20 +216,36 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 
 // TestMeilisearchOutageIsAbsorbed freezes a real Meilisearch (SIGSTOP) under steady load: the indexer keeps
 // acknowledging from its write-ahead log (no 429 or 503 while the log has room), and once Meilisearch is back
-// the lag drains and every acknowledged trace is searchable.
+// the lag drains and every acknowledged trace is searchable. MESHTRACE_TEST_OUTAGE (default 20s) and
+// MESHTRACE_TEST_OUTAGE_EXPORTERS (default 2, about 500 spans/s each) make the outage longer or the load
+// heavier, e.g. 10m and 4 for the 10-minute outage at 2,000 spans/s.
 func TestMeilisearchOutageIsAbsorbed(t *testing.T) {
+	outage, exporters := 20*time.Second, 2
+	if v := os.Getenv("MESHTRACE_TEST_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("MESHTRACE_TEST_OUTAGE: %v", err)
+		}
+		outage = d
+	}
+	if v := os.Getenv("MESHTRACE_TEST_OUTAGE_EXPORTERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("MESHTRACE_TEST_OUTAGE_EXPORTERS: %v", err)
+		}
+		exporters = n
+	}
 	ms := meilisearch.StartTest(t, meilisearch.Config{})
 	p := startProcess(t, indexerproc.Build(t), t.TempDir(), "--meili-url", ms.URL, "--meili-key", ms.Key)
 	l := newLoad()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	// About 1,000 spans/s offered: 2 exporters, 50 spans a request, 10 requests a second each.
-	go func() { l.run(ctx, t, p.OTLPURL, 2, 100*time.Millisecond); close(done) }()
+	// About 500 spans/s offered per exporter: 50 spans a request, 10 requests a second.
+	go func() { l.run(ctx, t, p.OTLPURL, exporters, 100*time.Millisecond); close(done) }()
 	time.Sleep(2 * time.Second)
 	if err := ms.Freeze(); err != nil {
 		t.Fatal(err)
 	}
-	outage := 20 * time.Second
 	time.Sleep(outage)
 	// The API cannot search a frozen Meilisearch, but metrics still answer.
 	if m := get(t, p.APIURL+"/metrics"); strings.Contains(m, "\nmeshtrace_index_oldest_unindexed_seconds 0\n") {
@@ -245,6 +263,6 @@ func TestMeilisearchOutageIsAbsorbed(t *testing.T) {
 	if refused != "map[]" {
 		t.Fatalf("clients were refused during the outage: %s", refused)
 	}
-	waitCaughtUp(t, p.APIURL, 120*time.Second)
+	waitCaughtUp(t, p.APIURL, 120*time.Second+2*outage)
 	l.verify(t, p.APIURL, 300)
 }
