@@ -58,10 +58,21 @@ type Option func(*Limiter)
 // WithLogger sets the logger of the cap-reached warnings (default slog.Default()).
 func WithLogger(log *slog.Logger) Option { return func(l *Limiter) { l.log = log } }
 
+// WithKeys primes the Limiter with attribute keys that must always be indexed, as span and as resource
+// attributes (the business keys the rollup collects): they count towards the cap but are never overflowed.
+func WithKeys(keys ...string) Option {
+	return func(l *Limiter) {
+		for _, k := range keys {
+			l.prime = append(l.prime, "attr."+k, "resource."+k)
+		}
+	}
+}
+
 // Limiter enforces the cap on a stream of span documents. It is safe for concurrent use.
 type Limiter struct {
-	cap int
-	log *slog.Logger
+	cap   int
+	log   *slog.Logger
+	prime []string // names added by WithKeys
 
 	mu    sync.RWMutex
 	known [4]map[string]struct{} // per document.AttributePaths entry, names after "<path>."
@@ -85,10 +96,13 @@ func New(limit int, known []string, opts ...Option) *Limiter {
 	}
 	limit = min(limit, MaxCap)
 	l := &Limiter{cap: limit, log: slog.Default()}
+	for _, o := range opts {
+		o(l)
+	}
 	for i := range l.known {
 		l.known[i] = map[string]struct{}{}
 	}
-	for _, name := range known {
+	for _, name := range append(known, l.prime...) {
 		for p, path := range document.AttributePaths {
 			if rest, ok := strings.CutPrefix(name, path+"."); ok && rest != "" {
 				if _, dup := l.known[p][rest]; !dup {
@@ -100,9 +114,6 @@ func New(limit int, known []string, opts ...Option) *Limiter {
 		}
 	}
 	l.keys.Store(int64(l.count))
-	for _, o := range opts {
-		o(l)
-	}
 	return l
 }
 

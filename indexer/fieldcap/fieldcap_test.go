@@ -330,3 +330,17 @@ func js(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestWithKeysAreAlwaysIndexed primes business keys: they are kept past the cap, which they count towards.
+func TestWithKeysAreAlwaysIndexed(t *testing.T) {
+	l := New(2, nil, quiet(), WithKeys("customer_id"))
+	if got := l.Stats().Keys; got != 2 {
+		t.Fatalf("%d keys known after priming one business key, want 2 (attr. and resource.)", got)
+	}
+	spans := []document.Span{{ID: "a-1", Attr: map[string]any{"customer_id": "123", "other": 1},
+		Resource: map[string]any{"customer_id": "123"}}}
+	l.Apply(spans)
+	if spans[0].Attr["customer_id"] != "123" || spans[0].Resource["customer_id"] != "123" || spans[0].Overflow != `{"attr.other":1}` {
+		t.Fatalf("after Apply: %+v", spans[0])
+	}
+}

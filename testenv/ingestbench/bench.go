@@ -69,7 +69,7 @@ type Config struct {
 	MaxRetries int
 	// SearchableTimeout bounds the wait, after the last ack, until every acked span is searchable (default 5m).
 	SearchableTimeout time.Duration
-	// IndexerArgs are extra `indexer serve` flags, e.g. --ack-queued.
+	// IndexerArgs are extra `indexer serve` flags, e.g. --batch-size=4000.
 	IndexerArgs []string
 	// Meili configures the Meilisearch server of the meili store (default 2 indexing threads, 512 MiB).
 	Meili meilisearch.Config

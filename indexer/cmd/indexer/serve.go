@@ -143,19 +143,6 @@ func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (store.Sto
 	return embedded.Open(c.dataDir)
 }
 
-// fieldLimiter returns the cap on attribute keys, primed with the fields the span index has and with the
-// business keys, which are always indexed.
-func fieldLimiter(ctx context.Context, st store.Store, c serveConfig, log *slog.Logger) (*fieldcap.Limiter, error) {
-	known, err := st.Fields(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list the fields of the span index: %w", err)
-	}
-	for _, k := range c.pipeline.Rollup.Keys {
-		known = append(known, "attr."+k, "resource."+k)
-	}
-	return fieldcap.New(c.attributeKeys, known, fieldcap.WithLogger(log)), nil
-}
-
 // listeners are the bound addresses of a running server (for tests and logs).
 type listeners struct{ otlpHTTP, otlpGRPC, api net.Addr }
 
@@ -188,7 +175,8 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	if err := w.RegisterMetrics(reg); err != nil {
 		return err
 	}
-	if c.pipeline.Fields, err = fieldLimiter(ctx, st, c, log); err != nil {
+	c.pipeline.Fields, err = fieldcap.Load(ctx, st, c.attributeKeys, fieldcap.WithLogger(log), fieldcap.WithKeys(c.pipeline.Rollup.Keys...))
+	if err != nil {
 		return err
 	}
 	if err := c.pipeline.Fields.RegisterMetrics(reg); err != nil {
