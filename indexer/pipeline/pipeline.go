@@ -46,7 +46,8 @@ type Config struct {
 	// that they are only counted and logged. Empty: nothing is kept.
 	DeadLetter         string
 	DeadLetterMaxBytes int64
-	Rollup             rollup.Config
+	// Rollup configures the shards' rollups; its MaxSpans is the total over all shards (each gets its share).
+	Rollup rollup.Config
 	// Fields caps the distinct attribute keys of the span index (see package fieldcap); nil: no cap.
 	Fields *fieldcap.Limiter
 	Logger *slog.Logger

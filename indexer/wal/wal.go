@@ -48,7 +48,7 @@ var (
 	ErrTooLarge = errors.New("record too large for the write-ahead log")
 )
 
-// Config sets up a WAL. Zero fields take the defaults.
+// Config sets up a WAL. Zero fields take the values of DefaultConfig.
 type Config struct {
 	Dir            string // required
 	SegmentBytes   int64  // a new segment starts once the current one holds this much; DefaultSegmentBytes
@@ -57,15 +57,21 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
+// DefaultConfig returns the defaults (without a directory).
+func DefaultConfig() Config {
+	return Config{SegmentBytes: DefaultSegmentBytes, MaxBytes: DefaultMaxBytes, MaxRecordBytes: DefaultMaxRecordBytes}
+}
+
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	if c.SegmentBytes <= 0 {
-		c.SegmentBytes = DefaultSegmentBytes
+		c.SegmentBytes = d.SegmentBytes
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = DefaultMaxBytes
+		c.MaxBytes = d.MaxBytes
 	}
 	if c.MaxRecordBytes <= 0 {
-		c.MaxRecordBytes = DefaultMaxRecordBytes
+		c.MaxRecordBytes = d.MaxRecordBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -51,7 +51,7 @@ func newServeConfig() serveConfig {
 	return serveConfig{
 		otlpHTTPAddr: ":4318", otlpGRPCAddr: ":4317", apiAddr: ":8080", dataDir: "data",
 		retention:       7 * 24 * time.Hour,
-		wal:             wal.Config{SegmentBytes: wal.DefaultSegmentBytes, MaxBytes: wal.DefaultMaxBytes},
+		wal:             wal.DefaultConfig(),
 		receiver:        receiver.DefaultConfig(),
 		pipeline:        pipeline.DefaultConfig(),
 		attributeKeys:   fieldcap.DefaultCap,
