@@ -10,7 +10,6 @@ const (
 	batchHeaderLen     = 61
 	batchOffMagic      = 16
 	batchOffAttributes = 21
-	batchOffLastDelta  = 23
 	batchOffCount      = 57
 	batchLogOverhead   = 12 // baseOffset + batchLength, not counted by batchLength
 
@@ -53,12 +52,8 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 		if count < 0 {
 			count = 0
 		}
-		lastOffset := base + int64(int32(be32(batch[batchOffLastDelta:])))
 		if t.Records == 0 || base < t.FirstOffset {
 			t.FirstOffset = base
-		}
-		if lastOffset > t.LastOffset || t.Records == 0 {
-			t.LastOffset = lastOffset
 		}
 		t.Records += count
 		codec := Codec(attrs & attrCodecMask)

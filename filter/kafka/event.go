@@ -37,8 +37,6 @@ type Exchange struct {
 	APIVersion    int16
 	CorrelationID int32
 	ClientID      string
-	// TransactionalID is the Produce request's transactional id, if any.
-	TransactionalID string
 	// Acks is the Produce request's acks setting.
 	Acks int16
 	// StartNanos is when the request was seen, EndNanos when the response was (or when the exchange was given
@@ -75,8 +73,8 @@ type Topic struct {
 	Compression Codec
 	// ErrorCode is the first non-zero error code the broker returned for this topic's partitions.
 	ErrorCode int16
-	// FirstOffset and LastOffset bound the record offsets seen (Fetch; Produce responses give the base offset).
-	FirstOffset, LastOffset int64
+	// FirstOffset is the lowest record offset seen (Fetch; Produce responses give the base offset).
+	FirstOffset int64
 	// Key is the key of the only record when Records == 1 and Config.RecordKey is set.
 	Key    []byte
 	HasKey bool

@@ -21,7 +21,7 @@ const (
 func (d *Decoder) readProduceRequest(r *reader, ex *Exchange) {
 	v := ex.APIVersion
 	flex := v >= flexibleProduce
-	ex.TransactionalID = string(r.str(flex))
+	r.str(flex) // transactional id, not reported
 	ex.Acks = r.int16()
 	r.int32() // timeout
 	topics := r.arrayLen(flex)

@@ -26,6 +26,3 @@ func (n *TopicNames) Put(id [16]byte, name string) {
 
 // Lookup returns the name of a topic id, or "" if unknown.
 func (n *TopicNames) Lookup(id [16]byte) string { return n.names[id] }
-
-// Len returns how many ids are known.
-func (n *TopicNames) Len() int { return len(n.names) }

@@ -1,6 +1,6 @@
 // Package plugin is the proxy-wasm side of the filter: the VM and root (plugin) context, which loads the
 // tagging policy, knows the workload's identity and owns the span exporter, and the stream contexts that
-// record one span per HTTP stream (and, through newTCPContext, per TCP connection).
+// record one span per HTTP stream (and, through newConnection, per TCP connection).
 package plugin
 
 import (
@@ -16,10 +16,6 @@ const Version = "0.1.0"
 
 // ScopeName is the instrumentation scope of every exported span.
 const ScopeName = "meshtrace-filter"
-
-// newTCPContext builds the context of a new TCP connection. Network tracing (TCP and Kafka) sets it from
-// an init function in this package; while it is nil, connections pass through untraced.
-var newTCPContext func(r *rootContext, contextID uint32) types.TcpContext
 
 // NewVMContext returns the VM context to hand to proxywasm.SetVMContext.
 func NewVMContext() types.VMContext { return &vmContext{} }
@@ -86,12 +82,9 @@ func (r *rootContext) NewHttpContext(contextID uint32) types.HttpContext {
 	return &httpContext{root: r}
 }
 
-// NewTcpContext returns the network tracing context, or nil (connection not traced).
+// NewTcpContext returns the network tracing context of a new TCP connection (see tcp.go).
 func (r *rootContext) NewTcpContext(contextID uint32) types.TcpContext {
-	if newTCPContext == nil {
-		return nil
-	}
-	return newTCPContext(r, contextID)
+	return newConnection(r, contextID)
 }
 
 // submit hands a finished span to the exporter. Stream contexts of every kind call it.

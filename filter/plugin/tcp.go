@@ -40,8 +40,6 @@ const (
 	kindNetwork
 )
 
-func init() { newTCPContext = newConnection }
-
 // isNetworkFilter reports whether the plugin runs as a network filter, reading the root id once.
 func (r *rootContext) isNetworkFilter() bool {
 	if r.kind == kindUnresolved {

@@ -97,9 +97,6 @@ func (b *Baggage) AppendTo(dst []byte) []byte {
 	return dst
 }
 
-// String returns the header form of b.
-func (b *Baggage) String() string { return string(b.AppendTo(nil)) }
-
 func (b *Baggage) encodedLen() int {
 	n := 0
 	for i, m := range b.Members {

@@ -75,11 +75,6 @@ func AppendTraceparent(dst []byte, c SpanContext) []byte {
 	return append(dst, hexDigits[c.Flags>>4], hexDigits[c.Flags&0x0f])
 }
 
-// FormatTraceparent returns the version-00 traceparent for c.
-func FormatTraceparent(c SpanContext) string {
-	return string(AppendTraceparent(make([]byte, 0, 55), c))
-}
-
 // SanitizeTracestate returns v if it is a plausible tracestate to carry along (bounded length, printable
 // ASCII, no more than 32 list members) and "" otherwise.
 func SanitizeTracestate(v string) string {

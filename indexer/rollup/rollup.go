@@ -93,9 +93,6 @@ func DefaultConfig() Config {
 	return Config{Keys: DefaultKeys, Window: 5 * time.Minute, MaxSpans: 1_000_000}
 }
 
-// Keys returns the business keys this Rollup collects.
-func (r *Rollup) Keys() []string { return r.keys }
-
 // Cached returns the number of traces and span summaries in the cache.
 func (r *Rollup) Cached() (traces, spans int) { return len(r.traces), r.cached }
 
