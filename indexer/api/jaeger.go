@@ -138,12 +138,7 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: service}}
 	}
 	if kind := r.URL.Query().Get("spanKind"); kind != "" {
-		k := &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}}
-		if filter == nil {
-			filter = k
-		} else {
-			filter = &query.And{Terms: []query.Expr{filter, k}}
-		}
+		filter = query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}})
 	}
 	names, spans, err := s.distinct(r, filter, "name", func(sp document.Span) string { return sp.Name })
 	if err != nil {
@@ -207,10 +202,7 @@ func JaegerQuery(params map[string][]string, now time.Time) (*query.Query, int, 
 	if err != nil {
 		return nil, 0, err
 	}
-	spanTerms := []query.Expr{}
-	if q.Span != nil {
-		spanTerms = append(spanTerms, q.Span)
-	}
+	spanTerms := []query.Expr{q.Span}
 	for _, d := range []struct {
 		param string
 		op    query.Op
@@ -220,12 +212,10 @@ func JaegerQuery(params map[string][]string, now time.Time) (*query.Query, int, 
 			if err != nil {
 				return nil, 0, fmt.Errorf("%s: %v", d.param, err)
 			}
-			spanTerms = append(spanTerms, &query.Compare{Field: "duration", Op: d.op, Value: number(dur.Microseconds())})
+			spanTerms = append(spanTerms, &query.Compare{Field: "duration", Op: d.op, Value: query.Int(dur.Microseconds())})
 		}
 	}
-	if len(spanTerms) > 1 {
-		q.Span = &query.And{Terms: spanTerms}
-	}
+	q.Span = query.Conjoin(spanTerms...)
 	if v := get("start"); v != "" {
 		if q.Since, err = strconv.ParseInt(v, 10, 64); err != nil {
 			return nil, 0, fmt.Errorf("start must be unix microseconds: %v", err)
@@ -400,8 +390,4 @@ func plainField(k string) bool {
 		}
 	}
 	return true
-}
-
-func number(n int64) query.Value {
-	return query.Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
 }

@@ -1,6 +1,9 @@
 package query
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Expr is a node of a query's abstract syntax tree. The parser produces it with the names written by the user;
 // Compile resolves names to document fields and turns literals into canonical values, producing the same node
@@ -68,10 +71,39 @@ func (v Value) String() string {
 	return quote(v.Str)
 }
 
+// Int returns the numeric literal n: Str its decimal form, Num its value, IsNum set. Compile gives
+// durations and times in this form (integer microseconds); code building filters uses it for the same.
+func Int(n int64) Value {
+	return Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
+}
+
 // And matches documents matched by every term.
 type And struct {
 	Terms []Expr
 	At    int
+}
+
+// Conjoin returns the conjunction of the non-nil terms, flattening terms that are themselves an And: nil
+// when no term is left, the term itself when one is, an *And otherwise. It is how Compile and the code
+// running queries combine filters.
+func Conjoin(terms ...Expr) Expr {
+	var out []Expr
+	for _, t := range terms {
+		switch x := t.(type) {
+		case nil:
+		case *And:
+			out = append(out, x.Terms...)
+		default:
+			out = append(out, t)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	return &And{Terms: out}
 }
 
 // Or matches documents matched by any term.

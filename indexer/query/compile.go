@@ -67,7 +67,7 @@ func CompileExpr(e Expr, now time.Time) (*Query, error) {
 			spans = append(spans, r)
 		}
 	}
-	q.Span, q.Trace = conj(spans), conj(traces)
+	q.Span, q.Trace = Conjoin(spans...), Conjoin(traces...)
 	if q.Trace != nil {
 		q.Target = TraceScope
 	}
@@ -75,16 +75,6 @@ func CompileExpr(e Expr, now time.Time) (*Query, error) {
 		return nil, errorf(c.windowAt, "time window is empty: since is later than until")
 	}
 	return q, nil
-}
-
-func conj(terms []Expr) Expr {
-	switch len(terms) {
-	case 0:
-		return nil
-	case 1:
-		return terms[0]
-	}
-	return &And{Terms: terms}
 }
 
 type compiler struct {
@@ -304,19 +294,19 @@ func canonical(f Field, name string, op Op, v Value) (Value, error) {
 		if err != nil {
 			return Value{}, errorf(v.At, "%s is a duration: expected a number with a unit (us, ms, s, m, h), like 500ms, found %q", name, v.Str)
 		}
-		return micros(d.Microseconds()), nil
+		return Int(d.Microseconds()), nil
 	case KindTime:
 		if isDecimal(v.Str) && !strings.Contains(v.Str, ".") {
 			n, err := strconv.ParseInt(v.Str, 10, 64)
 			if err == nil {
-				return micros(n), nil
+				return Int(n), nil
 			}
 		}
 		t, err := parseTime(v.Str)
 		if err != nil {
 			return Value{}, errorf(v.At, "%s is a time: expected RFC 3339 (like 2026-01-02T15:04:05Z) or unix microseconds, found %q", name, v.Str)
 		}
-		return micros(t.UnixMicro()), nil
+		return Int(t.UnixMicro()), nil
 	}
 	// KindNumber and KindAny.
 	if isDecimal(v.Str) {
@@ -329,8 +319,4 @@ func canonical(f Field, name string, op Op, v Value) (Value, error) {
 		return Value{}, errorf(v.At, "expected a number after %s %s, found %q", name, op.String(), v.Str)
 	}
 	return out, nil
-}
-
-func micros(n int64) Value {
-	return Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
 }

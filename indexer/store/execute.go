@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
 )
@@ -23,8 +22,8 @@ type Page struct {
 // window applies to the start of every document searched, span and trace alike. Free text is matched
 // against spans.
 func Execute(ctx context.Context, s Store, q *query.Query, p Page) (Result, error) {
-	spanFilter := and(q.Span, window(q))
-	traceFilter := and(q.Trace, window(q))
+	spanFilter := query.Conjoin(q.Span, window(q))
+	traceFilter := query.Conjoin(q.Trace, window(q))
 	sort, err := sortFor(q)
 	if err != nil {
 		return Result{}, err
@@ -52,7 +51,7 @@ func Execute(ctx context.Context, s Store, q *query.Query, p Page) (Result, erro
 			return Result{}, nil
 		}
 		partial = total > len(ids)
-		main.Filter = and(main.Filter, &query.In{Field: "trace_id", Values: ids})
+		main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
 	}
 	res, err := s.Search(ctx, main)
 	res.Partial = partial
@@ -86,37 +85,12 @@ func traceIDs(ctx context.Context, s Store, r Request) ([]query.Value, int, erro
 func window(q *query.Query) query.Expr {
 	var terms []query.Expr
 	if q.Since != 0 {
-		terms = append(terms, &query.Compare{Field: "start", Op: query.Ge, Value: micros(q.Since)})
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(q.Since)})
 	}
 	if q.Until != 0 {
-		terms = append(terms, &query.Compare{Field: "start", Op: query.Le, Value: micros(q.Until)})
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Le, Value: query.Int(q.Until)})
 	}
-	return and(terms...)
-}
-
-func micros(n int64) query.Value {
-	return query.Value{Str: strconv.FormatInt(n, 10), Num: float64(n), IsNum: true}
-}
-
-// and conjoins the non-nil terms, flattening nested conjunctions.
-func and(terms ...query.Expr) query.Expr {
-	var out []query.Expr
-	for _, t := range terms {
-		switch x := t.(type) {
-		case nil:
-		case *query.And:
-			out = append(out, x.Terms...)
-		default:
-			out = append(out, t)
-		}
-	}
-	switch len(out) {
-	case 0:
-		return nil
-	case 1:
-		return out[0]
-	}
-	return &query.And{Terms: out}
+	return query.Conjoin(terms...)
 }
 
 // sortFor maps the query's sort keys to the target index: start, end and duration exist in both. A key on

@@ -99,7 +99,7 @@ func TestExecuteSortOutOfScope(t *testing.T) {
 	}
 }
 
-func itoa(n int64) string { return micros(n).Str }
+func itoa(n int64) string { return query.Int(n).Str }
 
 func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
 	span := func(path string, desc bool) query.Sort {

@@ -5,7 +5,6 @@ package tracefetch
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
@@ -38,8 +37,7 @@ func Spans(ctx context.Context, st store.Store, traceID string) ([]document.Span
 		if first == last {
 			return nil, fmt.Errorf("trace %s has more than %d spans starting at the same microsecond", traceID, store.MaxLimit)
 		}
-		from := query.Value{Str: strconv.FormatInt(last, 10), Num: float64(last), IsNum: true}
-		filter = &query.And{Terms: []query.Expr{byTrace, &query.Compare{Field: "start", Op: query.Ge, Value: from}}}
+		filter = query.Conjoin(byTrace, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(last)})
 	}
 }
 

@@ -204,7 +204,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			{"by an indexed attribute", &query.Compare{Field: "attr.visible", Op: query.Eq, Value: query.Value{Str: "YES"}}, nil, 1},
 			{"by an overflowed key", &query.Compare{Field: "attr.hidden", Op: query.Eq, Value: query.Value{Str: "secret"}}, nil, 0},
 			{"overflowed key exists", &query.Exists{Field: "attr.hidden"}, nil, 0},
-			{"overflowed resource key", &query.Compare{Field: "resource.rk", Op: query.Eq, Value: query.Value{Str: "1", Num: 1, IsNum: true}}, nil, 0},
+			{"overflowed resource key", &query.Compare{Field: "resource.rk", Op: query.Eq, Value: query.Int(1)}, nil, 0},
 			{"free text in the overflow", nil, []string{"secret"}, 0},
 		} {
 			t.Run(c.name, func(t *testing.T) {
