@@ -3,8 +3,8 @@
 //
 // The filter is shipped as a TinyGo build (build/filter.wasm) and also built with standard Go
 // (build/filter-go.wasm); `make filter` produces both and the Makefile exports their paths as
-// MESHTRACE_FILTER_WASM and MESHTRACE_FILTER_GO_WASM. A missing artifact fails the test: it is never
-// skipped.
+// MESHTRACE_FILTER_WASM and MESHTRACE_FILTER_GO_WASM. A missing artifact, or one older than the filter's
+// sources (see CheckFresh), fails the test: it is never skipped, so a test never passes on a stale build.
 package artifact
 
 import (
@@ -23,10 +23,17 @@ type Build struct {
 	Path string // absolute path of the .wasm file
 }
 
-// Builds returns the two filter builds, TinyGo first. It fails the test if either file is missing.
+// Builds returns the two filter builds, TinyGo first. It fails the test if either file is missing or older
+// than a filter source under the module root (CheckFresh), naming the file and `make filter`.
 func Builds(t testing.TB) []Build {
 	t.Helper()
 	builds, err := find(os.Getenv)
+	if err == nil {
+		var root string
+		if root, err = ModuleRoot(); err == nil {
+			err = CheckFresh(root, builds)
+		}
+	}
 	if err != nil {
 		t.Fatalf("%v: run `make filter`", err)
 	}
