@@ -48,8 +48,7 @@ type StaleError struct {
 // Error names the build, the newer source and the command that rebuilds it.
 func (e *StaleError) Error() string {
 	const layout = "2006-01-02 15:04:05.000 MST"
-	return fmt.Sprintf("%s filter build %s (built %s) is older than its source %s (modified %s, %s later): the "+
-		"tests would run yesterday's code",
+	return fmt.Sprintf("%s filter build %s (built %s) is older than its source %s (modified %s, %s later)",
 		e.Build.Name, e.Build.Path, e.BuiltAt.UTC().Format(layout), e.Source, e.ChangedAt.UTC().Format(layout),
 		e.ChangedAt.Sub(e.BuiltAt).Round(time.Millisecond))
 }
