@@ -14,6 +14,10 @@ const (
 	failures = "meshtrace_export_failures_total"
 )
 
+// The export cases run on the compiled builds only (forEachBuild): they move the host clock, answer several
+// calls in flight and wait for queue wake-ups after a callback, which the native runner's emulator does not
+// model (see native_test.go).
+
 func exportPolicy(batch, buffered, retries int) string {
 	return `{"export": {"cluster": "otlp", "authority": "indexer.test", "path": "/v1/traces", "batch_size": ` +
 		strconv.Itoa(batch) + `, "max_buffered": ` + strconv.Itoa(buffered) + `, "flush_interval_ms": 500, "timeout_ms": 1500, "max_retries": ` +

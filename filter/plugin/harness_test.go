@@ -25,11 +25,35 @@ func module(t testing.TB, b artifact.Build) *wasmhost.Module {
 	return hosttest.Module(t, b)
 }
 
-// forEachBuild runs f as a subtest against the TinyGo and the Go build of the filter.
+// forEachBuild runs f as a subtest against the TinyGo and the Go build of the filter only: for cases the
+// native runner cannot run (see native_test.go), such as export lifecycle, the host clock, TCP and Kafka,
+// and guest memory.
 func forEachBuild(t *testing.T, f func(t *testing.T, m *wasmhost.Module)) {
 	t.Helper()
 	for _, b := range artifact.Builds(t) {
 		t.Run(b.Name, func(t *testing.T) { f(t, module(t, b)) })
+	}
+}
+
+// runner is where a case runs: a compiled build on the wazero host, or the plugin's Go code natively on
+// the proxytest host emulator (module nil; see native_test.go).
+type runner struct {
+	name   string
+	module *wasmhost.Module
+}
+
+// native reports whether r runs the plugin natively.
+func (r runner) native() bool { return r.module == nil }
+
+// forEachRunner runs f as a subtest against the plugin package run natively, then against the TinyGo and
+// the Go build of the filter (a missing or stale build fails the test after the native run). It is for HTTP
+// behaviour cases; forEachBuild is for what needs a real module (memory, lifecycle, ABI) or a host the
+// emulator does not offer.
+func forEachRunner(t *testing.T, f func(t *testing.T, r runner)) {
+	t.Helper()
+	t.Run(nativeName, func(t *testing.T) { f(t, runner{name: nativeName}) })
+	for _, b := range artifact.Builds(t) {
+		t.Run(b.Name, func(t *testing.T) { f(t, runner{name: b.Name, module: module(t, b)}) })
 	}
 }
 
@@ -50,15 +74,34 @@ func propsOf(kv []string) map[string][]byte {
 	return m
 }
 
-// env is one loaded filter with a controllable clock.
+// env is one loaded filter: a wasm host with a controllable clock, or (nat set, h nil) a native one.
 type env struct {
-	t     *testing.T
-	h     *wasmhost.Host
-	clock *clock
+	t      *testing.T
+	h      *wasmhost.Host
+	nat    *nativeVM
+	clock  *clock
+	closed bool // h was closed
 }
 
-// setup loads the filter with policy and host-wide properties (xds.listener_direction defaults to inbound).
+// setup loads build m with policy and host-wide properties (xds.listener_direction defaults to inbound).
 func setup(t *testing.T, m *wasmhost.Module, policy string, hostProps map[string][]byte) *env {
+	t.Helper()
+	return runner{module: m}.setup(t, policy, hostProps)
+}
+
+// setup loads the filter on r with policy and host-wide properties (xds.listener_direction defaults to
+// inbound); it fails the test if the plugin does not start. The filter is closed when the test ends.
+func (r runner) setup(t *testing.T, policy string, hostProps map[string][]byte) *env {
+	t.Helper()
+	e, err := r.load(t, policy, hostProps)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return e
+}
+
+// load is setup returning the start error, which names the plugin's problem log lines.
+func (r runner) load(t *testing.T, policy string, hostProps map[string][]byte) (*env, error) {
 	t.Helper()
 	c := newClock()
 	if hostProps == nil {
@@ -68,16 +111,38 @@ func setup(t *testing.T, m *wasmhost.Module, policy string, hostProps map[string
 	if _, legacy := hostProps["listener_direction"]; !current && !legacy {
 		hostProps["xds.listener_direction"] = intProp(1)
 	}
-	h, err := m.Load(context.Background(), wasmhost.Config{PluginConfig: []byte(policy), Properties: hostProps, Now: c.Now})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
+	if r.native() {
+		n, err := loadNative(t, policy, hostProps)
+		if err != nil {
+			return nil, err
 		}
-	})
-	return &env{t: t, h: h, clock: c}
+		t.Cleanup(n.close)
+		return &env{t: t, nat: n, clock: c}, nil
+	}
+	h, err := r.module.Load(context.Background(), wasmhost.Config{PluginConfig: []byte(policy), Properties: hostProps, Now: c.Now})
+	if err != nil {
+		return nil, err
+	}
+	e := &env{t: t, h: h, clock: c}
+	t.Cleanup(e.close)
+	return e, nil
+}
+
+// close unloads the filter before the test ends, so that the next native one can start; it may be
+// called more than once.
+func (e *env) close() {
+	e.t.Helper()
+	if e.nat != nil {
+		e.nat.close()
+		return
+	}
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if err := e.h.Close(context.Background()); err != nil {
+		e.t.Errorf("close: %v", err)
+	}
 }
 
 // request is one HTTP stream scripted through the host.
@@ -92,6 +157,9 @@ type request struct {
 // filter passed upstream.
 func (e *env) do(r request) [][2]string {
 	e.t.Helper()
+	if e.nat != nil {
+		return e.nat.do(e.t, r)
+	}
 	s := e.h.NewHTTPStream(r.props)
 	if a, err := s.RequestHeaders(r.headers, true); err != nil || a != wasmhost.ActionContinue {
 		e.t.Fatalf("request headers: action %v, error %v", a, err)
@@ -115,6 +183,10 @@ func (e *env) do(r request) [][2]string {
 // export ticks the filter, answers every pending export call with status and returns the decoded requests.
 func (e *env) export(status string) []*coltrace.ExportTraceServiceRequest {
 	e.t.Helper()
+	if e.nat != nil {
+		e.nat.host.Tick()
+		return e.answer(status)
+	}
 	if err := e.h.Tick(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -125,12 +197,15 @@ func (e *env) export(status string) []*coltrace.ExportTraceServiceRequest {
 func (e *env) answer(status string) []*coltrace.ExportTraceServiceRequest {
 	e.t.Helper()
 	var out []*coltrace.ExportTraceServiceRequest
-	for _, call := range e.h.PendingHTTPCalls() {
-		req := &coltrace.ExportTraceServiceRequest{}
-		if err := proto.Unmarshal(call.Body, req); err != nil {
-			e.t.Fatalf("export body does not decode: %v", err)
+	if e.nat != nil {
+		for _, call := range e.nat.pending() {
+			out = append(out, e.decode(call.Body))
+			e.nat.respond(call, status)
 		}
-		out = append(out, req)
+		return out
+	}
+	for _, call := range e.h.PendingHTTPCalls() {
+		out = append(out, e.decode(call.Body))
 		resp := wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", status}}}
 		if status == "" {
 			resp = wasmhost.HTTPCallResponse{Failed: true}
@@ -140,6 +215,16 @@ func (e *env) answer(status string) []*coltrace.ExportTraceServiceRequest {
 		}
 	}
 	return out
+}
+
+// decode decodes an export request body.
+func (e *env) decode(body []byte) *coltrace.ExportTraceServiceRequest {
+	e.t.Helper()
+	req := &coltrace.ExportTraceServiceRequest{}
+	if err := proto.Unmarshal(body, req); err != nil {
+		e.t.Fatalf("export body does not decode: %v", err)
+	}
+	return req
 }
 
 // spans exports and returns every span, in order.
@@ -167,7 +252,21 @@ func (e *env) oneSpan(r request) (*tracepb.Span, [][2]string) {
 	return spans[0], out
 }
 
-func (e *env) metric(name string) int64 { return e.h.Metrics()[name] }
+// metric returns the value of a counter the filter defined, 0 if it did not.
+func (e *env) metric(name string) int64 {
+	if e.nat != nil {
+		return e.nat.metric(name)
+	}
+	return e.h.Metrics()[name]
+}
+
+// tickPeriod returns the tick period the filter asked for.
+func (e *env) tickPeriod() time.Duration {
+	if e.nat != nil {
+		return time.Duration(e.nat.host.GetTickPeriod()) * time.Millisecond
+	}
+	return e.h.TickPeriod()
+}
 
 // attrs flattens attributes into strings (ints and bools in their text form).
 func attrs(kvs []*common.KeyValue) map[string]string {

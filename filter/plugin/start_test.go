@@ -1,11 +1,8 @@
 package plugin_test
 
 import (
-	"context"
 	"strings"
 	"testing"
-
-	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
 
 // TestBadPolicyFailsStart checks that each kind of policy error stops the plugin with one log line naming
@@ -21,12 +18,11 @@ func TestBadPolicyFailsStart(t *testing.T) {
 		{"duplicate attribute", `{"tags": [{"attribute": "a", "from": [{"header": "x"}]}, {"attribute": "a", "from": [{"cookie": "y"}]}]}`, `tags[1].attribute: duplicate attribute "a"`},
 		{"invalid JSON", `{"tags": `, "invalid JSON"},
 	}
-	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+	forEachRunner(t, func(t *testing.T, r runner) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				h, err := m.Load(context.Background(), wasmhost.Config{PluginConfig: []byte(tc.policy)})
+				_, err := r.load(t, tc.policy, nil)
 				if err == nil {
-					h.Close(context.Background())
 					t.Fatal("plugin started with a bad policy")
 				}
 				if !strings.Contains(err.Error(), "meshtrace: invalid policy: "+tc.want) {
@@ -41,9 +37,9 @@ func TestBadPolicyFailsStart(t *testing.T) {
 }
 
 func TestEmptyPolicyStarts(t *testing.T) {
-	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
-		e := setup(t, m, "", nil)
-		if got := e.h.TickPeriod().Milliseconds(); got != 1000 {
+	forEachRunner(t, func(t *testing.T, r runner) {
+		e := r.setup(t, "", nil)
+		if got := e.tickPeriod().Milliseconds(); got != 1000 {
 			t.Errorf("tick period %d ms, want the default 1000", got)
 		}
 		e.do(request{headers: get(), status: "200"})
@@ -81,10 +77,10 @@ func TestIdentity(t *testing.T) {
 		{"policy overrides", `{"service": {"name": "orders", "namespace": "prod", "workload": "orders-blue"}}`, istio,
 			map[string]string{"service.name": "orders", "service.namespace": "prod", "meshtrace.workload": "orders-blue"}},
 	}
-	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+	forEachRunner(t, func(t *testing.T, r runner) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				e := setup(t, m, tc.policy, tc.props)
+				e := r.setup(t, tc.policy, tc.props)
 				e.do(request{headers: get(), status: "200"})
 				reqs := e.export("200")
 				if len(reqs) != 1 || len(reqs[0].ResourceSpans) != 1 {
