@@ -34,8 +34,8 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
-	"github.com/meshtrace/meshtrace/indexer/tracefetch"
 )
 
 // DefaultQueryTimeout is the time budget of one request's store work when Config.QueryTimeout is 0.
@@ -56,9 +56,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Server answers searches from a store. Create it with New; it is an http.Handler.
+// Server answers searches from a store, reading it only through a querysvc.Service. Create it with New; it
+// is an http.Handler.
 type Server struct {
-	store   store.Store
+	svc     *querysvc.Service
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
@@ -68,7 +69,7 @@ type Server struct {
 }
 
 // New returns the API server for st, with the defaults or with one Config (it panics given more); log nil
-// means slog.Default().
+// means slog.Default(). The server reads st through querysvc.New(st).
 func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
 	if log == nil {
 		log = slog.Default()
@@ -87,7 +88,7 @@ func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
 	if c.IndexLag == nil {
 		c.IndexLag = func() time.Duration { return 0 }
 	}
-	s := &Server{store: st, log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
+	s := &Server{svc: querysvc.New(st), log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshtrace_query_duration_seconds",
 			Help: "Duration of API requests that read the store, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
 			[]string{"route"})}
@@ -183,7 +184,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
 		return
 	}
-	res, err := store.Execute(r.Context(), s.store, q, page)
+	res, err := s.svc.Search(r.Context(), q, page)
 	if err != nil {
 		s.storeError(w, r, err)
 		return
@@ -193,8 +194,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		Spans:           res.Spans, Traces: res.Traces})
 }
 
-func pageOf(limit, offset string) (store.Page, error) {
-	var p store.Page
+func pageOf(limit, offset string) (querysvc.Page, error) {
+	var p querysvc.Page
 	var err error
 	if limit != "" {
 		if p.Limit, err = strconv.Atoi(limit); err != nil || p.Limit < 0 || p.Limit > store.MaxLimit {
@@ -215,7 +216,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "trace id must be 32 hexadecimal digits"})
 		return
 	}
-	doc, spans, found, err := tracefetch.Trace(r.Context(), s.store, id)
+	t, found, err := s.svc.Trace(r.Context(), id)
 	if err != nil {
 		s.storeError(w, r, err)
 		return
@@ -224,7 +225,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "trace " + id + " not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceResponse{Trace: doc, Spans: spans, IndexLagSeconds: s.lag().Seconds()})
+	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, IndexLagSeconds: s.lag().Seconds()})
 }
 
 // traceID normalises a trace id: lower-case hex, shorter ids left-padded to 32 digits as Jaeger does.

@@ -11,12 +11,13 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
-	"github.com/meshtrace/meshtrace/indexer/tracefetch"
 )
 
 // The Jaeger query API (the JSON routes of jaeger-query that the Jaeger UI and Grafana's Jaeger data source
-// call), answered from meshtrace documents.
+// call), answered from meshtrace documents. This file parses the requests and renders the Jaeger JSON model;
+// the store is read through querysvc.Service (Services, Operations, FindTraces, TraceSpans).
 
 // jaegerResponse is jaeger-query's envelope.
 type jaegerResponse struct {
@@ -100,24 +101,8 @@ func (s *Server) jaegerStoreError(w http.ResponseWriter, r *http.Request, err er
 	writeJaeger(w, code, msg, 0)
 }
 
-// distinct returns the distinct values of field (service or name) among spans matching filter.
-func (s *Server) distinct(r *http.Request, filter query.Expr, field string, value func(document.Span) string) ([]string, []document.Span, error) {
-	res, err := s.store.Search(r.Context(), store.Request{Index: store.Spans, Filter: filter, Distinct: field, Limit: store.MaxLimit})
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []string
-	for _, sp := range res.Spans {
-		if v := value(sp); !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	slices.Sort(out)
-	return out, res.Spans, nil
-}
-
 func (s *Server) jaegerServices(w http.ResponseWriter, r *http.Request) {
-	services, _, err := s.distinct(r, nil, "service", func(sp document.Span) string { return sp.Service })
+	services, err := s.svc.Services(r.Context())
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return
@@ -133,27 +118,24 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 	if !legacy {
 		service = r.URL.Query().Get("service")
 	}
-	var filter query.Expr
-	if service != "" {
-		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: service}}
-	}
-	if kind := r.URL.Query().Get("spanKind"); kind != "" {
-		filter = query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}})
-	}
-	names, spans, err := s.distinct(r, filter, "name", func(sp document.Span) string { return sp.Name })
+	found, err := s.svc.Operations(r.Context(), querysvc.OperationQuery{Service: service, SpanKind: r.URL.Query().Get("spanKind")})
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return
 	}
 	if legacy {
+		names := make([]string, 0, len(found))
+		for _, op := range found {
+			names = append(names, op.Name)
+		}
+		names = slices.Compact(names) // sorted by name
 		writeJaeger(w, http.StatusOK, names, len(names))
 		return
 	}
-	ops := make([]jaegerOperation, 0, len(spans))
-	for _, sp := range spans {
-		ops = append(ops, jaegerOperation{Name: sp.Name, SpanKind: sp.Kind})
+	ops := make([]jaegerOperation, 0, len(found))
+	for _, op := range found {
+		ops = append(ops, jaegerOperation{Name: op.Name, SpanKind: op.SpanKind})
 	}
-	slices.SortFunc(ops, func(a, b jaegerOperation) int { return strings.Compare(a.Name, b.Name) })
 	writeJaeger(w, http.StatusOK, ops, len(ops))
 }
 
@@ -250,22 +232,14 @@ func (s *Server) jaegerSearch(w http.ResponseWriter, r *http.Request) {
 		writeJaeger(w, http.StatusBadRequest, err.Error(), 0)
 		return
 	}
-	res, err := store.Execute(r.Context(), s.store, q, store.Page{Limit: limit})
+	found, err := s.svc.FindTraces(r.Context(), q, limit)
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return
 	}
-	traces := make([]JaegerTrace, 0, len(res.Traces))
-	for _, t := range res.Traces {
-		spans, err := tracefetch.Spans(r.Context(), s.store, t.TraceID)
-		if err == nil {
-			err = r.Context().Err() // up to store.MaxLimit fetches: stop between them too
-		}
-		if err != nil {
-			s.jaegerStoreError(w, r, err)
-			return
-		}
-		traces = append(traces, ToJaeger(t.TraceID, spans))
+	traces := make([]JaegerTrace, 0, len(found))
+	for _, t := range found {
+		traces = append(traces, ToJaeger(t.Trace.TraceID, t.Spans))
 	}
 	writeJaeger(w, http.StatusOK, traces, len(traces))
 }
@@ -276,7 +250,7 @@ func (s *Server) jaegerTrace(w http.ResponseWriter, r *http.Request) {
 		writeJaeger(w, http.StatusBadRequest, "trace id must be up to 32 hexadecimal digits", 0)
 		return
 	}
-	spans, err := tracefetch.Spans(r.Context(), s.store, id)
+	spans, err := s.svc.TraceSpans(r.Context(), id)
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return

@@ -5,10 +5,11 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/store"
-	"github.com/meshtrace/meshtrace/indexer/tracefetch"
 )
 
-// storeLoader reads stored documents back for the rollup (rollup.Loader).
+// storeLoader reads stored documents back for the rollup (rollup.Loader). It reads the store directly, not
+// through querysvc.Service: the write path must see every document as stored, without the read side's
+// tenancy and caching.
 type storeLoader struct{ st store.Store }
 
 // GetTraces implements rollup.Loader.
@@ -16,7 +17,7 @@ func (l storeLoader) GetTraces(ctx context.Context, ids []string) ([]document.Tr
 	return l.st.GetTraces(ctx, ids)
 }
 
-// TraceSpans implements rollup.Loader.
+// TraceSpans implements rollup.Loader with store.TraceSpans.
 func (l storeLoader) TraceSpans(ctx context.Context, traceID string) ([]document.Span, error) {
-	return tracefetch.Spans(ctx, l.st, traceID)
+	return store.TraceSpans(ctx, l.st, traceID)
 }

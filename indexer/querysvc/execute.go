@@ -1,4 +1,4 @@
-package store
+package querysvc
 
 import (
 	"context"
@@ -6,49 +6,51 @@ import (
 	"slices"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
 // Page selects a window of hits.
 type Page struct {
 	Offset int
-	Limit  int // 0: DefaultLimit
+	Limit  int // 0: store.DefaultLimit
 }
 
 // Execute runs a compiled query over s and returns q.Target documents (set q.Target to choose).
 //
-// A query with conditions in one scope only is one Request. A query that mixes scopes is run as a semi-join:
-// the side not returned is searched first (most recent MaxLimit distinct traces), and its trace ids restrict
-// the returned side with `trace_id IN [...]`; Result.Partial reports that the first side was cut. The time
-// window applies to the start of every document searched, span and trace alike. Free text is matched
-// against spans.
-func Execute(ctx context.Context, s Store, q *query.Query, p Page) (Result, error) {
+// A query with conditions in one scope only is one store.Request. A query that mixes scopes is run as a
+// semi-join: the side not returned is searched first (most recent store.MaxLimit distinct traces), and its
+// trace ids restrict the returned side with `trace_id IN [...]`; store.Result.Partial reports that the first
+// side was cut. The same join runs for every store, so the backends differ only in how they answer one
+// store.Request; storetest checks them through Execute. The time window applies to the start of every
+// document searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
+func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.Result, error) {
 	spanFilter := query.Conjoin(q.Span, window(q))
 	traceFilter := query.Conjoin(q.Trace, window(q))
 	sort, err := sortFor(q)
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
-	main := Request{Sort: sort, Offset: p.Offset, Limit: p.Limit}
-	var join *Request
+	main := store.Request{Sort: sort, Offset: p.Offset, Limit: p.Limit}
+	var join *store.Request
 	if q.Target == query.TraceScope {
-		main.Index, main.Filter = Traces, traceFilter
+		main.Index, main.Filter = store.Traces, traceFilter
 		if q.Span != nil || len(q.Text) > 0 {
-			join = &Request{Index: Spans, Filter: spanFilter, Text: q.Text, Distinct: "trace_id", Limit: MaxLimit}
+			join = &store.Request{Index: store.Spans, Filter: spanFilter, Text: q.Text, Distinct: "trace_id", Limit: store.MaxLimit}
 		}
 	} else {
-		main.Index, main.Filter, main.Text = Spans, spanFilter, q.Text
+		main.Index, main.Filter, main.Text = store.Spans, spanFilter, q.Text
 		if q.Trace != nil {
-			join = &Request{Index: Traces, Filter: traceFilter, Limit: MaxLimit}
+			join = &store.Request{Index: store.Traces, Filter: traceFilter, Limit: store.MaxLimit}
 		}
 	}
 	partial := false
 	if join != nil {
 		ids, total, err := traceIDs(ctx, s, *join)
 		if err != nil {
-			return Result{}, err
+			return store.Result{}, err
 		}
 		if len(ids) == 0 {
-			return Result{}, nil
+			return store.Result{}, nil
 		}
 		partial = total > len(ids)
 		main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
@@ -59,7 +61,7 @@ func Execute(ctx context.Context, s Store, q *query.Query, p Page) (Result, erro
 }
 
 // traceIDs runs r and returns the distinct trace ids of its hits and the total number of matches.
-func traceIDs(ctx context.Context, s Store, r Request) ([]query.Value, int, error) {
+func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, error) {
 	res, err := s.Search(ctx, r)
 	if err != nil {
 		return nil, 0, err
@@ -104,7 +106,7 @@ func sortFor(q *query.Query) ([]query.Sort, error) {
 		if s.Field.Scope != q.Target {
 			_, both := query.TraceFields[s.Field.Path]
 			if q.Target != query.TraceScope || s.Field.Scope != query.SpanScope || !both {
-				return nil, fmt.Errorf("%w: cannot sort %s by %s field %q", ErrBadRequest, q.Target, s.Field.Scope, s.Field.Path)
+				return nil, fmt.Errorf("%w: cannot sort %s by %s field %q", store.ErrBadRequest, q.Target, s.Field.Scope, s.Field.Path)
 			}
 			s.Field.Scope = q.Target
 		}

@@ -1,4 +1,4 @@
-package store_test
+package querysvc_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
-	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
@@ -38,7 +38,7 @@ func BenchmarkExecuteSortKeys(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				res, err := store.Execute(ctx, s, q, store.Page{Limit: 10})
+				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 10})
 				if err != nil {
 					b.Fatal(err)
 				}

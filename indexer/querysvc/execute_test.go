@@ -1,4 +1,4 @@
-package store
+package querysvc
 
 import (
 	"context"
@@ -9,12 +9,13 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
-// recorder is a Store that answers searches from canned results and records the requests.
+// recorder is a store.Store that answers searches from canned results and records the requests.
 type recorder struct {
-	reqs    []Request
-	answers []Result
+	reqs    []store.Request
+	answers []store.Result
 }
 
 func (r *recorder) Write(context.Context, []document.Span, []document.Trace) error { return nil }
@@ -22,7 +23,7 @@ func (r *recorder) GetTraces(context.Context, []string) ([]document.Trace, error
 func (r *recorder) DeleteBefore(context.Context, time.Time) error                  { return nil }
 func (r *recorder) Close() error                                                   { return nil }
 func (r *recorder) Fields(context.Context) ([]string, error)                       { return nil, nil }
-func (r *recorder) Search(_ context.Context, req Request) (Result, error) {
+func (r *recorder) Search(_ context.Context, req store.Request) (store.Result, error) {
 	r.reqs = append(r.reqs, req)
 	res := r.answers[0]
 	r.answers = r.answers[1:]
@@ -41,7 +42,7 @@ func compile(t *testing.T, src string) *query.Query {
 }
 
 func TestExecuteJoinsTracesToSpans(t *testing.T) {
-	r := &recorder{answers: []Result{
+	r := &recorder{answers: []store.Result{
 		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 1500},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
@@ -54,11 +55,11 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 	}
 	since := now.Add(-time.Hour).UnixMicro()
 	join, main := r.reqs[0], r.reqs[1]
-	if join.Index != Spans || join.Distinct != "trace_id" || join.Limit != MaxLimit || len(join.Text) != 1 ||
+	if join.Index != store.Spans || join.Distinct != "trace_id" || join.Limit != store.MaxLimit || len(join.Text) != 1 ||
 		join.Filter.String() != "attr.customer_id = 123 AND start >= "+itoa(since) {
 		t.Errorf("join request = %+v (filter %s)", join, join.Filter)
 	}
-	if main.Index != Traces || main.Limit != 5 || len(main.Text) != 0 ||
+	if main.Index != store.Traces || main.Limit != 5 || len(main.Text) != 0 ||
 		main.Filter.String() != "duration > 1000000 AND start >= "+itoa(since)+" AND trace_id IN [a, b]" {
 		t.Errorf("main request = %+v (filter %s)", main, main.Filter)
 	}
@@ -71,22 +72,22 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 }
 
 func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
-	r := &recorder{answers: []Result{{}}}
+	r := &recorder{answers: []store.Result{{}}}
 	q := compile(t, "service=a trace.error_count>0")
 	q.Target = query.SpanScope
 	res, err := Execute(context.Background(), r, q, Page{})
-	if err != nil || len(r.reqs) != 1 || r.reqs[0].Index != Traces || len(res.Spans) != 0 {
+	if err != nil || len(r.reqs) != 1 || r.reqs[0].Index != store.Traces || len(res.Spans) != 0 {
 		t.Errorf("Execute = %+v, %v after %d requests; want one trace request and no hits", res, err, len(r.reqs))
 	}
 }
 
 func TestExecuteSingleScope(t *testing.T) {
-	r := &recorder{answers: []Result{{Total: 3}}}
+	r := &recorder{answers: []store.Result{{Total: 3}}}
 	res, err := Execute(context.Background(), r, compile(t, "service=a"), Page{Offset: 10, Limit: 20})
 	if err != nil || len(r.reqs) != 1 || res.Total != 3 || res.Partial {
 		t.Fatalf("Execute = %+v, %v", res, err)
 	}
-	if req := r.reqs[0]; req.Index != Spans || req.Offset != 10 || req.Limit != 20 || req.Filter.String() != "service = a" {
+	if req := r.reqs[0]; req.Index != store.Spans || req.Offset != 10 || req.Limit != 20 || req.Filter.String() != "service = a" {
 		t.Errorf("request = %+v", req)
 	}
 }
@@ -94,7 +95,7 @@ func TestExecuteSingleScope(t *testing.T) {
 func TestExecuteSortOutOfScope(t *testing.T) {
 	q := compile(t, "service=a sort=trace.span_count")
 	_, err := Execute(context.Background(), &recorder{}, q, Page{})
-	if !errors.Is(err, ErrBadRequest) {
+	if !errors.Is(err, store.ErrBadRequest) {
 		t.Errorf("sorting spans by a trace field: err = %v, want ErrBadRequest", err)
 	}
 }
@@ -124,7 +125,7 @@ func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
 				q.Sort = tt.keys
 			}
 			q.Target = tt.target
-			r := &recorder{answers: []Result{{Traces: []document.Trace{{TraceID: "a"}}}, {}}}
+			r := &recorder{answers: []store.Result{{Traces: []document.Trace{{TraceID: "a"}}}, {}}}
 			if _, err := Execute(context.Background(), r, q, Page{}); err != nil {
 				t.Fatal(err)
 			}

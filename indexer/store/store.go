@@ -1,7 +1,8 @@
 // Package store defines the storage interface the indexer writes documents to and searches in. The
 // implementations live in sub-packages: meili (Meilisearch through meilisearch-go) and embedded (on-disk,
-// in-process, the default). Execute runs a compiled query (package query) over any Store, joining span and
-// trace scope the same way for every backend; storetest is the conformance suite every Store passes.
+// in-process, the default). TraceSpans reads every span of a trace back from any Store. Compiled queries
+// (package query) are run by package querysvc, which joins span and trace scope the same way for every
+// backend and is the read APIs' only way to a Store; storetest is the conformance suite every Store passes.
 package store
 
 import (
@@ -94,7 +95,7 @@ type Result struct {
 	Traces []document.Trace
 	// Total is the number of matching documents (after Distinct), which may exceed the hits returned.
 	Total int
-	// Partial is set by Execute when a query joining span and trace scope matched more than MaxLimit
+	// Partial is set by querysvc.Execute when a query joining span and trace scope matched more than MaxLimit
 	// documents on the joined side: the hits then come from the MaxLimit most recent of them.
 	Partial bool
 }

@@ -1,4 +1,4 @@
-package tracefetch
+package store_test
 
 import (
 	"context"
@@ -39,32 +39,16 @@ func TestTraceSpansPagesLargeTraces(t *testing.T) {
 	if err := st.Write(context.Background(), spans, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Spans(context.Background(), st, spans[0].TraceID)
+	got, err := store.TraceSpans(context.Background(), st, spans[0].TraceID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != len(spans) {
-		t.Fatalf("Spans returned %d spans, want %d", len(got), len(spans))
+		t.Fatalf("TraceSpans returned %d spans, want %d", len(got), len(spans))
 	}
 	for i := range got {
 		if got[i].ID != spans[i].ID {
 			t.Fatalf("span %d is %s, want %s (start order)", i, got[i].ID, spans[i].ID)
 		}
-	}
-}
-
-func TestTrace(t *testing.T) {
-	st := openStore(t)
-	spans := makeSpans(1, 3, 1_700_000_000_000_000)
-	doc := document.Trace{ID: spans[0].TraceID, TraceID: spans[0].TraceID, SpanCount: 3, Services: []string{"svc"}}
-	if err := st.Write(context.Background(), spans, []document.Trace{doc}); err != nil {
-		t.Fatal(err)
-	}
-	got, gotSpans, found, err := Trace(context.Background(), st, doc.ID)
-	if err != nil || !found || got.SpanCount != 3 || len(gotSpans) != 3 {
-		t.Fatalf("Trace = %+v, %d spans, %v, %v", got, len(gotSpans), found, err)
-	}
-	if _, _, found, err := Trace(context.Background(), st, "0123456789abcdef0123456789abcdef"); err != nil || found {
-		t.Fatalf("unknown trace: found %v, err %v", found, err)
 	}
 }

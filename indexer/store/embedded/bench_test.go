@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
@@ -134,7 +135,7 @@ func openBenchStore(b *testing.B) *Store {
 }
 
 // BenchmarkQuery1M measures the three product queries on a 1,000,000-span index (see benchSpans) and reports
-// p50 and p99 latency of store.Execute (compile included).
+// p50 and p99 latency of querysvc.Execute (compile included).
 func BenchmarkQuery1M(b *testing.B) {
 	s := openBenchStore(b)
 	defer s.Close()
@@ -144,7 +145,7 @@ func BenchmarkQuery1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	latest, err := store.Execute(ctx, s, q, store.Page{Limit: 1})
+	latest, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 1})
 	if err != nil || len(latest.Spans) == 0 {
 		b.Fatalf("no spans in the benchmark index: %v", err)
 	}
@@ -169,7 +170,7 @@ func BenchmarkQuery1M(b *testing.B) {
 					b.Fatal(err)
 				}
 				q.Target = c.target
-				res, err := store.Execute(ctx, s, q, store.Page{Limit: c.limit})
+				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: c.limit})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
@@ -21,7 +22,7 @@ import (
 type Case struct {
 	Query   string
 	Target  string // "spans" or "traces" to override the query's default; "" keeps it
-	Page    store.Page
+	Page    querysvc.Page
 	Want    []string // fixture labels of the hits
 	Ordered bool     // Want is in the expected order (otherwise compared as a set)
 	Total   int      // expected Result.Total; -1: len(Want)
@@ -96,12 +97,12 @@ var Cases = []Case{
 	{Query: "since=2026-11-22T11:54:00Z", Want: []string{"t8.2", "t8.1", "t6.2", "t6.1"}, Ordered: true},
 
 	// Sorting and paging (Total counts every match).
-	{Query: "since=1h sort=-duration", Target: "traces", Page: store.Page{Limit: 3},
+	{Query: "since=1h sort=-duration", Target: "traces", Page: querysvc.Page{Limit: 3},
 		Want: []string{"t7", "t6", "t2"}, Ordered: true, Total: 7},
-	{Query: "since=1h sort=-duration", Target: "traces", Page: store.Page{Offset: 3, Limit: 3},
+	{Query: "since=1h sort=-duration", Target: "traces", Page: querysvc.Page{Offset: 3, Limit: 3},
 		Want: []string{"t1", "t3", "t4"}, Ordered: true, Total: 7},
 	{Query: "trace.root_service=orders-api sort=trace.span_count sort=start", Want: []string{"t7", "t6", "t8"}, Ordered: true},
-	{Query: "", Page: store.Page{Limit: 2}, Want: []string{"t8.2", "t8.1"}, Ordered: true, Total: 30},
+	{Query: "", Page: querysvc.Page{Limit: 2}, Want: []string{"t8.2", "t8.1"}, Ordered: true, Total: 30},
 }
 
 // Run runs the suite. open returns a new, empty store; Run closes it.
@@ -274,7 +275,7 @@ func runCase(t *testing.T, s store.Store, f *Fixture, c Case) {
 	case "traces":
 		q.Target = query.TraceScope
 	}
-	res, err := store.Execute(context.Background(), s, q, c.Page)
+	res, err := querysvc.Execute(context.Background(), s, q, c.Page)
 	if err != nil {
 		t.Fatalf("Execute(%q): %v", c.Query, err)
 	}

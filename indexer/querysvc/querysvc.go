@@ -1,0 +1,151 @@
+// Package querysvc is the indexer's read-side service: the one layer between the read APIs (package api:
+// the search API, the Jaeger query API and the web page) and a store.Store, modelled on Jaeger's querysvc.
+// The HTTP handlers parse requests and render answers; every read of the store goes through a Service:
+//
+//   - Search runs a compiled query (package query), joining span and trace scope (Execute);
+//   - Trace and TraceSpans fetch a whole trace, paging past store.MaxLimit (store.TraceSpans);
+//   - Services, Operations and FindTraces answer the Jaeger query API.
+//
+// Concerns that apply to every read belong here rather than in the handlers or the stores: tenancy
+// (restricting every search to a tenant's documents) and caching (of service and operation lists, of
+// traces) will live in this package. The write path does not use it: the rollup reads spans back with
+// store.TraceSpans directly, since it must see exactly what the store holds, for every tenant, uncached.
+package querysvc
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// Service answers the read APIs from one store. Create it with New; it is safe for concurrent use (as the
+// store is). Every method stops when ctx is done, returning an error wrapping ctx's.
+type Service struct {
+	st store.Store
+}
+
+// New returns the service reading st.
+func New(st store.Store) *Service { return &Service{st: st} }
+
+// Trace is one trace read back whole: its trace document (the zero value when the store holds spans of the
+// trace but no trace document yet) and every span of it in start order.
+type Trace struct {
+	Trace document.Trace
+	Spans []document.Span
+}
+
+// Operation is an operation (span name) of a service, with the kind of a span that carries it.
+type Operation struct {
+	Name     string
+	SpanKind string
+}
+
+// OperationQuery selects the operations Operations lists; an empty field matches any value.
+type OperationQuery struct {
+	Service  string
+	SpanKind string
+}
+
+// Search runs the compiled query q and returns one page of q.Target documents, as Execute describes:
+// conditions of both scopes are joined, Result.Partial reporting a cut join. An error wraps
+// store.ErrBadRequest for a query the store cannot run (e.g. a sort key out of the target's scope).
+func (s *Service) Search(ctx context.Context, q *query.Query, p Page) (store.Result, error) {
+	return Execute(ctx, s.st, q, p)
+}
+
+// Trace returns the trace document and every span of one trace (see Trace); found is false when the store
+// has neither.
+func (s *Service) Trace(ctx context.Context, traceID string) (t Trace, found bool, err error) {
+	traces, err := s.st.GetTraces(ctx, []string{traceID})
+	if err != nil {
+		return Trace{}, false, err
+	}
+	if t.Spans, err = s.TraceSpans(ctx, traceID); err != nil {
+		return Trace{}, false, err
+	}
+	if len(traces) > 0 {
+		t.Trace = traces[0]
+	}
+	return t, len(traces) > 0 || len(t.Spans) > 0, nil
+}
+
+// TraceSpans returns every span of one trace in start order (none when the trace is unknown), paging past
+// store.MaxLimit as store.TraceSpans does.
+func (s *Service) TraceSpans(ctx context.Context, traceID string) ([]document.Span, error) {
+	return store.TraceSpans(ctx, s.st, traceID)
+}
+
+// Services returns the names of the services that have spans in the store, sorted (jaeger-query's
+// GetServices). It reads at most store.MaxLimit distinct services.
+func (s *Service) Services(ctx context.Context) ([]string, error) {
+	spans, err := s.distinct(ctx, nil, "service")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(spans))
+	for _, sp := range spans {
+		out = append(out, sp.Service)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Operations returns the distinct span names of the spans matching oq, one per name with the kind of one
+// span carrying it, sorted by name (jaeger-query's GetOperations). It reads at most store.MaxLimit names.
+func (s *Service) Operations(ctx context.Context, oq OperationQuery) ([]Operation, error) {
+	var filter query.Expr
+	if oq.Service != "" {
+		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: oq.Service}}
+	}
+	if oq.SpanKind != "" {
+		filter = query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: oq.SpanKind}})
+	}
+	spans, err := s.distinct(ctx, filter, "name")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Operation, 0, len(spans))
+	for _, sp := range spans {
+		out = append(out, Operation{Name: sp.Name, SpanKind: sp.Kind})
+	}
+	slices.SortStableFunc(out, func(a, b Operation) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// FindTraces runs q for traces (whatever q.Target says) and returns up to limit of them (0:
+// store.DefaultLimit), each read back whole with its spans (jaeger-query's FindTraces, given the query
+// that api.JaegerQuery makes of the Jaeger search parameters). It reads the traces one after the other and
+// stops between them when ctx is done.
+func (s *Service) FindTraces(ctx context.Context, q *query.Query, limit int) ([]Trace, error) {
+	tq := *q
+	tq.Target = query.TraceScope
+	res, err := s.Search(ctx, &tq, Page{Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Trace, 0, len(res.Traces))
+	for _, t := range res.Traces {
+		spans, err := s.TraceSpans(ctx, t.TraceID)
+		if err == nil {
+			err = ctx.Err() // up to store.MaxLimit fetches: stop between them too
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Trace{Trace: t, Spans: spans})
+	}
+	return out, nil
+}
+
+// distinct returns the spans matching filter, one per value of field (service or name).
+func (s *Service) distinct(ctx context.Context, filter query.Expr, field string) ([]document.Span, error) {
+	res, err := s.st.Search(ctx, store.Request{Index: store.Spans, Filter: filter, Distinct: field, Limit: store.MaxLimit})
+	if err != nil {
+		return nil, err
+	}
+	return res.Spans, nil
+}

@@ -1,0 +1,88 @@
+package querysvc_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
+	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+)
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// makeSpans returns n spans of one trace of service svc, 10 us apart, named op0, op1, ... by i%ops.
+func makeSpans(trace, n int, base int64, svc string, ops int) []document.Span {
+	traceID := fmt.Sprintf("%032x", 0x1000+trace)
+	out := make([]document.Span, n)
+	for i := range out {
+		spanID := fmt.Sprintf("%016x", trace*100000+i+1)
+		start := base + int64(i)*10
+		out[i] = document.Span{ID: traceID + "-" + spanID, TraceID: traceID, SpanID: spanID, Name: fmt.Sprintf("op%d", i%ops),
+			Service: svc, Kind: "server", StatusCode: "unset", Start: start, End: start + 5, Duration: 5}
+	}
+	return out
+}
+
+func TestTrace(t *testing.T) {
+	st := openStore(t)
+	spans := makeSpans(1, 3, 1_700_000_000_000_000, "svc", 1)
+	doc := document.Trace{ID: spans[0].TraceID, TraceID: spans[0].TraceID, SpanCount: 3, Services: []string{"svc"}}
+	if err := st.Write(context.Background(), spans, []document.Trace{doc}); err != nil {
+		t.Fatal(err)
+	}
+	svc := querysvc.New(st)
+	got, found, err := svc.Trace(context.Background(), doc.ID)
+	if err != nil || !found || got.Trace.SpanCount != 3 || len(got.Spans) != 3 {
+		t.Fatalf("Trace = %+v, %v, %v", got, found, err)
+	}
+	if _, found, err := svc.Trace(context.Background(), "0123456789abcdef0123456789abcdef"); err != nil || found {
+		t.Fatalf("unknown trace: found %v, err %v", found, err)
+	}
+}
+
+func TestJaegerReads(t *testing.T) {
+	st := openStore(t)
+	base := int64(1_700_000_000_000_000)
+	a, b := makeSpans(1, 4, base, "b-svc", 3), makeSpans(2, 2, base+1000, "a-svc", 1)
+	b[1].Kind = "client"
+	docs := []document.Trace{{ID: a[0].TraceID, TraceID: a[0].TraceID, Start: a[0].Start, SpanCount: 4},
+		{ID: b[0].TraceID, TraceID: b[0].TraceID, Start: b[0].Start, SpanCount: 2}}
+	if err := st.Write(context.Background(), append(a, b...), docs); err != nil {
+		t.Fatal(err)
+	}
+	svc := querysvc.New(st)
+	ctx := context.Background()
+	if got, err := svc.Services(ctx); err != nil || !slices.Equal(got, []string{"a-svc", "b-svc"}) {
+		t.Errorf("Services = %v, %v", got, err)
+	}
+	ops, err := svc.Operations(ctx, querysvc.OperationQuery{Service: "b-svc"})
+	if err != nil || len(ops) != 3 || ops[0].Name != "op0" || ops[2].Name != "op2" {
+		t.Errorf("Operations(b-svc) = %+v, %v", ops, err)
+	}
+	ops, err = svc.Operations(ctx, querysvc.OperationQuery{SpanKind: "client"})
+	if err != nil || len(ops) != 1 || ops[0] != (querysvc.Operation{Name: "op0", SpanKind: "client"}) {
+		t.Errorf("Operations(client) = %+v, %v", ops, err)
+	}
+	q, err := query.Compile("service=b-svc", time.UnixMicro(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces, err := svc.FindTraces(ctx, q, 10)
+	if err != nil || len(traces) != 1 || traces[0].Trace.TraceID != a[0].TraceID || len(traces[0].Spans) != 4 {
+		t.Errorf("FindTraces(service=b-svc) = %+v, %v", traces, err)
+	}
+}
