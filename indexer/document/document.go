@@ -72,7 +72,7 @@ type Link struct {
 }
 
 // Trace is the rolled-up document of one trace. It converges to the right values however its spans arrive
-// (out of order, in several batches, late): see the rollup in this package.
+// (out of order, in several batches, late, more than once): package rollup computes it.
 type Trace struct {
 	ID          string              `json:"id"` // the trace id, lower-case hex
 	TraceID     string              `json:"trace_id"`
