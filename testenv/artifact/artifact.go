@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -25,19 +26,44 @@ type Build struct {
 
 // Builds returns the two filter builds, TinyGo first. It fails the test if either file is missing or older
 // than a filter source under the module root (CheckFresh), naming the file and `make filter`.
+//
+// Freshness is checked once per test binary, module root and builds: the binary was compiled from the
+// sources as they were when `go test` started, so an edit made while a package's tests run does not fail
+// the rest of them half way; the next `go test` run refuses the build.
 func Builds(t testing.TB) []Build {
 	t.Helper()
 	builds, err := find(os.Getenv)
 	if err == nil {
 		var root string
 		if root, err = ModuleRoot(); err == nil {
-			err = CheckFresh(root, builds)
+			err = checkFreshOnce(root, builds)
 		}
 	}
 	if err != nil {
 		t.Fatalf("%v: run `make filter`", err)
 	}
 	return builds
+}
+
+var (
+	freshMu sync.Mutex
+	freshed = map[string]error{} // CheckFresh results by module root and build paths
+)
+
+// checkFreshOnce returns CheckFresh(root, builds), computed on the first call for root and builds.
+func checkFreshOnce(root string, builds []Build) error {
+	key := root
+	for _, b := range builds {
+		key += "\x00" + b.Path
+	}
+	freshMu.Lock()
+	defer freshMu.Unlock()
+	if err, ok := freshed[key]; ok {
+		return err
+	}
+	err := CheckFresh(root, builds)
+	freshed[key] = err
+	return err
 }
 
 // find resolves the filter builds from the environment or build/ under the module root.

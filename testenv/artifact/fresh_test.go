@@ -230,3 +230,25 @@ func TestBuildsRefusesStaleBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildsChecksFreshnessOnce checks that an edit made after a test binary's first Builds call does not
+// fail its later tests: the binary was compiled from the sources before the edit.
+func TestBuildsChecksFreshnessOnce(t *testing.T) {
+	tr := newTree(t)
+	t.Chdir(tr.root)
+	t.Setenv("MESHTRACE_FILTER_WASM", "")
+	t.Setenv("MESHTRACE_FILTER_GO_WASM", "")
+	for i, edit := range []bool{false, true} {
+		if edit {
+			tr.write(t, "filter/plugin/http.go", time.Minute)
+		}
+		rec := &fatalRecorder{TB: t}
+		Builds(rec)
+		if rec.msg != "" {
+			t.Fatalf("call %d: Builds failed: %s", i, rec.msg)
+		}
+	}
+	if err := CheckFresh(tr.root, tr.builds); err == nil {
+		t.Fatal("CheckFresh itself accepts the edited tree")
+	}
+}
