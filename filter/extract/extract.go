@@ -69,7 +69,7 @@ func Query(path, name string) (string, bool) {
 // their JSON form; objects, arrays and null are not tag values.
 func JWTClaim(authorization, name string) (string, bool) {
 	const prefix = "bearer "
-	if len(authorization) <= len(prefix) || !equalFold(authorization[:len(prefix)], prefix) {
+	if len(authorization) <= len(prefix) || !strings.EqualFold(authorization[:len(prefix)], prefix) {
 		return "", false
 	}
 	token := strings.Trim(authorization[len(prefix):], " \t")
@@ -109,21 +109,4 @@ func JWTClaim(authorization, name string) (string, bool) {
 		return strconv.FormatBool(false), true
 	}
 	return "", false
-}
-
-// equalFold compares ASCII strings case-insensitively (b must be lower case).
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		c := a[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -30,8 +30,8 @@ const (
 func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 	set := rs.b
 	for len(set) >= batchLogOverhead {
-		base := int64(be64(set))
-		length := int(int32(be32(set[8:])))
+		base := int64(binary.BigEndian.Uint64(set))
+		length := int(int32(binary.BigEndian.Uint32(set[8:])))
 		if length < batchHeaderLen-batchLogOverhead {
 			return
 		}
@@ -43,12 +43,12 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 		}
 		batch := set[:batchLogOverhead+length]
 		set = set[batchLogOverhead+length:]
-		attrs := int16(be16(batch[batchOffAttributes:]))
+		attrs := int16(binary.BigEndian.Uint16(batch[batchOffAttributes:]))
 		if batch[batchOffMagic] != 2 || attrs&attrControl != 0 {
 			continue // a message set (magic v0/v1, not sent by Produce v3+) or a transaction marker
 		}
 		t.Batches++
-		count := int(int32(be32(batch[batchOffCount:])))
+		count := int(int32(binary.BigEndian.Uint32(batch[batchOffCount:])))
 		if count < 0 {
 			count = 0
 		}
@@ -78,8 +78,8 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 
 // countCutBatch counts the records of a batch whose body lies beyond the decoder's frame limit.
 func (d *Decoder) countCutBatch(t *Topic, batch []byte) {
-	attrs := int16(be16(batch[batchOffAttributes:]))
-	count := int(int32(be32(batch[batchOffCount:])))
+	attrs := int16(binary.BigEndian.Uint16(batch[batchOffAttributes:]))
+	count := int(int32(binary.BigEndian.Uint32(batch[batchOffCount:])))
 	if batch[batchOffMagic] != 2 || attrs&attrControl != 0 || count <= 0 {
 		return
 	}
@@ -215,7 +215,9 @@ func (d *Decoder) addContext(t *Topic, parent, state []byte) {
 	t.Contexts = append(t.Contexts, c)
 }
 
-// equalFold reports whether the ASCII string s equals b ignoring case.
+// equalFold reports whether s equals b ignoring the case of ASCII letters only. strings.EqualFold (or
+// bytes.EqualFold) is not the same: it also folds non-ASCII letters (a configured header "É" would collect a
+// record header "é"), and it would need b as a string (a copy per record header under TinyGo, or unsafe).
 func equalFold(s string, b []byte) bool {
 	if len(s) != len(b) {
 		return false
@@ -231,9 +233,3 @@ func equalFold(s string, b []byte) bool {
 	}
 	return true
 }
-
-func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
-func be32(b []byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-func be64(b []byte) uint64 { return uint64(be32(b))<<32 | uint64(be32(b[4:])) }

@@ -14,6 +14,7 @@
 package kafka
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -179,7 +180,7 @@ func (d *Decoder) feed(s *stream, data []byte, maxSize int32, frame func(body []
 				s.sizeLen, data = s.sizeLen+n, data[n:]
 			}
 			if s.sizeLen == 4 {
-				size := int32(be32(s.size[:]))
+				size := int32(binary.BigEndian.Uint32(s.size[:]))
 				if size < 4 || size > maxSize {
 					d.stop(fmt.Errorf("%w: frame size %d", ErrNotKafka, size))
 					return

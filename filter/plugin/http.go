@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -277,20 +278,13 @@ func attrValue(attrs []span.Attr, key string) (string, bool) {
 
 func spanID(v uint64) span.SpanID {
 	var id span.SpanID
-	putUint64(id[:], v)
+	binary.BigEndian.PutUint64(id[:], v)
 	return id
 }
 
 func traceID(hi, lo uint64) span.TraceID {
 	var id span.TraceID
-	putUint64(id[:8], hi)
-	putUint64(id[8:], lo)
+	binary.BigEndian.PutUint64(id[:8], hi)
+	binary.BigEndian.PutUint64(id[8:], lo)
 	return id
-}
-
-func putUint64(b []byte, v uint64) {
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(v)
-		v >>= 8
-	}
 }

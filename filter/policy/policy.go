@@ -5,11 +5,14 @@
 package policy
 
 import (
+	"bytes"
 	"regexp"
 	"strconv"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/meshtrace/meshtrace/filter/internal/ascii"
 )
 
 // NetworkRootID is the root id (Istio WasmPlugin pluginName, Envoy root_id) that loads the filter as a network
@@ -422,7 +425,7 @@ func (d *decoder) tag(v *fastjson.Value, path string) Tag {
 		d.fail(path+".from", "must name at least one source")
 	case t.Hash && t.Redact:
 		d.fail(path+".redact", "cannot be combined with \"hash\"")
-	case t.Propagate && !isToken(t.Attribute):
+	case t.Propagate && !ascii.IsToken(t.Attribute):
 		d.fail(path+".propagate", "attribute \""+t.Attribute+"\" is not a valid baggage key")
 	}
 	return t
@@ -519,15 +522,13 @@ func (d *decoder) port(v *fastjson.Value, path string) int {
 
 func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
-func isBlank(data []byte) bool {
-	for _, c := range data {
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return false
-		}
-	}
-	return true
-}
+// isBlank reports whether data is empty or only JSON whitespace. (bytes.TrimSpace would also drop \v, \f
+// and Unicode spaces, which JSON does not allow.)
+func isBlank(data []byte) bool { return len(bytes.TrimLeft(data, " \t\n\r")) == 0 }
 
+// lower lowercases the ASCII letters of s, returning s itself when it has none. strings.ToLower is not the
+// same: it also lowercases non-ASCII letters and replaces invalid UTF-8 with U+FFFD, which would change tag
+// values (and so their HMAC hashes) and header names for any non-ASCII input.
 func lower(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 'A' && s[i] <= 'Z' {
@@ -543,29 +544,5 @@ func lower(s string) string {
 	return s
 }
 
-// isToken reports whether s is a non-empty RFC 7230 token (valid as a baggage key).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') &&
-			!containsByte("!#$%&'*+-.^_`|~", c) {
-			return false
-		}
-	}
-	return true
-}
-
 // isHeaderName reports whether s is a lower-case token, as Envoy stores header names.
-func isHeaderName(s string) bool { return isToken(s) && lower(s) == s }
-
-func containsByte(s string, c byte) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return true
-		}
-	}
-	return false
-}
+func isHeaderName(s string) bool { return ascii.IsToken(s) && lower(s) == s }

@@ -3,6 +3,7 @@ package tracecontext
 import (
 	"strings"
 
+	"github.com/meshtrace/meshtrace/filter/internal/ascii"
 	"github.com/meshtrace/meshtrace/filter/internal/percent"
 )
 
@@ -55,7 +56,7 @@ func (b *Baggage) Get(key string) (string, bool) {
 // Set replaces the value of member key (dropping its properties) or appends a new member. It reports false,
 // leaving b unchanged, if key is not a valid token or the list would exceed the W3C limits.
 func (b *Baggage) Set(key, value string) bool {
-	if !isToken(key) {
+	if !ascii.IsToken(key) {
 		return false
 	}
 	for i := range b.Members {
@@ -123,7 +124,7 @@ func parseMember(item string) (Member, bool) {
 		return Member{}, false
 	}
 	key, value = strings.Trim(key, " \t"), strings.Trim(value, " \t")
-	if !isToken(key) {
+	if !ascii.IsToken(key) {
 		return Member{}, false
 	}
 	for i := 0; i < len(value); i++ {
@@ -136,24 +137,6 @@ func parseMember(item string) (Member, bool) {
 		return Member{}, false
 	}
 	return Member{Key: key, Value: decoded, Properties: strings.Trim(props, " \t")}, true
-}
-
-// isToken reports whether v is a non-empty RFC 7230 token.
-func isToken(v string) bool {
-	if v == "" {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' ||
-			c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isBaggageOctet reports whether c may appear unencoded in a baggage value (W3C baggage-octet, minus '%',

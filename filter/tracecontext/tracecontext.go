@@ -4,8 +4,10 @@
 package tracecontext
 
 import (
-	"github.com/meshtrace/meshtrace/filter/span"
+	"encoding/hex"
 	"strings"
+
+	"github.com/meshtrace/meshtrace/filter/span"
 )
 
 // Header names (lower case, as HTTP/2 and Envoy present them).
@@ -68,9 +70,9 @@ func ParseTraceparent(v string) (SpanContext, bool) {
 // AppendTraceparent appends the version-00 traceparent for c.
 func AppendTraceparent(dst []byte, c SpanContext) []byte {
 	dst = append(dst, "00-"...)
-	dst = appendHex(dst, c.TraceID[:])
+	dst = hex.AppendEncode(dst, c.TraceID[:])
 	dst = append(dst, '-')
-	dst = appendHex(dst, c.SpanID[:])
+	dst = hex.AppendEncode(dst, c.SpanID[:])
 	dst = append(dst, '-')
 	return append(dst, hexDigits[c.Flags>>4], hexDigits[c.Flags&0x0f])
 }
@@ -148,9 +150,9 @@ func ParseB3Multi(traceID, spanID, sampled, flags string) (SpanContext, bool) {
 
 // AppendB3Single appends the B3 single header value for c ("{traceid}-{spanid}-{0|1}").
 func AppendB3Single(dst []byte, c SpanContext) []byte {
-	dst = appendHex(dst, c.TraceID[:])
+	dst = hex.AppendEncode(dst, c.TraceID[:])
 	dst = append(dst, '-')
-	dst = appendHex(dst, c.SpanID[:])
+	dst = hex.AppendEncode(dst, c.SpanID[:])
 	if c.Sampled() {
 		return append(dst, "-1"...)
 	}
@@ -158,10 +160,10 @@ func AppendB3Single(dst []byte, c SpanContext) []byte {
 }
 
 // HexTraceID returns the 32-digit lower-case hex form of a trace id.
-func HexTraceID(id span.TraceID) string { return string(appendHex(make([]byte, 0, 32), id[:])) }
+func HexTraceID(id span.TraceID) string { return hex.EncodeToString(id[:]) }
 
 // AppendHexSpanID appends the 16-digit lower-case hex form of a span id.
-func AppendHexSpanID(dst []byte, id span.SpanID) []byte { return appendHex(dst, id[:]) }
+func AppendHexSpanID(dst []byte, id span.SpanID) []byte { return hex.AppendEncode(dst, id[:]) }
 
 // parseB3TraceID accepts a 16- or 32-digit trace id; a 64-bit id is left-padded with zeros.
 func parseB3TraceID(dst *span.TraceID, v string) bool {
@@ -175,14 +177,9 @@ func parseB3TraceID(dst *span.TraceID, v string) bool {
 	return false
 }
 
+// hexDigits are the lower-case digits hex.AppendEncode writes, for the single flags byte (AppendEncode
+// would want it as a slice).
 const hexDigits = "0123456789abcdef"
-
-func appendHex(dst, src []byte) []byte {
-	for _, b := range src {
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&0x0f])
-	}
-	return dst
-}
 
 // decodeHex decodes lower-case hex v into dst (len(v) must be 2*len(dst)).
 func decodeHex(dst []byte, v string) bool {
