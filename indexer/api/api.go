@@ -9,6 +9,7 @@
 //	GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=
 //	GET /api/traces/{id}
 //	GET /healthz, GET / (web page)
+//	GET /api/v1/ingest (Config.IngestStats), GET /metrics (Config.Metrics), when configured
 //
 // Every route that reads the store runs under a time budget (Config.QueryTimeout, DefaultQueryTimeout by
 // default): when it runs out, the store work is cancelled and the route answers 503 Service Unavailable
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
@@ -51,9 +53,13 @@ type Config struct {
 	// answer of the search and trace routes tells it, in index_lag_seconds and the X-Meshtrace-Index-Lag
 	// header, so a responder knows whether the last seconds are searchable yet. Nil reports 0.
 	IndexLag func() time.Duration
-	// Registerer receives the query latency histogram (meshtrace_query_duration_seconds by route); nil
-	// registers it nowhere.
-	Registerer prometheus.Registerer
+	// IngestStats, when set, is served as JSON on GET /api/v1/ingest (the pipeline's counters).
+	IngestStats func() any
+	// Metrics, when set, receives the query latency histogram (meshtrace_query_duration_seconds by route)
+	// and is served on GET /metrics in the Prometheus text format.
+	Metrics *prometheus.Registry
+	// Logger logs store failures; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Server answers searches from a store, reading it only through a querysvc.Service. Create it with New; it
@@ -68,19 +74,11 @@ type Server struct {
 	latency *prometheus.HistogramVec
 }
 
-// New returns the API server for st, with the defaults or with one Config (it panics given more); log nil
-// means slog.Default(). The server reads st through querysvc.New(st).
-func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
+// New returns the API server for st.
+func New(st store.Store, c Config) *Server {
+	log := c.Logger
 	if log == nil {
 		log = slog.Default()
-	}
-	var c Config
-	switch len(cfg) {
-	case 0:
-	case 1:
-		c = cfg[0]
-	default:
-		panic("api.New: more than one Config")
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = DefaultQueryTimeout
@@ -92,8 +90,12 @@ func New(st store.Store, log *slog.Logger, cfg ...Config) *Server {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshtrace_query_duration_seconds",
 			Help: "Duration of API requests that read the store, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
 			[]string{"route"})}
-	if c.Registerer != nil {
-		c.Registerer.MustRegister(s.latency)
+	if c.Metrics != nil {
+		c.Metrics.MustRegister(s.latency)
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(c.Metrics, promhttp.HandlerOpts{Registry: c.Metrics}))
+	}
+	if c.IngestStats != nil {
+		s.mux.HandleFunc("GET /api/v1/ingest", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, c.IngestStats()) })
 	}
 	s.mux.HandleFunc("GET /api/v1/search", s.budget("GET /api/v1/search", s.search))
 	s.mux.HandleFunc("GET /api/v1/traces/{id}", s.budget("GET /api/v1/traces/{id}", s.trace))

@@ -22,7 +22,7 @@ import (
 // TestQueryLimits checks that a query past a limit of package query answers 400 with the error's position,
 // before any store work, on the search API and on the Jaeger search.
 func TestQueryLimits(t *testing.T) {
-	srv := httptest.NewServer(New(&blockingStore{calls: make(chan error, 16)}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(New(&blockingStore{calls: make(chan error, 16)}, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
 	terms := strings.TrimSpace(strings.Repeat("w ", query.MaxTerms+1))
 	search := func(q string) string { return "/api/v1/search?q=" + url.QueryEscape(q) }
@@ -96,7 +96,7 @@ func (b *blockingStore) Fields(context.Context) ([]string, error)               
 func TestQueryTimeout(t *testing.T) {
 	const budget = 200 * time.Millisecond
 	st := &blockingStore{calls: make(chan error, 16)}
-	srv := httptest.NewServer(New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), Config{QueryTimeout: budget}))
+	srv := httptest.NewServer(New(st, Config{QueryTimeout: budget, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	t.Cleanup(srv.Close)
 	tests := []struct {
 		path   string
@@ -161,7 +161,7 @@ func TestQueryTimeout(t *testing.T) {
 // TestClientGoneCancels checks that a client leaving cancels the store work long before the budget.
 func TestClientGoneCancels(t *testing.T) {
 	st := &blockingStore{calls: make(chan error, 1)}
-	srv := httptest.NewServer(New(st, nil, Config{QueryTimeout: time.Hour}))
+	srv := httptest.NewServer(New(st, Config{QueryTimeout: time.Hour}))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -182,16 +182,15 @@ func TestClientGoneCancels(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	tests := []struct {
-		cfg  []Config
+		cfg  Config
 		want time.Duration
 	}{
-		{nil, DefaultQueryTimeout},
-		{[]Config{{}}, DefaultQueryTimeout},
-		{[]Config{{QueryTimeout: -time.Second}}, DefaultQueryTimeout},
-		{[]Config{{QueryTimeout: 3 * time.Second}}, 3 * time.Second},
+		{Config{}, DefaultQueryTimeout},
+		{Config{QueryTimeout: -time.Second}, DefaultQueryTimeout},
+		{Config{QueryTimeout: 3 * time.Second}, 3 * time.Second},
 	}
 	for _, tt := range tests {
-		if got := New(nil, nil, tt.cfg...).timeout; got != tt.want {
+		if got := New(nil, tt.cfg).timeout; got != tt.want {
 			t.Errorf("New(%+v): timeout %s, want %s", tt.cfg, got, tt.want)
 		}
 	}

@@ -75,7 +75,7 @@ func newFixtureServer(t *testing.T) *httptest.Server {
 	if err := st.Write(context.Background(), f.Spans, f.Traces); err != nil {
 		t.Fatal(err)
 	}
-	s := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(st, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	s.now = func() time.Time { return storetest.Now }
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

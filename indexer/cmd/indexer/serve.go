@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
@@ -211,15 +209,9 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	}
 	otlpHTTP := recv.HTTPServer()
 	grpcSrv := recv.GRPCServer()
-	apiMux := http.NewServeMux()
-	c.api.IndexLag, c.api.Registerer = pipe.Lag, reg
-	apiMux.Handle("/", api.New(st, log, c.api))
-	apiMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	apiMux.HandleFunc("GET /api/v1/ingest", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(pipe.Stats()) // the client may be gone
-	})
-	apiSrv := &http.Server{Handler: apiMux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	c.api.IndexLag, c.api.Metrics, c.api.Logger = pipe.Lag, reg, log
+	c.api.IngestStats = func() any { return pipe.Stats() }
+	apiSrv := &http.Server{Handler: api.New(st, c.api), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	errc := make(chan error, 3)

@@ -54,7 +54,7 @@ func startIndexer(t *testing.T) *indexer {
 	})
 	ix := &indexer{
 		Receiver: recv,
-		api:      httptest.NewServer(api.New(st, log)),
+		api:      httptest.NewServer(api.New(st, api.Config{Logger: log})),
 	}
 	t.Cleanup(ix.api.Close)
 	return ix
