@@ -266,13 +266,17 @@ func (s *Server) failure(w http.ResponseWriter, r *http.Request, err error) (int
 		s.log.Warn("query exceeded its time budget", "path", r.URL.Path, "budget", s.timeout)
 		return http.StatusServiceUnavailable, fmt.Sprintf("the query exceeded its time budget of %s and was stopped: narrow it (a shorter time window, more conditions) or retry later", s.timeout)
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return 499, "request cancelled"
+		return statusClientClosedRequest, "request cancelled"
 	case errors.Is(err, store.ErrBadRequest):
 		return http.StatusBadRequest, err.Error()
 	}
 	s.log.Error("search failed", "path", r.URL.Path, "err", err)
 	return http.StatusInternalServerError, err.Error()
 }
+
+// statusClientClosedRequest is the status recorded for a request whose client left before the answer (nginx's
+// 499: no client sees it, but access logs and the latency histogram do).
+const statusClientClosedRequest = 499
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
