@@ -73,11 +73,11 @@ func TestOverlays(t *testing.T) {
 		dir   string
 		kinds map[string]int // expected count per kind
 	}{
-		{"base", map[string]int{"Namespace": 1, "StatefulSet": 1, "Deployment": 1, "Service": 2, "ConfigMap": 1,
+		{"base", map[string]int{"Namespace": 1, "StatefulSet": 2, "Deployment": 0, "Service": 2, "ConfigMap": 1,
 			"ServiceAccount": 1, "NetworkPolicy": 2}},
-		{"overlays/istio", map[string]int{"WasmPlugin": 2, "Deployment": 1}},
+		{"overlays/istio", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 0}},
 		{"overlays/gloo", map[string]int{"Upstream": 1, "Gateway": 1, "WasmPlugin": 0}},
-		{"overlays/scale-out", map[string]int{"WasmPlugin": 2, "Deployment": 2, "Service": 4, "NetworkPolicy": 3}},
+		{"overlays/scale-out", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 1, "Service": 4, "NetworkPolicy": 3}},
 		{"overlays/telemetry", map[string]int{"WasmPlugin": 2, "Telemetry": 1}},
 	}
 	for _, tc := range cases {
@@ -509,5 +509,37 @@ func (c *cluster) checkCollector(t *testing.T) {
 		if s := c.services[key(ns, name)]; s.Spec.ClusterIP != corev1.ClusterIPNone {
 			t.Errorf("%s: resolver service %s must be headless to list every indexer", o, name)
 		}
+	}
+}
+
+// TestIndexerKeepsItsLog checks that every indexer keeps its data directory (the write-ahead log) on a volume
+// of its own that outlives the pod, and that scale-out runs three of them.
+func TestIndexerKeepsItsLog(t *testing.T) {
+	v := manifesttest.Validator(t)
+	for dir, replicas := range map[string]int32{"base": 1, "overlays/scale-out": 3} {
+		t.Run(dir, func(t *testing.T) {
+			var found bool
+			for _, o := range build(t, v, dir) {
+				if o.Kind != "StatefulSet" || !strings.Contains(o.String(), "meshtrace-indexer") {
+					continue
+				}
+				found = true
+				var s appsv1.StatefulSet
+				decode(t, o, &s)
+				if s.Spec.Replicas == nil || *s.Spec.Replicas != replicas {
+					t.Errorf("%s: replicas %v, want %d", o, s.Spec.Replicas, replicas)
+				}
+				if len(s.Spec.VolumeClaimTemplates) != 1 || s.Spec.VolumeClaimTemplates[0].Name != "data" {
+					t.Errorf("%s: volume claims %+v, want one named data", o, s.Spec.VolumeClaimTemplates)
+				}
+				mounts := s.Spec.Template.Spec.Containers[0].VolumeMounts
+				if len(mounts) != 1 || mounts[0].Name != "data" || mounts[0].MountPath != "/var/lib/meshtrace" {
+					t.Errorf("%s: mounts %+v, want data at the data directory", o, mounts)
+				}
+			}
+			if !found {
+				t.Fatal("no indexer StatefulSet")
+			}
+		})
 	}
 }
