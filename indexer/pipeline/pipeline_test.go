@@ -131,7 +131,7 @@ func makeSpans(trace, n int, base int64) []document.Span {
 	return out
 }
 
-// encode is the OTLP request a receiver would have logged for spans (string attributes, one resource per span).
+// encode is the OTLP request a receiver would have logged for spans (scalar attributes, one resource per span).
 func encode(t testing.TB, spans []document.Span) []byte {
 	t.Helper()
 	req := &coltracepb.ExportTraceServiceRequest{}
@@ -142,7 +142,7 @@ func encode(t testing.TB, spans []document.Span) []byte {
 		sp := &tracepb.Span{TraceId: tid, SpanId: sid, ParentSpanId: pid, Name: s.Name, Kind: tracepb.Span_SPAN_KIND_SERVER,
 			StartTimeUnixNano: uint64(s.Start) * 1000, EndTimeUnixNano: uint64(s.End) * 1000}
 		for k, v := range s.Attr {
-			sp.Attributes = append(sp.Attributes, &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v.(string)}}})
+			sp.Attributes = append(sp.Attributes, &commonpb.KeyValue{Key: k, Value: anyValue(t, v)})
 		}
 		req.ResourceSpans = append(req.ResourceSpans, &tracepb.ResourceSpans{
 			Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
@@ -155,6 +155,24 @@ func encode(t testing.TB, spans []document.Span) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// anyValue is the OTLP value of a document attribute value.
+func anyValue(t testing.TB, v any) *commonpb.AnyValue {
+	switch v := v.(type) {
+	case string:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}
+	case bool:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v}}
+	case int:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(v)}}
+	case int64:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}
+	case float64:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v}}
+	}
+	t.Fatalf("attribute value %v (%T) has no OTLP form here", v, v)
+	return nil
 }
 
 func appendSpans(t testing.TB, w *wal.WAL, spans []document.Span) {
