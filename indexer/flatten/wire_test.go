@@ -35,6 +35,11 @@ func checkSame(t *testing.T, b []byte, lim Limits) {
 	t.Helper()
 	want, wantRej, decodeErr, wantErr := viaTree(b, lim)
 	got, gotRej, err := FromProtobuf(nil, b, lim)
+	// Validate walks exactly as FromProtobuf does, building nothing.
+	valid, vRej, vErr := Validate(b, lim)
+	if !reflect.DeepEqual(vErr, err) || vRej != gotRej || (err == nil && valid != len(got)) {
+		t.Fatalf("Validate = %d, %+v, %v; FromProtobuf = %d documents, %+v, %v", valid, vRej, vErr, len(got), gotRej, err)
+	}
 	if decodeErr != nil {
 		return // FromProtobuf may skip what it does not need, malformed or not, and may stop at a limit first
 	}

@@ -12,7 +12,10 @@ func (d *wireDecoder) attributes(kvs [][]byte, n int, at where, resource bool) (
 	if err := d.c.startSet(at, resource, n); err != nil || n == 0 {
 		return nil, err
 	}
-	m := make(map[string]any, len(kvs))
+	var m map[string]any
+	if !d.validate {
+		m = make(map[string]any, len(kvs))
+	}
 	for _, kv := range kvs {
 		if err := d.keyValue(m, "", kv, 0); err != nil {
 			return nil, err
@@ -20,6 +23,9 @@ func (d *wireDecoder) attributes(kvs [][]byte, n int, at where, resource bool) (
 	}
 	return m, nil
 }
+
+// validated stands for a value that passed its checks when the decoder only validates.
+const validated = true
 
 // anyValue is an AnyValue as read so far. Occurrences of an AnyValue field merge, as in protobuf: a scalar
 // replaces the value, an array or key-value list extends one of the same kind and replaces anything else.
@@ -43,6 +49,7 @@ const (
 )
 
 // keyValue flattens one KeyValue message into m under prefix, as flattenInto does; depth is that of its value.
+// m is nil when the decoder only validates.
 func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth int) error {
 	if err := d.c.pair(); err != nil {
 		return err
@@ -88,7 +95,7 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth 
 		return nil
 	}
 	val, err := d.value(&v, prefix, k, depth)
-	if err == nil && val != nil {
+	if err == nil && val != nil && m != nil {
 		if prefix != "" {
 			k = prefix + k
 		}
@@ -163,10 +170,16 @@ func (d *wireDecoder) value(v *anyValue, prefix, key string, depth int) (any, er
 		if err := d.c.checkValue(prefix, key, len(v.raw)); err != nil {
 			return nil, err
 		}
+		if d.validate {
+			return validated, nil
+		}
 		return d.stringValue(v.raw), nil
 	case valBytes:
 		if err := d.c.checkBytes(prefix, key, len(v.raw)); err != nil {
 			return nil, err
+		}
+		if d.validate {
+			return validated, nil
 		}
 		return bytesValue(v.raw), nil
 	case valScalar:
@@ -178,26 +191,38 @@ func (d *wireDecoder) value(v *anyValue, prefix, key string, depth int) (any, er
 		if err := d.c.array(prefix, key, v.n); err != nil {
 			return nil, err
 		}
-		out := make([]any, 0, len(v.parts))
+		var out []any
+		if !d.validate {
+			out = make([]any, 0, len(v.parts))
+		}
 		for _, p := range v.parts {
 			ev, err := d.element(p, prefix, key, depth+1)
 			if err != nil {
 				return nil, err
 			}
-			if ev != nil {
+			if ev != nil && !d.validate {
 				out = append(out, ev)
 			}
+		}
+		if d.validate {
+			return validated, nil
 		}
 		return out, nil
 	case valKVList:
 		if err := d.c.nest(prefix, key, depth+1); err != nil {
 			return nil, err
 		}
-		m := make(map[string]any, len(v.parts))
+		var m map[string]any
+		if !d.validate {
+			m = make(map[string]any, len(v.parts))
+		}
 		for _, kv := range v.parts {
 			if err := d.keyValue(m, "", kv, depth+1); err != nil {
 				return nil, err
 			}
+		}
+		if d.validate {
+			return validated, nil
 		}
 		return m, nil
 	}

@@ -147,7 +147,8 @@ func BenchmarkDecodeFlatten(b *testing.B) {
 }
 
 // BenchmarkStages shows where the time goes: the generated protobuf code alone and followed by flatten (the
-// gRPC path, and the alternative to flatten.FromProtobuf), the JSON decoder, and flatten alone.
+// gRPC path, and the alternative to flatten.FromProtobuf), the wire walk building documents (the pipeline) and
+// only validating (the receiver), the JSON decoder, and flatten alone.
 func BenchmarkStages(b *testing.B) {
 	req := meshRequest(benchSpans)
 	pb, err := proto.Marshal(req)
@@ -166,11 +167,14 @@ func BenchmarkStages(b *testing.B) {
 			_ = proto.Unmarshal(pb, &req)
 			_, _, _ = flatten.Spans(nil, req.ResourceSpans, flatten.Limits{})
 		}},
+		{"wire-flatten-pipeline", func() { _, _, _ = flatten.FromProtobuf(nil, pb, flatten.Limits{}) }},
+		{"wire-validate-receiver", func() { _, _, _ = flatten.Validate(pb, flatten.Limits{}) }},
 		{"json-decode", func() { _, _ = d.Decode(js) }},
 		{"flatten", func() { _, _, _ = flatten.Spans(nil, req.ResourceSpans, flatten.Limits{}) }},
 	}
 	for _, st := range stages {
 		b.Run(st.name, func(b *testing.B) {
+			b.ReportAllocs()
 			cpu0 := cpuTime(b)
 			for b.Loop() {
 				st.run()

@@ -157,12 +157,12 @@ type accepted struct {
 	rej    flatten.Rejected
 }
 
-// decodeHTTP validates an OTLP/HTTP body; failures are *DecodeError. A protobuf body is logged as it is
-// (flatten.FromProtobuf reads it straight from the wire); a JSON body is decoded into the OTLP types and
-// logged re-encoded as protobuf.
+// decodeHTTP validates an OTLP/HTTP body; failures are *DecodeError. A protobuf body is checked straight from
+// the wire by flatten.Validate (the walk the pipeline's flatten.FromProtobuf makes, building nothing) and
+// logged as it is; a JSON body is decoded into the OTLP types and logged re-encoded as protobuf.
 func (r *Receiver) decodeHTTP(enc encoding, body []byte) (accepted, error) {
 	if enc == protobufEncoding {
-		docs, rej, err := flatten.FromProtobuf(nil, body, r.cfg.Limits)
+		valid, rej, err := flatten.Validate(body, r.cfg.Limits)
 		var le *flatten.LimitError
 		if errors.As(err, &le) {
 			return accepted{}, &DecodeError{Err: err}
@@ -170,7 +170,7 @@ func (r *Receiver) decodeHTTP(enc encoding, body []byte) (accepted, error) {
 		if err != nil {
 			return accepted{}, &DecodeError{Err: fmt.Errorf("invalid protobuf: %w", err)}
 		}
-		return accepted{record: body, spans: len(docs), rej: rej}, nil
+		return accepted{record: body, spans: valid, rej: rej}, nil
 	}
 	d := r.decoders.Get().(*otlpjson.Decoder)
 	req, err := d.Decode(body)
