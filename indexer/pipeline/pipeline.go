@@ -30,6 +30,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
+	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/wal"
@@ -72,21 +73,11 @@ func (c *Config) fill() {
 	if c.Shards <= 0 {
 		c.Shards = runtime.GOMAXPROCS(0)
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = d.BatchSize
-	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = d.BatchTimeout
-	}
-	if c.RetryInitial <= 0 {
-		c.RetryInitial = d.RetryInitial
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = d.RetryMax
-	}
-	if c.DeadLetterMaxBytes <= 0 {
-		c.DeadLetterMaxBytes = d.DeadLetterMaxBytes
-	}
+	defaults.Set(&c.BatchSize, d.BatchSize)
+	defaults.Set(&c.BatchTimeout, d.BatchTimeout)
+	defaults.Set(&c.RetryInitial, d.RetryInitial)
+	defaults.Set(&c.RetryMax, d.RetryMax)
+	defaults.Set(&c.DeadLetterMaxBytes, d.DeadLetterMaxBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/flatten"
+	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
 	"github.com/meshtrace/meshtrace/indexer/otlpjson"
 )
 
@@ -95,27 +96,21 @@ func DefaultConfig() Config {
 
 func (c *Config) fill() {
 	d := DefaultConfig()
-	setDefault(&c.MaxBodyBytes, d.MaxBodyBytes)
-	setDefault(&c.MaxInflightBytes, d.MaxInflightBytes)
+	defaults.Set(&c.MaxBodyBytes, d.MaxBodyBytes)
+	defaults.Set(&c.MaxInflightBytes, d.MaxInflightBytes)
 	c.MaxInflightBytes = max(c.MaxInflightBytes, c.MaxBodyBytes*decodeFactor)
-	setDefault(&c.FullRetryAfter, d.FullRetryAfter)
-	setDefault(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
-	setDefault(&c.ReadTimeout, d.ReadTimeout)
-	setDefault(&c.WriteTimeout, d.WriteTimeout)
-	setDefault(&c.IdleTimeout, d.IdleTimeout)
-	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
-	setDefault(&c.MaxConnectionIdle, d.MaxConnectionIdle)
-	setDefault(&c.MaxConnectionAge, d.MaxConnectionAge)
-	setDefault(&c.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
-	setDefault(&c.MaxConcurrentStreams, d.MaxConcurrentStreams)
+	defaults.Set(&c.FullRetryAfter, d.FullRetryAfter)
+	defaults.Set(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	defaults.Set(&c.ReadTimeout, d.ReadTimeout)
+	defaults.Set(&c.WriteTimeout, d.WriteTimeout)
+	defaults.Set(&c.IdleTimeout, d.IdleTimeout)
+	defaults.Set(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	defaults.Set(&c.MaxConnectionIdle, d.MaxConnectionIdle)
+	defaults.Set(&c.MaxConnectionAge, d.MaxConnectionAge)
+	defaults.Set(&c.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
+	defaults.Set(&c.MaxConcurrentStreams, d.MaxConcurrentStreams)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-}
-
-func setDefault[T int | int64 | uint32 | time.Duration](v *T, d T) {
-	if *v <= 0 {
-		*v = d
 	}
 }
 

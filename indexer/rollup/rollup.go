@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
 )
 
 // DefaultKeys are the business keys rolled up when Config.Keys is empty.
@@ -79,12 +80,8 @@ func New(cfg Config, loader Loader) *Rollup {
 	if len(r.keys) == 0 {
 		r.keys = d.Keys
 	}
-	if r.window <= 0 {
-		r.window = d.Window
-	}
-	if r.maxSpans <= 0 {
-		r.maxSpans = d.MaxSpans
-	}
+	defaults.Set(&r.window, d.Window)
+	defaults.Set(&r.maxSpans, d.MaxSpans)
 	return r
 }
 

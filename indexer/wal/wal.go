@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
 )
 
 // Defaults for Config.
@@ -64,15 +66,9 @@ func DefaultConfig() Config {
 
 func (c *Config) defaults() {
 	d := DefaultConfig()
-	if c.SegmentBytes <= 0 {
-		c.SegmentBytes = d.SegmentBytes
-	}
-	if c.MaxBytes <= 0 {
-		c.MaxBytes = d.MaxBytes
-	}
-	if c.MaxRecordBytes <= 0 {
-		c.MaxRecordBytes = d.MaxRecordBytes
-	}
+	defaults.Set(&c.SegmentBytes, d.SegmentBytes)
+	defaults.Set(&c.MaxBytes, d.MaxBytes)
+	defaults.Set(&c.MaxRecordBytes, d.MaxRecordBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
