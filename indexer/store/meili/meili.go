@@ -37,7 +37,9 @@ import (
 // Config configures a Store. Only URL is required.
 type Config struct {
 	URL    string // e.g. http://meilisearch:7700
-	APIKey string // master key or an API key allowed to manage the indexes; empty for an unprotected server
+	APIKey string // an API key allowed to manage the indexes (or the master key); empty for an unprotected server
+	// SearchAPIKey is used for searches (a key whose only action is "search" on the indexes); empty uses APIKey.
+	SearchAPIKey string
 
 	// IndexPrefix is prepended to the index names "spans" and "traces" (default "meshtrace-").
 	IndexPrefix string
@@ -85,6 +87,7 @@ func (c *Config) setDefaults() {
 type Store struct {
 	cfg    Config
 	client meilisearch.ServiceManager
+	search meilisearch.ServiceManager // client with SearchAPIKey
 	spans  *batcher
 	traces *batcher
 	fields *fieldRegistry
@@ -110,13 +113,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("meili: no URL configured")
 	}
 	cfg.setDefaults()
-	opts := []meilisearch.Option{meilisearch.WithCustomClient(cfg.HTTPClient), meilisearch.DisableRetries()}
-	if cfg.APIKey != "" {
-		opts = append(opts, meilisearch.WithAPIKey(cfg.APIKey))
-	}
 	s := &Store{
 		cfg:    cfg,
-		client: meilisearch.New(cfg.URL, opts...),
+		client: newClient(cfg, cfg.APIKey),
+		search: newClient(cfg, cmp.Or(cfg.SearchAPIKey, cfg.APIKey)),
 		log:    cfg.Logger.With("store", "meilisearch"),
 		stop:   make(chan struct{}),
 	}
@@ -139,6 +139,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.spans = s.newBatcher(s.uid(store.Spans))
 	s.traces = s.newBatcher(s.uid(store.Traces))
 	return s, nil
+}
+
+// newClient returns a meilisearch-go client on cfg.HTTPClient with key (none if empty) and without the
+// client's own retries (retry does that).
+func newClient(cfg Config, key string) meilisearch.ServiceManager {
+	opts := []meilisearch.Option{meilisearch.WithCustomClient(cfg.HTTPClient), meilisearch.DisableRetries()}
+	if key != "" {
+		opts = append(opts, meilisearch.WithAPIKey(key))
+	}
+	return meilisearch.New(cfg.URL, opts...)
 }
 
 // uid is the name of an index in Meilisearch.

@@ -48,7 +48,7 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	}
 	uid := s.uid(r.Index)
 	raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
-		return s.client.Index(uid).SearchRawWithContext(ctx, "", req)
+		return s.search.Index(uid).SearchRawWithContext(ctx, "", req)
 	})
 	if err != nil {
 		return store.Result{}, err
