@@ -2,8 +2,9 @@
 // on a free loopback port, with its own database directory and a random master key, bounded to a few
 // indexing threads and a fixed indexing memory so that several fit on a small machine. Start waits until
 // GET /health answers; Stop ends the process (SIGTERM, then SIGKILL after a bound) and removes what Start
-// created. Kill, Freeze and Thaw are for outage tests: a killed server refuses connections, a frozen one
-// (SIGSTOP) accepts them but never answers, as a hung server does.
+// created. Kill, Freeze, Thaw and Restart are for outage tests: a killed server refuses connections, a frozen
+// one (SIGSTOP) accepts them but never answers, as a hung server does, and a restarted one comes back on the
+// same address with the same key and database, as a crashed server brought up again does.
 //
 // The binary is the pinned Meilisearch `make tools` installs (see Binary). A test that needs it and cannot
 // find it fails, naming the fix; it is never skipped.
@@ -24,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -102,12 +104,27 @@ type Server struct {
 	// Dir holds the database and the log.
 	Dir string
 
-	cmd     *exec.Cmd
 	cfg     Config
 	tempDir bool
+	stopped sync.Once
+	stopRan atomic.Bool // Stop has been called
+
+	mu sync.Mutex // guards p, swapped by Restart
+	p  *proc
+}
+
+// proc is one run of the server process.
+type proc struct {
+	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid after done is closed
-	stopped sync.Once
+}
+
+// proc returns the current process.
+func (s *Server) proc() *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p
 }
 
 // Start starts a server and waits until it is healthy. If the process exits or does not become healthy in
@@ -151,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// it, so a start that fails that way is retried on a new port.
 	var lastErr error
 	for range 3 {
-		s, err := start(ctx, cfg, hex.EncodeToString(key[:]))
+		s, err := start(ctx, cfg, hex.EncodeToString(key[:]), "")
 		if err == nil {
 			s.tempDir = tempDir
 			return s, nil
@@ -169,16 +186,35 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 var errAddrInUse = errors.New("address in use")
 
-func start(ctx context.Context, cfg Config, key string) (*Server, error) {
-	port, err := freePort()
-	if err != nil {
+// start starts a server on addr (host:port; empty: a free loopback port) and waits until it is healthy.
+func start(ctx context.Context, cfg Config, key, addr string) (*Server, error) {
+	if addr == "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	s := &Server{URL: "http://" + addr, Key: key, Dir: cfg.Dir, cfg: cfg}
+	if err := s.run(ctx, addr, false); err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return s, nil
+}
+
+// run starts the process on addr, sets s.p and s.PID, and waits until it is healthy; if it does not become
+// healthy, the process is killed and the error includes the tail of its log. A restart appends to the log,
+// so it still holds what the previous process wrote.
+func (s *Server) run(ctx context.Context, addr string, appendLog bool) error {
+	cfg, key := s.cfg, s.Key
 	logPath := filepath.Join(cfg.Dir, LogFile)
-	logFile, err := os.Create(logPath)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendLog {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, flags, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer logFile.Close() // the child holds its own descriptor
 	args := []string{
@@ -204,25 +240,39 @@ func start(ctx context.Context, cfg Config, key string) (*Server, error) {
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the caller
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("meilisearch: start %s: %w", cfg.Binary, err)
+		return fmt.Errorf("meilisearch: start %s: %w", cfg.Binary, err)
 	}
-	s := &Server{URL: "http://" + addr, Key: key, PID: cmd.Process.Pid, Dir: cfg.Dir, cmd: cmd, cfg: cfg,
-		done: make(chan struct{})}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
+		p.waitErr = cmd.Wait()
+		close(p.done)
 	}()
+	s.mu.Lock()
+	s.p, s.PID = p, cmd.Process.Pid
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if err := s.waitHealthy(ctx); err != nil {
+	if err := s.waitHealthy(ctx, p); err != nil {
 		s.kill()
 		tail := s.LogTail(30)
 		if strings.Contains(tail, "ddress already in use") {
-			return nil, fmt.Errorf("meilisearch: %s: %w", addr, errAddrInUse)
+			return fmt.Errorf("meilisearch: %s: %w", addr, errAddrInUse)
 		}
-		return nil, fmt.Errorf("meilisearch: %w\n--- %s (tail) ---\n%s", err, logPath, tail)
+		return fmt.Errorf("meilisearch: %w\n--- %s (tail) ---\n%s", err, logPath, tail)
 	}
-	return s, nil
+	return nil
+}
+
+// Restart ends the process with SIGKILL if it is still running (frozen or not), as a crash does, and starts
+// a new one on the same address with the same key, Dir and database, waiting until it is healthy. The
+// server keeps its URL and Key; PID changes. The log goes on in the same file. Restart fails after Stop, or
+// if the address has been taken meanwhile. It must not run concurrently with the other methods.
+func (s *Server) Restart(ctx context.Context) error {
+	if s.stopRan.Load() {
+		return errors.New("meilisearch: Restart after Stop")
+	}
+	s.kill()
+	return s.run(ctx, strings.TrimPrefix(s.URL, "http://"), true)
 }
 
 // childEnv is the caller's environment without MEILI_* variables, which Meilisearch would read as options.
@@ -245,7 +295,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (s *Server) waitHealthy(ctx context.Context) error {
+func (s *Server) waitHealthy(ctx context.Context, p *proc) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -253,8 +303,8 @@ func (s *Server) waitHealthy(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("exited during startup: %v", s.waitErr)
+		case <-p.done:
+			return fmt.Errorf("exited during startup: %v", p.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("not healthy: %w", ctx.Err())
 		case <-tick.C:
@@ -281,15 +331,16 @@ func (s *Server) Healthy(ctx context.Context) bool {
 // Exited reports whether the process has exited.
 func (s *Server) Exited() bool {
 	select {
-	case <-s.done:
+	case <-s.proc().done:
 		return true
 	default:
 		return false
 	}
 }
 
-// Done is closed when the process has exited.
-func (s *Server) Done() <-chan struct{} { return s.done }
+// Done is closed when the process has exited (the current process: Restart starts a new one, with a new
+// channel).
+func (s *Server) Done() <-chan struct{} { return s.proc().done }
 
 // Freeze stops the process with SIGSTOP: connections are still accepted by the kernel but nothing answers.
 func (s *Server) Freeze() error { return s.signal(syscall.SIGSTOP) }
@@ -301,7 +352,7 @@ func (s *Server) signal(sig syscall.Signal) error {
 	if s.Exited() {
 		return fmt.Errorf("meilisearch: pid %d has exited", s.PID)
 	}
-	return s.cmd.Process.Signal(sig)
+	return s.proc().cmd.Process.Signal(sig)
 }
 
 // Stop ends the process (SIGTERM, thawing it if frozen; SIGKILL after Config.StopTimeout), waits for it and
@@ -310,13 +361,14 @@ func (s *Server) signal(sig syscall.Signal) error {
 func (s *Server) Stop() error {
 	var err error
 	s.stopped.Do(func() {
-		if !s.Exited() {
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			_ = s.cmd.Process.Signal(syscall.SIGCONT) // a frozen process handles SIGTERM only once resumed
+		s.stopRan.Store(true)
+		if p := s.proc(); !s.Exited() {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			_ = p.cmd.Process.Signal(syscall.SIGCONT) // a frozen process handles SIGTERM only once resumed
 			select {
-			case <-s.done:
-				if s.waitErr != nil && !terminated(s.waitErr) {
-					err = fmt.Errorf("meilisearch: pid %d: %w", s.PID, s.waitErr)
+			case <-p.done:
+				if p.waitErr != nil && !terminated(p.waitErr) {
+					err = fmt.Errorf("meilisearch: pid %d: %w", s.PID, p.waitErr)
 				}
 			case <-time.After(s.cfg.StopTimeout):
 				s.kill()
@@ -329,14 +381,15 @@ func (s *Server) Stop() error {
 }
 
 // Kill ends the process with SIGKILL at once (an abrupt crash, frozen or not) and waits for it. Unlike Stop
-// it keeps Dir, so a test can read the log; Stop, called later, removes it.
+// it keeps Dir, so a test can read the log or Restart the server; Stop, called later, removes it.
 func (s *Server) Kill() { s.kill() }
 
 func (s *Server) kill() {
+	p := s.proc()
 	if !s.Exited() {
-		_ = s.cmd.Process.Kill()
+		_ = p.cmd.Process.Kill()
 	}
-	<-s.done
+	<-p.done
 }
 
 // terminated reports whether err is the exit of a process ended by SIGTERM.

@@ -150,3 +150,66 @@ func TestStartReportsEarlyExit(t *testing.T) {
 		t.Fatalf("Start with a bad flag: %v, want the log naming the flag", err)
 	}
 }
+
+func TestRestartKeepsAddressKeyAndData(t *testing.T) {
+	s := StartTest(t, Config{})
+	url, key, pid := s.URL, s.Key, s.PID
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/indexes", strings.NewReader(`{"uid":"kept"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /indexes: %d", resp.StatusCode)
+	}
+	// The index creation is a task: wait until the index exists before crashing the server.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if code, err := get(t, s, "/indexes/kept", time.Second); err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("index kept never appeared")
+		}
+	}
+	if err := s.Freeze(); err != nil { // Restart kills a frozen server too
+		t.Fatal(err)
+	}
+	if err := s.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.URL != url || s.Key != key || s.PID == pid || s.Exited() {
+		t.Errorf("after Restart: URL %s (was %s), key changed %v, pid %d (was %d), exited %v",
+			s.URL, url, s.Key != key, s.PID, pid, s.Exited())
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("old pid %d still running", pid)
+	}
+	if code, err := get(t, s, "/indexes/kept", 5*time.Second); err != nil || code != http.StatusOK {
+		t.Errorf("GET /indexes/kept after Restart: %d, %v; want the index kept", code, err)
+	}
+	s.Kill()
+	if _, err := get(t, s, "/health", time.Second); err == nil {
+		t.Fatal("killed server answered")
+	}
+	if err := s.Restart(context.Background()); err != nil {
+		t.Fatalf("Restart after Kill: %v", err)
+	}
+	if code, err := get(t, s, "/health", 5*time.Second); err != nil || code != http.StatusOK {
+		t.Errorf("restarted server: %d, %v", code, err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Exited() {
+		t.Error("running after Stop")
+	}
+	if err := s.Restart(context.Background()); err == nil {
+		t.Error("Restart after Stop succeeded")
+	}
+}
