@@ -22,7 +22,7 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCmd(), newSearchCmd(), newTraceCmd())
+	root.AddCommand(newServeCmd(), newSearchCmd(), newTraceCmd(), newMeiliKeysCmd())
 	return root
 }
 

@@ -34,6 +34,7 @@ import (
 type serveConfig struct {
 	otlpHTTPAddr, otlpGRPCAddr, apiAddr string
 	dataDir, walDir, meiliURL, meiliKey string
+	meiliSearchKey                      string
 	retention                           time.Duration
 	wal                                 wal.Config
 	receiver                            receiver.Config
@@ -90,7 +91,8 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.Int64Var(&c.wal.MaxBytes, "wal-max-bytes", c.wal.MaxBytes, "write-ahead log size at which OTLP clients get 429 (4 GiB holds about 8.8 million filter spans: a 15-minute store outage at 10,000 spans/s)")
 	f.Int64Var(&c.wal.SegmentBytes, "wal-segment-bytes", c.wal.SegmentBytes, "write-ahead log segment size; a segment is deleted once the store holds all of it")
 	f.StringVar(&c.meiliURL, "meili-url", "", "Meilisearch URL; empty selects the embedded store")
-	f.StringVar(&c.meiliKey, "meili-key", "", "Meilisearch API key")
+	f.StringVar(&c.meiliKey, "meili-key", "", "Meilisearch API key allowed to manage the indexes (made by indexer meili-keys; prefer MESHTRACE_MEILI_KEY, which ps does not show)")
+	f.StringVar(&c.meiliSearchKey, "meili-search-key", "", "Meilisearch API key for searches, allowed only \"search\" (made by indexer meili-keys; prefer MESHTRACE_MEILI_SEARCH_KEY); empty: --meili-key")
 	f.StringSliceVar(&c.pipeline.Rollup.Keys, "keys", c.pipeline.Rollup.Keys, "business keys rolled up into trace documents")
 	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
 	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
@@ -132,7 +134,7 @@ func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (store.Sto
 		}
 		log.Info("opening Meilisearch store", "url", c.meiliURL)
 		// Retention is run by serve for every store kind.
-		return meili.Open(ctx, meili.Config{URL: c.meiliURL, APIKey: c.meiliKey, Logger: log})
+		return meili.Open(ctx, meili.Config{URL: c.meiliURL, APIKey: c.meiliKey, SearchAPIKey: c.meiliSearchKey, Logger: log})
 	}
 	if c.pipeline.BatchSize <= 0 {
 		c.pipeline.BatchSize = embedded.BatchSize
