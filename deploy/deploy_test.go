@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,10 +13,13 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -74,7 +78,7 @@ func TestOverlays(t *testing.T) {
 		kinds map[string]int // expected count per kind
 	}{
 		{"base", map[string]int{"Namespace": 1, "StatefulSet": 2, "Deployment": 0, "Service": 2, "ConfigMap": 1,
-			"ServiceAccount": 1, "NetworkPolicy": 2}},
+			"ServiceAccount": 2, "NetworkPolicy": 2, "Job": 1, "Role": 1, "RoleBinding": 1}},
 		{"overlays/istio", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 0}},
 		{"overlays/gloo", map[string]int{"Upstream": 1, "Gateway": 1, "WasmPlugin": 0}},
 		{"overlays/scale-out", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 1, "Service": 4, "NetworkPolicy": 3}},
@@ -103,6 +107,22 @@ func TestOverlays(t *testing.T) {
 	}
 }
 
+// extraKinds are kinds the manifest validator (wasmplugin/manifest) does not know, checked here as it checks
+// core kinds: strictly decoded (unknown or duplicate fields are errors) into their k8s.io/api type.
+var extraKinds = map[string]func([]byte) error{
+	"batch/v1/Job":                             strictly[batchv1.Job],
+	"rbac.authorization.k8s.io/v1/Role":        strictly[rbacv1.Role],
+	"rbac.authorization.k8s.io/v1/RoleBinding": strictly[rbacv1.RoleBinding],
+}
+
+func strictly[T any](doc []byte) error {
+	strict, err := kjson.UnmarshalStrict(doc, new(T), kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
 // build runs kustomize on dir and validates every object.
 func build(t *testing.T, v *manifest.Validator, dir string) []manifest.Object {
 	t.Helper()
@@ -115,9 +135,34 @@ func build(t *testing.T, v *manifest.Validator, dir string) []manifest.Object {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := v.Check(out)
+	docs, err := manifest.Split(out)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		t.Fatal(err)
+	}
+	var objs []manifest.Object
+	for _, doc := range docs {
+		var head struct {
+			APIVersion string            `json:"apiVersion"`
+			Kind       string            `json:"kind"`
+			Metadata   metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(doc, &head); err != nil {
+			t.Fatalf("kustomize build %s: %v", dir, err)
+		}
+		if check, ok := extraKinds[head.APIVersion+"/"+head.Kind]; ok {
+			o := manifest.Object{APIVersion: head.APIVersion, Kind: head.Kind, Name: head.Metadata.Name,
+				Namespace: head.Metadata.Namespace, JSON: doc}
+			if err := check(doc); err != nil || o.Name == "" {
+				t.Fatalf("kustomize build %s: %s: %v (name %q)", dir, o, err, o.Name)
+			}
+			objs = append(objs, o)
+			continue
+		}
+		checked, err := v.Check(doc)
+		if err != nil {
+			t.Fatalf("kustomize build %s: %v", dir, err)
+		}
+		objs = append(objs, checked...)
 	}
 	return objs
 }
@@ -134,6 +179,7 @@ type workload struct {
 	ns       string
 	template corev1.PodTemplateSpec
 	claims   []string // StatefulSet volume claim templates
+	job      bool     // runs to completion: no probes
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -158,6 +204,10 @@ func newCluster(t *testing.T, objs []manifest.Object) *cluster {
 				w.claims = append(w.claims, pvc.Name)
 			}
 			c.workloads = append(c.workloads, w)
+		case "Job":
+			var j batchv1.Job
+			decode(t, o, &j)
+			c.workloads = append(c.workloads, workload{id: o.String(), ns: j.Namespace, template: j.Spec.Template, job: true})
 		case "Secret":
 			t.Errorf("%s: secrets are created by the operator, never committed", o)
 		}
@@ -179,8 +229,17 @@ func (c *cluster) has(kind, ns, name string) bool {
 	})
 }
 
-// checkWorkloads: probes, resources, pinned images, secrets only through secretKeyRef, and every
-// ConfigMap, ServiceAccount and volume a pod refers to exists.
+// documentedSecrets are the Secret keys pods may read: the Meilisearch master key (created by the operator,
+// read by Meilisearch and the meshtrace-meili-keys Job) and the indexer's two restricted keys (written by
+// that Job).
+var documentedSecrets = []string{
+	"meshtrace-meilisearch/master-key",
+	"meshtrace-indexer-meili/MESHTRACE_MEILI_KEY",
+	"meshtrace-indexer-meili/MESHTRACE_MEILI_SEARCH_KEY",
+}
+
+// checkWorkloads: probes (except for Jobs), resources, pinned images, secrets only through secretKeyRef to
+// documented keys, and every ConfigMap (and ConfigMap key), ServiceAccount and volume a pod refers to exists.
 func (c *cluster) checkWorkloads(t *testing.T) {
 	for _, w := range c.workloads {
 		pod := w.template.Spec
@@ -208,7 +267,7 @@ func (c *cluster) checkWorkloads(t *testing.T) {
 		}
 		for _, ctr := range pod.Containers {
 			id := w.id + " container " + ctr.Name
-			if ctr.ReadinessProbe == nil || ctr.LivenessProbe == nil {
+			if !w.job && (ctr.ReadinessProbe == nil || ctr.LivenessProbe == nil) {
 				t.Errorf("%s: readiness and liveness probes required", id)
 			}
 			for _, p := range []*corev1.Probe{ctr.ReadinessProbe, ctr.LivenessProbe} {
@@ -230,13 +289,31 @@ func (c *cluster) checkWorkloads(t *testing.T) {
 					t.Errorf("%s: %s must come from a Secret (secretKeyRef)", id, e.Name)
 				}
 				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil &&
-					(r.SecretKeyRef.Name != "meshtrace-meilisearch" || r.SecretKeyRef.Key != "master-key") {
-					t.Errorf("%s: %s refers to secret %s/%s, documented is meshtrace-meilisearch/master-key",
-						id, e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key)
+					!slices.Contains(documentedSecrets, r.SecretKeyRef.Name+"/"+r.SecretKeyRef.Key) {
+					t.Errorf("%s: %s refers to secret %s/%s, documented are %v",
+						id, e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key, documentedSecrets)
+				}
+				if r := e.ValueFrom; r != nil && r.ConfigMapKeyRef != nil && !c.configMapHas(w.ns, r.ConfigMapKeyRef.Name, r.ConfigMapKeyRef.Key) {
+					t.Errorf("%s: %s refers to ConfigMap key %s/%s, which does not exist", id, e.Name,
+						r.ConfigMapKeyRef.Name, r.ConfigMapKeyRef.Key)
 				}
 			}
 		}
 	}
+}
+
+// configMapHas reports whether the ConfigMap ns/name exists and has key.
+func (c *cluster) configMapHas(ns, name, key string) bool {
+	for _, o := range c.objs {
+		if o.Kind == "ConfigMap" && o.Namespace == ns && o.Name == name {
+			var cm corev1.ConfigMap
+			if json.Unmarshal(o.JSON, &cm) == nil {
+				_, ok := cm.Data[key]
+				return ok
+			}
+		}
+	}
+	return false
 }
 
 func hasPort(ctr corev1.Container, port string) bool {
