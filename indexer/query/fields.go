@@ -84,8 +84,15 @@ var TraceFields = map[string]Kind{
 }
 
 // SpanSearchable are the span fields free text is matched against (whole words, in order,
-// case-insensitive). Free text applies to span documents only; see Query.Text.
-var SpanSearchable = []string{"name", "status_message", "attr", "events.name"}
+// case-insensitive): the span's name, status message and event names, and the attributes OpenTelemetry
+// defines for messages and operation names. Other attributes (ids, addresses, user agents, hashes, business
+// keys) are matched with conditions (customer_id=123): indexing their words for free text would halve how
+// fast Meilisearch indexes spans (docs/stores.md). Free text applies to span documents only; see Query.Text.
+var SpanSearchable = []string{"name", "status_message", "events.name",
+	AttrPrefix + "exception.message", AttrPrefix + "exception.type", AttrPrefix + "error.type",
+	AttrPrefix + "http.route", AttrPrefix + "db.statement", AttrPrefix + "db.query.text", AttrPrefix + "db.system",
+	AttrPrefix + "messaging.system", AttrPrefix + "messaging.destination.name",
+	AttrPrefix + "rpc.service", AttrPrefix + "rpc.method"}
 
 // aliases maps convenient names to document paths, per scope.
 var aliases = map[Scope]map[string]string{

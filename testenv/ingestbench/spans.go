@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/flatten"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -174,4 +176,18 @@ func str(k, v string) *commonpb.KeyValue {
 
 func num(k string, v int64) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
+// Documents returns n span documents of filter-like spans (the generator's, flattened as the indexer does),
+// deterministically for a seed: what store benchmarks index.
+func Documents(n int, seed uint64, now time.Time) ([]document.Span, error) {
+	req, _ := newGenerator(seed).request(n, now)
+	docs, rej, err := flatten.Spans(nil, req.ResourceSpans, flatten.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	if rej.Count > 0 {
+		return nil, fmt.Errorf("ingestbench: %d generated spans rejected: %s", rej.Count, rej.Summary())
+	}
+	return docs, nil
 }

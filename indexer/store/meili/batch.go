@@ -19,10 +19,20 @@ import (
 // errClosed is returned by Write after Close.
 var errClosed = errors.New("meili: store closed")
 
-// lines is a run of NDJSON documents: one buffer and the end offset of each line.
+// lines is a run of NDJSON documents: one buffer, the end offset of each line and each document's id.
 type lines struct {
 	buf  []byte
 	ends []int
+	ids  []string
+}
+
+// line returns the i-th document's NDJSON line (with its newline).
+func (l *lines) line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = l.ends[i-1]
+	}
+	return l.buf[start:l.ends[i]]
 }
 
 // encode checks every document id and renders the documents as NDJSON. Errors wrap store.ErrBadRequest:
@@ -31,7 +41,7 @@ func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	l := &lines{ends: make([]int, 0, len(docs))}
+	l := &lines{ends: make([]int, 0, len(docs)), ids: make([]string, 0, len(docs))}
 	for i := range docs {
 		if err := store.CheckID(id(&docs[i])); err != nil {
 			return nil, fmt.Errorf("meili: %s document %d: %w", kind, i, err)
@@ -40,6 +50,7 @@ func encode[T any](docs []T, kind string, id func(*T) string) (*lines, error) {
 			return nil, fmt.Errorf("meili: %w: %s document %d (id %s): %w", store.ErrBadRequest, kind, i, id(&docs[i]), err)
 		}
 		l.ends = append(l.ends, buf.Len())
+		l.ids = append(l.ids, id(&docs[i]))
 	}
 	l.buf = buf.Bytes()
 	return l, nil
@@ -55,33 +66,53 @@ func encodeTraces(traces []document.Trace) (*lines, error) {
 
 // batch is a group of documents sent as one task. done is closed once err is set.
 type batch struct {
-	buf   []byte
-	n     int
+	docs  [][]byte       // NDJSON lines, in order
+	pos   map[string]int // index in docs by document id, when the batcher coalesces
+	bytes int            // total length of docs
 	first time.Time
 	done  chan struct{}
 	err   error
 }
 
-// batcher groups the documents of one index into batches and sends them one at a time.
-type batcher struct {
-	s   *Store
-	uid string
+// payload joins the batch's lines into one NDJSON body.
+func (x *batch) payload() []byte { return bytes.Join(x.docs, nil) }
 
-	mu       sync.Mutex
-	maxBytes int      // Config.MaxBatchBytes, lowered when Meilisearch refuses a payload as too large
-	open     *batch   // accepting documents
-	sealed   []*batch // full, waiting to be sent in order
-	closed   bool
-	closeErr error
+// batcher groups the documents of one index into batches and sends them one at a time.
+//
+// A coalescing batcher (the trace index's) keeps one document per id in the batch that is still open: a
+// document replaces the one with its id queued earlier in that batch, in place. That is right for trace
+// documents, which the rollup recomputes from every span of the trace: the later one covers more. So a trace
+// that gets spans in many pipeline batches is rewritten once per task Meilisearch runs, not once per batch.
+type batcher struct {
+	s        *Store
+	uid      string
+	coalesce bool
+
+	mu        sync.Mutex
+	maxBytes  int      // Config.MaxBatchBytes, lowered when Meilisearch refuses a payload as too large
+	open      *batch   // accepting documents
+	sealed    []*batch // full, waiting to be sent in order
+	closed    bool
+	closeErr  error
+	coalesced int64 // documents replaced in the open batch (coalescing batchers only)
 
 	wake   chan struct{}
 	exited chan struct{}
 }
 
-func (s *Store) newBatcher(uid string) *batcher {
-	b := &batcher{s: s, uid: uid, maxBytes: s.cfg.MaxBatchBytes, wake: make(chan struct{}, 1), exited: make(chan struct{})}
+func (s *Store) newBatcher(uid string, coalesce bool) *batcher {
+	b := &batcher{s: s, uid: uid, coalesce: coalesce, maxBytes: s.cfg.MaxBatchBytes,
+		wake: make(chan struct{}, 1), exited: make(chan struct{})}
 	go b.run()
 	return b
+}
+
+func (b *batcher) newBatch() *batch {
+	x := &batch{first: time.Now(), done: make(chan struct{})}
+	if b.coalesce {
+		x.pos = map[string]int{}
+	}
+	return x
 }
 
 // add queues documents and returns the batches that hold them.
@@ -96,29 +127,33 @@ func (b *batcher) add(l *lines) ([]*batch, error) {
 	}
 	var out []*batch
 	maxDocs, maxBytes := b.s.cfg.MaxBatchDocs, b.maxBytes
-	for i, start := 0, 0; i < len(l.ends); {
+	for i := range l.ends {
+		doc := l.line(i)
 		if b.open == nil {
-			b.open = &batch{first: time.Now(), done: make(chan struct{}),
-				buf: make([]byte, 0, min(len(l.buf)-start, maxBytes))}
+			b.open = b.newBatch()
 		}
 		o := b.open
-		// Take the longest run of lines that fits; an empty batch takes one line whatever its size.
-		j := i
-		for j < len(l.ends) && o.n+(j-i) < maxDocs && len(o.buf)+l.ends[j]-start <= maxBytes {
-			j++
+		j, replace := o.pos[l.ids[i]]
+		if !replace && len(o.docs) > 0 && o.bytes+len(doc) > maxBytes { // an empty batch takes any line
+			b.sealed = append(b.sealed, o)
+			o = b.newBatch()
+			b.open = o
 		}
-		if j == i && o.n == 0 {
-			j = i + 1
-		}
-		if j > i {
-			o.buf = append(o.buf, l.buf[start:l.ends[j-1]]...)
-			o.n += j - i
-			start, i = l.ends[j-1], j
-			if len(out) == 0 || out[len(out)-1] != o {
-				out = append(out, o)
+		if replace {
+			o.bytes += len(doc) - len(o.docs[j])
+			o.docs[j] = doc
+			b.coalesced++
+		} else {
+			if o.pos != nil {
+				o.pos[l.ids[i]] = len(o.docs)
 			}
+			o.docs = append(o.docs, doc)
+			o.bytes += len(doc)
 		}
-		if i < len(l.ends) || o.n >= maxDocs || len(o.buf) >= maxBytes { // the open batch is full
+		if len(out) == 0 || out[len(out)-1] != o {
+			out = append(out, o)
+		}
+		if len(o.docs) >= maxDocs || o.bytes >= maxBytes {
 			b.sealed = append(b.sealed, o)
 			b.open = nil
 		}
@@ -142,7 +177,7 @@ func (b *batcher) run() {
 		if !ok {
 			return
 		}
-		x.err = b.send(context.Background(), x.buf)
+		x.err = b.send(context.Background(), x.payload())
 		b.mu.Lock()
 		if b.closed && x.err != nil {
 			b.closeErr = errors.Join(b.closeErr, x.err)

@@ -41,6 +41,7 @@ func TestBatcherAdd(t *testing.T) {
 					buf.WriteString(line(n))
 					all.WriteString(line(n))
 					l.ends = append(l.ends, buf.Len())
+					l.ids = append(l.ids, fmt.Sprint(n))
 					n++
 				}
 				l.buf = buf.Bytes()
@@ -50,7 +51,7 @@ func TestBatcherAdd(t *testing.T) {
 				}
 				docs := 0
 				for _, x := range got {
-					docs += bytes.Count(x.buf, []byte("\n"))
+					docs += len(x.docs)
 				}
 				if docs < w {
 					t.Errorf("add of %d documents returned batches holding %d", w, docs)
@@ -63,11 +64,11 @@ func TestBatcherAdd(t *testing.T) {
 			var sizes []int
 			var joined strings.Builder
 			for _, x := range batches {
-				if x.n != bytes.Count(x.buf, []byte("\n")) {
-					t.Errorf("batch counts %d documents but holds %d lines", x.n, bytes.Count(x.buf, []byte("\n")))
+				if x.bytes != len(x.payload()) {
+					t.Errorf("batch counts %d bytes but holds %d", x.bytes, len(x.payload()))
 				}
-				sizes = append(sizes, x.n)
-				joined.Write(x.buf)
+				sizes = append(sizes, len(x.docs))
+				joined.Write(x.payload())
 			}
 			if fmt.Sprint(sizes) != fmt.Sprint(tt.want) {
 				t.Errorf("batches %v, want %v", sizes, tt.want)
@@ -76,6 +77,40 @@ func TestBatcherAdd(t *testing.T) {
 				t.Errorf("batches lost or reordered documents")
 			}
 		})
+	}
+}
+
+// TestBatcherCoalesces checks that a coalescing batcher keeps one document per id in its open batch, the
+// latest in the place of the first, and leaves sealed batches alone.
+func TestBatcherCoalesces(t *testing.T) {
+	b := &batcher{s: &Store{cfg: Config{MaxBatchDocs: 3, Linger: time.Hour}}, maxBytes: 1 << 20,
+		wake: make(chan struct{}, 1), coalesce: true}
+	add := func(docs ...string) { // docs are "id:version"
+		t.Helper()
+		l := &lines{}
+		for _, d := range docs {
+			l.buf = append(l.buf, d+"\n"...)
+			l.ends = append(l.ends, len(l.buf))
+			l.ids = append(l.ids, strings.Split(d, ":")[0])
+		}
+		if _, err := b.add(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("a:1", "b:1")
+	add("a:2", "b:2")        // both replaced in place
+	add("c:1", "a:3", "d:1") // c fills the batch (3 documents): it is sealed; a:3 and d open the next
+	add("a:4")
+	var got []string
+	for _, x := range append(b.sealed, b.open) {
+		got = append(got, strings.TrimSpace(strings.ReplaceAll(string(x.payload()), "\n", " ")))
+	}
+	want := []string{"a:2 b:2 c:1", "a:4 d:1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("batches %q, want %q", got, want)
+	}
+	if b.coalesced != 3 {
+		t.Errorf("coalesced = %d, want 3", b.coalesced)
 	}
 }
 
