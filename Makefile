@@ -17,14 +17,14 @@ ENVOY_VERSION  := 1.40.0
 MEILI_VERSION  := 1.50.0
 MEILI_SHA256   := 05a096406de0cb06919a3f707f1a9d0bdb5bd84b51863190ede300046a92304b
 
-TINYGO := $(TOOLS)/tinygo-$(TINYGO_VERSION)/build/tinygo
-ENVOY  := $(TOOLS)/envoy-$(ENVOY_VERSION)/bin/envoy
-MEILI  := $(TOOLS)/meilisearch-$(MEILI_VERSION)/meilisearch
+TINYGO    := $(TOOLS)/tinygo-$(TINYGO_VERSION)/build/tinygo
+ENVOY     := $(TOOLS)/envoy-$(ENVOY_VERSION)/bin/envoy
+MEILI_EXE := $(TOOLS)/meilisearch-$(MEILI_VERSION)/meilisearch
 
 export MESHTRACE_FILTER_WASM    := $(BUILD)/filter.wasm
 export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
-export MESHTRACE_MEILI_BIN      := $(MEILI)
+export MESHTRACE_MEILI_BIN      := $(MEILI_EXE)
 
 .PHONY: all tools filter indexer wasmplugin test bench bench-envoy bench-ingest demo fuzz lint test-meili meilisearch clean deploy-render
 
@@ -43,7 +43,7 @@ $(ENVOY):
 # checksum- and version-checked, from $(MEILI_BIN) if set, else from ../shared/tools.
 # The script checks the installed copy's checksum on every run (a fraction of a second).
 meilisearch:
-	@scripts/install-meilisearch.sh $(MEILI_VERSION) $(MEILI_SHA256) $(MEILI) \
+	@scripts/install-meilisearch.sh $(MEILI_VERSION) $(MEILI_SHA256) $(MEILI_EXE) \
 		$(abspath $(ROOT)/../shared/tools/meilisearch-$(MEILI_VERSION)/meilisearch)
 
 # Headless browser for the web page test (Debian package).
@@ -77,11 +77,12 @@ wasmplugin:
 # ---- demo -------------------------------------------------------------------------------
 # Starts the indexer on the embedded store, drives a gateway -> frontend -> checkout -> inventory scenario
 # through the compiled TinyGo filter on the wazero host, prints the answer and keeps the indexer running.
-# `make demo ONCE=1` exits after printing.
-demo: $(BUILD)/filter.wasm indexer
+# `make demo ONCE=1` exits after printing. `make demo MEILI=1` does the same on a real Meilisearch (the pinned
+# binary), the indexer running with the two restricted keys `indexer meili-keys` makes.
+demo: $(BUILD)/filter.wasm indexer $(if $(MEILI),meilisearch)
 	@echo ">> go build -> $(BIN)/demo"
 	@$(GO) build -o $(BIN)/demo ./testenv/cmd/demo
-	@$(BIN)/demo -indexer $(BIN)/indexer -wasm $(BUILD)/filter.wasm -data-dir $(ROOT)/data/demo $(if $(ONCE),-once)
+	@$(BIN)/demo -indexer $(BIN)/indexer -wasm $(BUILD)/filter.wasm -data-dir $(ROOT)/data/demo $(if $(ONCE),-once) $(if $(MEILI),-meili)
 
 # Regenerate the WasmPlugins and Gloo Gateway in deploy/overlays from their policy.json files; `go test
 # ./deploy` fails while they differ.

@@ -2,9 +2,14 @@
 // drives the demo mesh (package testenv/demo) through the compiled filter, waits until every span is
 // searchable, and answers "traces of customer 123 that touched inventory-service and took more than 500 ms in
 // the last hour" with the indexer's own CLI. Unless -once is given it then keeps the indexer running.
+//
+// With -meili the store is a real Meilisearch instead (the pinned binary, see testenv/meilisearch), set up as
+// in production: `indexer meili-keys` makes the two restricted API keys with the master key, and the indexer
+// runs with those keys only.
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -20,12 +25,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/testenv/demo"
+	"github.com/meshtrace/meshtrace/testenv/meilisearch"
 	"github.com/meshtrace/meshtrace/testenv/wasmhost"
 )
 
@@ -39,17 +46,18 @@ func main() {
 		dataDir  = flag.String("data-dir", "data/demo", "embedded store folder (emptied first)")
 		requests = flag.Int("requests", 600, "gateway requests to drive")
 		once     = flag.Bool("once", false, "exit after printing the answer")
+		meili    = flag.Bool("meili", false, "store in a real Meilisearch (started from the pinned binary, database under -data-dir) instead of the embedded store")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *indexer, *wasmPath, *dataDir, *requests, *once); err != nil {
+	if err := run(ctx, *indexer, *wasmPath, *dataDir, *requests, *once, *meili); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int, once bool) error {
+func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int, once, meili bool) error {
 	ports, err := freePorts(3)
 	if err != nil {
 		return err
@@ -60,9 +68,20 @@ func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int
 		return err
 	}
 
-	step("starting the indexer on the embedded store (%s)", dataDir)
 	srv := exec.Command(indexerBin, "serve", "--data-dir", dataDir,
 		"--api-addr", httpAddr, "--otlp-http-addr", otlpHTTP, "--otlp-grpc-addr", otlpGRPC)
+	if meili {
+		ms, keys, err := startMeilisearch(ctx, indexerBin, dataDir)
+		if err != nil {
+			return err
+		}
+		defer ms.Stop()
+		step("starting the indexer on Meilisearch %s with the two restricted keys only", ms.URL)
+		srv.Args = append(srv.Args, "--meili-url", ms.URL)
+		srv.Env = append(os.Environ(), keys...) // in the environment, not in ps
+	} else {
+		step("starting the indexer on the embedded store (%s)", dataDir)
+	}
 	logPath := filepath.Clean(dataDir) + "-indexer.log"
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return err
@@ -162,6 +181,43 @@ Try:
 }
 
 func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
+// startMeilisearch starts a Meilisearch server with its database under dataDir/meilisearch and runs
+// `indexer meili-keys` against it with the master key, as the deploy Job does. It returns the server and the
+// MESHTRACE_MEILI_KEY=... and MESHTRACE_MEILI_SEARCH_KEY=... lines the command printed.
+func startMeilisearch(ctx context.Context, indexerBin, dataDir string) (*meilisearch.Server, []string, error) {
+	dir := filepath.Join(dataDir, "meilisearch")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	step("starting Meilisearch %s (%s; log: %s)", meilisearch.Version, dir, filepath.Join(dir, meilisearch.LogFile))
+	ms, err := meilisearch.Start(ctx, meilisearch.Config{Dir: dir, MaxIndexingThreads: 2, MaxIndexingMemory: "512 MiB"})
+	if err != nil {
+		return nil, nil, err
+	}
+	step("making the indexer's keys with the master key: index management and search only, on meshtrace-*")
+	fmt.Printf("   $ MEILI_MASTER_KEY=... bin/indexer meili-keys --meili-url %s\n", ms.URL)
+	cmd := exec.CommandContext(ctx, indexerBin, "meili-keys", "--meili-url", ms.URL)
+	cmd.Env = append(os.Environ(), "MEILI_MASTER_KEY="+ms.Key)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		ms.Stop()
+		return nil, nil, fmt.Errorf("indexer meili-keys: %w\n%s", err, stderr.String())
+	}
+	var keys []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, value, _ := strings.Cut(line, "=")
+		keys = append(keys, line)
+		fmt.Printf("   %s=%s...\n", name, value[:min(8, len(value))])
+	}
+	if len(keys) != 2 {
+		ms.Stop()
+		return nil, nil, fmt.Errorf("indexer meili-keys printed %q, want two keys", out)
+	}
+	return ms, keys, nil
+}
 
 // runCLI runs the indexer's CLI against the demo's server, its output going to ours.
 func runCLI(ctx context.Context, bin, server string, args ...string) error {
