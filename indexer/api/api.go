@@ -135,7 +135,7 @@ type SearchResponse struct {
 	Query   string           `json:"query"`
 	Target  string           `json:"target"` // "spans" or "traces"
 	Total   int              `json:"total"`
-	Partial bool             `json:"partial,omitempty"` // a scope join was cut at store.MaxLimit traces
+	Partial bool             `json:"partial,omitempty"` // the answer may be incomplete: a scope join cut at store.MaxLimit traces, or a search cut by the store's time limit
 	Spans   []document.Span  `json:"spans,omitempty"`
 	Traces  []document.Trace `json:"traces,omitempty"`
 	// IndexLagSeconds is how long ago the oldest acknowledged span not yet searchable was acknowledged: 0 when

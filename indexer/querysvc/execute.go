@@ -20,7 +20,7 @@ type Page struct {
 // A query with conditions in one scope only is one store.Request. A query that mixes scopes is run as a
 // semi-join: the side not returned is searched first (most recent store.MaxLimit distinct traces), and its
 // trace ids restrict the returned side with `trace_id IN [...]`; store.Result.Partial reports that the first
-// side was cut. The same join runs for every store, so the backends differ only in how they answer one
+// side was cut, or that the store answered either search partially. The same join runs for every store, so the backends differ only in how they answer one
 // store.Request; storetest checks them through Execute. The time window applies to the start of every
 // document searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
 func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.Result, error) {
@@ -45,26 +45,27 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.
 	}
 	partial := false
 	if join != nil {
-		ids, total, err := traceIDs(ctx, s, *join)
+		ids, total, cut, err := traceIDs(ctx, s, *join)
 		if err != nil {
 			return store.Result{}, err
 		}
 		if len(ids) == 0 {
-			return store.Result{}, nil
+			return store.Result{Partial: cut}, nil
 		}
-		partial = total > len(ids)
+		partial = cut || total > len(ids)
 		main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
 	}
 	res, err := s.Search(ctx, main)
-	res.Partial = partial
+	res.Partial = res.Partial || partial
 	return res, err
 }
 
-// traceIDs runs r and returns the distinct trace ids of its hits and the total number of matches.
-func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, error) {
+// traceIDs runs r and returns the distinct trace ids of its hits, the total number of matches and whether
+// the store reported its answer partial.
+func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, bool, error) {
 	res, err := s.Search(ctx, r)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	seen := make(map[string]bool)
 	var ids []query.Value
@@ -80,7 +81,7 @@ func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Valu
 	for _, tr := range res.Traces {
 		add(tr.TraceID)
 	}
-	return ids, res.Total, nil
+	return ids, res.Total, res.Partial, nil
 }
 
 // window turns the query's time window into conditions on "start" (same path in both indexes).

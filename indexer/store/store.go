@@ -95,8 +95,9 @@ type Result struct {
 	Traces []document.Trace
 	// Total is the number of matching documents (after Distinct), which may exceed the hits returned.
 	Total int
-	// Partial is set by querysvc.Execute when a query joining span and trace scope matched more than MaxLimit
-	// documents on the joined side: the hits then come from the MaxLimit most recent of them.
+	// Partial means the answer may be incomplete: a store sets it when its search was cut short (Meilisearch's
+	// searchCutoffMs), and querysvc.Execute when a query joining span and trace scope matched more than
+	// MaxLimit documents on the joined side (the hits then come from the MaxLimit most recent of them).
 	Partial bool
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/meilisearch/meilisearch-go"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// RangeAttributes are the span attributes (names without "attr.") that support <, <=, >, >= (default
 	// DefaultRangeAttributes); ranges on other attributes are refused. Changing the list re-indexes the spans.
 	RangeAttributes []string
+	// SearchCutoff is the index setting searchCutoffMs (default 5s): Meilisearch stops a search there and
+	// answers with what it found so far. Such an answer is marked Result.Partial (see Search).
+	SearchCutoff time.Duration
 	// RetryFor bounds how long one request is retried while Meilisearch is unreachable (default 2m).
 	RetryFor time.Duration
 	// RetryInitial is the first backoff interval (default 200ms; it grows 1.5x per attempt, up to 10s).
@@ -80,6 +84,7 @@ func (c *Config) setDefaults() {
 	c.RetryFor = cmp.Or(c.RetryFor, 2*time.Minute)
 	c.RetryInitial = cmp.Or(c.RetryInitial, 200*time.Millisecond)
 	c.RetentionEvery = cmp.Or(c.RetentionEvery, time.Hour)
+	c.SearchCutoff = cmp.Or(c.SearchCutoff, 5*time.Second)
 	if c.RangeAttributes == nil {
 		c.RangeAttributes = DefaultRangeAttributes
 	}
@@ -99,6 +104,7 @@ type Store struct {
 	spans  *batcher
 	traces *batcher
 	fields *fieldRegistry
+	ranged map[string]bool // "attr." + each of cfg.RangeAttributes
 	log    *slog.Logger
 
 	stop     chan struct{}
@@ -127,6 +133,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		search: newClient(cfg, cmp.Or(cfg.SearchAPIKey, cfg.APIKey)),
 		log:    cfg.Logger.With("store", "meilisearch"),
 		stop:   make(chan struct{}),
+		ranged: map[string]bool{},
+	}
+	for _, a := range cfg.RangeAttributes {
+		s.ranged[query.AttrPrefix+a] = true
 	}
 	for _, sc := range []schema{spanSchema(cfg), traceSchema(cfg)} {
 		if err := s.setup(ctx, s.uid(sc.index), sc); err != nil {

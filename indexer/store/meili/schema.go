@@ -53,7 +53,7 @@ func spanSchema(c Config) schema {
 	}
 	return schema{index: store.Spans,
 		settings: settingsFor(query.SpanFields, query.SpanSearchable,
-			[]string{"id", "trace_id", "span_id", "parent_span_id", "links.trace_id", "links.span_id"}, c.MaxTotalHits),
+			[]string{"id", "trace_id", "span_id", "parent_span_id", "links.trace_id", "links.span_id"}, c),
 		filterable: filterRules(query.SpanFields, ranged, []string{query.AttrPrefix + "*", query.ResourcePrefix + "*"})}
 }
 
@@ -61,7 +61,7 @@ func spanSchema(c Config) schema {
 func traceSchema(c Config) schema {
 	return schema{index: store.Traces,
 		settings: settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"},
-			[]string{"id", "trace_id"}, c.MaxTotalHits),
+			[]string{"id", "trace_id"}, c),
 		filterable: filterRules(query.TraceFields, nil, []string{query.KeysPrefix + "*"})}
 }
 
@@ -87,8 +87,8 @@ func filterRules(fields map[string]query.Kind, ranged, patterns []string) []any 
 }
 
 // settingsFor builds the settings of an index whose fixed fields are fields, whose free-text fields are
-// searchable and whose id fields are ids.
-func settingsFor(fields map[string]query.Kind, searchable, ids []string, maxTotalHits int64) *meilisearch.Settings {
+// searchable and whose id fields are ids; maxTotalHits and searchCutoffMs come from c.
+func settingsFor(fields map[string]query.Kind, searchable, ids []string, c Config) *meilisearch.Settings {
 	var sortable []string
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
 		if fields[f] != query.KindStrings {
@@ -106,7 +106,8 @@ func settingsFor(fields map[string]query.Kind, searchable, ids []string, maxTota
 			DisableOnWords:      []string{},
 			DisableOnAttributes: ids,
 		},
-		Pagination: &meilisearch.Pagination{MaxTotalHits: maxTotalHits},
+		Pagination:     &meilisearch.Pagination{MaxTotalHits: c.MaxTotalHits},
+		SearchCutoffMs: c.SearchCutoff.Milliseconds(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meilisearch/meilisearch-go"
@@ -24,6 +25,9 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	}
 	if r.Index == store.Traces && len(r.Text) > 0 {
 		return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
+	}
+	if err := s.checkRanges(r.Filter); err != nil {
+		return store.Result{}, err
 	}
 	filter, err := compileFilter(r.Filter)
 	if err != nil {
@@ -54,32 +58,72 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 		return store.Result{}, err
 	}
 	var res store.Result
+	var took int64
 	if r.Index == store.Traces {
-		res.Traces, res.Total, err = decodeHits[document.Trace](*raw, skip)
+		res.Traces, res.Total, took, err = decodeHits[document.Trace](*raw, skip)
 	} else {
-		res.Spans, res.Total, err = decodeHits[document.Span](*raw, skip)
+		res.Spans, res.Total, took, err = decodeHits[document.Span](*raw, skip)
 	}
 	if err != nil {
 		return store.Result{}, fmt.Errorf("meili: search %s: decoding the response: %w", uid, err)
 	}
+	// Meilisearch answers a search that reached searchCutoffMs with what it had found, without saying so.
+	// Its processing time, measured from before the search started, then reaches the cut-off: such an answer
+	// is reported as partial.
+	if took >= s.cfg.SearchCutoff.Milliseconds() {
+		res.Partial = true
+		s.log.Warn("search reached Meilisearch's searchCutoffMs: the answer may be incomplete",
+			"index", uid, "processing_ms", took, "cutoff", s.cfg.SearchCutoff)
+	}
 	return res, nil
 }
 
-func decodeHits[T any](raw []byte, skip int) ([]T, int, error) {
+func decodeHits[T any](raw []byte, skip int) (hits []T, total int, tookMs int64, err error) {
 	var resp struct {
-		Hits      []T `json:"hits"`
-		TotalHits int `json:"totalHits"`
+		Hits             []T   `json:"hits"`
+		TotalHits        int   `json:"totalHits"`
+		ProcessingTimeMs int64 `json:"processingTimeMs"`
 	}
 	if err := json.Unmarshal(raw, &resp); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	hits := resp.Hits
+	hits = resp.Hits
 	if skip >= len(hits) {
 		hits = nil
 	} else {
 		hits = hits[skip:]
 	}
-	return hits, resp.TotalHits, nil
+	return hits, resp.TotalHits, resp.ProcessingTimeMs, nil
+}
+
+// checkRanges refuses, with a message naming the setting, a range (<, <=, >, >=) on an attribute the span
+// index does not index for comparisons (Config.RangeAttributes); Meilisearch would refuse it too, less
+// helpfully.
+func (s *Store) checkRanges(e query.Expr) error {
+	switch e := e.(type) {
+	case *query.And:
+		return s.checkRangeTerms(e.Terms)
+	case *query.Or:
+		return s.checkRangeTerms(e.Terms)
+	case *query.Not:
+		return s.checkRanges(e.X)
+	case *query.Compare:
+		if e.Op == query.Eq || e.Op == query.Ne || numericField(e.Field) || s.ranged[e.Field] {
+			return nil
+		}
+		return fmt.Errorf("%w: %s %s %s: in Meilisearch, <, <=, > and >= apply to times, durations, counts and the attributes %s (indexer serve --meili-range-attributes)",
+			store.ErrBadRequest, e.Field, e.Op, e.Value.Str, strings.Join(s.cfg.RangeAttributes, ", "))
+	}
+	return nil
+}
+
+func (s *Store) checkRangeTerms(terms []query.Expr) error {
+	for _, t := range terms {
+		if err := s.checkRanges(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sortParam renders sort keys as "field:asc|desc", defaulting to start descending, and appends id ascending
