@@ -216,6 +216,12 @@ func TestMeiliKeysLeastPrivilege(t *testing.T) {
 		}
 	})
 
+	// The index the checks below aim at (Serve has made it already, unless run alone).
+	if task, err := master.CreateIndex(&meilisearch.IndexConfig{Uid: "meshtrace-spans", PrimaryKey: "id"}); err != nil {
+		t.Fatal(err)
+	} else if _, err := master.WaitForTask(task.TaskUID, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	spans := srv.URL + "/indexes/meshtrace-spans"
 	t.Run("SearchKeyOnlySearches", func(t *testing.T) {
 		if st := status(t, "POST", spans+"/search", searchKey, `{"q":""}`); st != http.StatusOK {
