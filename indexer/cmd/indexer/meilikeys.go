@@ -16,6 +16,8 @@ import (
 
 	"github.com/meilisearch/meilisearch-go"
 	"github.com/spf13/cobra"
+
+	"github.com/meshtrace/meshtrace/indexer/store/meili"
 )
 
 // MasterKeyEnv is the environment variable `indexer meili-keys` reads the Meilisearch master key from when
@@ -29,21 +31,6 @@ const (
 	searchKeyEnv  = envPrefix + "MEILI_SEARCH_KEY"
 )
 
-// indexerActions are the Meilisearch actions the store (indexer/store/meili) performs with its index
-// management key, Config.APIKey: create and inspect its indexes (schema.go), apply their settings, add, read
-// and delete documents (batch.go, fields.go, search.go: GetTraces and retention), read the span index's
-// stats (fields.go) and poll the tasks of all of that (client.go). Searches are not among them: they use the
-// search key. TestMeiliKeysLeastPrivilege checks against a real Meilisearch that the store works with exactly
-// these and fails without any one of them.
-var indexerActions = []string{
-	"indexes.create", "indexes.get", "settings.update",
-	"documents.add", "documents.get", "documents.delete",
-	"stats.get", "tasks.get",
-}
-
-// searchActions are the actions of the search key (meili.Config.SearchAPIKey).
-var searchActions = []string{"search"}
-
 // keySpec is one API key `indexer meili-keys` maintains.
 type keySpec struct {
 	role    string // "indexer" or "search": part of the key's uid
@@ -52,8 +39,8 @@ type keySpec struct {
 }
 
 var keySpecs = []keySpec{
-	{role: "indexer", env: indexerKeyEnv, actions: indexerActions},
-	{role: "search", env: searchKeyEnv, actions: searchActions},
+	{role: "indexer", env: indexerKeyEnv, actions: meili.IndexerActions},
+	{role: "search", env: searchKeyEnv, actions: meili.SearchActions},
 }
 
 // keyUID is the fixed uid of a key for an index prefix: a UUID (version 4 layout) derived from the role and
@@ -87,7 +74,7 @@ func newMeiliKeysCmd() *cobra.Command {
 		Use:   "meili-keys",
 		Short: "Create the indexer's two restricted Meilisearch API keys (run once with the master key)",
 		Long: `Create, with the Meilisearch master key, the two API keys the indexer runs with, so that the master key never
-leaves its Secret: an index management key (` + strings.Join(indexerActions, ", ") + `) and a search key
+leaves its Secret: an index management key (` + strings.Join(meili.IndexerActions, ", ") + `) and a search key
 ("search" only), both restricted to the indexes --index-prefix* (default meshtrace-*), without expiry.
 
 The master key is read from the file --master-key-file ("-": standard input), else from $` + MasterKeyEnv + `;

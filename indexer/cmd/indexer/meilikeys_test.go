@@ -188,7 +188,7 @@ func TestMeiliKeysLeastPrivilege(t *testing.T) {
 		c := newServeConfig()
 		c.otlpHTTPAddr, c.otlpGRPCAddr, c.apiAddr, c.dataDir = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 		c.shutdownTimeout, c.pipeline.BatchTimeout = 10*time.Second, 5*time.Millisecond
-		c.meiliURL, c.meiliKey, c.meiliSearchKey = srv.URL, indexerKey, searchKey
+		c.meili.URL, c.meili.APIKey, c.meili.SearchAPIKey = srv.URL, indexerKey, searchKey
 		ctx, cancel := context.WithCancel(context.Background())
 		ready, done := make(chan listeners, 1), make(chan error, 1)
 		go func() { done <- serve(ctx, c, quietLog, func(l listeners) { ready <- l }) }()
@@ -272,9 +272,9 @@ func TestMeiliKeysLeastPrivilege(t *testing.T) {
 		if err := exercise(ctx, storeConfig(srv.URL, indexerKey, searchKey, randomPrefix(t, "all"))); err != nil {
 			t.Fatalf("the store with the indexer key: %v", err)
 		}
-		for _, action := range indexerActions {
+		for _, action := range meili.IndexerActions {
 			k, err := master.CreateKey(&meilisearch.Key{Name: "without " + action, Indexes: []string{"meshtrace-*"},
-				Actions: slices.DeleteFunc(slices.Clone(indexerActions), func(a string) bool { return a == action })})
+				Actions: slices.DeleteFunc(slices.Clone(meili.IndexerActions), func(a string) bool { return a == action })})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -303,7 +303,7 @@ func TestMeiliKeysLeastPrivilege(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(k.Actions, searchActions) || !slices.Equal(k.Indexes, []string{"meshtrace-*"}) {
+		if !slices.Equal(k.Actions, meili.SearchActions) || !slices.Equal(k.Indexes, []string{"meshtrace-*"}) {
 			t.Fatalf("search key after meili-keys: actions %v on %v, want [search] on [meshtrace-*]", k.Actions, k.Indexes)
 		}
 	})

@@ -33,8 +33,8 @@ import (
 // packages' defaults (newServeConfig), and the flags are bound to their fields.
 type serveConfig struct {
 	otlpHTTPAddr, otlpGRPCAddr, apiAddr string
-	dataDir, walDir, meiliURL, meiliKey string
-	meiliSearchKey                      string
+	dataDir, walDir                     string
+	meili                               meili.Config
 	retention                           time.Duration
 	wal                                 wal.Config
 	receiver                            receiver.Config
@@ -50,6 +50,7 @@ func newServeConfig() serveConfig {
 	return serveConfig{
 		otlpHTTPAddr: ":4318", otlpGRPCAddr: ":4317", apiAddr: ":8080", dataDir: "data",
 		retention:       7 * 24 * time.Hour,
+		meili:           meili.DefaultConfig(),
 		wal:             wal.DefaultConfig(),
 		receiver:        receiver.DefaultConfig(),
 		pipeline:        pipeline.DefaultConfig(),
@@ -90,9 +91,11 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.StringVar(&c.walDir, "wal-dir", "", "directory of the write-ahead log (default: <data-dir>/wal); put it on a disk with room for --wal-max-bytes")
 	f.Int64Var(&c.wal.MaxBytes, "wal-max-bytes", c.wal.MaxBytes, "write-ahead log size at which OTLP clients get 429 (4 GiB holds about 8.8 million filter spans: a 15-minute store outage at 10,000 spans/s)")
 	f.Int64Var(&c.wal.SegmentBytes, "wal-segment-bytes", c.wal.SegmentBytes, "write-ahead log segment size; a segment is deleted once the store holds all of it")
-	f.StringVar(&c.meiliURL, "meili-url", "", "Meilisearch URL; empty selects the embedded store")
-	f.StringVar(&c.meiliKey, "meili-key", "", "Meilisearch API key allowed to manage the indexes (made by indexer meili-keys; prefer MESHTRACE_MEILI_KEY, which ps does not show)")
-	f.StringVar(&c.meiliSearchKey, "meili-search-key", "", "Meilisearch API key for searches, allowed only \"search\" (made by indexer meili-keys; prefer MESHTRACE_MEILI_SEARCH_KEY); empty: --meili-key")
+	f.StringVar(&c.meili.URL, "meili-url", "", "Meilisearch URL; empty selects the embedded store")
+	f.StringVar(&c.meili.APIKey, "meili-key", "", "Meilisearch API key allowed to manage the indexes (made by indexer meili-keys; prefer MESHTRACE_MEILI_KEY, which ps does not show)")
+	f.StringVar(&c.meili.SearchAPIKey, "meili-search-key", "", "Meilisearch API key for searches, allowed only \"search\" (made by indexer meili-keys; prefer MESHTRACE_MEILI_SEARCH_KEY); empty: --meili-key")
+	f.StringSliceVar(&c.meili.RangeAttributes, "meili-range-attributes", c.meili.RangeAttributes, "span attributes (without attr.) that support <, <=, >, >= in Meilisearch; others support =, !=, IN, EXISTS (changing the list re-indexes the spans)")
+	f.DurationVar(&c.meili.SearchCutoff, "meili-search-cutoff", c.meili.SearchCutoff, "Meilisearch's searchCutoffMs: a search stopped there answers what it found, marked partial")
 	f.StringSliceVar(&c.pipeline.Rollup.Keys, "keys", c.pipeline.Rollup.Keys, "business keys rolled up into trace documents")
 	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
 	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
@@ -128,13 +131,15 @@ func newLogger(level, format string) (*slog.Logger, error) {
 // openStore opens the configured store and sets the pipeline's batch size to the store's choice unless one
 // was given.
 func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (store.Store, error) {
-	if c.meiliURL != "" {
+	if c.meili.URL != "" {
 		if c.pipeline.BatchSize <= 0 {
 			c.pipeline.BatchSize = meili.BatchSize
 		}
-		log.Info("opening Meilisearch store", "url", c.meiliURL)
+		log.Info("opening Meilisearch store", "url", c.meili.URL)
 		// Retention is run by serve for every store kind.
-		return meili.Open(ctx, meili.Config{URL: c.meiliURL, APIKey: c.meiliKey, SearchAPIKey: c.meiliSearchKey, Logger: log})
+		cfg := c.meili
+		cfg.Logger = log
+		return meili.Open(ctx, cfg)
 	}
 	if c.pipeline.BatchSize <= 0 {
 		c.pipeline.BatchSize = embedded.BatchSize

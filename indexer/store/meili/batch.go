@@ -169,22 +169,56 @@ func (b *batcher) signal() {
 	}
 }
 
-// run sends batches until the batcher is closed and drained.
+// uploaded is a batch whose documents Meilisearch has enqueued as tasks (several when the payload was
+// split), or the error that prevented it.
+type uploaded struct {
+	x     *batch
+	tasks []int64
+	err   error
+}
+
+// run sends batches until the batcher is closed and drained. Uploading and waiting overlap: while one
+// batch's task is being waited for, the next batch is uploaded, so Meilisearch finds the next task already
+// enqueued when it finishes one (and may index both in one of its own batches) instead of idling through a
+// poll interval and an upload. The channel is unbuffered, so at most two batches are in flight: the one
+// being waited for and the one uploaded and handed over.
 func (b *batcher) run() {
 	defer close(b.exited)
+	sent := make(chan uploaded)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range sent {
+			b.finish(u)
+		}
+	}()
 	for {
 		x, ok := b.next()
 		if !ok {
-			return
+			break
 		}
-		x.err = b.send(context.Background(), x.payload())
-		b.mu.Lock()
-		if b.closed && x.err != nil {
-			b.closeErr = errors.Join(b.closeErr, x.err)
-		}
-		b.mu.Unlock()
-		close(x.done)
+		tasks, err := b.upload(context.Background(), x.payload())
+		sent <- uploaded{x: x, tasks: tasks, err: err}
 	}
+	close(sent)
+	<-done
+}
+
+// finish waits for an uploaded batch's tasks and completes the batch with their outcome.
+func (b *batcher) finish(u uploaded) {
+	err := u.err
+	for _, t := range u.tasks {
+		if err == nil {
+			err = b.s.wait(context.Background(), t)
+		}
+	}
+	u.x.err = err
+	b.mu.Lock()
+	if b.closed && err != nil {
+		b.closeErr = errors.Join(b.closeErr, err)
+	}
+	b.mu.Unlock()
+	close(u.x.done)
 }
 
 // next waits for the next batch to send: a sealed one, or the open one once it has lingered (at once when
@@ -225,10 +259,10 @@ func (b *batcher) next() (*batch, bool) {
 	}
 }
 
-// send uploads NDJSON lines as one task and waits for it. If Meilisearch refuses the payload as too large
-// (its --http-payload-size-limit is lower than MaxBatchBytes), the lines are sent in two halves, in order,
-// and later batches are kept under the size that failed.
-func (b *batcher) send(ctx context.Context, buf []byte) error {
+// upload sends NDJSON lines as one task and returns its uid. If Meilisearch refuses the payload as too
+// large (its --http-payload-size-limit is lower than MaxBatchBytes), the lines are sent in two halves, in
+// order, as two tasks, and later batches are kept under the size that failed.
+func (b *batcher) upload(ctx context.Context, buf []byte) ([]int64, error) {
 	idx := b.s.client.Index(b.uid)
 	task, err := retry(ctx, b.s, "add documents to "+b.uid, func() (*meilisearch.TaskInfo, error) {
 		return idx.AddDocumentsNdjsonWithContext(ctx, buf, nil)
@@ -240,21 +274,23 @@ func (b *batcher) send(ctx context.Context, buf []byte) error {
 			mid = bytes.LastIndexByte(buf[:len(buf)-1], '\n') + 1
 		}
 		if mid <= 0 {
-			return err // a single document over the limit
+			return nil, err // a single document over the limit
 		}
 		b.mu.Lock()
 		b.maxBytes = min(b.maxBytes, max(mid, len(buf)-mid))
 		b.mu.Unlock()
 		b.s.log.Warn("meilisearch refused a batch as too large; splitting it", "index", b.uid, "bytes", len(buf))
-		if err := b.send(ctx, buf[:mid]); err != nil {
-			return err
+		first, err := b.upload(ctx, buf[:mid])
+		if err != nil {
+			return nil, err
 		}
-		return b.send(ctx, buf[mid:])
+		rest, err := b.upload(ctx, buf[mid:])
+		return append(first, rest...), err
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return b.s.wait(ctx, task.TaskUID)
+	return []int64{task.TaskUID}, nil
 }
 
 // close sends what is queued, waits for it and stops the sender. It returns the errors of those last batches.

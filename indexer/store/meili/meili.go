@@ -6,11 +6,13 @@
 // sortable attributes later re-indexes everything. A third index, "fields", records the attribute field
 // names of the span index (see Store.Fields).
 //
-// Writes are grouped into large batches per index: a batch is sent when the previous batch's task has
-// finished, carrying every document that arrived meanwhile (up to MaxBatchDocs documents or MaxBatchBytes of
-// NDJSON), or Linger after its first document when the indexer is idle. The batch size therefore adapts to
-// how fast Meilisearch indexes. Write returns once the task holding its documents has succeeded; a failed
-// task fails every Write in it with Meilisearch's error message (TaskError). Document ids are checked before
+// Writes are grouped into large batches per index: a batch is uploaded as soon as fewer than two batches of
+// its index are in flight (one being waited for, one enqueued behind it), carrying every document that
+// arrived meanwhile (up to MaxBatchDocs documents or MaxBatchBytes of NDJSON), or Linger after its first
+// document when the indexer is idle. The batch size therefore adapts to how fast Meilisearch indexes, and
+// Meilisearch always finds the next task waiting. Trace documents are coalesced: one per trace id in the batch
+// still open, the latest. Write returns once the task holding its documents has succeeded; a failed task
+// fails every Write in it with Meilisearch's error message (TaskError). Document ids are checked before
 // anything is sent.
 //
 // Every request is retried with exponential backoff while Meilisearch is unreachable or answers 5xx/429, for
@@ -73,6 +75,13 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives retry and retention messages (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// DefaultConfig returns the values Open gives the fields left zero (URL and keys empty).
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
 }
 
 func (c *Config) setDefaults() {
