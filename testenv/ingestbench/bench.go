@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,6 +177,18 @@ type Result struct {
 	ClientCPU time.Duration
 	// Pipeline is the indexer's GET /api/v1/ingest at the end.
 	Pipeline map[string]any
+	// MeiliTasks summarises Meilisearch's task list at the end, per index: tasks, documents received and
+	// the time spent processing them (meili store only).
+	MeiliTasks string
+}
+
+// SearchablePerSec is the end-to-end rate: acked spans over the time from the first request until the last
+// acked span was searchable (0 if not everything became searchable).
+func (r Result) SearchablePerSec() float64 {
+	if !r.Complete || r.Load+r.LastAckToSearchable <= 0 {
+		return 0
+	}
+	return float64(r.AckedSpans) / (r.Load + r.LastAckToSearchable).Seconds()
 }
 
 // Run measures every store of cfg in turn and returns one Result per store. It stops at the first store
@@ -292,6 +305,9 @@ func runStore(ctx context.Context, cfg Config, storeName string) (res Result, er
 		res.MeiliCPUPerSpan = res.MeiliCPU / time.Duration(res.AckedSpans)
 	}
 	_ = l.getJSON(ctx, ix.APIURL+"/api/v1/ingest", &res.Pipeline)
+	if ms != nil {
+		res.MeiliTasks = meiliTasks(ctx, l.client, ms)
+	}
 	if !res.Complete {
 		fmt.Fprintf(cfg.Log, "%s: only %d of %d spans searchable after %v\n", storeName, res.Searchable, res.SearchableTarget, cfg.SearchableTimeout)
 	}
@@ -573,4 +589,91 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// meiliTasks summarises the server's finished tasks per index ("meshtrace-spans: 12 tasks, 100000 docs,
+// 20.1s busy; ..."), or says why it could not.
+func meiliTasks(ctx context.Context, client *http.Client, ms *meilisearch.Server) string {
+	type stats struct {
+		tasks, docs int
+		busy        time.Duration
+	}
+	per := map[string]*stats{}
+	var order []string
+	for from := -1; ; {
+		u := ms.URL + "/tasks?limit=1000"
+		if from >= 0 {
+			u += "&from=" + strconv.Itoa(from)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err.Error()
+		}
+		req.Header.Set("Authorization", "Bearer "+ms.Key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		var page struct {
+			Results []struct {
+				IndexUID string `json:"indexUid"`
+				Duration string `json:"duration"`
+				Details  struct {
+					ReceivedDocuments int `json:"receivedDocuments"`
+				} `json:"details"`
+			} `json:"results"`
+			Next *int `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			return "decoding /tasks: " + err.Error()
+		}
+		for _, t := range page.Results {
+			st := per[t.IndexUID]
+			if st == nil {
+				st = &stats{}
+				per[t.IndexUID] = st
+				order = append(order, t.IndexUID)
+			}
+			st.tasks++
+			st.docs += t.Details.ReceivedDocuments
+			st.busy += isoDuration(t.Duration)
+		}
+		if page.Next == nil {
+			break
+		}
+		from = *page.Next
+	}
+	var parts []string
+	for _, ix := range order {
+		st := per[ix]
+		parts = append(parts, fmt.Sprintf("%s: %d tasks, %d docs, %.1fs busy", ix, st.tasks, st.docs, st.busy.Seconds()))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// isoDuration parses the "PT1.5S" / "PT2M3.1S" durations of Meilisearch's task list (0 if unparsable).
+func isoDuration(s string) time.Duration {
+	rest, ok := strings.CutPrefix(s, "PT")
+	if !ok {
+		return 0
+	}
+	var d time.Duration
+	for _, unit := range []struct {
+		suffix string
+		scale  time.Duration
+	}{{"H", time.Hour}, {"M", time.Minute}, {"S", time.Second}} {
+		i := strings.Index(rest, unit.suffix)
+		if i < 0 {
+			continue
+		}
+		f, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0
+		}
+		d += time.Duration(f * float64(unit.scale))
+		rest = rest[i+1:]
+	}
+	return d
 }

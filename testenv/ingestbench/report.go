@@ -13,7 +13,7 @@ import (
 // store).
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "store\tspans acked\tacked spans/s\tack p50\tack p99\tack max\t429\t503\tother\tlag p50\tlag p99\tlast ack->searchable\tCPU/span\tpeak RSS\t")
+	fmt.Fprintln(tw, "store\tspans acked\tacked spans/s\tsearchable spans/s\tack p50\tack p99\tack max\t429\t503\tother\tlag p50\tlag p99\tlast ack->searchable\tCPU/span\tpeak RSS\t")
 	for _, r := range results {
 		cpu, rss := us(r.IndexerCPUPerSpan), mb(r.IndexerPeakRSS)
 		if r.Store == Meili {
@@ -28,8 +28,8 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.LagMissing > 0 {
 			lag99 += fmt.Sprintf(" (%d missing)", r.LagMissing)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Store, r.AckedSpans, r.SentSpans, r.AckedPerSec, ms(r.AckP50), ms(r.AckP99), ms(r.AckMax),
+		fmt.Fprintf(tw, "%s\t%d/%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.Store, r.AckedSpans, r.SentSpans, r.AckedPerSec, r.SearchablePerSec(), ms(r.AckP50), ms(r.AckP99), ms(r.AckMax),
 			r.Status429, r.Status503, r.StatusOther+r.TransportErrors, ms(r.LagP50), lag99, drain, cpu, rss)
 	}
 	return tw.Flush()
@@ -54,12 +54,16 @@ func Summary(cfg Config, results []Result) string {
 	}
 	fmt.Fprintf(&b, "%d exporters, %d spans per OTLP/HTTP protobuf request, %s, %s; index lag sampled on 1 request in %d.\n",
 		cfg.Exporters, cfg.BatchSpans, load, rate, cfg.LagEvery)
+	b.WriteString("searchable spans/s = acked spans / (load time + last ack->searchable), the end-to-end rate.\n")
 	b.WriteString("other = other statuses + transport errors; CPU/span = indexer user+system CPU from the first request until\n" +
 		"everything is searchable, per acked span [Meilisearch's in brackets]; peak RSS = VmHWM.\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "%s: %d requests (%d failed), load %v, lag samples %d, indexer CPU %v, this process's CPU %v; pipeline %v\n",
 			r.Store, r.Requests, r.Failed, r.Load.Round(time.Millisecond), r.LagSamples, r.IndexerCPU.Round(10*time.Millisecond),
 			r.ClientCPU.Round(10*time.Millisecond), r.Pipeline)
+		if r.MeiliTasks != "" {
+			fmt.Fprintf(&b, "%s: Meilisearch tasks: %s\n", r.Store, r.MeiliTasks)
+		}
 	}
 	return b.String()
 }
