@@ -269,6 +269,10 @@ func termsOf(e Expr) []Expr {
 // canonical checks a literal against the field's kind and returns its canonical value.
 func canonical(f Field, name string, op Op, v Value) (Value, error) {
 	ordered := op != Eq && op != Ne
+	if !ordered && len(v.Str) > MaxValueBytes {
+		return Value{}, errorf(v.At, "value of %s is %d bytes: the limit is %d (stores index the first %d bytes of a value; compare with those)",
+			name, len(v.Str), MaxValueBytes, MaxValueBytes)
+	}
 	out := Value{Str: v.Str}
 	switch f.Kind {
 	case KindString, KindStrings:

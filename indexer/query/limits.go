@@ -18,4 +18,9 @@ const (
 	// MaxDepth is the deepest nesting of parentheses and NOT a query may have; it bounds the recursion of
 	// the parser and of every compiler of the tree.
 	MaxDepth = 32
+	// MaxValueBytes is the longest value an equality (=, !=, IN) may compare with: Meilisearch indexes the
+	// first 468 bytes of a filterable string (its facet key limit, 500 bytes less 32 of its own), so a longer
+	// value could never match, and the embedded store indexes the same prefix. A stored value longer than
+	// that is found by its first MaxValueBytes bytes.
+	MaxValueBytes = 468
 )

@@ -59,6 +59,9 @@ func TestLimits(t *testing.T) {
 		{"repeated sort key", "sort=duration sort=start sort=-duration", 31, `sort key "-duration" repeats the sort key at position 6`},
 		{"repeated trace sort key", "sort=trace.start sort=trace.start", 23, "repeats the sort key at position 6"},
 		{"span and trace start", "sort=start sort=trace.start", 0, ""},
+		{"longest value", "url.full=" + strings.Repeat("v", MaxValueBytes), 0, ""},
+		{"value too long", "url.full=" + strings.Repeat("v", MaxValueBytes+1), 10, "value of url.full is 469 bytes: the limit is 468"},
+		{"IN value too long", "a IN [b, " + strings.Repeat("v", MaxValueBytes+1) + "]", 10, "the limit is 468"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/analysis/token/lowercase"
@@ -15,6 +16,7 @@ import (
 	index "github.com/blevesearch/bleve_index_api"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
 )
 
 // Internal bleve field names; document paths never start with "_".
@@ -30,8 +32,18 @@ const valueSep = '\x00'
 // valueGap is the position gap between two values of the _text field, so a phrase never spans two values.
 const valueGap = 10
 
-// maxFilterBytes mirrors Meilisearch, which does not index filterable values over 500 bytes.
-const maxFilterBytes = 500
+// filterPrefix mirrors Meilisearch, which indexes the first query.MaxValueBytes (468) bytes of a filterable
+// string, after normalizing it: a longer value is found by that prefix, never by the whole value.
+func filterPrefix(v string) string {
+	if len(v) <= query.MaxValueBytes {
+		return v
+	}
+	cut := query.MaxValueBytes
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut]
+}
 
 var (
 	// keywordAnalyzer indexes a (lower-cased) value as one term.
@@ -141,9 +153,7 @@ func (b *builder) walk(path string, v any, searchable bool) {
 			b.walk(path, e, searchable)
 		}
 	case string:
-		if len(x) <= maxFilterBytes {
-			b.keyword(path, normalize(x))
-		}
+		b.keyword(path, filterPrefix(normalize(x)))
 		if searchable {
 			b.addText(x)
 		}
