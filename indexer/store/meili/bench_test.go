@@ -153,6 +153,11 @@ func BenchmarkIndexSettings(b *testing.B) {
 			sc.settings.SearchableAttributes = []string{"name", "status_message", "attr", "events.name"}
 		})},
 		{"store-by-attribute", store(func(sc *schema) { sc.settings.ProximityPrecision = meilisearch.ByAttribute })},
+		{"store-prefix-search-off", store(func(sc *schema) { sc.settings.PrefixSearch = ptr("disabled") })},
+		{"store-typo-off", store(func(sc *schema) { sc.settings.TypoTolerance.Enabled = false })},
+		{"store-locale-eng", store(func(sc *schema) {
+			sc.settings.LocalizedAttributes = []*meilisearch.LocalizedAttributes{{AttributePatterns: []string{"*"}, Locales: []string{"eng"}}}
+		})},
 		{"store-attr-ranges", store(func(sc *schema) {
 			sc.filterable = filterRules(query.SpanFields, []string{query.AttrPrefix + "*"}, []string{query.ResourcePrefix + "*"})
 		})},
@@ -192,3 +197,5 @@ func BenchmarkIndexSettings(b *testing.B) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -87,11 +87,14 @@ func filterRules(fields map[string]query.Kind, ranged, patterns []string) []any 
 }
 
 // settingsFor builds the settings of an index whose fixed fields are fields, whose free-text fields are
-// searchable and whose id fields are ids; maxTotalHits and searchCutoffMs come from c.
+// searchable and whose id fields are ids; maxTotalHits and searchCutoffMs come from c. Numeric fields and id
+// are sortable.
 func settingsFor(fields map[string]query.Kind, searchable, ids []string, c Config) *meilisearch.Settings {
-	var sortable []string
+	// The query language sorts by numeric fields only; id is the tie-breaker sortParam appends.
+	sortable := []string{primaryKey}
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
-		if fields[f] != query.KindStrings {
+		switch fields[f] {
+		case query.KindNumber, query.KindTime, query.KindDuration:
 			sortable = append(sortable, f)
 		}
 	}
