@@ -117,12 +117,10 @@ bench-envoy: tools filter
 bench-ingest: indexer meilisearch
 	$(GO) run ./testenv/cmd/bench-ingest -indexer $(BIN)/indexer $(BENCH_INGEST_FLAGS)
 
-# The Meilisearch store's tests with the conformance suite against a server of your own (plain `go test` runs
-# it against the in-process stand-in and against the pinned Meilisearch from `make tools`):
-# make test-meili MEILI_URL=http://localhost:7700 MEILI_MASTER_KEY=...
-test-meili:
-	@test -n "$(MEILI_URL)" || { echo "test-meili: set MEILI_URL (and MEILI_MASTER_KEY) to a running Meilisearch"; exit 2; }
-	@MEILI_URL='$(MEILI_URL)' MEILI_MASTER_KEY='$(MEILI_MASTER_KEY)' $(GO) test -count=1 -v ./indexer/store/meili
+# The Meilisearch store's tests (conformance suite, outages, payload limit, failed tasks, filters) and
+# testenv/meilisearch, all against real processes of the pinned Meilisearch (`make test` runs them too).
+test-meili: meilisearch
+	$(GO) test -count=1 ./indexer/store/meili/... ./testenv/meilisearch
 
 clean:
 	rm -rf $(BUILD) $(BIN)

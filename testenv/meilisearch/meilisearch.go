@@ -343,7 +343,50 @@ func (s *Server) Exited() bool {
 func (s *Server) Done() <-chan struct{} { return s.proc().done }
 
 // Freeze stops the process with SIGSTOP: connections are still accepted by the kernel but nothing answers.
-func (s *Server) Freeze() error { return s.signal(syscall.SIGSTOP) }
+// It returns once every thread of the process is stopped (SIGSTOP is delivered to each thread on its way
+// back to user space, so a busy thread could otherwise still answer a request sent just after the signal).
+func (s *Server) Freeze() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		stopped, err := s.allThreadsStopped()
+		if err != nil || stopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("meilisearch: pid %d: threads still running 10s after SIGSTOP", s.PID)
+		}
+	}
+}
+
+// allThreadsStopped reports whether every thread of the process is in the stopped state, from
+// /proc/PID/task/TID/stat.
+func (s *Server) allThreadsStopped() (bool, error) {
+	dir := fmt.Sprintf("/proc/%d/task", s.PID)
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("meilisearch: %w", err)
+	}
+	for _, tid := range tids {
+		b, err := os.ReadFile(filepath.Join(dir, tid.Name(), "stat"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread exited
+			}
+			return false, fmt.Errorf("meilisearch: %w", err)
+		}
+		// The state follows the command name, which is in parentheses and may itself hold ") ".
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("meilisearch: %s/%s/stat: unexpected %q", dir, tid.Name(), b)
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false, nil
+		}
+	}
+	return true, nil
+}
 
 // Thaw resumes a frozen process with SIGCONT.
 func (s *Server) Thaw() error { return s.signal(syscall.SIGCONT) }
