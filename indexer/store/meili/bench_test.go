@@ -153,8 +153,8 @@ func BenchmarkIndexSettings(b *testing.B) {
 			sc.settings.SearchableAttributes = []string{"name", "status_message", "attr", "events.name"}
 		})},
 		{"store-by-attribute", store(func(sc *schema) { sc.settings.ProximityPrecision = meilisearch.ByAttribute })},
-		{"store-prefix-search-off", store(func(sc *schema) { sc.settings.PrefixSearch = ptr("disabled") })},
-		{"store-typo-off", store(func(sc *schema) { sc.settings.TypoTolerance.Enabled = false })},
+		{"store-prefix-search-on", store(func(sc *schema) { sc.settings.PrefixSearch = ptr("indexingTime") })},
+		{"store-typo-on", store(func(sc *schema) { sc.settings.TypoTolerance.Enabled = true })},
 		{"store-locale-eng", store(func(sc *schema) {
 			sc.settings.LocalizedAttributes = []*meilisearch.LocalizedAttributes{{AttributePatterns: []string{"*"}, Locales: []string{"eng"}}}
 		})},

@@ -28,6 +28,9 @@ type schema struct {
 // (BenchmarkIndexSettings) but makes a phrase match its words in any order within a value, which the query
 // language forbids (the conformance suite's "reset connection" case catches it).
 
+// prefixSearchDisabled is the prefixSearch setting that builds no prefix databases.
+var prefixSearchDisabled = "disabled"
+
 // rankingRules put the sort parameter first, so hits come in the requested order. Free text only filters
 // (every phrase must match, and the sort always ends on the unique id), so no relevancy rule after "words"
 // could change an answer: typo, proximity, attribute and exactness would only cost time.
@@ -45,23 +48,21 @@ var DefaultRangeAttributes = []string{
 
 // spanSchema derives the span index settings from the query language's field table: time, duration and
 // count fields (and the range attributes) are filterable with comparisons, every other fixed field and each
-// attribute with equality; scalar fields are sortable; ids never match with typos.
+// attribute with equality; numeric fields and id are sortable.
 func spanSchema(c Config) schema {
 	ranged := make([]string, 0, len(c.RangeAttributes))
 	for _, a := range c.RangeAttributes {
 		ranged = append(ranged, query.AttrPrefix+a)
 	}
 	return schema{index: store.Spans,
-		settings: settingsFor(query.SpanFields, query.SpanSearchable,
-			[]string{"id", "trace_id", "span_id", "parent_span_id", "links.trace_id", "links.span_id"}, c),
+		settings:   settingsFor(query.SpanFields, query.SpanSearchable, c),
 		filterable: filterRules(query.SpanFields, ranged, []string{query.AttrPrefix + "*", query.ResourcePrefix + "*"})}
 }
 
 // traceSchema derives the trace index settings; business keys are filterable (equality) under "keys".
 func traceSchema(c Config) schema {
 	return schema{index: store.Traces,
-		settings: settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"},
-			[]string{"id", "trace_id"}, c),
+		settings:   settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"}, c),
 		filterable: filterRules(query.TraceFields, nil, []string{query.KeysPrefix + "*"})}
 }
 
@@ -87,9 +88,8 @@ func filterRules(fields map[string]query.Kind, ranged, patterns []string) []any 
 }
 
 // settingsFor builds the settings of an index whose fixed fields are fields, whose free-text fields are
-// searchable and whose id fields are ids; maxTotalHits and searchCutoffMs come from c. Numeric fields and id
-// are sortable.
-func settingsFor(fields map[string]query.Kind, searchable, ids []string, c Config) *meilisearch.Settings {
+// searchable; maxTotalHits and searchCutoffMs come from c. Numeric fields and id are sortable.
+func settingsFor(fields map[string]query.Kind, searchable []string, c Config) *meilisearch.Settings {
 	// The query language sorts by numeric fields only; id is the tie-breaker sortParam appends.
 	sortable := []string{primaryKey}
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
@@ -102,13 +102,16 @@ func settingsFor(fields map[string]query.Kind, searchable, ids []string, c Confi
 		SortableAttributes:   sortable,
 		SearchableAttributes: searchable,
 		RankingRules:         rankingRules,
+		// Free text is sent as phrases, which match whole words exactly: typo tolerance and prefix search
+		// could never change an answer, and building the prefix databases costs indexing time.
 		TypoTolerance: &meilisearch.TypoTolerance{
-			Enabled: true,
+			Enabled: false,
 			// Meilisearch's documented defaults, spelled out because the client always sends this object.
 			MinWordSizeForTypos: meilisearch.MinWordSizeForTypos{OneTypo: 5, TwoTypos: 9},
 			DisableOnWords:      []string{},
-			DisableOnAttributes: ids,
+			DisableOnAttributes: []string{},
 		},
+		PrefixSearch:   &prefixSearchDisabled,
 		Pagination:     &meilisearch.Pagination{MaxTotalHits: c.MaxTotalHits},
 		SearchCutoffMs: c.SearchCutoff.Milliseconds(),
 	}
