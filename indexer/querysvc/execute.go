@@ -35,12 +35,13 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.
 	if q.Target == query.TraceScope {
 		main.Index, main.Filter = store.Traces, traceFilter
 		if q.Span != nil || len(q.Text) > 0 {
-			join = &store.Request{Index: store.Spans, Filter: spanFilter, Text: q.Text, Distinct: "trace_id", Limit: store.MaxLimit}
+			join = &store.Request{Index: store.Spans, Filter: spanFilter, Text: q.Text, Distinct: "trace_id", Limit: store.MaxLimit,
+				Fields: []string{"trace_id"}}
 		}
 	} else {
 		main.Index, main.Filter, main.Text = store.Spans, spanFilter, q.Text
 		if q.Trace != nil {
-			join = &store.Request{Index: store.Traces, Filter: traceFilter, Limit: store.MaxLimit}
+			join = &store.Request{Index: store.Traces, Filter: traceFilter, Limit: store.MaxLimit, Fields: []string{"trace_id"}}
 		}
 	}
 	partial := false

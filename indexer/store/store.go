@@ -74,6 +74,9 @@ type Request struct {
 	Distinct string
 	Offset   int
 	Limit    int // 0: DefaultLimit; at most MaxLimit
+	// Fields, when set, are the only document fields the caller reads from the hits (e.g. "trace_id" for a
+	// scope join): a store may leave the others empty, and return less. Empty means whole documents.
+	Fields []string
 }
 
 // PageSize validates the request's paging and returns how many hits to return: Limit, or DefaultLimit when

@@ -47,6 +47,9 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 		Page:             page,
 		HitsPerPage:      &perPage,
 	}
+	if len(r.Fields) > 0 {
+		req.AttributesToRetrieve = r.Fields
+	}
 	if filter != "" {
 		req.Filter = filter
 	}
