@@ -363,8 +363,8 @@ func anyContainerPort(ws []workload, port string) bool {
 	return false
 }
 
-// checkNetworkPolicies: each policy selects pods and names only ports those pods have.
-func (c *cluster) checkNetworkPolicies(t *testing.T) {
+// networkPolicies decodes every NetworkPolicy with the selector of its pods.
+func (c *cluster) networkPolicies(t *testing.T) (out []netPolicy) {
 	for _, o := range c.objs {
 		if o.Kind != "NetworkPolicy" {
 			continue
@@ -373,8 +373,24 @@ func (c *cluster) checkNetworkPolicies(t *testing.T) {
 		decode(t, o, &np)
 		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", o, err)
 		}
+		out = append(out, netPolicy{obj: o, np: np, pods: sel})
+	}
+	return out
+}
+
+// netPolicy is a decoded NetworkPolicy.
+type netPolicy struct {
+	obj  manifest.Object
+	np   networkingv1.NetworkPolicy
+	pods labels.Selector
+}
+
+// checkNetworkPolicies: each policy selects pods and names only ports those pods have.
+func (c *cluster) checkNetworkPolicies(t *testing.T) {
+	for _, p := range c.networkPolicies(t) {
+		o, np, sel := p.obj, p.np, p.pods
 		ws := c.podsFor(np.Namespace, sel)
 		if len(ws) == 0 {
 			t.Errorf("%s selects no pods", o)

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -263,14 +262,9 @@ func (c *cluster) checkKeyJobRBAC(t *testing.T, job workload) {
 
 // checkMeilisearchAdmits: a NetworkPolicy selecting Meilisearch admits the Job's pods.
 func (c *cluster) checkMeilisearchAdmits(t *testing.T, job workload) {
-	for _, o := range c.objs {
-		if o.Kind != "NetworkPolicy" {
-			continue
-		}
-		var np networkingv1.NetworkPolicy
-		decode(t, o, &np)
-		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-		if err != nil || !sel.Matches(labels.Set{"app.kubernetes.io/name": "meilisearch"}) {
+	for _, p := range c.networkPolicies(t) {
+		o, np := p.obj, p.np
+		if !p.pods.Matches(labels.Set{"app.kubernetes.io/name": "meilisearch"}) {
 			continue
 		}
 		for _, rule := range np.Spec.Ingress {

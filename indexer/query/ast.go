@@ -68,7 +68,7 @@ func (v Value) String() string {
 	if !v.Quoted && isPlainWord(v.Str) {
 		return v.Str
 	}
-	return quote(v.Str)
+	return Quote(v.Str)
 }
 
 // Int returns the numeric literal n: Str its decimal form, Num its value, IsNum set. Compile gives
@@ -202,10 +202,11 @@ func (e *In) String() string {
 func (e *Exists) String() string { return e.Field + " EXISTS" }
 
 // String renders the phrase quoted.
-func (e *Text) String() string { return quote(e.Phrase) }
+func (e *Text) String() string { return Quote(e.Phrase) }
 
-// quote writes s as a query string: in double quotes, with backslash before " and \.
-func quote(s string) string {
+// Quote writes s as a query string: in double quotes, with backslash before " and \. Meilisearch's filter
+// strings escape the same way, so the Meilisearch store quotes field names and values with it too.
+func Quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {

@@ -9,7 +9,7 @@ import (
 )
 
 // compileFilter renders a resolved query expression as a Meilisearch filter string. Field names and values
-// are always double-quoted (quote escapes backslashes and quotes), so no field or value can be
+// are always double-quoted (query.Quote escapes backslashes and quotes), so no field or value can be
 // read as a keyword or break the syntax; compound terms are parenthesised. A nil expression gives "".
 func compileFilter(e query.Expr) (string, error) {
 	if e == nil {
@@ -20,22 +20,6 @@ func compileFilter(e query.Expr) (string, error) {
 		return "", err
 	}
 	return b.String(), nil
-}
-
-// quote renders s as a double-quoted string of Meilisearch's filter syntax that Meilisearch reads back as
-// exactly s: backslashes and double quotes are escaped with a backslash; every other byte is written as is.
-func quote(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' || s[i] == '"' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func writeFilter(b *strings.Builder, e query.Expr) error {
@@ -53,17 +37,17 @@ func writeFilter(b *strings.Builder, e query.Expr) error {
 	case *query.Compare:
 		return writeCompare(b, e)
 	case *query.In:
-		b.WriteString(quote(e.Field))
+		b.WriteString(query.Quote(e.Field))
 		b.WriteString(" IN [")
 		for i, v := range e.Values {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(quote(v.Str))
+			b.WriteString(query.Quote(v.Str))
 		}
 		b.WriteByte(']')
 	case *query.Exists:
-		b.WriteString(quote(e.Field))
+		b.WriteString(query.Quote(e.Field))
 		b.WriteString(" EXISTS")
 	default:
 		return fmt.Errorf("meili: cannot compile %T (%s) into a filter", e, e)
@@ -72,15 +56,15 @@ func writeFilter(b *strings.Builder, e query.Expr) error {
 }
 
 func writeCompare(b *strings.Builder, e *query.Compare) error {
-	field := quote(e.Field)
+	field := query.Quote(e.Field)
 	if e.Op == query.Eq || e.Op == query.Ne {
-		b.WriteString(field + " " + e.Op.String() + " " + quote(e.Value.Str))
+		b.WriteString(field + " " + e.Op.String() + " " + query.Quote(e.Value.Str))
 		return nil
 	}
 	if !e.Value.IsNum {
 		return fmt.Errorf("meili: %s %s %q: ordering needs a number", e.Field, e.Op, e.Value.Str)
 	}
-	cond := field + " " + e.Op.String() + " " + quote(strconv.FormatFloat(e.Value.Num, 'f', -1, 64))
+	cond := field + " " + e.Op.String() + " " + query.Quote(strconv.FormatFloat(e.Value.Num, 'f', -1, 64))
 	if numericField(e.Field) {
 		b.WriteString(cond)
 		return nil
