@@ -90,6 +90,7 @@ func additions(t *testing.T, srv *meiliproc.Server, s *Store, ix store.Index) in
 }
 
 func TestServerDownRetriesThenFails(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +111,7 @@ func TestServerDownRetriesThenFails(t *testing.T) {
 }
 
 func TestServerComingUpDuringOpen(t *testing.T) {
+	t.Parallel()
 	srv := ownServer(t, nil)
 	srv.Kill() // its address now refuses connections; Restart brings it back there
 	logs := newLogCounter()
@@ -133,6 +135,7 @@ func TestServerComingUpDuringOpen(t *testing.T) {
 }
 
 func TestWriteWaitsOutAnOutage(t *testing.T) {
+	t.Parallel()
 	srv := ownServer(t, nil)
 	restart := func() error { return srv.Restart(context.Background()) }
 	for _, outage := range []struct {
@@ -179,6 +182,7 @@ func TestWriteWaitsOutAnOutage(t *testing.T) {
 }
 
 func TestFailedTaskSurfacesMeilisearchMessage(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	s := openStore(t, srv, nil)
 	// Someone replaces the span index behind the store's back with one keyed by "uid", which span documents
@@ -221,6 +225,7 @@ func TestFailedTaskSurfacesMeilisearchMessage(t *testing.T) {
 }
 
 func TestBadDocumentIDRefusedBeforeSending(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	s := openStore(t, srv, nil)
 	docs := spans(3, "c")
@@ -246,6 +251,7 @@ func TestBadDocumentIDRefusedBeforeSending(t *testing.T) {
 }
 
 func TestPayloadTooLargeIsSplit(t *testing.T) {
+	t.Parallel()
 	// The server accepts 4 KiB payloads; 40 spans of about 200 bytes are sent as one 8 KB batch first.
 	srv := ownServer(t, func(c *meiliproc.Config) { c.PayloadSizeLimit = "4 KiB" })
 	logs := newLogCounter()
@@ -277,6 +283,7 @@ func TestPayloadTooLargeIsSplit(t *testing.T) {
 }
 
 func TestOpenRejectsForeignIndex(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	cfg := testConfig(t, srv)
 	c := adminClient(srv)
@@ -295,6 +302,7 @@ func TestOpenRejectsForeignIndex(t *testing.T) {
 // TestSettingsAppliedBeforeDocuments checks that Open has waited for the settings before the first document
 // goes out, and that the fields the query language filters and sorts on work right after Open.
 func TestSettingsAppliedBeforeDocuments(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	s := openStore(t, srv, func(c *Config) { c.MaxTotalHits = 5 })
 	docs := spans(8, "m")
@@ -367,6 +375,7 @@ func TestSettingsAppliedBeforeDocuments(t *testing.T) {
 }
 
 func TestRetentionOnOpen(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	s := openStore(t, srv, nil)
 	old, recent := spans(4, "e"), spans(4, "f")
@@ -392,6 +401,7 @@ func TestRetentionOnOpen(t *testing.T) {
 }
 
 func TestBatching(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	t.Run("concurrent writes share tasks", func(t *testing.T) {
 		s := openStore(t, srv, nil)
@@ -460,6 +470,7 @@ func TestBatching(t *testing.T) {
 }
 
 func TestSearchErrorsCarryMeilisearchMessage(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, sharedServer(t), nil)
 	_, err := s.Search(context.Background(), store.Request{Index: store.Spans, Distinct: "nope"})
 	var ae *APIError

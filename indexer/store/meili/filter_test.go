@@ -163,6 +163,7 @@ func matched(t *testing.T, s *Store, names map[string]string, ix store.Index, e 
 // TestFiltersInMeilisearch runs the compiled filters, and the filters of compiled queries, in Meilisearch on
 // real documents: each must be accepted and match exactly the documents its meaning says.
 func TestFiltersInMeilisearch(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, sharedServer(t), nil)
 	names := writeFilterFixture(t, s)
 	for _, tt := range filterCases {

@@ -124,6 +124,7 @@ func spans(n int, prefix string) []document.Span {
 
 // TestConformance runs the store conformance suite against the real server.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	srv := sharedServer(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := Open(context.Background(), testConfig(t, srv))
@@ -138,6 +139,7 @@ func TestConformance(t *testing.T) {
 // Meilisearch 1.15 and later would otherwise break by comparing strings lexicographically. The attribute is
 // one that usually holds a number, so ranges on it are allowed whatever the attribute settings.
 func TestRangesMatchNumbersOnly(t *testing.T) {
+	t.Parallel()
 	s := openStore(t, sharedServer(t), nil)
 	// OpenTelemetry attribute arrays are homogeneous, so lists are all numbers or all strings.
 	values := []any{123, "123", "abc", true, []any{50, 150}, []any{"200", "300"}}
