@@ -62,7 +62,8 @@ type Config struct {
 	Rate float64
 	// LagEvery samples the index lag of every LagEvery-th request (default 10).
 	LagEvery int
-	// LagPoll is the polling interval of the lag and searchability checks (default 20ms).
+	// LagPoll is the polling interval of the lag and searchability checks (default 100ms: every poll is a
+	// trace fetch or a search the store answers while it indexes, so frequent polls slow what they measure).
 	LagPoll time.Duration
 	// RequestTimeout bounds one export request (default 2m).
 	RequestTimeout time.Duration
@@ -74,10 +75,6 @@ type Config struct {
 	IndexerArgs []string
 	// Meili configures the Meilisearch server of the meili store (default 2 indexing threads, 512 MiB).
 	Meili meilisearch.Config
-	// MeiliMaxTotalHits is the Meilisearch index setting capping search totals (the store's default,
-	// 100,000): with more spans than that, searchability is checked up to the cap plus the last trace of
-	// every exporter.
-	MeiliMaxTotalHits int
 	// WorkDir is where the temporary store directories are made (default os.TempDir()).
 	WorkDir string
 	// Keep keeps the store directories and logs instead of removing them.
@@ -114,7 +111,7 @@ func (c *Config) defaults() error {
 		c.LagEvery = 10
 	}
 	if c.LagPoll <= 0 {
-		c.LagPoll = 20 * time.Millisecond
+		c.LagPoll = 100 * time.Millisecond
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 2 * time.Minute
@@ -130,9 +127,6 @@ func (c *Config) defaults() error {
 	}
 	if c.Meili.MaxIndexingMemory == "" {
 		c.Meili.MaxIndexingMemory = "512 MiB"
-	}
-	if c.MeiliMaxTotalHits <= 0 {
-		c.MeiliMaxTotalHits = 100_000
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -272,9 +266,6 @@ func runStore(ctx context.Context, cfg Config, storeName string) (res Result, er
 		storeName, res.AckedSpans, res.SentSpans, res.Load.Round(time.Millisecond))
 
 	res.SearchableTarget = res.AckedSpans
-	if ms != nil {
-		res.SearchableTarget = min(res.AckedSpans, cfg.MeiliMaxTotalHits)
-	}
 	l.waitSearchable(ctx, &res)
 	l.waitLag(&res)
 	l.summariseLag(&res)
@@ -334,7 +325,6 @@ type load struct {
 	s429, s503, sOther, sTransport atomic.Int64
 	mu                             sync.Mutex
 	records                        []*record
-	lastTrace                      []string // per exporter: the last trace of its last acked request
 	numRequests                    int64
 	lagWG                          sync.WaitGroup
 	lagCtx                         context.Context
@@ -353,8 +343,7 @@ func newLoad(cfg Config, ix *indexerproc.Process) *load {
 	if cfg.Spans > 0 {
 		n = int64((cfg.Spans + cfg.BatchSpans - 1) / cfg.BatchSpans)
 	}
-	return &load{cfg: cfg, ix: ix, client: &http.Client{Transport: tr}, numRequests: n,
-		lastTrace: make([]string, cfg.Exporters)}
+	return &load{cfg: cfg, ix: ix, client: &http.Client{Transport: tr}, numRequests: n}
 }
 
 // run sends every request and returns when all exporters are done.
@@ -401,9 +390,6 @@ func (l *load) exporter(ctx context.Context, e int, stopAt time.Time) {
 		l.send(ctx, r, body)
 		l.mu.Lock()
 		l.records = append(l.records, r)
-		if !r.acked.IsZero() {
-			l.lastTrace[e] = traces[len(traces)-1]
-		}
 		l.mu.Unlock()
 		if r.sampled && !r.acked.IsZero() {
 			l.lagWG.Go(func() { l.pollLag(r) })
@@ -474,21 +460,13 @@ func (l *load) pollLag(r *record) {
 	}
 }
 
-// waitSearchable polls the span total of SearchAllQuery until it reaches res.SearchableTarget (and, beyond
-// the Meilisearch total cap, the last trace of every exporter is found) or the timeout ends.
+// waitSearchable polls the span total of SearchAllQuery (exact in both stores, whatever the number) until it
+// reaches res.SearchableTarget or the timeout ends.
 func (l *load) waitSearchable(ctx context.Context, res *Result) {
 	lastAck := l.lastAck()
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.SearchableTimeout)
 	defer cancel()
-	u := l.ix.APIURL + "/api/v1/search?" + url.Values{"q": {SearchAllQuery}, "target": {"spans"}, "limit": {"0"}}.Encode()
-	pending := map[string]bool{}
-	if res.SearchableTarget < res.AckedSpans {
-		for _, id := range l.lastTrace {
-			if id != "" {
-				pending[id] = true
-			}
-		}
-	}
+	u := l.ix.APIURL + "/api/v1/search?" + url.Values{"q": {SearchAllQuery}, "target": {"spans"}, "limit": {"1"}}.Encode()
 	for {
 		var sr struct {
 			Total int `json:"total"`
@@ -496,12 +474,7 @@ func (l *load) waitSearchable(ctx context.Context, res *Result) {
 		if err := l.getJSON(ctx, u, &sr); err == nil {
 			res.Searchable = sr.Total
 		}
-		for id := range pending {
-			if code, err := l.get(ctx, l.ix.APIURL+"/api/v1/traces/"+id); err == nil && code == http.StatusOK {
-				delete(pending, id)
-			}
-		}
-		if res.Searchable >= res.SearchableTarget && len(pending) == 0 {
+		if res.Searchable >= res.SearchableTarget {
 			res.Complete = true
 			res.LastAckToSearchable = max(0, time.Since(lastAck))
 			return

@@ -158,6 +158,8 @@ func BenchmarkIndexSettings(b *testing.B) {
 		{"store-locale-eng", store(func(sc *schema) {
 			sc.settings.LocalizedAttributes = []*meilisearch.LocalizedAttributes{{AttributePatterns: []string{"*"}, Locales: []string{"eng"}}}
 		})},
+		{"store-attributes-unfilterable", store(func(sc *schema) { sc.filterable = filterRules(query.SpanFields, nil, nil) })},
+		{"store-name-only-searchable", store(func(sc *schema) { sc.settings.SearchableAttributes = []string{"name"} })},
 		{"store-attr-ranges", store(func(sc *schema) {
 			sc.filterable = filterRules(query.SpanFields, []string{query.AttrPrefix + "*"}, []string{query.ResourcePrefix + "*"})
 		})},

@@ -52,8 +52,9 @@ type Config struct {
 	MaxBatchBytes int
 	// Linger is how long a batch waits for more documents when nothing is in flight (default 100ms).
 	Linger time.Duration
-	// MaxTotalHits is the index setting capping how many hits a search can reach (default 100,000); it also
-	// caps Result.Total.
+	// MaxTotalHits is the index setting capping how many hits a search can reach (default store.MaxLimit,
+	// 1,000: the embedded store returns no hit past that position either, and a scope join reads that many).
+	// Meilisearch still reports the exact total past it.
 	MaxTotalHits int64
 	// RangeAttributes are the span attributes (names without "attr.") that support <, <=, >, >= (default
 	// DefaultRangeAttributes); ranges on other attributes are refused. Changing the list re-indexes the spans.
@@ -89,7 +90,7 @@ func (c *Config) setDefaults() {
 	c.MaxBatchDocs = cmp.Or(c.MaxBatchDocs, 50_000)
 	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, 64<<20)
 	c.Linger = cmp.Or(c.Linger, 100*time.Millisecond)
-	c.MaxTotalHits = cmp.Or(c.MaxTotalHits, 100_000)
+	c.MaxTotalHits = cmp.Or(c.MaxTotalHits, store.MaxLimit)
 	c.RetryFor = cmp.Or(c.RetryFor, 2*time.Minute)
 	c.RetryInitial = cmp.Or(c.RetryInitial, 200*time.Millisecond)
 	c.RetentionEvery = cmp.Or(c.RetentionEvery, time.Hour)

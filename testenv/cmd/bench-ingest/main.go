@@ -27,6 +27,7 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "duration", 0, "stop sending after this long (0: only -spans bounds the load)")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "offered load in spans/s over all exporters (0: send as fast as acks come back)")
 	flag.IntVar(&cfg.LagEvery, "lag-every", 10, "measure the index lag of every n-th request")
+	flag.DurationVar(&cfg.LagPoll, "lag-poll", 100*time.Millisecond, "polling interval of the lag and searchability checks")
 	flag.DurationVar(&cfg.SearchableTimeout, "searchable-timeout", 5*time.Minute, "longest wait after the last ack for every span to be searchable")
 	flag.StringVar(&indexerArgs, "indexer-args", "", "extra `indexer serve` flags, space-separated (e.g. --batch-size=4000)")
 	flag.IntVar(&cfg.Meili.MaxIndexingThreads, "meili-threads", 2, "Meilisearch --max-indexing-threads")
