@@ -126,9 +126,11 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // BatchSize is the number of spans per Write the pipeline uses with this store unless told otherwise:
-// Meilisearch indexes large tasks far faster per document than small ones, and the documents wait in
-// Meilisearch's process, not in the indexer's memory.
-const BatchSize = 10_000
+// Meilisearch indexes large tasks far faster per document than small ones (bench-ingest, side by side:
+// 25,000 indexed 100,000 spans end to end 21 % faster than 10,000, with 170 us instead of 200 us of
+// Meilisearch CPU per span, for 160 MB more indexer memory), and the documents wait in Meilisearch's
+// process, not in the indexer's memory.
+const BatchSize = 25_000
 
 // Open connects to Meilisearch (retrying while it is unreachable), creates the indexes, applies their
 // settings and waits for those tasks, then applies retention once.
