@@ -2,8 +2,10 @@ package meili
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -145,4 +147,38 @@ func (s *Store) wait(ctx context.Context, uid int64) error {
 		}
 		interval = min(interval*2, 250*time.Millisecond)
 	}
+}
+
+// getJSON GETs path from Meilisearch with the index management key and decodes the JSON answer: for the
+// routes whose answers meilisearch-go cannot decode (settings holding granular filterable rules). A refusal
+// is an APIError and a transport failure unreachable, so retry treats them like the client's.
+func (s *Store) getJSON(ctx context.Context, path string) (any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.cfg.URL, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.APIKey)
+	}
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, &unreachable{what: "GET " + path, err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, &unreachable{what: "GET " + path, err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		var me struct{ Message, Code string }
+		if json.Unmarshal(body, &me) != nil || me.Message == "" {
+			me.Message = string(body)
+		}
+		return nil, &APIError{Op: "GET " + path, Status: resp.StatusCode, Code: me.Code, Message: me.Message}
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("meili: GET %s: %w", path, err)
+	}
+	return v, nil
 }
