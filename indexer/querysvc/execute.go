@@ -62,11 +62,19 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.
 }
 
 // traceIDs runs r and returns the distinct trace ids of its hits, the total number of matches and whether
-// the store reported its answer partial.
+// the store reported its answer partial. It first asks for the hits in any order, which is far cheaper; only
+// when the matches do not all fit in r.Limit does it ask again in r's order, for the most recent ones.
 func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, bool, error) {
-	res, err := s.Search(ctx, r)
+	unordered := r
+	unordered.Unordered = true
+	res, err := s.Search(ctx, unordered)
 	if err != nil {
 		return nil, 0, false, err
+	}
+	if res.Total > len(res.Spans)+len(res.Traces) {
+		if res, err = s.Search(ctx, r); err != nil {
+			return nil, 0, false, err
+		}
 	}
 	seen := make(map[string]bool)
 	var ids []query.Value

@@ -42,7 +42,9 @@ func compile(t *testing.T, src string) *query.Query {
 }
 
 func TestExecuteJoinsTracesToSpans(t *testing.T) {
+	// The join side matches more than fits: asked in any order first, then again in order (most recent).
 	r := &recorder{answers: []store.Result{
+		{Spans: []document.Span{{TraceID: "x"}, {TraceID: "y"}}, Total: 1500},
 		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 1500},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
@@ -50,15 +52,17 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.reqs) != 2 {
-		t.Fatalf("%d requests, want 2", len(r.reqs))
+	if len(r.reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(r.reqs))
 	}
 	since := now.Add(-time.Hour).UnixMicro()
-	join, main := r.reqs[0], r.reqs[1]
-	if join.Index != store.Spans || join.Distinct != "trace_id" || join.Limit != store.MaxLimit || len(join.Text) != 1 ||
-		join.Filter.String() != "attr.customer_id = 123 AND start >= "+itoa(since) {
-		t.Errorf("join request = %+v (filter %s)", join, join.Filter)
+	for i, join := range r.reqs[:2] {
+		if join.Index != store.Spans || join.Distinct != "trace_id" || join.Limit != store.MaxLimit || len(join.Text) != 1 ||
+			join.Filter.String() != "attr.customer_id = 123 AND start >= "+itoa(since) || join.Unordered != (i == 0) {
+			t.Errorf("join request %d = %+v (filter %s)", i, join, join.Filter)
+		}
 	}
+	main := r.reqs[2]
 	if main.Index != store.Traces || main.Limit != 5 || len(main.Text) != 0 ||
 		main.Filter.String() != "duration > 1000000 AND start >= "+itoa(since)+" AND trace_id IN [a, b]" {
 		t.Errorf("main request = %+v (filter %s)", main, main.Filter)
@@ -68,6 +72,19 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 	}
 	if !res.Partial || len(res.Traces) != 1 {
 		t.Errorf("result = %+v, want one trace, partial (1500 spans matched, 2 traces used)", res)
+	}
+}
+
+// TestExecuteJoinThatFitsIsNotSorted checks that a join side whose matches all fit is asked once, in any
+// order.
+func TestExecuteJoinThatFitsIsNotSorted(t *testing.T) {
+	r := &recorder{answers: []store.Result{
+		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 2},
+		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
+	}}
+	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 trace.duration>1s`), Page{})
+	if err != nil || len(r.reqs) != 2 || !r.reqs[0].Unordered || r.reqs[1].Unordered || res.Partial {
+		t.Errorf("Execute = %+v, %v after requests %+v; want one unordered join and the main search", res, err, r.reqs)
 	}
 }
 

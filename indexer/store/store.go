@@ -70,6 +70,9 @@ type Request struct {
 	Text   []string   // free-text phrases (spans only): each must occur, as whole words in order, in one of query.SpanSearchable
 	// Sort orders hits; empty means start descending. Ties are broken by id ascending, so pages are stable.
 	Sort []query.Sort
+	// Unordered lets the store return the hits in any order (Sort is ignored), for a caller that reads all
+	// of them: sorting is most of the cost of a large Meilisearch search. A store may still sort.
+	Unordered bool
 	// Distinct, when set, keeps only the first hit (in sort order) per value of this field (e.g. "trace_id").
 	Distinct string
 	Offset   int

@@ -42,7 +42,7 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	req := &meilisearch.SearchRequest{
 		Query:            searchQuery(r.Text),
 		MatchingStrategy: meilisearch.All,
-		Sort:             sortParam(r.Sort),
+		Sort:             sortParam(r),
 		Distinct:         r.Distinct,
 		Page:             page,
 		HitsPerPage:      &perPage,
@@ -129,9 +129,13 @@ func (s *Store) checkRangeTerms(terms []query.Expr) error {
 	return nil
 }
 
-// sortParam renders sort keys as "field:asc|desc", defaulting to start descending, and appends id ascending
-// as the tie-breaker.
-func sortParam(keys []query.Sort) []string {
+// sortParam renders the sort keys of r as "field:asc|desc", defaulting to start descending, and appends id
+// ascending as the tie-breaker; an Unordered request is not sorted.
+func sortParam(r store.Request) []string {
+	if r.Unordered {
+		return nil
+	}
+	keys := r.Sort
 	if len(keys) == 0 {
 		keys = []query.Sort{{Field: query.Field{Path: "start"}, Desc: true}}
 	}
