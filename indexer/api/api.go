@@ -60,6 +60,8 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Logger logs store failures; nil means slog.Default().
 	Logger *slog.Logger
+	// RollupKeys are the business keys the rollup copies into trace documents (querysvc.Config.Keys).
+	RollupKeys []string
 }
 
 // Server answers searches from a store, reading it only through a querysvc.Service. Create it with New; it
@@ -86,7 +88,7 @@ func New(st store.Store, c Config) *Server {
 	if c.IndexLag == nil {
 		c.IndexLag = func() time.Duration { return 0 }
 	}
-	s := &Server{svc: querysvc.New(st), log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
+	s := &Server{svc: querysvc.New(st, querysvc.Config{Keys: c.RollupKeys}), log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshtrace_query_duration_seconds",
 			Help: "Duration of API requests that read the store, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
 			[]string{"route"})}

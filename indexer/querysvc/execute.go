@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
@@ -15,15 +17,23 @@ type Page struct {
 	Limit  int // 0: store.DefaultLimit
 }
 
-// Execute runs a compiled query over s and returns q.Target documents (set q.Target to choose).
+// Execute runs a compiled query over s and returns q.Target documents (set q.Target to choose). keys are
+// the business keys the rollup copies from span attributes into trace documents (rollup.Config.Keys); they
+// only make some joins cheaper, never change an answer over what is indexed (a span and its trace document
+// are written together: for the moment between their two indexes becoming searchable, which the index lag
+// covers, a span may already be found while its trace document does not show it yet).
 //
 // A query with conditions in one scope only is one store.Request. A query that mixes scopes is run as a
 // semi-join: the side not returned is searched first (most recent store.MaxLimit distinct traces), and its
 // trace ids restrict the returned side with `trace_id IN [...]`; store.Result.Partial reports that the first
-// side was cut, or that the store answered either search partially. The same join runs for every store, so the backends differ only in how they answer one
-// store.Request; storetest checks them through Execute. The time window applies to the start of every
-// document searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
-func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.Result, error) {
+// side was cut, or that the store answered either search partially. Traces asked for with trace conditions
+// and with span conditions that imply more of them (service=X implies trace.services=X, customer_id=123
+// implies trace.customer_id=123 for a rolled-up key) are first narrowed on the trace index (narrowedJoin);
+// without trace conditions the narrowing could only find more candidates than the span search itself. The same
+// plans run for every store, so the backends differ only in how they answer one store.Request; storetest
+// checks them through Execute, with and without keys. The time window applies to the start of every document
+// searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
+func Execute(ctx context.Context, s store.Store, q *query.Query, p Page, keys []string) (store.Result, error) {
 	spanFilter := query.Conjoin(q.Span, window(q))
 	traceFilter := query.Conjoin(q.Trace, window(q))
 	sort, err := sortFor(q)
@@ -45,6 +55,11 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.
 		}
 	}
 	partial := false
+	if join != nil && join.Index == store.Spans && q.Trace != nil {
+		if res, ok, err := narrowedJoin(ctx, s, main, *join, traceFilter, implied(q.Span, keys)); ok || err != nil {
+			return res, err
+		}
+	}
 	if join != nil {
 		ids, total, cut, err := traceIDs(ctx, s, *join)
 		if err != nil {
@@ -61,21 +76,100 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page) (store.
 	return res, err
 }
 
+// narrowedJoin answers main (on traces) joined with the span search join when the span conditions imply
+// trace conditions (implied): it finds the candidate traces with the trace conditions and the implied ones,
+// keeps those holding a span of the join, and searches main among them. Each step is a small search (a
+// handful of trace ids instead of every trace the span conditions match). ok is false, and nothing is
+// answered, when nothing is implied or the candidates do not fit in store.MaxLimit: then the plain join runs.
+func narrowedJoin(ctx context.Context, s store.Store, main, join store.Request, traceFilter query.Expr, implied []query.Expr) (store.Result, bool, error) {
+	if len(implied) == 0 {
+		return store.Result{}, false, nil
+	}
+	res, err := s.Search(ctx, store.Request{Index: store.Traces, Limit: store.MaxLimit, Fields: []string{"trace_id"}, Unordered: true,
+		Filter: query.Conjoin(append([]query.Expr{traceFilter}, implied...)...)})
+	if err != nil || res.Total > len(res.Traces) {
+		return store.Result{}, false, err
+	}
+	cand, cut := distinctTraceIDs(res), res.Partial
+	if len(cand) == 0 {
+		return store.Result{Partial: cut}, true, nil
+	}
+	join.Filter = query.Conjoin(join.Filter, &query.In{Field: "trace_id", Values: cand})
+	ids, _, joinCut, err := traceIDs(ctx, s, join) // at most len(cand) distinct traces: never cut
+	if err != nil {
+		return store.Result{}, true, err
+	}
+	if len(ids) == 0 {
+		return store.Result{Partial: cut || joinCut}, true, nil
+	}
+	main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
+	res, err = s.Search(ctx, main)
+	res.Partial = res.Partial || cut || joinCut
+	return res, true, err
+}
+
+// implied returns trace conditions every trace holding a span that matches the span filter e satisfies:
+// for each top-level equality or IN on service (trace.services) or on a rolled-up key attribute (keys.K;
+// the rollup takes K from the span's attributes first, so attr.K only, and never an empty value, which it
+// skips). Numbers are implied only in their canonical form, the one the rollup writes.
+func implied(e query.Expr, keys []string) []query.Expr {
+	var terms []query.Expr
+	if a, ok := e.(*query.And); ok {
+		terms = a.Terms
+	} else if e != nil {
+		terms = []query.Expr{e}
+	}
+	traceField := func(f string) string {
+		if f == "service" {
+			return "services"
+		}
+		if k, ok := strings.CutPrefix(f, query.AttrPrefix); ok && slices.Contains(keys, k) {
+			return query.KeysPrefix + k
+		}
+		return ""
+	}
+	canonical := func(v query.Value) bool {
+		return v.Str != "" && (!v.IsNum || strconv.FormatFloat(v.Num, 'f', -1, 64) == v.Str)
+	}
+	var out []query.Expr
+	for _, t := range terms {
+		switch t := t.(type) {
+		case *query.Compare:
+			if f := traceField(t.Field); f != "" && t.Op == query.Eq && canonical(t.Value) {
+				out = append(out, &query.Compare{Field: f, Op: query.Eq, Value: t.Value})
+			}
+		case *query.In:
+			if f := traceField(t.Field); f != "" && len(t.Values) > 0 && !slices.ContainsFunc(t.Values, func(v query.Value) bool { return !canonical(v) }) {
+				out = append(out, &query.In{Field: f, Values: t.Values})
+			}
+		}
+	}
+	return out
+}
+
 // traceIDs runs r and returns the distinct trace ids of its hits, the total number of matches and whether
-// the store reported its answer partial. It first asks for the hits in any order, which is far cheaper; only
-// when the matches do not all fit in r.Limit does it ask again in r's order, for the most recent ones.
+// the store reported its answer partial. It first asks for every match in any order and without Distinct,
+// which is far cheaper (sorting and Distinct are most of a large Meilisearch search); only when the matches
+// do not all fit in r.Limit does it run r itself: the most recent r.Limit distinct traces.
 func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, bool, error) {
-	unordered := r
-	unordered.Unordered = true
-	res, err := s.Search(ctx, unordered)
+	fast := r
+	fast.Distinct, fast.Unordered = "", true
+	res, err := s.Search(ctx, fast)
 	if err != nil {
 		return nil, 0, false, err
 	}
-	if res.Total > len(res.Spans)+len(res.Traces) {
-		if res, err = s.Search(ctx, r); err != nil {
-			return nil, 0, false, err
-		}
+	if res.Total <= len(res.Spans)+len(res.Traces) {
+		ids := distinctTraceIDs(res)
+		return ids, len(ids), res.Partial, nil
 	}
+	if res, err = s.Search(ctx, r); err != nil {
+		return nil, 0, false, err
+	}
+	return distinctTraceIDs(res), res.Total, res.Partial, nil
+}
+
+// distinctTraceIDs returns the trace ids of the hits, each once, in hit order.
+func distinctTraceIDs(res store.Result) []query.Value {
 	seen := make(map[string]bool)
 	var ids []query.Value
 	add := func(id string) {
@@ -90,7 +184,7 @@ func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Valu
 	for _, tr := range res.Traces {
 		add(tr.TraceID)
 	}
-	return ids, res.Total, res.Partial, nil
+	return ids
 }
 
 // window turns the query's time window into conditions on "start" (same path in both indexes).

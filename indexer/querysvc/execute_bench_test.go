@@ -38,7 +38,7 @@ func BenchmarkExecuteSortKeys(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 10})
+				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 10}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

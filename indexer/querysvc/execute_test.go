@@ -42,13 +42,14 @@ func compile(t *testing.T, src string) *query.Query {
 }
 
 func TestExecuteJoinsTracesToSpans(t *testing.T) {
-	// The join side matches more than fits: asked in any order first, then again in order (most recent).
+	// The join side matches more than fits: asked in any order without Distinct first, then as asked (the
+	// most recent distinct traces).
 	r := &recorder{answers: []store.Result{
 		{Spans: []document.Span{{TraceID: "x"}, {TraceID: "y"}}, Total: 1500},
 		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 1500},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
-	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 "reset" trace.duration>1s since=1h sort=-duration`), Page{Limit: 5})
+	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 "reset" trace.duration>1s since=1h sort=-duration`), Page{Limit: 5}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 	}
 	since := now.Add(-time.Hour).UnixMicro()
 	for i, join := range r.reqs[:2] {
-		if join.Index != store.Spans || join.Distinct != "trace_id" || join.Limit != store.MaxLimit || len(join.Text) != 1 ||
+		if join.Index != store.Spans || (join.Distinct == "trace_id") != (i == 1) || join.Limit != store.MaxLimit || len(join.Text) != 1 ||
 			join.Filter.String() != "attr.customer_id = 123 AND start >= "+itoa(since) || join.Unordered != (i == 0) {
 			t.Errorf("join request %d = %+v (filter %s)", i, join, join.Filter)
 		}
@@ -76,14 +77,15 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 }
 
 // TestExecuteJoinThatFitsIsNotSorted checks that a join side whose matches all fit is asked once, in any
-// order.
+// order and without Distinct (the ids are made distinct here).
 func TestExecuteJoinThatFitsIsNotSorted(t *testing.T) {
 	r := &recorder{answers: []store.Result{
-		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 2},
+		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}, {TraceID: "a"}}, Total: 3},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
-	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 trace.duration>1s`), Page{})
-	if err != nil || len(r.reqs) != 2 || !r.reqs[0].Unordered || r.reqs[1].Unordered || res.Partial {
+	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 trace.duration>1s`), Page{}, nil)
+	if err != nil || len(r.reqs) != 2 || !r.reqs[0].Unordered || r.reqs[0].Distinct != "" || r.reqs[1].Unordered || res.Partial ||
+		r.reqs[1].Filter.String() != "duration > 1000000 AND trace_id IN [a, b]" {
 		t.Errorf("Execute = %+v, %v after requests %+v; want one unordered join and the main search", res, err, r.reqs)
 	}
 }
@@ -92,7 +94,7 @@ func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
 	r := &recorder{answers: []store.Result{{}}}
 	q := compile(t, "service=a trace.error_count>0")
 	q.Target = query.SpanScope
-	res, err := Execute(context.Background(), r, q, Page{})
+	res, err := Execute(context.Background(), r, q, Page{}, nil)
 	if err != nil || len(r.reqs) != 1 || r.reqs[0].Index != store.Traces || len(res.Spans) != 0 {
 		t.Errorf("Execute = %+v, %v after %d requests; want one trace request and no hits", res, err, len(r.reqs))
 	}
@@ -100,7 +102,7 @@ func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
 
 func TestExecuteSingleScope(t *testing.T) {
 	r := &recorder{answers: []store.Result{{Total: 3}}}
-	res, err := Execute(context.Background(), r, compile(t, "service=a"), Page{Offset: 10, Limit: 20})
+	res, err := Execute(context.Background(), r, compile(t, "service=a"), Page{Offset: 10, Limit: 20}, nil)
 	if err != nil || len(r.reqs) != 1 || res.Total != 3 || res.Partial {
 		t.Fatalf("Execute = %+v, %v", res, err)
 	}
@@ -111,7 +113,7 @@ func TestExecuteSingleScope(t *testing.T) {
 
 func TestExecuteSortOutOfScope(t *testing.T) {
 	q := compile(t, "service=a sort=trace.span_count")
-	_, err := Execute(context.Background(), &recorder{}, q, Page{})
+	_, err := Execute(context.Background(), &recorder{}, q, Page{}, nil)
 	if !errors.Is(err, store.ErrBadRequest) {
 		t.Errorf("sorting spans by a trace field: err = %v, want ErrBadRequest", err)
 	}
@@ -143,7 +145,7 @@ func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
 			}
 			q.Target = tt.target
 			r := &recorder{answers: []store.Result{{Traces: []document.Trace{{TraceID: "a"}}}, {}}}
-			if _, err := Execute(context.Background(), r, q, Page{}); err != nil {
+			if _, err := Execute(context.Background(), r, q, Page{}, nil); err != nil {
 				t.Fatal(err)
 			}
 			var got []string
@@ -158,5 +160,75 @@ func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
 				t.Errorf("sort = %q, want %q", g, tt.want)
 			}
 		})
+	}
+}
+
+func TestImplied(t *testing.T) {
+	keys := []string{"customer_id"}
+	tests := []struct {
+		query string
+		keys  []string
+		want  string // the implied trace conditions, joined with AND; "" for none
+	}{
+		{"service=a", nil, "services = a"},
+		{"customer_id=123 service=a", keys, "keys.customer_id = 123 AND services = a"},
+		{"customer_id=123", nil, ""},           // not a rolled-up key
+		{"resource.customer_id=123", keys, ""}, // the rollup prefers the span attribute
+		{"customer_id IN [1, 2]", keys, "keys.customer_id IN [1, 2]"},
+		{"customer_id=123.0", keys, ""},     // the rollup writes 123
+		{`customer_id=""`, keys, ""},        // the rollup skips empty values
+		{"customer_id!=1", keys, ""},        // a negation implies nothing
+		{"service=a OR service=b", nil, ""}, // nor does a disjunction
+		{"duration>1s customer_id=7", keys, "keys.customer_id = 7"},
+	}
+	for _, tt := range tests {
+		q := compile(t, tt.query)
+		got := query.Conjoin(implied(q.Span, tt.keys)...)
+		s := ""
+		if got != nil {
+			s = got.String()
+		}
+		if s != tt.want {
+			t.Errorf("implied(%q, %v) = %q, want %q", tt.query, tt.keys, s, tt.want)
+		}
+	}
+}
+
+// TestExecuteNarrowsJoinByImpliedConditions checks the narrowed plan: candidates on the trace index with
+// the implied conditions, the span join among them, the main search among the traces that passed; and the
+// plain join when the candidates do not fit.
+func TestExecuteNarrowsJoinByImpliedConditions(t *testing.T) {
+	src := "customer_id=123 service=inventory trace.duration>500ms"
+	r := &recorder{answers: []store.Result{
+		{Traces: []document.Trace{{TraceID: "a"}, {TraceID: "b"}}, Total: 2},
+		{Spans: []document.Span{{TraceID: "b"}}, Total: 1},
+		{Traces: []document.Trace{{ID: "b"}}, Total: 1},
+	}}
+	res, err := Execute(context.Background(), r, compile(t, src), Page{}, []string{"customer_id"})
+	if err != nil || len(r.reqs) != 3 || len(res.Traces) != 1 || res.Partial {
+		t.Fatalf("Execute = %+v, %v after %d requests; want 3 requests, one trace", res, err, len(r.reqs))
+	}
+	for i, want := range []struct {
+		index  store.Index
+		filter string
+	}{
+		{store.Traces, "duration > 500000 AND keys.customer_id = 123 AND services = inventory"},
+		{store.Spans, "attr.customer_id = 123 AND service = inventory AND trace_id IN [a, b]"},
+		{store.Traces, "duration > 500000 AND trace_id IN [b]"},
+	} {
+		if got := r.reqs[i]; got.Index != want.index || got.Filter.String() != want.filter || got.Unordered != (i < 2) {
+			t.Errorf("request %d = %+v (filter %s), want %v %s", i, got, got.Filter, want.index, want.filter)
+		}
+	}
+
+	// Candidates that do not fit: the plain join.
+	r = &recorder{answers: []store.Result{
+		{Traces: []document.Trace{{TraceID: "a"}}, Total: 5000},
+		{Spans: []document.Span{{TraceID: "a"}}, Total: 1},
+		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
+	}}
+	if _, err := Execute(context.Background(), r, compile(t, src), Page{}, []string{"customer_id"}); err != nil || len(r.reqs) != 3 ||
+		r.reqs[1].Filter.String() != "attr.customer_id = 123 AND service = inventory" {
+		t.Errorf("after candidates that do not fit: err %v, requests %+v; want the plain join", err, r.reqs)
 	}
 }

@@ -25,11 +25,19 @@ import (
 // Service answers the read APIs from one store. Create it with New; it is safe for concurrent use (as the
 // store is). Every method stops when ctx is done, returning an error wrapping ctx's.
 type Service struct {
-	st store.Store
+	st   store.Store
+	keys []string
+}
+
+// Config configures a Service.
+type Config struct {
+	// Keys are the business keys the rollup copies into trace documents (rollup.Config.Keys, as the
+	// indexer's --keys sets them): Search uses them to narrow joins. Empty joins without narrowing by key.
+	Keys []string
 }
 
 // New returns the service reading st.
-func New(st store.Store) *Service { return &Service{st: st} }
+func New(st store.Store, cfg Config) *Service { return &Service{st: st, keys: cfg.Keys} }
 
 // Trace is one trace read back whole: its trace document (the zero value when the store holds spans of the
 // trace but no trace document yet) and every span of it in start order.
@@ -54,7 +62,7 @@ type OperationQuery struct {
 // conditions of both scopes are joined, Result.Partial reporting a cut join. An error wraps
 // store.ErrBadRequest for a query the store cannot run (e.g. a sort key out of the target's scope).
 func (s *Service) Search(ctx context.Context, q *query.Query, p Page) (store.Result, error) {
-	return Execute(ctx, s.st, q, p)
+	return Execute(ctx, s.st, q, p, s.keys)
 }
 
 // Trace returns the trace document and every span of one trace (see Trace); found is false when the store

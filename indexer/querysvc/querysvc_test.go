@@ -44,7 +44,7 @@ func TestTrace(t *testing.T) {
 	if err := st.Write(context.Background(), spans, []document.Trace{doc}); err != nil {
 		t.Fatal(err)
 	}
-	svc := querysvc.New(st)
+	svc := querysvc.New(st, querysvc.Config{})
 	got, found, err := svc.Trace(context.Background(), doc.ID)
 	if err != nil || !found || got.Trace.SpanCount != 3 || len(got.Spans) != 3 {
 		t.Fatalf("Trace = %+v, %v, %v", got, found, err)
@@ -59,12 +59,12 @@ func TestJaegerReads(t *testing.T) {
 	base := int64(1_700_000_000_000_000)
 	a, b := makeSpans(1, 4, base, "b-svc", 3), makeSpans(2, 2, base+1000, "a-svc", 1)
 	b[1].Kind = "client"
-	docs := []document.Trace{{ID: a[0].TraceID, TraceID: a[0].TraceID, Start: a[0].Start, SpanCount: 4},
-		{ID: b[0].TraceID, TraceID: b[0].TraceID, Start: b[0].Start, SpanCount: 2}}
+	docs := []document.Trace{{ID: a[0].TraceID, TraceID: a[0].TraceID, Start: a[0].Start, SpanCount: 4, Services: []string{"b-svc"}},
+		{ID: b[0].TraceID, TraceID: b[0].TraceID, Start: b[0].Start, SpanCount: 2, Services: []string{"a-svc"}}}
 	if err := st.Write(context.Background(), append(a, b...), docs); err != nil {
 		t.Fatal(err)
 	}
-	svc := querysvc.New(st)
+	svc := querysvc.New(st, querysvc.Config{})
 	ctx := context.Background()
 	if got, err := svc.Services(ctx); err != nil || !slices.Equal(got, []string{"a-svc", "b-svc"}) {
 		t.Errorf("Services = %v, %v", got, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
+	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/meili"
@@ -218,6 +219,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	grpcSrv := recv.GRPCServer()
 	c.api.IndexLag, c.api.Metrics, c.api.Logger = pipe.Lag, reg, log
 	c.api.IngestStats = func() any { return pipe.Stats() }
+	c.api.RollupKeys = c.pipeline.Rollup.Keys
+	if len(c.api.RollupKeys) == 0 { // as the rollup itself defaults
+		c.api.RollupKeys = rollup.DefaultKeys
+	}
 	apiSrv := &http.Server{Handler: api.New(st, c.api), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 

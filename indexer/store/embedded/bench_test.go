@@ -14,6 +14,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/querysvc"
+	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
@@ -145,7 +146,7 @@ func BenchmarkQuery1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	latest, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 1})
+	latest, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 1}, rollup.DefaultKeys)
 	if err != nil || len(latest.Spans) == 0 {
 		b.Fatalf("no spans in the benchmark index: %v", err)
 	}
@@ -170,7 +171,7 @@ func BenchmarkQuery1M(b *testing.B) {
 					b.Fatal(err)
 				}
 				q.Target = c.target
-				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: c.limit})
+				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: c.limit}, rollup.DefaultKeys)
 				if err != nil {
 					b.Fatal(err)
 				}

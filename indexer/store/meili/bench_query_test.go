@@ -349,7 +349,7 @@ func (fx *queryFixture) open(dir string) error {
 	if err != nil {
 		return fmt.Errorf("open: %w\n%s", err, srv.LogTail(20))
 	}
-	fx.st, fx.svc = st, querysvc.New(st)
+	fx.st, fx.svc = st, querysvc.New(st, querysvc.Config{Keys: rollup.DefaultKeys})
 	return nil
 }
 
