@@ -66,13 +66,46 @@ type Service struct {
 	Workload  string
 }
 
+// TraceMode says who records the HTTP spans and owns the trace context headers.
+type TraceMode uint8
+
+// Trace modes.
+const (
+	// TraceModeFilter: the filter records one span per HTTP stream and rewrites traceparent (and B3) to it.
+	// For meshes whose Envoy tracer is off.
+	TraceModeFilter TraceMode = iota
+	// TraceModeEnvoy: Envoy's own tracer records the HTTP spans and owns traceparent/B3; the filter records
+	// none, leaves those headers as they are and only evaluates the tag rules (envoy_header copies for
+	// Envoy's custom tags, baggage). For Istio with a Telemetry tracing provider.
+	TraceModeEnvoy
+)
+
+var traceModeNames = []string{"filter", "envoy"}
+
+// String returns the configuration spelling of m.
+func (m TraceMode) String() string { return traceModeNames[m] }
+
 // Trace holds the trace-joining choices.
 type Trace struct {
+	// Mode says whether the filter (default) or Envoy's tracer records the HTTP spans.
+	Mode TraceMode
 	// StartNew says whether a request without incoming context starts a new trace. Nil means the default:
-	// yes at gateways and inbound listeners, no on outbound listeners.
+	// yes at gateways and inbound listeners, no on outbound listeners. Refused in envoy mode.
 	StartNew *bool
-	// B3 enables joining (and rewriting) Zipkin B3 headers besides W3C traceparent.
+	// B3 enables joining (and rewriting) Zipkin B3 headers besides W3C traceparent. Refused in envoy mode.
 	B3 bool
+	// TrustBaggage says whether the incoming baggage header is believed: when false, baggage tag sources
+	// read nothing and the members of propagated tags that arrived are dropped from the forwarded header.
+	// Nil means the default: not trusted when the direction is gateway, trusted otherwise.
+	TrustBaggage *bool
+}
+
+// TrustsBaggage resolves TrustBaggage for the policy's direction.
+func (p *Policy) TrustsBaggage() bool {
+	if p.Trace.TrustBaggage != nil {
+		return *p.Trace.TrustBaggage
+	}
+	return p.Direction != DirectionGateway
 }
 
 // Export configures the OTLP/HTTP exporter.
@@ -204,7 +237,19 @@ func (d *decoder) check(p *Policy) {
 		d.fail("export.max_buffered", "must be at least export.batch_size")
 		return
 	}
+	if p.Trace.Mode == TraceModeEnvoy {
+		const reason = "has no effect with trace.mode \"envoy\" (Envoy's tracer joins and starts traces)"
+		switch {
+		case p.Trace.StartNew != nil:
+			d.fail("trace.start_new", reason)
+			return
+		case p.Trace.B3:
+			d.fail("trace.b3", reason)
+			return
+		}
+	}
 	seen := make(map[string]bool, len(p.Tags))
+	headers := make(map[string]bool)
 	for i := range p.Tags {
 		t := &p.Tags[i]
 		path := indexPath("tags", i)
@@ -213,11 +258,16 @@ func (d *decoder) check(p *Policy) {
 			d.fail(path+".attribute", "duplicate attribute \""+t.Attribute+"\"")
 		case t.Hash && p.HMACKey == "":
 			d.fail(path+".hash", "requires \"hmac_key\"")
+		case t.EnvoyHeader != "" && headers[t.EnvoyHeader]:
+			d.fail(path+".envoy_header", "duplicate envoy_header \""+t.EnvoyHeader+"\"")
 		}
 		if d.err != nil {
 			return
 		}
 		seen[t.Attribute] = true
+		if t.EnvoyHeader != "" {
+			headers[t.EnvoyHeader] = true
+		}
 		if t.Hash {
 			t.hmacKey = []byte(p.HMACKey)
 		}
@@ -336,11 +386,27 @@ func (d *decoder) trace(v *fastjson.Value, path string, t *Trace) {
 			t.StartNew = &b
 		case "b3":
 			t.B3 = d.boolean(v, path)
+		case "mode":
+			t.Mode = d.traceMode(v, path)
+		case "trust_baggage":
+			b := d.boolean(v, path)
+			t.TrustBaggage = &b
 		default:
 			return false
 		}
 		return true
 	})
+}
+
+func (d *decoder) traceMode(v *fastjson.Value, path string) TraceMode {
+	s := d.str(v, path)
+	for i, name := range traceModeNames {
+		if s == name {
+			return TraceMode(i)
+		}
+	}
+	d.fail(path, "must be one of filter, envoy")
+	return TraceModeFilter
 }
 
 func (d *decoder) export(v *fastjson.Value, path string, e *Export) {

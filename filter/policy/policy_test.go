@@ -87,6 +87,13 @@ func TestParseErrors(t *testing.T) {
 		{"zero max length", `{"tags": [` + tag(`, "max_length": 0`) + `]}`, "tags[0].max_length: must be a positive integer"},
 		{"port out of range", `{"network": {"kafka": {"ports": [70000]}}}`, "network.kafka.ports[0]: must be a port number (1-65535)"},
 		{"peer service both", `{"network": {"peer_services": [{"port": 1, "cluster": "c", "service": "s"}]}}`, "network.peer_services[0]: must have exactly one of port, cluster"},
+		{"bad trace mode", `{"trace": {"mode": "zipkin"}}`, "trace.mode: must be one of filter, envoy"},
+		{"trace mode not a string", `{"trace": {"mode": 1}}`, "trace.mode: must be a string"},
+		{"trust baggage not a bool", `{"trace": {"trust_baggage": "no"}}`, "trace.trust_baggage: must be a boolean"},
+		{"b3 in envoy mode", `{"trace": {"b3": true, "mode": "envoy"}}`, `trace.b3: has no effect with trace.mode "envoy"`},
+		{"start_new in envoy mode", `{"trace": {"mode": "envoy", "start_new": false}}`, `trace.start_new: has no effect with trace.mode "envoy"`},
+		{"duplicate envoy header", `{"tags": [` + tag(`, "envoy_header": "x-h"`) + `,{"attribute": "b", "from": [{"header": "x"}], "envoy_header": "x-h"}]}`,
+			`tags[1].envoy_header: duplicate envoy_header "x-h"`},
 		{"peer service nameless", `{"network": {"peer_services": [{"port": 1}]}}`, "network.peer_services[0].service: is required"},
 	}
 	for _, tc := range tests {
@@ -101,6 +108,33 @@ func TestParseErrors(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error = %q, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseTraceModeAndBaggageTrust(t *testing.T) {
+	tests := []struct {
+		name, in string
+		mode     TraceMode
+		trusted  bool
+	}{
+		{"defaults", `{}`, TraceModeFilter, true},
+		{"gateway distrusts by default", `{"direction": "gateway"}`, TraceModeFilter, false},
+		{"outbound trusts by default", `{"direction": "outbound"}`, TraceModeFilter, true},
+		{"explicit trust at a gateway", `{"direction": "gateway", "trace": {"trust_baggage": true}}`, TraceModeFilter, true},
+		{"explicit distrust", `{"trace": {"trust_baggage": false}}`, TraceModeFilter, false},
+		{"filter mode", `{"trace": {"mode": "filter", "b3": true, "start_new": true}}`, TraceModeFilter, true},
+		{"envoy mode", `{"direction": "gateway", "trace": {"mode": "envoy", "b3": false}}`, TraceModeEnvoy, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Trace.Mode != tc.mode || p.TrustsBaggage() != tc.trusted {
+				t.Fatalf("mode %v, trusts baggage %v; want %v, %v", p.Trace.Mode, p.TrustsBaggage(), tc.mode, tc.trusted)
 			}
 		})
 	}

@@ -81,6 +81,20 @@ func (b *Baggage) Set(key, value string) bool {
 	return true
 }
 
+// Delete removes every member named key and reports whether there was one.
+func (b *Baggage) Delete(key string) bool {
+	kept := b.Members[:0]
+	for _, m := range b.Members {
+		if m.Key != key {
+			kept = append(kept, m)
+		}
+	}
+	deleted := len(kept) != len(b.Members)
+	clear(b.Members[len(kept):])
+	b.Members = kept
+	return deleted
+}
+
 // AppendTo appends the header form of b, percent-encoding values as needed.
 func (b *Baggage) AppendTo(dst []byte) []byte {
 	for i, m := range b.Members {

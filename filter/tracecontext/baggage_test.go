@@ -47,6 +47,27 @@ func TestBaggageMemberLimit(t *testing.T) {
 	}
 }
 
+func TestBaggageDelete(t *testing.T) {
+	tests := []struct {
+		in, key, want string
+		deleted       bool
+	}{
+		{"a=1,b=2,a=3;p", "a", "b=2", true},
+		{"a=1,b=2", "c", "a=1,b=2", false},
+		{"a=1", "a", "", true},
+		{"", "a", "", false},
+	}
+	for _, tc := range tests {
+		b := ParseBaggage(tc.in)
+		if got := b.Delete(tc.key); got != tc.deleted {
+			t.Errorf("Delete(%q) on %q = %v, want %v", tc.key, tc.in, got, tc.deleted)
+		}
+		if got := string(b.AppendTo(nil)); got != tc.want {
+			t.Errorf("after Delete(%q) on %q: %q, want %q", tc.key, tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestBaggageSet(t *testing.T) {
 	b := ParseBaggage("a=1;p,b=2")
 	if !b.Set("a", "x,y") || !b.Set("c", "3") {
