@@ -69,6 +69,7 @@ func Spans(dst []document.Span, rss []*tracepb.ResourceSpans, lim Limits) ([]doc
 	}
 	orig, grown := len(dst), false
 	var rej Rejected
+	var envoy envoyResources
 	for i, rs := range rss {
 		if rs == nil {
 			continue
@@ -81,6 +82,7 @@ func Spans(dst []document.Span, rss []*tracepb.ResourceSpans, lim Limits) ([]doc
 		if s, ok := resource["service.name"].(string); ok && s != "" {
 			service = s
 		}
+		envoy.reset(resource)
 		for j, ss := range rs.ScopeSpans {
 			if ss == nil {
 				continue
@@ -104,6 +106,7 @@ func Spans(dst []document.Span, rss []*tracepb.ResourceSpans, lim Limits) ([]doc
 				doc.Service = service
 				doc.Resource = resource
 				doc.Scope = scope
+				envoy.envoySpan(&doc)
 				if !grown { // room for every span, at most MaxSpans, allocated once a span is valid
 					dst, grown = slices.Grow(dst, n), true
 				}

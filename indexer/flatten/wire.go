@@ -173,6 +173,7 @@ type wireDecoder struct {
 	// would have become documents.
 	validate bool
 	valid    int
+	envoy    envoyResources // Envoy spans' derived resources, for the current ResourceSpans
 }
 
 // str returns b, already checked for UTF-8, as a string; equal strings of one request are shared.
@@ -239,6 +240,7 @@ func (d *wireDecoder) resourceSpans(dst []document.Span, b []byte, i int, rej *R
 	if s, ok := resource["service.name"].(string); ok && s != "" {
 		service = s
 	}
+	d.envoy.reset(resource)
 	for j := 0; len(b) > 0; {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -292,6 +294,7 @@ func (d *wireDecoder) scopeSpans(dst []document.Span, b []byte, i, j int, servic
 			d.valid++
 		default:
 			doc.Service, doc.Resource, doc.Scope = service, resource, scope
+			d.envoy.envoySpan(&doc)
 			dst = append(dst, doc)
 		}
 		k++

@@ -92,6 +92,7 @@ func wireSamples(t testing.TB) map[string][]byte {
 			Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("service.name", sv(""))}},
 			ScopeSpans: []*tracepb.ScopeSpans{{}, {Spans: []*tracepb.Span{bad, full}}}}),
 		"empty": nil,
+		"envoy": marshal(t, resourceSpans(envoySpan(), root)...),
 	}
 }
 
@@ -215,6 +216,7 @@ func FuzzFromProtobuf(f *testing.F) {
 	for _, b := range wireSamples(f) {
 		f.Add(b)
 	}
+	f.Add(readEnvoyFixture(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkSame(t, b, DefaultLimits)
 		checkSame(t, b, tinyLimits)
