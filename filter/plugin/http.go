@@ -34,19 +34,32 @@ type httpContext struct {
 }
 
 // OnHttpRequestHeaders joins or starts the trace, evaluates the tag rules and rewrites the propagation
-// headers so the next hop becomes a child of this stream's span.
+// headers so the next hop becomes a child of this stream's span. In envoy mode it only evaluates the tag
+// rules: Envoy's tracer records the span and owns the trace context headers.
 func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
-	start := hostNow()
+	r := h.root
+	envoyMode := r.policy.Trace.Mode == policy.TraceModeEnvoy
+	if envoyMode && len(r.policy.Tags) == 0 {
+		return types.ActionContinue
+	}
+	var start uint64
+	if !envoyMode {
+		start = hostNow()
+	}
 	headers, err := proxywasm.GetHttpRequestHeaders()
 	if err != nil {
 		return types.ActionContinue
 	}
 	h.headers = headers
 	defer func() { h.headers = nil }()
-	r := h.root
+	if envoyMode {
+		h.tagOnly(true)
+		return types.ActionContinue
+	}
 	dir := r.streamDirection()
 	parent, joined := h.parentContext()
 	if !joined && !r.startNew(dir) {
+		h.tagOnly(false) // no span, no tags; but the trust boundary holds
 		return types.ActionContinue
 	}
 	s := &h.span
@@ -61,9 +74,25 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	h.active = true
 	h.requestAttributes(dir)
-	h.applyTags()
+	h.applyTags(true)
 	h.propagate(parent, joined)
+	h.propagateBaggage()
 	return types.ActionContinue
+}
+
+// tagOnly runs the tag rules of a stream without a span: with evaluate (envoy mode) for their envoy_header
+// copies and baggage; without (a filter-mode stream that is not traced) only to enforce the trust boundary,
+// removing the client's envoy_header copies and, when baggage is not trusted, its propagated members.
+func (h *httpContext) tagOnly(evaluate bool) {
+	if len(h.root.policy.Tags) == 0 {
+		return
+	}
+	s := &h.span
+	s.Attrs = h.root.takeAttrs()
+	h.applyTags(evaluate)
+	h.propagateBaggage()
+	h.root.putAttrs(s.Attrs)
+	s.Attrs = nil
 }
 
 // parentContext reads the incoming trace context: W3C first, then (when enabled) B3 single and multi.
@@ -127,8 +156,10 @@ func (h *httpContext) requestAttributes(dir policy.Direction) {
 	}
 }
 
-// applyTags evaluates the policy's tag rules: span attribute, outgoing baggage, Envoy header copy.
-func (h *httpContext) applyTags() {
+// applyTags evaluates the policy's tag rules (when evaluate; otherwise every rule has no value): span
+// attribute, Envoy header copy. The Envoy header belongs to the filter: a copy the client sent is removed,
+// then the rule's value (if any) is set, so Envoy's custom tags never read a client-chosen value.
+func (h *httpContext) applyTags(evaluate bool) {
 	tags := h.root.policy.Tags
 	if len(tags) == 0 {
 		return
@@ -136,12 +167,23 @@ func (h *httpContext) applyTags() {
 	h.baggage = tc.ParseBaggage(h.header(tc.HeaderBaggage))
 	for i := range tags {
 		t := &tags[i]
-		v, ok := tagValue(t, h)
-		if !ok {
+		v, ok := "", false
+		if evaluate {
+			v, ok = tagValue(t, h)
+		}
+		if ok {
+			h.span.Attrs = append(h.span.Attrs, span.String(t.Attribute, v))
+		}
+		if t.EnvoyHeader == "" {
 			continue
 		}
-		h.span.Attrs = append(h.span.Attrs, span.String(t.Attribute, v))
-		if t.EnvoyHeader != "" {
+		if _, sent := h.lookup(t.EnvoyHeader); sent {
+			// Removed first even when a value follows: a client may have sent several copies.
+			if err := proxywasm.RemoveHttpRequestHeader(t.EnvoyHeader); err != nil {
+				logProblem("cannot remove "+t.EnvoyHeader, err)
+			}
+		}
+		if ok {
 			if err := proxywasm.ReplaceHttpRequestHeader(t.EnvoyHeader, v); err != nil {
 				logProblem("cannot set "+t.EnvoyHeader, err)
 			}
@@ -155,6 +197,9 @@ func (h *httpContext) value(src policy.Source) (string, bool) {
 	case policy.SourceHeader:
 		return h.lookup(src.Name)
 	case policy.SourceBaggage:
+		if !h.root.trustBaggage {
+			return "", false
+		}
 		return h.baggage.Get(src.Name)
 	case policy.SourceCookie:
 		return extract.Cookie(h.header("cookie"), src.Name)
@@ -166,8 +211,7 @@ func (h *httpContext) value(src policy.Source) (string, bool) {
 	return "", false
 }
 
-// propagate rewrites traceparent (and the B3 headers that arrived) to this stream's span and writes
-// propagated tags into the baggage header.
+// propagate rewrites traceparent (and the B3 headers that arrived) to this stream's span.
 func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 	s := &h.span
 	own := tc.SpanContext{TraceID: s.TraceID, SpanID: s.SpanID, Flags: byte(s.Flags), TraceState: s.TraceState}
@@ -185,22 +229,45 @@ func (h *httpContext) propagate(parent tc.SpanContext, joined bool) {
 			replaceRequestHeader(tc.HeaderB3ParentID, r.scratch)
 		}
 	}
+}
+
+// propagateBaggage writes the values of propagated tags (from the span's attributes) into the baggage
+// header. When baggage is not trusted, the members of propagated tags that arrived are dropped first, so
+// only this proxy's own values go on; so is an incoming header over the W3C limits (it cannot be checked
+// member by member). The header is rewritten only when it changes.
+func (h *httpContext) propagateBaggage() {
+	r := h.root
 	changed := false
-	for i := range h.root.policy.Tags {
-		t := &h.root.policy.Tags[i]
+	if !r.trustBaggage && r.propagates {
+		if raw := h.header(tc.HeaderBaggage); len(raw) > tc.MaxBaggageBytes || len(h.baggage.Members) >= tc.MaxBaggageMembers {
+			changed = true
+		}
+	}
+	for i := range r.policy.Tags {
+		t := &r.policy.Tags[i]
 		if !t.Propagate {
 			continue
 		}
-		if v, ok := attrValue(s.Attrs, t.Attribute); ok {
+		if !r.trustBaggage {
+			changed = h.baggage.Delete(t.Attribute) || changed
+		}
+		if v, ok := attrValue(h.span.Attrs, t.Attribute); ok {
 			if old, had := h.baggage.Get(t.Attribute); !had || old != v {
 				changed = h.baggage.Set(t.Attribute, v) || changed
 			}
 		}
 	}
-	if changed {
-		r.scratch = h.baggage.AppendTo(r.scratch[:0])
-		replaceRequestHeader(tc.HeaderBaggage, r.scratch)
+	if !changed {
+		return
 	}
+	if len(h.baggage.Members) == 0 {
+		if err := proxywasm.RemoveHttpRequestHeader(tc.HeaderBaggage); err != nil {
+			logProblem("cannot remove "+tc.HeaderBaggage, err)
+		}
+		return
+	}
+	r.scratch = h.baggage.AppendTo(r.scratch[:0])
+	replaceRequestHeader(tc.HeaderBaggage, r.scratch)
 }
 
 // OnHttpStreamDone (the log phase) finishes the span with what Envoy knows about the stream and submits it.

@@ -35,11 +35,14 @@ type rootContext struct {
 	contextID uint32
 	policy    *policy.Policy
 	direction policy.Direction // resolved direction when the policy fixes it; DirectionAuto otherwise
-	ids       idSource
-	exporter  *exporter
-	kind      pluginKind    // HTTP or network filter, resolved on the first stream (see tcp.go)
-	scratch   []byte        // header values being written to the host (a VM runs one callback at a time)
-	freeAttrs [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
+	// trustBaggage: incoming baggage is read by tag rules and its propagated members forwarded.
+	trustBaggage bool
+	propagates   bool // some tag rule has propagate
+	ids          idSource
+	exporter     *exporter
+	kind         pluginKind    // HTTP or network filter, resolved on the first stream (see tcp.go)
+	scratch      []byte        // header values being written to the host (a VM runs one callback at a time)
+	freeAttrs    [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
 }
 
 // OnPluginStart loads and validates the policy. An invalid policy fails the start with one log line that
@@ -57,13 +60,21 @@ func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
 	}
 	r.policy = p
 	r.direction = p.Direction
+	r.trustBaggage = p.TrustsBaggage()
+	for i := range p.Tags {
+		r.propagates = r.propagates || p.Tags[i].Propagate
+	}
 	r.ids.seed()
 	res := resourceFor(p.Service)
 	r.exporter = newExporter(p.Export, res, r.ids.next())
 	if err := proxywasm.SetTickPeriodMilliSeconds(uint32(p.Export.FlushIntervalMS)); err != nil {
 		proxywasm.LogWarnf("meshtrace: cannot set tick period: %v", err)
 	}
-	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules", serviceName(res), len(p.Tags))
+	// Whether Envoy's own tracer is on cannot be told from here (proxy-wasm exposes no attribute for the
+	// connection manager's tracing configuration), so filter mode next to an active tracer is not warned
+	// about: see docs/filter.md.
+	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules, trace mode %s, baggage trusted: %t",
+		serviceName(res), len(p.Tags), p.Trace.Mode, r.trustBaggage)
 	return types.OnPluginStartStatusOK
 }
 

@@ -17,6 +17,8 @@ func TestBadPolicyFailsStart(t *testing.T) {
 		{"hmac without key", `{"tags": [{"attribute": "a", "from": [{"header": "x"}], "hash": true}]}`, `tags[0].hash: requires "hmac_key"`},
 		{"duplicate attribute", `{"tags": [{"attribute": "a", "from": [{"header": "x"}]}, {"attribute": "a", "from": [{"cookie": "y"}]}]}`, `tags[1].attribute: duplicate attribute "a"`},
 		{"invalid JSON", `{"tags": `, "invalid JSON"},
+		{"unknown trace mode", `{"trace": {"mode": "both"}}`, "trace.mode: must be one of filter, envoy"},
+		{"b3 in envoy mode", `{"trace": {"mode": "envoy", "b3": true}}`, `trace.b3: has no effect with trace.mode "envoy"`},
 	}
 	forEachRunner(t, func(t *testing.T, r runner) {
 		for _, tc := range tests {
