@@ -270,19 +270,29 @@ func TestHostileInput(t *testing.T) {
 	const policy = `{"hmac_key": "k", "trace": {"b3": true}, "tags": [
 	  {"attribute": "customer_id", "from": [{"header": "x-customer-id"}], "propagate": true, "envoy_header": "x-c", "hash": true},
 	  {"attribute": "tenant", "from": [{"jwt_claim": "tenant"}, {"jwt_claim": "sub"}, {"cookie": "t"}, {"baggage": "t"}, {"query": "t"}], "regex": "(a+)+$"}]}`
+	// The same tag rules in envoy mode (which refuses b3) and with untrusted baggage: no spans at all.
+	envoyPolicy := strings.Replace(policy, `"trace": {"b3": true}`, `"trace": {"mode": "envoy", "trust_baggage": false}`, 1)
+	modes := []struct {
+		name, policy string
+		spans        int
+	}{{"filter mode", policy, len(cases)}, {"envoy mode", envoyPolicy, 0}}
 	forEachRunner(t, func(t *testing.T, r runner) {
-		e := r.setup(t, policy, props("xds.listener_direction", "not an int", "source.address", "::::"))
-		for _, c := range cases {
-			e.do(request{headers: append(get(), c...), status: "not a number", props: map[string][]byte{"response.code": []byte("x")}})
-		}
-		if spans := e.spans(); len(spans) != len(cases) {
-			t.Fatalf("%d spans, want %d", len(spans), len(cases))
-		}
-		if r.native() {
-			return // live contexts are counted by the wasm host only
-		}
-		if live := e.h.LiveContexts(); live != 1 {
-			t.Fatalf("%d live contexts after all streams completed, want only the root", live)
+		for _, m := range modes {
+			t.Run(m.name, func(t *testing.T) {
+				e := r.setup(t, m.policy, props("xds.listener_direction", "not an int", "source.address", "::::"))
+				for _, c := range cases {
+					e.do(request{headers: append(get(), c...), status: "not a number", props: map[string][]byte{"response.code": []byte("x")}})
+				}
+				if spans := e.spans(); len(spans) != m.spans {
+					t.Fatalf("%d spans, want %d", len(spans), m.spans)
+				}
+				if r.native() {
+					return // live contexts are counted by the wasm host only
+				}
+				if live := e.h.LiveContexts(); live != 1 {
+					t.Fatalf("%d live contexts after all streams completed, want only the root", live)
+				}
+			})
 		}
 	})
 }
