@@ -99,7 +99,15 @@ func (r *envoyResources) envoySpan(doc *document.Span) {
 			delete(a, k) // Envoy's "no value"
 		}
 	}
-	if method, ok := a[envoyMethod].(string); ok {
+	// Envoy sets http.method and http.url on the span of the downstream request (HCM) only, not on the
+	// upstream span of the router (spawn_upstream_span: "router <cluster> egress").
+	_, downstream := a[envoyURL]
+	method, ok := a[envoyMethod].(string)
+	if !ok {
+		method, ok = a["http.request.method"].(string) // Envoy configured for semantic-convention names
+	}
+	if ok {
+		downstream = true
 		if doc.Name != "" && doc.Name != method {
 			setAbsent(a, EnvoyOperationAttr, doc.Name)
 		}
@@ -114,17 +122,12 @@ func (r *envoyResources) envoySpan(doc *document.Span) {
 	if a[envoyUpstreamName] == a["envoy.upstream.cluster"] {
 		delete(a, envoyUpstreamName) // the cluster again: it differs only with an alt_stat_name
 	}
-	if n, ok := decimal(a[envoyStatusCode]); ok {
-		if n == 0 {
-			delete(a, envoyStatusCode) // no response
-		} else {
-			move(a, envoyStatusCode, "http.response.status_code", n)
-		}
+	moveNumber(a, envoyStatusCode, "http.response.status_code")
+	if a["http.response.status_code"] == int64(0) {
+		delete(a, "http.response.status_code") // no response
 	}
 	for _, kv := range envoySizes {
-		if n, ok := decimal(a[kv[0]]); ok {
-			move(a, kv[0], kv[1], n)
-		}
+		moveNumber(a, kv[0], kv[1])
 	}
 	if u, ok := a[envoyURL].(string); ok {
 		envoyURLAttrs(a, u)
@@ -135,19 +138,30 @@ func (r *envoyResources) envoySpan(doc *document.Span) {
 			move(a, envoyProtocol, "network.protocol.version", v)
 		}
 	}
-	// peer.address is the downstream's address on every span; the filter's network.peer.address is the
-	// downstream on server spans and the upstream host on client spans.
+	// peer.address is the downstream's address on the downstream span and the upstream host's ("ip:port") on
+	// the router's upstream span. The filter's network.peer.address is the downstream on server spans and the
+	// upstream host on client spans; its client.address is the downstream.
 	if p, ok := a[envoyPeerAddress].(string); ok {
-		if doc.Kind != "client" {
-			setAbsent(a, "network.peer.address", p)
+		host, port := splitHostPort(p)
+		if !downstream || doc.Kind != "client" {
+			setAbsent(a, "network.peer.address", host)
+			if port > 0 {
+				setAbsent(a, "network.peer.port", port)
+			}
 		}
-		move(a, envoyPeerAddress, "client.address", p)
+		if downstream {
+			setAbsent(a, "client.address", host)
+		}
+		delete(a, envoyPeerAddress)
+		if a[envoyUpstreamAddress] == p {
+			delete(a, envoyUpstreamAddress)
+		}
 	}
-	if doc.Kind == "client" {
-		if u, ok := a[envoyUpstreamAddress].(string); ok {
-			if host, port := splitHostPort(u); host != "" {
+	if u, ok := a[envoyUpstreamAddress].(string); ok && doc.Kind == "client" {
+		if host, port := splitHostPort(u); host != "" {
+			if _, taken := a["network.peer.address"]; !taken {
 				delete(a, envoyUpstreamAddress)
-				setAbsent(a, "network.peer.address", host)
+				a["network.peer.address"] = host
 				if port > 0 {
 					setAbsent(a, "network.peer.port", port)
 				}
@@ -205,6 +219,17 @@ func move(a map[string]any, from, to string, v any) {
 	}
 	delete(a, from)
 	a[to] = v
+}
+
+// moveNumber moves a decimal count from from to to as a number, as move does, and makes a decimal string at
+// to (Envoy's semantic-convention names carry strings too) a number. Other values stay where they are.
+func moveNumber(a map[string]any, from, to string) {
+	if n, ok := decimal(a[from]); ok {
+		move(a, from, to, n)
+	}
+	if n, ok := decimal(a[to]); ok {
+		a[to] = n
+	}
 }
 
 func setAbsent(a map[string]any, k string, v any) {

@@ -15,8 +15,14 @@ import (
 // 503 UH (no healthy upstream).
 const envoyFixture = "testdata/envoy-1.40-otel-export.pb"
 
-func readEnvoyFixture(t testing.TB) []byte {
-	b, err := os.ReadFile(envoyFixture)
+// envoyUpstreamFixture is the same Envoy with spawn_upstream_span: the router's upstream span ("router
+// <cluster> egress", CLIENT) of GET /cart/items and the connection manager's span, now SERVER.
+const envoyUpstreamFixture = "testdata/envoy-1.40-otel-export-upstream.pb"
+
+func readEnvoyFixture(t testing.TB) []byte { return readFixture(t, envoyFixture) }
+
+func readFixture(t testing.TB, name string) []byte {
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +92,35 @@ func TestEnvoyFixture(t *testing.T) {
 		if !reflect.DeepEqual(d.Resource, resource) {
 			t.Errorf("span %d resource:\n got %v\nwant %v", i, d.Resource, resource)
 		}
+	}
+}
+
+func TestEnvoyUpstreamFixture(t *testing.T) {
+	b := readFixture(t, envoyUpstreamFixture)
+	checkSame(t, b, DefaultLimits)
+	docs, rej, err := FromProtobuf(nil, b, DefaultLimits)
+	if err != nil || rej.Count != 0 || len(docs) != 2 {
+		t.Fatalf("%d documents, %+v, %v", len(docs), rej, err)
+	}
+	up, down := docs[0], docs[1]
+	if up.Name != "router outbound|8080||backend.default.svc.cluster.local egress" || up.Kind != "client" || up.Service != "frontend" {
+		t.Errorf("upstream span: name %q kind %q service %q", up.Name, up.Kind, up.Service)
+	}
+	for k, v := range map[string]any{
+		"network.peer.address": "127.0.0.1", "network.peer.port": int64(15006), "http.response.status_code": int64(200),
+		"envoy.upstream.cluster": "outbound|8080||backend.default.svc.cluster.local", "network.protocol.version": "1.1",
+	} {
+		if up.Attr[k] != v {
+			t.Errorf("upstream span %s = %v, want %v", k, up.Attr[k], v)
+		}
+	}
+	for _, k := range []string{"peer.address", "upstream_address", "client.address", "response_flags", EnvoyOperationAttr} {
+		if v, ok := up.Attr[k]; ok {
+			t.Errorf("upstream span has %s = %v", k, v)
+		}
+	}
+	if down.Name != "GET" || down.Kind != "server" || down.Attr["network.peer.address"] != "127.0.0.1" || down.Attr["client.address"] != "127.0.0.1" {
+		t.Errorf("downstream span: %q %q %v", down.Name, down.Kind, down.Attr)
 	}
 }
 

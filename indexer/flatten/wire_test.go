@@ -217,6 +217,7 @@ func FuzzFromProtobuf(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(readEnvoyFixture(f))
+	f.Add(readFixture(f, envoyUpstreamFixture))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkSame(t, b, DefaultLimits)
 		checkSame(t, b, tinyLimits)
