@@ -119,7 +119,7 @@ func (r *envoyResources) envoySpan(doc *document.Span) {
 	for _, kv := range envoyRenames {
 		move(a, kv[0], kv[1], a[kv[0]])
 	}
-	if a[envoyUpstreamName] == a["envoy.upstream.cluster"] {
+	if c, ok := a["envoy.upstream.cluster"].(string); ok && a[envoyUpstreamName] == c {
 		delete(a, envoyUpstreamName) // the cluster again: it differs only with an alt_stat_name
 	}
 	moveNumber(a, envoyStatusCode, "http.response.status_code")

@@ -183,6 +183,24 @@ func TestEnvoySpanMapping(t *testing.T) {
 	}
 }
 
+// TestEnvoySpanOddValues feeds the rewrite values of other types than Envoy sends (arrays, numbers), as
+// any client may: it must neither panic nor move them to names that mean something else.
+func TestEnvoySpanOddValues(t *testing.T) {
+	arr := &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{sv("a")}}}}
+	sp := validSpan()
+	sp.Attributes = []*commonpb.KeyValue{kv("component", sv("proxy")), kv("upstream_cluster", arr), kv("upstream_cluster.name", arr),
+		kv("http.status_code", iv(404)), kv("request_size", iv(-1)), kv("peer.address", arr), kv("upstream_address", arr), kv("http.url", iv(1))}
+	docs, _, err := Spans(nil, resourceSpans(sp), DefaultLimits)
+	if err != nil || len(docs) != 1 {
+		t.Fatal(err)
+	}
+	a := docs[0].Attr
+	if a["http.response.status_code"] != int64(404) || a["request_size"] != int64(-1) || a["http.url"] != int64(1) || docs[0].Name != "GET /cart" {
+		t.Fatalf("odd values mapped wrongly: %v", a)
+	}
+	checkSame(t, marshal(t, resourceSpans(sp)...), DefaultLimits)
+}
+
 func TestEnvoySpanKeepsSemanticNames(t *testing.T) {
 	sp := envoySpan()
 	sp.Attributes = append(sp.Attributes, kv("http.request.method", sv("GET")), kv("url.path", sv("/own")))
