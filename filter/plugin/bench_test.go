@@ -75,14 +75,15 @@ func driveWith(tb testing.TB, h *wasmhost.Host, headers [][2]string, i int) {
 }
 
 // BenchmarkRequest measures one HTTP stream through each compiled build: "traced" joins the W3C context,
-// applies 3 tag rules and exports (amortised); "untraced" is the same stream on a plugin that records
-// nothing (the host and SDK round trips alone), to read the filter's own share. allocs/op are the host
+// applies 3 tag rules and exports (amortised); "envoy-mode" applies the same tag rules in trace.mode envoy
+// (no span, no export); "untraced" is the same stream on a plugin that records nothing (the host and SDK round trips alone), to read the filter's own share. allocs/op are the host
 // side's; cpu-ns/op is process CPU time, steadier than wall time on a loaded machine; guest-bytes is the
 // guest's linear memory at the end.
 func BenchmarkRequest(b *testing.B) {
 	cases := []struct{ name, policy string }{
 		{"traced", benchPolicy},
 		{"untraced", `{"direction": "outbound", "trace": {"start_new": false}}`},
+		{"envoy-mode", `{"trace": {"mode": "envoy"}, ` + benchPolicy[1:]}, // the 3 tag rules, no span
 	}
 	for _, build := range artifact.Builds(b) {
 		for _, c := range cases {
