@@ -18,20 +18,29 @@ func TestSpanKindFromDirection(t *testing.T) {
 		direction    int64
 		want         tracepb.Span_SpanKind
 		property     string // where the host serves the direction; default xds.listener_direction
+		node         string // xds.node.id, when set
 	}{
-		{"inbound listener", "", 1, tracepb.Span_SPAN_KIND_SERVER, ""},
-		{"outbound listener", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT, ""},
-		{"gateway", `{"direction": "gateway"}`, 2, tracepb.Span_SPAN_KIND_SERVER, ""},
-		{"policy outbound overrides listener", `{"direction": "outbound", "trace": {"start_new": true}}`, 1, tracepb.Span_SPAN_KIND_CLIENT, ""},
-		{"policy inbound overrides listener", `{"direction": "inbound"}`, 2, tracepb.Span_SPAN_KIND_SERVER, ""},
+		{"inbound listener", "", 1, tracepb.Span_SPAN_KIND_SERVER, "", ""},
+		{"outbound listener", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT, "", ""},
+		{"gateway", `{"direction": "gateway"}`, 2, tracepb.Span_SPAN_KIND_SERVER, "", ""},
+		{"policy outbound overrides listener", `{"direction": "outbound", "trace": {"start_new": true}}`, 1, tracepb.Span_SPAN_KIND_CLIENT, "", ""},
+		{"policy inbound overrides listener", `{"direction": "inbound"}`, 2, tracepb.Span_SPAN_KIND_SERVER, "", ""},
 		{"older proxies' listener_direction", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT,
-			"listener_direction"},
+			"listener_direction", ""},
+		{"auto on an Istio gateway", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_SERVER, "",
+			"router~10.1.2.3~istio-ingressgateway-5d8f.istio-system~istio-system.svc.cluster.local"},
+		{"auto on an Istio sidecar", `{"trace": {"start_new": true}}`, 2, tracepb.Span_SPAN_KIND_CLIENT, "",
+			"sidecar~10.1.2.4~frontend-7c9.shop~shop.svc.cluster.local"},
 	}
 	forEachRunner(t, func(t *testing.T, r runner) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				prop := cmp.Or(tc.property, "xds.listener_direction")
-				e := r.setup(t, tc.policy, map[string][]byte{prop: intProp(tc.direction)})
+				props := map[string][]byte{prop: intProp(tc.direction)}
+				if tc.node != "" {
+					props["xds.node.id"] = []byte(tc.node)
+				}
+				e := r.setup(t, tc.policy, props)
 				s, _ := e.oneSpan(request{headers: get([2]string{"traceparent", inParent}), status: "200"})
 				if s.Kind != tc.want {
 					t.Fatalf("kind %v, want %v", s.Kind, tc.want)

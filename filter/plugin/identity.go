@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"strings"
+
 	"github.com/meshtrace/meshtrace/filter/otlp"
 	"github.com/meshtrace/meshtrace/filter/policy"
 	"github.com/meshtrace/meshtrace/filter/span"
@@ -23,6 +25,21 @@ func nodeMetadata(key []string) string {
 		return v
 	}
 	return propertyString(append([]string{"node", "metadata"}, key...))
+}
+
+// istioGatewayPrefix starts the node id of an Istio gateway proxy ("router~IP~POD.NS~NS.svc.cluster.local");
+// sidecars' start with "sidecar~".
+const istioGatewayPrefix = "router~"
+
+// istioGateway reports whether the proxy is an Istio gateway (its node id, served as xds.node.id or, on
+// older proxies, node.id). Its listeners say outbound, but for the filter it is the mesh's edge: direction
+// "auto" resolves to gateway there.
+func istioGateway() bool {
+	id := propertyString([]string{"xds", "node", "id"})
+	if id == "" {
+		id = propertyString([]string{"node", "id"})
+	}
+	return strings.HasPrefix(id, istioGatewayPrefix)
 }
 
 // unknownService is the OTel default service name, used when neither the policy nor the node names one.

@@ -219,3 +219,21 @@ func TestBaggageTrust(t *testing.T) {
 		}
 	})
 }
+
+// TestIstioGatewayDistrustsBaggage checks that direction "auto" on an Istio gateway (node id router~...)
+// resolves to gateway, so incoming business keys in baggage are not believed there by default.
+func TestIstioGatewayDistrustsBaggage(t *testing.T) {
+	policy := `{"trace": {"start_new": true}, "tags": [` + customerTag + `]}`
+	forEachRunner(t, func(t *testing.T, r runner) {
+		for _, node := range []string{"router~10.1.2.3~gw.istio-system~istio-system.svc.cluster.local", "sidecar~10.1.2.4~app.shop~shop.svc.cluster.local"} {
+			e := r.setup(t, policy, map[string][]byte{"xds.listener_direction": intProp(2), "xds.node.id": []byte(node)})
+			out := e.do(request{headers: get([2]string{"baggage", "customer_id=999"}), status: "200"})
+			want := map[string]string{"baggage": "customer_id=999", "x-meshtrace-customer-id": "999"}
+			if strings.HasPrefix(node, "router~") {
+				want = map[string]string{"baggage": absent, "x-meshtrace-customer-id": absent}
+			}
+			checkOut(t, out, want)
+			e.close()
+		}
+	})
+}

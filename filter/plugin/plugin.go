@@ -60,7 +60,10 @@ func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
 	}
 	r.policy = p
 	r.direction = p.Direction
-	r.trustBaggage = p.TrustsBaggage()
+	if r.direction == policy.DirectionAuto && istioGateway() {
+		r.direction = policy.DirectionGateway // an Istio gateway's listeners say outbound: it is the edge
+	}
+	r.trustBaggage = p.TrustsBaggageAt(r.direction)
 	for i := range p.Tags {
 		r.propagates = r.propagates || p.Tags[i].Propagate
 	}

@@ -100,12 +100,13 @@ type Trace struct {
 	TrustBaggage *bool
 }
 
-// TrustsBaggage resolves TrustBaggage for the policy's direction.
-func (p *Policy) TrustsBaggage() bool {
+// TrustsBaggageAt resolves TrustBaggage for a filter running in direction dir (the policy's, or the one the
+// plugin resolved "auto" to at start): trusted unless dir is a gateway.
+func (p *Policy) TrustsBaggageAt(dir Direction) bool {
 	if p.Trace.TrustBaggage != nil {
 		return *p.Trace.TrustBaggage
 	}
-	return p.Direction != DirectionGateway
+	return dir != DirectionGateway
 }
 
 // Export configures the OTLP/HTTP exporter.

@@ -133,8 +133,8 @@ func TestParseTraceModeAndBaggageTrust(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Trace.Mode != tc.mode || p.TrustsBaggage() != tc.trusted {
-				t.Fatalf("mode %v, trusts baggage %v; want %v, %v", p.Trace.Mode, p.TrustsBaggage(), tc.mode, tc.trusted)
+			if p.Trace.Mode != tc.mode || p.TrustsBaggageAt(p.Direction) != tc.trusted {
+				t.Fatalf("mode %v, trusts baggage %v; want %v, %v", p.Trace.Mode, p.TrustsBaggageAt(p.Direction), tc.mode, tc.trusted)
 			}
 		})
 	}
