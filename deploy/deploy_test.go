@@ -38,6 +38,8 @@ var rendered = []struct {
 }{
 	{"overlays/istio/wasmplugins.yaml", []string{"render", "--policy", "overlays/istio/policy.json",
 		"--namespace", "istio-system", "--url", "oci://ghcr.io/meshtrace/filter:0.1.0"}},
+	{"overlays/telemetry/wasmplugins.yaml", []string{"render", "--policy", "overlays/telemetry/policy.json",
+		"--namespace", "istio-system", "--url", "oci://ghcr.io/meshtrace/filter:0.1.0"}},
 	{"overlays/gloo/gateway.yaml", []string{"render", "--gloo", "--policy", "overlays/gloo/policy.json",
 		"--image", "ghcr.io/meshtrace/filter:0.1.0"}},
 }
