@@ -30,11 +30,12 @@ const (
 	jsonEncoding                     // application/json
 )
 
-// HTTPServer returns an http.Server for OTLP/HTTP on TracesPath with the configured timeouts, so that slow or
-// idle clients cannot hold connections (or the budget) indefinitely.
+// HTTPServer returns an http.Server for OTLP/HTTP on TracesPath (and Zipkin v2 JSON on ZipkinPath) with the
+// configured timeouts, so that slow or idle clients cannot hold connections (or the budget) indefinitely.
 func (r *Receiver) HTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle(TracesPath, r)
+	mux.HandleFunc(ZipkinPath, r.serveZipkin)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
