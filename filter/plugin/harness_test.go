@@ -148,6 +148,7 @@ func (e *env) close() {
 // request is one HTTP stream scripted through the host.
 type request struct {
 	headers  [][2]string
+	inject   [][2]string       // request headers set after the filter, as Envoy's router does for its tracer (wasm builds only)
 	status   string            // response :status ("" = no response headers)
 	props    map[string][]byte // per-stream properties
 	duration time.Duration     // clock advance between request and response
@@ -165,6 +166,9 @@ func (e *env) do(r request) [][2]string {
 		e.t.Fatalf("request headers: action %v, error %v", a, err)
 	}
 	out := s.RequestHeadersNow()
+	for _, kv := range r.inject {
+		s.InjectRequestHeader(kv[0], kv[1])
+	}
 	e.clock.advance(r.duration)
 	if r.status != "" {
 		if a, err := s.ResponseHeaders([][2]string{{":status", r.status}}, true); err != nil || a != wasmhost.ActionContinue {

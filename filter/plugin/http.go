@@ -95,20 +95,56 @@ func (h *httpContext) tagOnly(evaluate bool) {
 	s.Attrs = nil
 }
 
-// parentContext reads the incoming trace context: W3C first, then (when enabled) B3 single and multi.
+// parentContext reads the incoming trace context: with trace.b3, B3 single then multi first (Envoy's Zipkin
+// tracer rewrites only those, so behind it they name the previous hop's span while traceparent may still
+// name the filter's original id there); then W3C traceparent.
 func (h *httpContext) parentContext() (tc.SpanContext, bool) {
+	if h.root.policy.Trace.B3 {
+		if c, ok := b3Context(h.header); ok {
+			return c, true
+		}
+	}
 	if c, ok := tc.ParseTraceparent(h.header(tc.HeaderTraceparent)); ok {
 		c.TraceState = tc.SanitizeTracestate(h.header(tc.HeaderTracestate))
 		return c, true
 	}
-	if !h.root.policy.Trace.B3 {
-		return tc.SpanContext{}, false
-	}
-	if v := h.header(tc.HeaderB3); v != "" {
+	return tc.SpanContext{}, false
+}
+
+// b3Context parses the B3 single header, else the multi headers, read with get.
+func b3Context(get func(string) string) (tc.SpanContext, bool) {
+	if v := get(tc.HeaderB3); v != "" {
 		return tc.ParseB3Single(v)
 	}
-	return tc.ParseB3Multi(h.header(tc.HeaderB3TraceID), h.header(tc.HeaderB3SpanID),
-		h.header(tc.HeaderB3Sampled), h.header(tc.HeaderB3Flags))
+	return tc.ParseB3Multi(get(tc.HeaderB3TraceID), get(tc.HeaderB3SpanID), get(tc.HeaderB3Sampled), get(tc.HeaderB3Flags))
+}
+
+// tracerContext returns the trace context Envoy's own tracer injected into the request after the filter
+// ran, when it differs from the one the filter wrote: the router rewrites the request's traceparent
+// (OpenTelemetry tracer) or B3 headers (Zipkin tracer) in place, and the log phase reads them back. The
+// filter's span then takes those ids, so it is the very span the next hop names as its parent, in the
+// tracer's trace: one connected trace per request whatever the tracer samples or where it sends its spans.
+func (h *httpContext) tracerContext() (tc.SpanContext, bool) {
+	s := &h.span
+	differs := func(c tc.SpanContext) bool { return c.TraceID != s.TraceID || c.SpanID != s.SpanID }
+	if c, ok := tc.ParseTraceparent(requestHeader(tc.HeaderTraceparent)); ok && differs(c) {
+		return c, true
+	}
+	if h.root.policy.Trace.B3 {
+		if c, ok := b3Context(requestHeader); ok && differs(c) {
+			return c, true
+		}
+	}
+	return tc.SpanContext{}, false
+}
+
+// requestHeader reads a request header from the host ("" when absent or unreadable).
+func requestHeader(name string) string {
+	v, err := proxywasm.GetHttpRequestHeader(name)
+	if err != nil {
+		return ""
+	}
+	return v
 }
 
 // requestAttributes records the OTel HTTP request attributes.
@@ -278,6 +314,10 @@ func (h *httpContext) OnHttpStreamDone() {
 	h.active = false
 	s := &h.span
 	s.EndUnixNano = hostNow()
+	if c, ok := h.tracerContext(); ok {
+		s.TraceID, s.SpanID = c.TraceID, c.SpanID
+		h.root.noteTracer()
+	}
 	code, ok := propertyInt(pathResponseCode)
 	if !ok { // hosts without the property: the response headers are still readable in the log phase
 		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {

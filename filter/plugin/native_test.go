@@ -128,6 +128,9 @@ func (n *nativeVM) do(t *testing.T, r request) [][2]string {
 	if r.duration != 0 {
 		t.Fatal("native runner: the native build reads the wall clock, a request cannot take a set duration")
 	}
+	if len(r.inject) > 0 {
+		t.Fatal("native runner: the emulator cannot change request headers after the request phase")
+	}
 	for k := range n.streamSet {
 		if _, ok := r.props[k]; ok {
 			continue

@@ -43,6 +43,17 @@ type rootContext struct {
 	kind         pluginKind    // HTTP or network filter, resolved on the first stream (see tcp.go)
 	scratch      []byte        // header values being written to the host (a VM runs one callback at a time)
 	freeAttrs    [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
+	tracerSeen   bool          // Envoy's tracer was seen injecting its context (logged once)
+}
+
+// noteTracer logs, once per plugin, that Envoy's own tracer rewrites the trace context after the filter and
+// that the filter's spans therefore take the tracer's ids.
+func (r *rootContext) noteTracer() {
+	if r.tracerSeen {
+		return
+	}
+	r.tracerSeen = true
+	proxywasm.LogInfo("meshtrace: Envoy's tracer rewrites the trace context after this filter: its HTTP spans take the tracer's trace and span ids, so each request stays one trace (send Envoy's own spans elsewhere, or use trace.mode envoy)")
 }
 
 // OnPluginStart loads and validates the policy. An invalid policy fails the start with one log line that

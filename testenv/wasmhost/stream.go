@@ -191,6 +191,13 @@ func (s *HTTPStream) ResponseTrailers(trailers [][2]string) (Action, error) {
 	return s.deliverMap(mapResponseTrailers, trailers, fnResponseTrailers, uint64(s.id), uint64(len(trailers)))
 }
 
+// InjectRequestHeader sets a request header between the request and the log callbacks, as Envoy's router
+// does when its own tracer injects the trace context after the HTTP filters ran (the log phase reads the
+// request headers back with the injected values).
+func (s *HTTPStream) InjectRequestHeader(key, value string) {
+	s.maps[mapRequestHeaders].replace([]byte(key), value)
+}
+
 // RequestHeadersNow returns the request headers as the plugin left them.
 func (s *HTTPStream) RequestHeadersNow() [][2]string { return s.maps[mapRequestHeaders].clone() }
 
