@@ -179,3 +179,60 @@ func TestEchoTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestTracing checks that an HTTP listener with Envoy's tracer starts, and that the router injects the
+// tracer's context: traceparent for OpenTelemetry, x-b3-* for Zipkin (the collectors need not answer).
+func TestTracing(t *testing.T) {
+	headers := make(chan http.Header, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		headers <- r.Header.Clone()
+	}))
+	defer app.Close()
+	for _, tt := range []struct {
+		provider TracerProvider
+		header   string
+	}{{OpenTelemetry, "Traceparent"}, {Zipkin, "X-B3-Traceid"}} {
+		t.Run(string(tt.provider), func(t *testing.T) {
+			p := start(t, Bootstrap{
+				Runtime: map[string]any{"tracing.opentelemetry.flush_interval_ms": 100},
+				Listeners: []Listener{{Name: "outbound", Direction: Outbound, Cluster: "app", Tracing: &Tracing{
+					Provider: tt.provider, Cluster: "collector", ServiceName: "app.default", RandomSampling: 50,
+					CustomTags: []CustomTag{{Tag: "customer_id", Header: "x-customer-id"}, {Tag: "istio.namespace", Literal: "default"}},
+				}}},
+				Clusters: []Cluster{
+					{Name: "app", Address: app.Listener.Addr().String()},
+					{Name: "collector", Address: EchoTCP(t), HTTP2: tt.provider == OpenTelemetry},
+				},
+			})
+			addr, err := p.ListenerAddr(context.Background(), "outbound")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := get(t, "http://"+addr+"/"); code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
+			if h := <-headers; h.Get(tt.header) == "" {
+				t.Errorf("the app saw no %s: %v", tt.header, h)
+			}
+		})
+	}
+}
+
+func TestRenderTracingErrors(t *testing.T) {
+	app := Cluster{Name: "app", Address: "127.0.0.1:1"}
+	for _, tt := range []struct {
+		name string
+		l    Listener
+		want string
+	}{
+		{"unknown cluster", Listener{Name: "l", Cluster: "app", Tracing: &Tracing{Provider: Zipkin, Cluster: "zipkin"}}, `unknown tracing cluster "zipkin"`},
+		{"tcp", Listener{Name: "l", TCP: true, Cluster: "app", Tracing: &Tracing{Provider: Zipkin, Cluster: "app"}}, "tracing needs an HTTP listener"},
+		{"sampling", Listener{Name: "l", Cluster: "app", Tracing: &Tracing{Provider: Zipkin, Cluster: "app", RandomSampling: 101}}, "out of (0, 100]"},
+		{"provider", Listener{Name: "l", Cluster: "app", Tracing: &Tracing{Provider: "jaeger", Cluster: "app"}}, `unknown tracer provider "jaeger"`},
+	} {
+		_, err := Bootstrap{Listeners: []Listener{tt.l}, Clusters: []Cluster{app}}.Render()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,9 +20,11 @@ import (
 )
 
 // indexer is the meshtrace indexer with its default embedded store, run in the test process: the OTLP/HTTP
-// receiver (Receiver) writing to a write-ahead log read by the pipeline, and the search API on a loopback server.
+// receiver (Receiver) and the OTLP/gRPC one (on GRPCAddr) writing to a write-ahead log read by the pipeline,
+// and the search API on a loopback server.
 type indexer struct {
 	Receiver http.Handler
+	GRPCAddr string // host:port of the OTLP/gRPC receiver (what Envoy's OpenTelemetry tracer exports to)
 	api      *httptest.Server
 }
 
@@ -52,8 +55,16 @@ func startIndexer(t *testing.T) *indexer {
 			t.Error(err)
 		}
 	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcSrv := recv.GRPCServer()
+	go func() { _ = grpcSrv.Serve(ln) }()
+	t.Cleanup(grpcSrv.Stop) // before the pipeline closes (cleanups run last first)
 	ix := &indexer{
 		Receiver: recv,
+		GRPCAddr: ln.Addr().String(),
 		api:      httptest.NewServer(api.New(st, api.Config{Logger: log})),
 	}
 	t.Cleanup(ix.api.Close)
