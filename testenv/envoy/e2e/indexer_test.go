@@ -25,6 +25,8 @@ import (
 type indexer struct {
 	Receiver http.Handler
 	GRPCAddr string // host:port of the OTLP/gRPC receiver (what Envoy's OpenTelemetry tracer exports to)
+	// HTTPAddr is host:port of the receiver's HTTP server: OTLP/HTTP, and Zipkin v2 JSON on /api/v2/spans.
+	HTTPAddr string
 	api      *httptest.Server
 }
 
@@ -62,9 +64,17 @@ func startIndexer(t *testing.T) *indexer {
 	grpcSrv := recv.GRPCServer()
 	go func() { _ = grpcSrv.Serve(ln) }()
 	t.Cleanup(grpcSrv.Stop) // before the pipeline closes (cleanups run last first)
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpSrv := recv.HTTPServer()
+	go func() { _ = httpSrv.Serve(httpLn) }()
+	t.Cleanup(func() { _ = httpSrv.Close() })
 	ix := &indexer{
 		Receiver: recv,
 		GRPCAddr: ln.Addr().String(),
+		HTTPAddr: httpLn.Addr().String(),
 		api:      httptest.NewServer(api.New(st, api.Config{Logger: log})),
 	}
 	t.Cleanup(ix.api.Close)

@@ -45,11 +45,11 @@ import (
 //     upstream_cluster, guid:x-request-id, ... and the custom tags; the router's upstream spans carry no
 //     custom tags.
 //
-// So each configuration below uses the trace mode that can give connected traces in the indexer: with
-// Envoy's OpenTelemetry tracer exporting to the indexer, trace.mode "envoy" (Envoy records the HTTP spans
-// and the filter only tags them through envoy_header and custom_tags); without a tracer, or with one whose
-// spans never reach the indexer (Zipkin: the indexer takes OTLP only) and which leaves traceparent alone,
-// trace.mode "filter".
+// The filter reads that rewrite back in OnHttpStreamDone: in trace.mode "filter" its span takes the ids
+// Envoy injected, so each request stays one trace at any sampling rate as long as Envoy's own spans go
+// elsewhere (the mesh's backend: a black hole here). When Envoy's spans go to the indexer, trace.mode
+// "envoy" (Envoy records the HTTP spans, the filter only tags them through envoy_header and custom_tags).
+// Each configuration below uses the mode that gives connected traces for where Envoy's spans go.
 
 // tracingRequests is the number of tagged requests each configuration sends (plus one with spoofed tags only).
 const tracingRequests = 10
@@ -64,12 +64,14 @@ const spoofedCustomer = "999"
 type tracingSetup struct {
 	name string
 	mode string // the policies' trace.mode
+	b3   bool   // the policies' trace.b3 (join and follow B3, as next to a Zipkin tracer)
 	// tracer is Envoy's tracer on every HTTP listener; nil means tracing off.
 	tracer *mesh.Tracing
-	// toIndexer sends Envoy's spans to the indexer's OTLP/gRPC port; otherwise they go to a black hole that
-	// only counts them.
+	// toIndexer sends Envoy's spans to the indexer (OpenTelemetry: its OTLP/gRPC port; Zipkin: its Zipkin
+	// v2 endpoint on the OTLP/HTTP port); otherwise they go to a black hole that only counts them.
 	toIndexer bool
 	// sampled says whether request i (its x-request-id) is in Envoy's random sample; nil means all are.
+	// In trace.mode "filter" every request must be in the indexer; in "envoy" only the sampled ones.
 	sampled func(i int) bool
 	// knownBroken, when set, says why the configuration cannot pass yet: it then runs only with
 	// MESHTRACE_E2E_TRACING_KNOWN_BROKEN=1.
@@ -79,23 +81,37 @@ type tracingSetup struct {
 // customTags are the Telemetry customTags every configuration with a tracer has.
 var customTags = map[string]string{"customer_id": customerHeader}
 
+// halfSampled puts the even requests in a 1% sample, the odd ones out (see requestID).
+func halfSampled(i int) bool { return i%2 == 0 }
+
 var tracingSetups = []tracingSetup{
 	{name: "tracer off", mode: "filter"},
 	{
-		name: "opentelemetry 100%", mode: "envoy", toIndexer: true,
+		name: "opentelemetry 100% to the indexer", mode: "envoy", toIndexer: true,
 		tracer: &mesh.Tracing{Provider: envoy.OpenTelemetry, RandomSampling: 100, HeaderTags: customTags},
+	},
+	{
+		// Envoy's spans go to the mesh's backend (a black hole); the filter's spans take Envoy's ids, sampled
+		// or not, so every request is one trace in the indexer.
+		name: "opentelemetry 1% to a black hole", mode: "filter",
+		tracer:  &mesh.Tracing{Provider: envoy.OpenTelemetry, RandomSampling: 1, HeaderTags: customTags},
+		sampled: halfSampled,
 	},
 	{
 		// Envoy's spans go to the indexer: the sampled requests must be complete there, the others absent,
 		// and every request one trace id across the hops, sampled or not.
-		name: "opentelemetry 1%", mode: "envoy", toIndexer: true,
+		name: "opentelemetry 1% to the indexer", mode: "envoy", toIndexer: true,
 		tracer:  &mesh.Tracing{Provider: envoy.OpenTelemetry, RandomSampling: 1, HeaderTags: customTags},
-		sampled: func(i int) bool { return i%2 == 0 },
+		sampled: halfSampled,
 	},
 	{
-		// Envoy's Zipkin spans go to a black hole (the indexer takes OTLP only); it rewrites x-b3-* only, so
-		// the filter's traceparent chain (trace.b3 false) is what the indexer gets.
-		name: "zipkin b3", mode: "filter",
+		// Envoy's Zipkin spans go to the mesh's backend (a black hole); the filter follows B3 (trace.b3), the
+		// only headers a Zipkin tracer rewrites, and takes Envoy's B3 ids.
+		name: "zipkin b3 to a black hole", mode: "filter", b3: true,
+		tracer: &mesh.Tracing{Provider: envoy.Zipkin, RandomSampling: 100, HeaderTags: customTags},
+	},
+	{
+		name: "zipkin b3 to the indexer", mode: "envoy", toIndexer: true,
 		tracer: &mesh.Tracing{Provider: envoy.Zipkin, RandomSampling: 100, HeaderTags: customTags},
 	},
 }
@@ -120,10 +136,10 @@ func requestKey(id string) string {
 
 // tracingPolicy is the plugin configuration of the tracing tests: customer_id from x-customer-id at the
 // gateway, propagated in baggage, copied into customerHeader for Envoy's custom tag.
-func tracingPolicy(direction, mode string) string {
+func tracingPolicy(direction, mode string, b3 bool) string {
 	return `{
   "direction": "` + direction + `",
-  "trace": {"mode": "` + mode + `"},
+  "trace": {"mode": "` + mode + `", "b3": ` + strconv.FormatBool(b3) + `},
   "export": {"flush_interval_ms": 100, "batch_size": 64, "max_buffered": 1024, "timeout_ms": 3000, "max_retries": 2},
   "tags": [
     {"attribute": "customer_id", "from": [{"header": "x-customer-id"}, {"baggage": "customer_id"}],
@@ -132,9 +148,10 @@ func tracingPolicy(direction, mode string) string {
 }`
 }
 
-// TestTracing runs the mesh with Envoy's tracer off, OpenTelemetry at 100% and 1%, and Zipkin B3, and checks
-// in the indexer that every request is exactly one connected trace with every hop once, tagged with the
-// customer the gateway derived and never with one the client spoofed.
+// TestTracing runs the mesh with Envoy's tracer off, OpenTelemetry at 100% and 1%, and Zipkin B3 (Envoy's
+// spans to the indexer or to a black hole), and checks in the indexer that every request (every sampled one
+// when only Envoy records spans) is exactly one connected trace with every hop once, in the trace id the
+// apps saw, tagged with the customer the gateway derived and never with one the client spoofed.
 func TestTracing(t *testing.T) {
 	brokenOK := os.Getenv("MESHTRACE_E2E_TRACING_KNOWN_BROKEN") == "1"
 	for _, build := range artifact.Builds(t) {
@@ -156,6 +173,7 @@ type tracedRequest struct {
 	requestID string
 	customer  string // the customer_id every span must carry; empty: none may
 	sampled   bool   // in Envoy's sample (always, without a 1% tracer)
+	indexed   bool   // its spans must be in the indexer: in Envoy's sample, or recorded by the filter
 }
 
 func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
@@ -165,6 +183,8 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 	if setup.tracer != nil {
 		tr := *setup.tracer
 		switch {
+		case setup.toIndexer && tr.Provider == envoy.Zipkin:
+			tr.Collector = ix.HTTPAddr // the OTLP/HTTP port, which also takes /api/v2/spans
 		case setup.toIndexer:
 			tr.Collector = ix.GRPCAddr
 		case tr.Provider == envoy.Zipkin:
@@ -174,7 +194,7 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 		}
 		tracer = &tr
 	}
-	m := startTracingMesh(t, plugin, newCollector(t, ix.Receiver).Addr(), setup.mode, tracer)
+	m := startTracingMesh(t, plugin, newCollector(t, ix.Receiver).Addr(), setup, tracer)
 	hops := wantHops
 	if setup.mode == "envoy" {
 		hops = envoyHops
@@ -188,6 +208,7 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 			requestID: requestID(run, i, sampled),
 			customer:  strconv.Itoa(1000*(run+1) + i),
 			sampled:   sampled,
+			indexed:   sampled || setup.mode == "filter",
 		}
 		h := map[string]string{
 			"x-request-id": r.requestID,
@@ -210,7 +231,7 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 	// little longer, so spans that should not exist (a second trace, a duplicate hop) have arrived too.
 	waitFor(30*time.Second, func() bool {
 		for _, r := range reqs {
-			if r.sampled && ix.search(t, "url.path="+query.Quote(r.path), "spans").Total < len(hops) {
+			if r.indexed && ix.search(t, "url.path="+query.Quote(r.path), "spans").Total < len(hops) {
 				return false
 			}
 		}
@@ -219,16 +240,16 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 	time.Sleep(1500 * time.Millisecond)
 
 	seenA, seenB := m.Apps["service-a"].Seen(), m.Apps["service-b"].Seen()
-	sampledCount := 0
+	indexedCount := 0
 	for _, r := range reqs {
 		found := ix.search(t, "url.path="+query.Quote(r.path), "spans").Spans
-		if !r.sampled {
+		if !r.indexed {
 			if len(found) != 0 {
 				t.Errorf("%s (x-request-id %s, not in Envoy's sample): invariant \"unsampled request leaves no span\" violated: %d spans:%s",
 					r.path, r.requestID, len(found), describe(found))
 			}
 		} else {
-			sampledCount++
+			indexedCount++
 			checkTracedRequest(t, ix, r, found, hops, setup.mode)
 		}
 		checkPropagation(t, setup, r, ix, seenA, seenB)
@@ -237,13 +258,13 @@ func testTracing(t *testing.T, plugin string, setup tracingSetup, run int) {
 	// Nothing outside the requests' traces: per service, exactly the spans the hops account for.
 	perService := map[string]int{}
 	for _, h := range hops {
-		perService[h.service] += sampledCount
+		perService[h.service] += indexedCount
 	}
 	for _, svc := range []string{gatewayService, "service-a", "service-b"} {
 		got := ix.search(t, "service="+query.Quote(svc), "spans")
 		if got.Total != perService[svc] {
-			t.Errorf("invariant \"no stray span\" violated: service %s has %d spans in the indexer, want %d (%d sampled requests):%s",
-				svc, got.Total, perService[svc], sampledCount, describe(got.Spans))
+			t.Errorf("invariant \"no stray span\" violated: service %s has %d spans in the indexer, want %d (%d requests in the indexer):%s",
+				svc, got.Total, perService[svc], indexedCount, describe(got.Spans))
 		}
 	}
 	if got := ix.search(t, "customer_id="+spoofedCustomer, "spans"); got.Total != 0 {
@@ -266,6 +287,9 @@ var envoyHops = []hop{
 	{"service-a", "client"},
 	{"service-b", "server"},
 }
+
+// filterScope is the instrumentation scope of the filter's spans.
+const filterScope = "meshtrace-filter"
 
 // checkTracedRequest asserts the invariants of one sampled request, naming the first it finds violated.
 func checkTracedRequest(t *testing.T, ix *indexer, r tracedRequest, found []document.Span, hops []hop, mode string) {
@@ -335,13 +359,10 @@ func checkTracedRequest(t *testing.T, ix *indexer, r tracedRequest, found []docu
 	for h, extra := range byHop {
 		fail("no stray span", "trace %s has %d %s %s spans, a hop the chain does not have:%s", found[0].TraceID, len(extra), h.service, h.kind, describe(extra))
 	}
-	wantScope := "meshtrace-filter"
-	if mode == "envoy" {
-		wantScope = "envoy" // trace.mode envoy: the filter records no HTTP span
-	}
 	for _, s := range spans {
-		if s.Scope != wantScope {
-			fail("spans recorded by the mode's recorder only", "%s %s span %s has scope %q, want %q (trace.mode %s)", s.Service, s.Kind, s.SpanID, s.Scope, wantScope, mode)
+		// trace.mode envoy: the filter records no HTTP span; filter: only the filter's spans reach the indexer.
+		if fromFilter := s.Scope == filterScope; fromFilter != (mode == "filter") {
+			fail("spans recorded by the mode's recorder only", "%s %s span %s has scope %q (trace.mode %s)", s.Service, s.Kind, s.SpanID, s.Scope, mode)
 		}
 		got, ok := s.Attr["customer_id"]
 		switch {
@@ -366,15 +387,23 @@ func checkPropagation(t *testing.T, setup tracingSetup, r tracedRequest, ix *ind
 		fail("the request reached every app", "service-a saw it: %v, service-b: %v", a != nil, b != nil)
 		return
 	}
+	// The trace context the mesh follows: B3 next to a Zipkin tracer (which never writes traceparent),
+	// traceparent otherwise.
 	tpA, tpB := a.Get("Traceparent"), b.Get("Traceparent")
 	idA, idB := traceIDOf(tpA), traceIDOf(tpB)
+	header := "traceparent"
+	if setup.tracer != nil && setup.tracer.Provider == envoy.Zipkin {
+		header = "x-b3-traceid"
+		tpA, tpB = a.Get("X-B3-Traceid"), b.Get("X-B3-Traceid")
+		idA, idB = padTraceID(tpA), padTraceID(tpB)
+	}
 	if idA == "" || idA != idB {
-		fail("one trace per request", "service-a saw traceparent %q, service-b %q", tpA, tpB)
+		fail("one trace per request", "service-a saw %s %q, service-b %q", header, tpA, tpB)
 	}
 	if found := ix.search(t, "url.path="+query.Quote(r.path), "spans").Spans; len(found) > 0 && found[0].TraceID != idB {
-		fail("one trace per request", "the indexer's trace %s is not the trace service-b saw (%q)", found[0].TraceID, tpB)
+		fail("one trace per request", "the indexer's trace %s is not the trace service-b saw (%s %q)", found[0].TraceID, header, tpB)
 	}
-	if setup.sampled != nil {
+	if setup.sampled != nil && setup.tracer.Provider == envoy.OpenTelemetry {
 		wantFlag := "-00"
 		if r.sampled {
 			wantFlag = "-01"
@@ -411,6 +440,17 @@ func seenBy(headers []http.Header, id string) http.Header {
 	return nil
 }
 
+// padTraceID returns a B3 trace id as 32 hex digits (a 64-bit id left-padded with zeros), or "".
+func padTraceID(id string) string {
+	switch len(id) {
+	case 16:
+		return strings.Repeat("0", 16) + id
+	case 32:
+		return id
+	}
+	return ""
+}
+
 // traceIDOf returns the trace id of a traceparent, or "".
 func traceIDOf(tp string) string {
 	parts := strings.Split(tp, "-")
@@ -420,16 +460,16 @@ func traceIDOf(tp string) string {
 	return parts[1]
 }
 
-// startTracingMesh runs the chain with the tracing policies in mode and Envoy's tracer, and stops it at
+// startTracingMesh runs the chain with the tracing policies of setup and Envoy's tracer, and stops it at
 // cleanup.
-func startTracingMesh(t *testing.T, plugin, collectorAddr, mode string, tracer *mesh.Tracing) *mesh.Mesh {
+func startTracingMesh(t *testing.T, plugin, collectorAddr string, setup tracingSetup, tracer *mesh.Tracing) *mesh.Mesh {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	m, err := mesh.Start(ctx, mesh.Config{
 		Plugin:        plugin,
-		SidecarPolicy: tracingPolicy("auto", mode),
-		GatewayPolicy: tracingPolicy("gateway", mode),
+		SidecarPolicy: tracingPolicy("auto", setup.mode, setup.b3),
+		GatewayPolicy: tracingPolicy("gateway", setup.mode, setup.b3),
 		Collector:     collectorAddr,
 		Services:      services,
 		Dir:           t.TempDir(),
