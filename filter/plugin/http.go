@@ -31,6 +31,9 @@ type httpContext struct {
 	active  bool        // a span is being recorded
 	headers [][2]string // request headers, valid during OnHttpRequestHeaders
 	baggage tc.Baggage
+	// external: the request goes to a host of the policy's egress.hosts, outside the mesh; the filter then
+	// adds no envoy_header copies and no propagated baggage members to it, and removes any it carries.
+	external bool
 }
 
 // OnHttpRequestHeaders joins or starts the trace, evaluates the tag rules and rewrites the propagation
@@ -52,6 +55,10 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	h.headers = headers
 	defer func() { h.headers = nil }()
+	if len(r.policy.Egress.Hosts) > 0 {
+		host, _ := splitHostPort(h.header(":authority"))
+		h.external = r.policy.Egress.LeavesMesh(strings.ToLower(host))
+	}
 	if envoyMode {
 		h.tagOnly(true)
 		return types.ActionContinue
@@ -219,7 +226,7 @@ func (h *httpContext) applyTags(evaluate bool) {
 				logProblem("cannot remove "+t.EnvoyHeader, err)
 			}
 		}
-		if ok {
+		if ok && !h.external {
 			if err := proxywasm.ReplaceHttpRequestHeader(t.EnvoyHeader, v); err != nil {
 				logProblem("cannot set "+t.EnvoyHeader, err)
 			}
@@ -284,8 +291,11 @@ func (h *httpContext) propagateBaggage() {
 		if !t.Propagate {
 			continue
 		}
-		if !r.trustBaggage {
+		if !r.trustBaggage || h.external {
 			changed = h.baggage.Delete(t.Attribute) || changed
+		}
+		if h.external {
+			continue
 		}
 		if v, ok := attrValue(h.span.Attrs, t.Attribute); ok {
 			if old, had := h.baggage.Get(t.Attribute); !had || old != v {

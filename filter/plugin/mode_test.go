@@ -237,3 +237,37 @@ func TestIstioGatewayDistrustsBaggage(t *testing.T) {
 		}
 	})
 }
+
+// TestEgressHostsGetNothingAdded checks that a request to a host of egress.hosts leaves the mesh without the
+// envoy_header copies and the propagated baggage members (added by the filter or carried in by the app),
+// while the span still records the business key; a request inside the mesh keeps them. Both modes.
+func TestEgressHostsGetNothingAdded(t *testing.T) {
+	for _, mode := range []string{"filter", "envoy"} {
+		policy := `{"direction": "outbound", "trace": {"mode": "` + mode + `"}, "egress": {"hosts": ["*.stripe.com"]}, "tags": [` + customerTag + `]}`
+		if mode == "filter" {
+			policy = strings.Replace(policy, `"mode": "filter"`, `"mode": "filter", "start_new": true`, 1)
+		}
+		forEachRunner(t, func(t *testing.T, r runner) {
+			for _, tc := range []struct {
+				authority string
+				want      map[string]string
+			}{
+				{"api.stripe.com:443", map[string]string{"x-meshtrace-customer-id": absent, "baggage": "other=1"}},
+				{"payments.shop.svc.cluster.local:8080", map[string]string{"x-meshtrace-customer-id": "7", "baggage": "customer_id=7,other=1"}},
+			} {
+				t.Run(mode+"/"+tc.authority, func(t *testing.T) {
+					e := r.setup(t, policy, nil)
+					out := e.do(request{status: "200", headers: [][2]string{{":method", "POST"}, {":path", "/v1/charges"},
+						{":authority", tc.authority}, {"baggage", "customer_id=7,other=1"}, {"x-meshtrace-customer-id", "7"}}})
+					checkOut(t, out, tc.want)
+					if mode == "filter" {
+						spans := e.spans()
+						if len(spans) != 1 || attrs(spans[0].Attributes)["customer_id"] != "7" {
+							t.Errorf("spans %v, want one with customer_id 7", spans)
+						}
+					}
+				})
+			}
+		})
+	}
+}

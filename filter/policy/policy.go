@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"regexp"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -141,6 +142,29 @@ type Network struct {
 	Kafka        Kafka
 }
 
+// MaxEgressHosts bounds egress.hosts.
+const MaxEgressHosts = 64
+
+// Egress names the destinations outside the mesh that must not receive what the filter adds to requests.
+type Egress struct {
+	// Hosts are :authority host names ("api.stripe.com") or suffix patterns ("*.stripe.com"), lower case.
+	Hosts []string
+}
+
+// LeavesMesh reports whether a request to host (an :authority without port) goes to one of the Hosts.
+func (e *Egress) LeavesMesh(host string) bool {
+	for _, h := range e.Hosts {
+		if suffix, ok := strings.CutPrefix(h, "*"); ok {
+			if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+				return true
+			}
+		} else if host == h {
+			return true
+		}
+	}
+	return false
+}
+
 // Policy is a validated tagging policy.
 type Policy struct {
 	Service   Service
@@ -150,6 +174,7 @@ type Policy struct {
 	HMACKey   string
 	Tags      []Tag
 	Network   Network
+	Egress    Egress
 }
 
 // Defaults used for fields the configuration leaves out.
@@ -218,6 +243,8 @@ func Parse(data []byte) (*Policy, error) {
 			})
 		case "network":
 			d.network(v, path, &p.Network)
+		case "egress":
+			d.egress(v, path, &p.Egress)
 		default:
 			return false
 		}
@@ -532,6 +559,32 @@ func (d *decoder) network(v *fastjson.Value, path string, n *Network) {
 		default:
 			return false
 		}
+		return true
+	})
+}
+
+func (d *decoder) egress(v *fastjson.Value, path string, e *Egress) {
+	d.object(v, path, func(key string, v *fastjson.Value, path string) bool {
+		if key != "hosts" {
+			return false
+		}
+		d.array(v, path, func(i int, v *fastjson.Value, path string) {
+			if i >= MaxEgressHosts {
+				d.fail(path, "too many hosts: the limit is "+strconv.Itoa(MaxEgressHosts))
+				return
+			}
+			h := d.nonEmpty(v, path)
+			name := strings.TrimPrefix(h, "*.")
+			switch {
+			case d.err != nil:
+			case h != strings.ToLower(h):
+				d.fail(path, "must be lower case")
+			case name == "" || strings.ContainsAny(name, "*:/ "):
+				d.fail(path, `must be a host name or "*." and a host name`)
+			default:
+				e.Hosts = append(e.Hosts, h) // "*.x" matches the hosts ending in ".x"
+			}
+		})
 		return true
 	})
 }

@@ -90,6 +90,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad trace mode", `{"trace": {"mode": "zipkin"}}`, "trace.mode: must be one of filter, envoy"},
 		{"trace mode not a string", `{"trace": {"mode": 1}}`, "trace.mode: must be a string"},
 		{"trust baggage not a bool", `{"trace": {"trust_baggage": "no"}}`, "trace.trust_baggage: must be a boolean"},
+		{"egress host upper case", `{"egress": {"hosts": ["API.stripe.com"]}}`, "egress.hosts[0]: must be lower case"},
+		{"egress host with a port", `{"egress": {"hosts": ["ok.com", "api.stripe.com:443"]}}`, `egress.hosts[1]: must be a host name or "*." and a host name`},
+		{"egress bare wildcard", `{"egress": {"hosts": ["*."]}}`, `egress.hosts[0]: must be a host name`},
+		{"egress unknown field", `{"egress": {"host": []}}`, "egress.host: unknown field"},
+		{"egress too many hosts", `{"egress": {"hosts": [` + strings.TrimSuffix(strings.Repeat(`"a.b",`, MaxEgressHosts+1), ",") + `]}}`, "egress.hosts[64]: too many hosts: the limit is 64"},
 		{"b3 in envoy mode", `{"trace": {"b3": true, "mode": "envoy"}}`, `trace.b3: has no effect with trace.mode "envoy"`},
 		{"start_new in envoy mode", `{"trace": {"mode": "envoy", "start_new": false}}`, `trace.start_new: has no effect with trace.mode "envoy"`},
 		{"duplicate envoy header", `{"tags": [` + tag(`, "envoy_header": "x-h"`) + `,{"attribute": "b", "from": [{"header": "x"}], "envoy_header": "x-h"}]}`,
@@ -164,4 +169,19 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted batch size %d", p.Export.BatchSize)
 		}
 	})
+}
+
+func TestEgressLeavesMesh(t *testing.T) {
+	p, err := Parse([]byte(`{"egress": {"hosts": ["*.stripe.com", "api.example.org"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{
+		"api.stripe.com": true, "x.y.stripe.com": true, "stripe.com": false, "evilstripe.com": false,
+		"api.example.org": true, "www.example.org": false, "checkout.shop.svc.cluster.local": false, "": false,
+	} {
+		if got := p.Egress.LeavesMesh(host); got != want {
+			t.Errorf("LeavesMesh(%q) = %v, want %v", host, got, want)
+		}
+	}
 }
