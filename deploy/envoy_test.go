@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestDeployedPoliciesInEnvoy(t *testing.T) {
 		direction envoy.Direction
 	}{
 		{"overlays/istio", "WasmPlugin", "meshtrace-http", envoy.Inbound},
+		{"overlays/telemetry", "WasmPlugin", "meshtrace-http", envoy.Inbound},
 		{"overlays/scale-out", "WasmPlugin", "meshtrace-http", envoy.Outbound},
 		{"overlays/gloo", "Gateway", "gateway-proxy", envoy.Unspecified},
 	}
@@ -47,13 +49,30 @@ func TestDeployedPoliciesInEnvoy(t *testing.T) {
 			rx := newReceiver(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
+			// In trace mode envoy the filter makes no HTTP span: what it does shows on the request the
+			// upstream receives (the header Envoy's custom tag reads, the baggage).
+			envoyMode := pol.Trace.Mode == policy.TraceModeEnvoy
+			listener := envoy.Listener{Name: "http", Direction: tc.direction,
+				Direct: &envoy.DirectResponse{Status: 200, Body: "ok"},
+				Wasm:   &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: plugin.Path, Config: string(cfg), FailOpen: true}}
+			clusters := []envoy.Cluster{{Name: pol.Export.Cluster, Address: rx.addr()}}
+			upstream := make(chan http.Header, 1)
+			if envoyMode {
+				app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					select {
+					case upstream <- r.Header.Clone():
+					default:
+					}
+				}))
+				defer app.Close()
+				listener.Direct, listener.Cluster = nil, "app"
+				clusters = append(clusters, envoy.Cluster{Name: "app", Address: strings.TrimPrefix(app.URL, "http://")})
+			}
 			p, err := envoy.Start(ctx, envoy.Bootstrap{
 				Node: envoy.Node{ID: "sidecar~10.0.0.7~checkout-1.shop~shop.svc.cluster.local", Cluster: "checkout.shop",
 					Metadata: map[string]any{"NAMESPACE": "shop", "WORKLOAD_NAME": "checkout", "LABELS": map[string]string{"app": "checkout"}}},
-				Listeners: []envoy.Listener{{Name: "http", Direction: tc.direction,
-					Direct: &envoy.DirectResponse{Status: 200, Body: "ok"},
-					Wasm:   &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: plugin.Path, Config: string(cfg), FailOpen: true}}},
-				Clusters: []envoy.Cluster{{Name: pol.Export.Cluster, Address: rx.addr()}},
+				Listeners: []envoy.Listener{listener},
+				Clusters:  clusters,
 			}, envoy.Options{Dir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
@@ -82,6 +101,13 @@ func TestDeployedPoliciesInEnvoy(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if envoyMode {
+				h := <-upstream
+				if h.Get("X-Meshtrace-Customer-Id") != "42" || !strings.Contains(h.Get("Baggage"), "customer_id=42") {
+					t.Fatalf("upstream got x-meshtrace-customer-id %q, baggage %q; want 42 in both", h.Get("X-Meshtrace-Customer-Id"), h.Get("Baggage"))
+				}
+				return
 			}
 			deadline := time.Now().Add(time.Duration(pol.Export.FlushIntervalMS)*time.Millisecond + 20*time.Second)
 			for !rx.sawAttr("customer_id", "42") {
