@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 )
 
 // Span is the search document of one span.
@@ -85,6 +86,32 @@ type Trace struct {
 	ErrorCount  int                 `json:"error_count"`
 	Services    []string            `json:"services"`       // sorted, distinct
 	Keys        map[string][]string `json:"keys,omitempty"` // business keys seen on any span: key -> sorted distinct values
+	// Edges are the trace's service-to-service calls, each "parent>child" (see Edge), sorted and distinct:
+	// the service graph (GET /api/dependencies) counts them across traces. Package rollup documents which
+	// spans make an edge.
+	Edges []string `json:"edges,omitempty"`
+}
+
+// EdgeSep separates the two nodes of an edge of Trace.Edges.
+const EdgeSep = ">"
+
+// Edge is the Trace.Edges entry of a call from node parent to node child. Nodes are service names (or
+// "topic:<name>" for a messaging destination); a node containing EdgeSep cannot be told apart and makes no
+// edge, so Edge returns "" for it, as for an empty node.
+func Edge(parent, child string) string {
+	if parent == "" || child == "" || strings.Contains(parent, EdgeSep) || strings.Contains(child, EdgeSep) {
+		return ""
+	}
+	return parent + EdgeSep + child
+}
+
+// ParseEdge splits an entry of Trace.Edges into its nodes; ok is false for anything Edge does not produce.
+func ParseEdge(e string) (parent, child string, ok bool) {
+	parent, child, ok = strings.Cut(e, EdgeSep)
+	if !ok || parent == "" || child == "" || strings.Contains(child, EdgeSep) {
+		return "", "", false
+	}
+	return parent, child, true
 }
 
 // Attribute map paths: where span documents hold attributes. Each attribute key k of such a map becomes the

@@ -7,6 +7,20 @@
 // span) makes the Rollup rebuild the trace's summary from the span documents already stored (through a
 // Loader) before adding it, so late spans and retried duplicates still yield exact counts.
 //
+// Edges (document.Trace.Edges) are the trace's service graph, also a pure function of its spans: for every
+// span,
+//
+//   - parent service > service, when its parent span is in the trace and belongs to another service (an
+//     HTTP or gRPC call, or a Kafka consumer whose parent is the producer's span);
+//   - linked service > service, for each link to a span of the same trace in another service (a consumer
+//     linked to its producer);
+//   - service > peer.service, for a client or producer span whose peer.service attribute names another
+//     service (a TCP peer such as a database, instrumented or not);
+//   - service > "topic:<messaging.destination.name>" for a producer span and "topic:<name>" > service for a
+//     consumer span, so Kafka hops show through their topic even when the consumer starts a new trace.
+//
+// Late spans rebuild edges like everything else: a parent that arrives after its child adds the edge then.
+//
 // A Rollup is not safe for concurrent use: the pipeline gives each shard (a partition of the trace id space)
 // its own Rollup, and calls Apply only after the documents of the previous Apply were written.
 package rollup
@@ -71,7 +85,15 @@ type summary struct {
 	start, end int64
 	err        bool
 	keys       [][2]string // business key, value
+	parent     string      // parent span id
+	kind       string
+	peer       string   // peer.service attribute
+	topic      string   // messaging.destination.name attribute
+	links      []string // ids of linked spans of the same trace
 }
+
+// TopicPrefix starts the node name of a messaging destination in Trace.Edges ("topic:orders").
+const TopicPrefix = "topic:"
 
 // New returns a Rollup; loader may be nil when no earlier documents can exist (tests, a fresh store).
 func New(cfg Config, loader Loader) *Rollup {
@@ -183,7 +205,17 @@ func (r *Rollup) evict(now time.Time) {
 }
 
 func (r *Rollup) summarize(s *document.Span) summary {
-	sum := summary{root: s.ParentSpanID == "", name: s.Name, service: s.Service, start: s.Start, end: s.End, err: s.Error}
+	sum := summary{root: s.ParentSpanID == "", name: s.Name, service: s.Service, start: s.Start, end: s.End, err: s.Error,
+		parent: s.ParentSpanID, kind: s.Kind}
+	sum.peer, _ = s.Attr["peer.service"].(string)
+	if s.Kind == "producer" || s.Kind == "consumer" {
+		sum.topic, _ = s.Attr["messaging.destination.name"].(string)
+	}
+	for _, l := range s.Links {
+		if l.TraceID == s.TraceID && l.SpanID != "" && !slices.Contains(sum.links, l.SpanID) {
+			sum.links = append(sum.links, l.SpanID)
+		}
+	}
 	for _, k := range r.keys {
 		v, ok := s.Attr[k]
 		if !ok {
@@ -258,6 +290,7 @@ func (e *entry) document() document.Trace {
 	}
 	t.Duration = t.End - t.Start
 	slices.Sort(t.Services)
+	t.Edges = edges(e.spans)
 	if rootID != "" {
 		t.RootService, t.RootName = root.service, root.name
 	}
@@ -273,4 +306,46 @@ func (e *entry) document() document.Trace {
 		}
 	}
 	return t
+}
+
+// edges computes Trace.Edges from the span summaries of a trace (see the package documentation).
+func edges(spans map[string]summary) []string {
+	set := map[string]bool{}
+	add := func(parent, child string) {
+		if parent != child {
+			if e := document.Edge(parent, child); e != "" {
+				set[e] = true
+			}
+		}
+	}
+	for _, s := range spans {
+		if p, ok := spans[s.parent]; ok && s.parent != "" {
+			add(p.service, s.service)
+		}
+		for _, l := range s.links {
+			if p, ok := spans[l]; ok {
+				add(p.service, s.service)
+			}
+		}
+		if s.peer != "" && (s.kind == "client" || s.kind == "producer") {
+			add(s.service, s.peer)
+		}
+		if s.topic != "" {
+			switch s.kind {
+			case "producer":
+				add(s.service, TopicPrefix+s.topic)
+			case "consumer":
+				add(TopicPrefix+s.topic, s.service)
+			}
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(set))
+	for e := range set {
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -75,7 +75,10 @@ func randomTraces(rng *rand.Rand, n int) []document.Span {
 				Start: start, End: start + rng.Int64N(100000), Error: rng.IntN(6) == 0,
 			}
 			s.Duration = s.End - s.Start
-			if i > 0 || !hasRoot {
+			switch {
+			case i > 0 && rng.IntN(2) == 0: // an earlier span of the trace: a service edge when services differ
+				s.ParentSpanID = fmt.Sprintf("%016x", uint64(rng.IntN(i)+1)<<8|uint64(t))
+			case i > 0 || !hasRoot: // a parent never seen
 				s.ParentSpanID = fmt.Sprintf("%016x", uint64(rng.IntN(i+1)+1000))
 			}
 			switch rng.IntN(4) {
@@ -127,6 +130,14 @@ func expected(spans []document.Span) map[string]document.Trace {
 		}
 		t.Duration = t.End - t.Start
 		slices.Sort(t.Services)
+		for _, c := range ss {
+			for _, p := range ss {
+				if p.SpanID == c.ParentSpanID && p.Service != c.Service && !slices.Contains(t.Edges, p.Service+">"+c.Service) {
+					t.Edges = append(t.Edges, p.Service+">"+c.Service)
+				}
+			}
+		}
+		slices.Sort(t.Edges)
 		if root != nil {
 			t.RootService, t.RootName = root.Service, root.Name
 		}
@@ -227,5 +238,63 @@ func TestKeyValues(t *testing.T) {
 		if got := keyValues(tt.in); !slices.Equal(got, tt.want) {
 			t.Errorf("keyValues(%#v) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestEdges checks the service graph of one trace document, span kind by span kind.
+func TestEdges(t *testing.T) {
+	span := func(id, parent, service, kind string, attr map[string]any, links ...string) document.Span {
+		s := document.Span{ID: "t-" + id, TraceID: "t", SpanID: id, ParentSpanID: parent, Service: service, Kind: kind, Attr: attr}
+		for _, l := range links {
+			s.Links = append(s.Links, document.Link{TraceID: "t", SpanID: l})
+		}
+		return s
+	}
+	kafka := func(topic string) map[string]any {
+		return map[string]any{"messaging.system": "kafka", "messaging.destination.name": topic}
+	}
+	for _, tt := range []struct {
+		name  string
+		spans []document.Span
+		want  []string
+	}{
+		{"one service", []document.Span{span("1", "", "a", "server", nil), span("2", "1", "a", "internal", nil)}, nil},
+		{"http chain", []document.Span{
+			span("1", "", "gateway", "server", nil), span("2", "1", "gateway", "client", nil),
+			span("3", "2", "frontend", "server", nil), span("4", "3", "checkout", "server", nil),
+			span("5", "3", "checkout", "server", nil), // same edge twice: one entry
+		}, []string{"frontend>checkout", "gateway>frontend"}},
+		{"missing parent makes no edge", []document.Span{span("2", "1", "frontend", "server", nil)}, nil},
+		{"peer.service on a client span", []document.Span{
+			span("1", "", "checkout", "server", nil),
+			span("2", "1", "checkout", "client", map[string]any{"peer.service": "postgres", "network.transport": "tcp"}),
+			span("3", "1", "checkout", "server", map[string]any{"peer.service": "ignored-on-servers"}),
+		}, []string{"checkout>postgres"}},
+		{"peer.service naming itself", []document.Span{
+			span("1", "", "checkout", "server", nil), span("2", "1", "postgres", "client", map[string]any{"peer.service": "postgres"}),
+		}, []string{"checkout>postgres"}},
+		{"kafka parent-child", []document.Span{
+			span("1", "", "orders-api", "producer", kafka("orders")), span("2", "1", "service-b", "consumer", kafka("orders")),
+		}, []string{"orders-api>service-b", "orders-api>topic:orders", "topic:orders>service-b"}},
+		{"kafka linked consumer", []document.Span{
+			span("1", "", "orders-api", "producer", nil), span("2", "", "service-b", "consumer", nil, "1", "404"),
+		}, []string{"orders-api>service-b"}},
+		{"consumer of another trace's message", []document.Span{span("1", "", "service-b", "consumer", kafka("orders"))},
+			[]string{"topic:orders>service-b"}},
+		{"node with the separator", []document.Span{span("1", "", "a>b", "server", nil), span("2", "1", "c", "server", nil)}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reversed := slices.Clone(tt.spans)
+			slices.Reverse(reversed)
+			for _, order := range [][]document.Span{tt.spans, reversed} {
+				got, err := New(Config{}, nil).Apply(context.Background(), order, time.Unix(0, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got[0].Edges, tt.want) {
+					t.Errorf("Edges = %q, want %q", got[0].Edges, tt.want)
+				}
+			}
+		})
 	}
 }
