@@ -175,6 +175,9 @@ type Policy struct {
 	Tags      []Tag
 	Network   Network
 	Egress    Egress
+	// Routes name HTTP spans "{method} {route}" and set http.route: the first template matching the
+	// request path wins; with none the span is named by its method alone.
+	Routes []Route
 }
 
 // Defaults used for fields the configuration leaves out.
@@ -245,6 +248,8 @@ func Parse(data []byte) (*Policy, error) {
 			d.network(v, path, &p.Network)
 		case "egress":
 			d.egress(v, path, &p.Egress)
+		case "routes":
+			d.routes(v, path, p)
 		default:
 			return false
 		}
@@ -273,6 +278,9 @@ func (d *decoder) check(p *Policy) {
 			return
 		case p.Trace.B3:
 			d.fail("trace.b3", reason)
+			return
+		case len(p.Routes) > 0:
+			d.fail("routes", "has no effect with trace.mode \"envoy\" (the filter records no HTTP span; Envoy's tracer names its own)")
 			return
 		}
 	}
