@@ -18,6 +18,13 @@ const benchPolicy = `{"hmac_key": "k", "tags": [
   {"attribute": "tenant", "from": [{"jwt_claim": "tenant"}], "lowercase": true},
   {"attribute": "session", "from": [{"cookie": "session"}], "hash": true}]}`
 
+// benchRoutes is a routes list of 16 templates for the "routed" case: the benchmark path (/orders/42)
+// matches the last one, so every request walks the whole list, each template failing at its first or
+// second segment as most do in a real list.
+const benchRoutes = `"routes": ["/api/v1/users/{id}", "/api/v1/users/{id}/orders", "/api/v1/cart/*", "/api/v1/checkout",
+  "/api/v1/products", "/api/v1/products/{sku}", "/api/v1/search", "/api/v2/*", "/healthz", "/readyz", "/metrics",
+  "/static/*", "/login", "/logout", "/orders", "/orders/{id}"], `
+
 var benchHeaders = append(get(),
 	[2]string{"traceparent", inParent},
 	[2]string{"x-customer-id", "cust-42"},
@@ -75,13 +82,15 @@ func driveWith(tb testing.TB, h *wasmhost.Host, headers [][2]string, i int) {
 }
 
 // BenchmarkRequest measures one HTTP stream through each compiled build: "traced" joins the W3C context,
-// applies 3 tag rules and exports (amortised); "envoy-mode" applies the same tag rules in trace.mode envoy
+// applies 3 tag rules and exports (amortised); "routed" is "traced" with 16 routes, the last matching;
+// "envoy-mode" applies the same tag rules in trace.mode envoy
 // (no span, no export); "untraced" is the same stream on a plugin that records nothing (the host and SDK round trips alone), to read the filter's own share. allocs/op are the host
 // side's; cpu-ns/op is process CPU time, steadier than wall time on a loaded machine; guest-bytes is the
 // guest's linear memory at the end.
 func BenchmarkRequest(b *testing.B) {
 	cases := []struct{ name, policy string }{
 		{"traced", benchPolicy},
+		{"routed", "{" + benchRoutes + benchPolicy[1:]}, // traced, and named by the 16th of 16 routes
 		{"untraced", `{"direction": "outbound", "trace": {"start_new": false}}`},
 		{"envoy-mode", `{"trace": {"mode": "envoy"}, ` + benchPolicy[1:]}, // the 3 tag rules, no span
 	}

@@ -154,7 +154,8 @@ func requestHeader(name string) string {
 	return v
 }
 
-// requestAttributes records the OTel HTTP request attributes.
+// requestAttributes names the span ("{method} {route}", or the method alone when no route of the policy
+// matches) and records the OTel HTTP request attributes.
 func (h *httpContext) requestAttributes(dir policy.Direction) {
 	s := &h.span
 	method := h.header(":method")
@@ -168,6 +169,12 @@ func (h *httpContext) requestAttributes(dir policy.Direction) {
 		span.String("http.request.method", method),
 		span.String("url.path", clip(path)),
 	)
+	// The route, when a template of the policy matches, names the span ("GET /api/orders/{id}", the name
+	// built at parse time); never the path itself, whose cardinality would flood the operation lists.
+	if rt := h.root.policy.Route(path); rt != nil {
+		s.Name = rt.SpanName(method)
+		s.Attrs = append(s.Attrs, span.String("http.route", rt.Template))
+	}
 	if v := h.header(":scheme"); v != "" {
 		s.Attrs = append(s.Attrs, span.String("url.scheme", v))
 	}

@@ -305,3 +305,56 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 }
+
+// TestSpanNameFromRoute checks the span names "{method} {route}" and http.route from the policy's routes:
+// first match wins, the query is ignored, and with no match the name is the method alone and there is no
+// http.route.
+func TestSpanNameFromRoute(t *testing.T) {
+	const policy = `{"routes": ["/orders/export", "/orders/{id}", "/api/cart/*", "/"]}`
+	tests := []struct {
+		name, method, path string
+		direction          int64
+		wantName, route    string // route "" = no http.route
+	}{
+		{"parameter, query ignored", "GET", "/orders/42?x=1", 1, "GET /orders/{id}", "/orders/{id}"},
+		{"literal before parameter", "POST", "/orders/export", 1, "POST /orders/export", "/orders/export"},
+		{"rest of the path", "DELETE", "/api/cart/7/items?all=1", 1, "DELETE /api/cart/*", "/api/cart/*"},
+		{"root", "GET", "/", 1, "GET /", "/"},
+		{"no match: method alone", "GET", "/orders/42/items", 1, "GET", ""},
+		{"no match without the slash", "GET", "/api/cart", 1, "GET", ""},
+		{"other method", "PROPFIND", "/orders/1", 1, "PROPFIND /orders/{id}", "/orders/{id}"},
+		{"no method", "", "/orders/1", 1, "HTTP /orders/{id}", "/orders/{id}"},
+		{"client span", "PUT", "/orders/9", 2, "PUT /orders/{id}", "/orders/{id}"},
+	}
+	forEachRunner(t, func(t *testing.T, r runner) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				e := r.setup(t, policy, map[string][]byte{"xds.listener_direction": intProp(tc.direction)})
+				var headers [][2]string
+				if tc.method != "" {
+					headers = append(headers, [2]string{":method", tc.method})
+				}
+				headers = append(headers, [2]string{":path", tc.path}, [2]string{"traceparent", inParent})
+				s, _ := e.oneSpan(request{headers: headers, status: "200"})
+				if s.Name != tc.wantName {
+					t.Errorf("name %q, want %q", s.Name, tc.wantName)
+				}
+				route, ok := attrs(s.Attributes)["http.route"]
+				if tc.route == "" && ok {
+					t.Errorf("http.route %q, want none", route)
+				} else if route != tc.route {
+					t.Errorf("http.route %q, want %q", route, tc.route)
+				}
+			})
+		}
+	})
+	t.Run("no routes", func(t *testing.T) {
+		forEachRunner(t, func(t *testing.T, r runner) {
+			e := r.setup(t, "", nil)
+			s, _ := e.oneSpan(request{headers: get(), status: "200"})
+			if _, ok := attrs(s.Attributes)["http.route"]; ok || s.Name != "GET" {
+				t.Errorf("name %q, attributes %v", s.Name, attrs(s.Attributes))
+			}
+		})
+	})
+}

@@ -87,8 +87,8 @@ func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
 	// Whether Envoy's own tracer is on cannot be told from here (proxy-wasm exposes no attribute for the
 	// connection manager's tracing configuration), so filter mode next to an active tracer is not warned
 	// about: see docs/filter.md.
-	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules, trace mode %s, baggage trusted: %t",
-		serviceName(res), len(p.Tags), p.Trace.Mode, r.trustBaggage)
+	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules, %d routes, trace mode %s, baggage trusted: %t",
+		serviceName(res), len(p.Tags), len(p.Routes), p.Trace.Mode, r.trustBaggage)
 	return types.OnPluginStartStatusOK
 }
 
