@@ -213,7 +213,7 @@ func TestJaegerSearchAndTrace(t *testing.T) {
 	if len(res.Data) != 1 || res.Data[0].TraceID != fastTrace {
 		t.Fatalf("trace by short id: %+v", res.Data)
 	}
-	for _, bad := range []string{"tags=notjson", "minDuration=fast", "tags=" + url.QueryEscape(`{"a b":"c"}`), "limit=0", "lookback=ages"} {
+	for _, bad := range []string{"tags=notjson", "minDuration=fast", "tags=" + url.QueryEscape(`{"a b":"c"}`), "limit=ten", "lookback=ages"} {
 		get(t, srv, "/api/traces?service=gateway&"+bad, http.StatusBadRequest, nil)
 	}
 	get(t, srv, "/api/traces/0000000000000000000000000000dead", http.StatusNotFound, nil)

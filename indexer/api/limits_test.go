@@ -215,11 +215,11 @@ func TestJaegerLimitWithinMaxLimit(t *testing.T) {
 		limit string
 		want  int
 	}{
-		{"", 20},
+		{"", DefaultJaegerLimit},
 		{"7", 7},
 		{"1000", store.MaxLimit},
 		{"5000", store.MaxLimit},
-		{"99999999999", store.MaxLimit},
+		{"2147483647", store.MaxLimit}, // past int32 is refused, as jaeger-query does (TestJaegerQuery)
 	}
 	for _, tt := range tests {
 		params := map[string][]string{"service": {"checkout"}}

@@ -88,7 +88,7 @@ func (s *Service) TraceSpans(ctx context.Context, traceID string) ([]document.Sp
 }
 
 // Services returns the names of the services that have spans in the store, sorted (jaeger-query's
-// GetServices). It reads at most store.MaxLimit distinct services.
+// GetServices). It reads at most store.MaxLimit distinct services. The result is never nil.
 func (s *Service) Services(ctx context.Context) ([]string, error) {
 	spans, err := s.distinct(ctx, nil, "service")
 	if err != nil {
@@ -102,25 +102,65 @@ func (s *Service) Services(ctx context.Context) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// Operations returns the distinct span names of the spans matching oq, one per name with the kind of one
-// span carrying it, sorted by name (jaeger-query's GetOperations). It reads at most store.MaxLimit names.
+// Operations returns the operations of the spans matching oq: one per distinct (span name, span kind), so an
+// operation carried by server and client spans is listed twice, sorted by name then kind (jaeger-query's
+// GetOperations). It reads at most store.MaxLimit kinds and store.MaxLimit names per kind. The result is
+// never nil.
 func (s *Service) Operations(ctx context.Context, oq OperationQuery) ([]Operation, error) {
 	var filter query.Expr
 	if oq.Service != "" {
 		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: oq.Service}}
 	}
-	if oq.SpanKind != "" {
-		filter = query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: oq.SpanKind}})
+	kinds := []string{oq.SpanKind}
+	if oq.SpanKind == "" {
+		spans, err := s.distinct(ctx, filter, "kind")
+		if err != nil {
+			return nil, err
+		}
+		kinds = kinds[:0]
+		for _, sp := range spans {
+			kinds = append(kinds, sp.Kind)
+		}
 	}
-	spans, err := s.distinct(ctx, filter, "name")
-	if err != nil {
-		return nil, err
+	out := []Operation{}
+	for _, kind := range kinds {
+		f := query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}})
+		spans, err := s.distinct(ctx, f, "name")
+		if err != nil {
+			return nil, err
+		}
+		for _, sp := range spans {
+			out = append(out, Operation{Name: sp.Name, SpanKind: sp.Kind})
+		}
 	}
-	out := make([]Operation, 0, len(spans))
-	for _, sp := range spans {
-		out = append(out, Operation{Name: sp.Name, SpanKind: sp.Kind})
+	slices.SortFunc(out, func(a, b Operation) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.SpanKind, b.SpanKind))
+	})
+	return slices.Compact(out), nil
+}
+
+// TracesByID returns the traces of ids that the store holds spans of, in the order of ids (each once), each
+// read back whole as in Trace (jaeger-query's GetTraces, for a lookup by trace ids). Ids not found are left
+// out. It stops between traces when ctx is done.
+func (s *Service) TracesByID(ctx context.Context, ids []string) ([]Trace, error) {
+	var out []Trace
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		t, found, err := s.Trace(ctx, id)
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if found && len(t.Spans) > 0 {
+			out = append(out, t)
+		}
 	}
-	slices.SortStableFunc(out, func(a, b Operation) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
