@@ -86,6 +86,10 @@ func (b *blockingStore) GetTraces(ctx context.Context, _ []string) ([]document.T
 	return nil, b.block(ctx)
 }
 
+func (b *blockingStore) Facet(ctx context.Context, _ store.Index, _ query.Expr, _ string, _ int) ([]store.FacetCount, error) {
+	return nil, b.block(ctx)
+}
+
 func (b *blockingStore) Write(context.Context, []document.Span, []document.Trace) error { return nil }
 func (b *blockingStore) DeleteBefore(context.Context, time.Time) error                  { return nil }
 func (b *blockingStore) Close() error                                                   { return nil }

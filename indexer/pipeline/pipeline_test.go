@@ -205,6 +205,16 @@ func wantTrace(spans []document.Span) document.Trace {
 		}
 	}
 	slices.Sort(t.Services)
+	byID := map[string]document.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	for _, s := range spans {
+		if p, ok := byID[s.ParentSpanID]; ok && p.Service != s.Service && !slices.Contains(t.Edges, p.Service+">"+s.Service) {
+			t.Edges = append(t.Edges, p.Service+">"+s.Service)
+		}
+	}
+	slices.Sort(t.Edges)
 	return t
 }
 

@@ -23,6 +23,9 @@ func (r *recorder) GetTraces(context.Context, []string) ([]document.Trace, error
 func (r *recorder) DeleteBefore(context.Context, time.Time) error                  { return nil }
 func (r *recorder) Close() error                                                   { return nil }
 func (r *recorder) Fields(context.Context) ([]string, error)                       { return nil, nil }
+func (r *recorder) Facet(context.Context, store.Index, query.Expr, string, int) ([]store.FacetCount, error) {
+	return nil, nil
+}
 func (r *recorder) Search(_ context.Context, req store.Request) (store.Result, error) {
 	r.reqs = append(r.reqs, req)
 	res := r.answers[0]

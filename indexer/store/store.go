@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
@@ -33,6 +35,12 @@ type Store interface {
 	// them, so the indexer primes its cap on attribute keys (package fieldcap) with this list at startup.
 	// Names of deleted documents may still be listed.
 	Fields(ctx context.Context) ([]string, error)
+	// Facet counts the values of field over the documents of index matching filter (nil matches all): one
+	// FacetCount per distinct value, a document counting once per value it holds (a list field counts each
+	// distinct element), most frequent first, ties by value ascending, at most limit of them (0:
+	// DefaultFacetLimit; at most MaxFacetValues). Only the fields of FacetFields can be counted; any other,
+	// or a bad limit, is an error wrapping ErrBadRequest.
+	Facet(ctx context.Context, index Index, filter query.Expr, field string, limit int) ([]FacetCount, error)
 	// Close flushes and releases the store.
 	Close() error
 }
@@ -105,6 +113,56 @@ type Result struct {
 	// searchCutoffMs), and querysvc.Execute when a query joining span and trace scope matched more than
 	// MaxLimit documents on the joined side (the hits then come from the MaxLimit most recent of them).
 	Partial bool
+}
+
+// FacetCount is one value of a Facet and the number of matching documents holding it.
+type FacetCount struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+// MaxFacetValues is the most values one Facet returns: the maxValuesPerFacet the Meilisearch store sets on
+// its indexes (Meilisearch's default is 100).
+const MaxFacetValues = 1000
+
+// DefaultFacetLimit is the number of values Facet returns when its limit is 0.
+const DefaultFacetLimit = 100
+
+// FacetFields are the fields Facet counts, by index: string fields the trace documents carry. The embedded
+// store keeps a column of their exact values for counting; Meilisearch counts any filterable field.
+var FacetFields = map[Index][]string{Traces: {"edges", "services", "root_service"}}
+
+// CheckFacet validates a Facet request and returns its limit (DefaultFacetLimit when 0). An error wraps
+// ErrBadRequest.
+func CheckFacet(index Index, field string, limit int) (int, error) {
+	ok := false
+	for _, f := range FacetFields[index] {
+		ok = ok || f == field
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: cannot count the values of %q in the %s index", ErrBadRequest, field, index)
+	}
+	if limit == 0 {
+		limit = DefaultFacetLimit
+	}
+	if limit < 0 || limit > MaxFacetValues {
+		return 0, fmt.Errorf("%w: facet limit %d (at most %d)", ErrBadRequest, limit, MaxFacetValues)
+	}
+	return limit, nil
+}
+
+// SortFacets orders counts most frequent first, ties by value ascending, and keeps at most limit of them.
+func SortFacets(counts []FacetCount, limit int) []FacetCount {
+	slices.SortFunc(counts, func(a, b FacetCount) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	if len(counts) > limit {
+		counts = counts[:limit]
+	}
+	return counts
 }
 
 // ErrBadRequest is wrapped by errors for requests a store cannot run (e.g. Limit above MaxLimit).

@@ -39,6 +39,7 @@ type idx struct {
 	b          bleve.Index
 	searchable map[string]bool
 	sortable   map[string]bool
+	facetable  map[string]bool // paths Facet counts (store.FacetFields)
 }
 
 // sortable paths carry doc values; start also serves the default order and retention.
@@ -71,7 +72,7 @@ func Open(dir string) (*Store, error) {
 	}
 	return &Store{
 		spans:  &idx{b: spans, searchable: set(query.SpanSearchable...), sortable: spanSortable},
-		traces: &idx{b: traces, searchable: map[string]bool{}, sortable: traceSortable},
+		traces: &idx{b: traces, searchable: map[string]bool{}, sortable: traceSortable, facetable: set(store.FacetFields[store.Traces]...)},
 	}, nil
 }
 
@@ -118,7 +119,7 @@ func (x *idx) write(ctx context.Context, n int, doc func(int) (string, any)) err
 		if err != nil {
 			return fmt.Errorf("embedded store: encode %s: %w", id, err)
 		}
-		bd, err := buildDocument(id, src, x.searchable, x.sortable)
+		bd, err := buildDocument(id, src, x.searchable, x.sortable, x.facetable)
 		if err != nil {
 			return fmt.Errorf("embedded store: %s: %w", id, err)
 		}

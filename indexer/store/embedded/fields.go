@@ -24,6 +24,7 @@ const (
 	sourceField = "_source" // the document's JSON, stored only
 	fieldsField = "_fields" // one term per path present in the document (for EXISTS)
 	textField   = "_text"   // words of the searchable values; positions jump between values
+	facetPrefix = "_facet." // + a facetable path: its exact string values, with doc values, for Facet
 )
 
 // valueSep separates the values packed into the _fields and _text fields.
@@ -104,19 +105,20 @@ type builder struct {
 	doc        *bdoc.Document
 	searchable map[string]bool // top-level paths whose values are searchable
 	sortable   map[string]bool // numeric paths with doc values
+	facetable  map[string]bool // string paths also indexed exactly, with doc values, under facetPrefix
 	seen       map[string]bool
 	paths      []byte // present paths, valueSep-separated
 	text       []byte // searchable values, valueSep-separated
 }
 
-func buildDocument(id string, source []byte, searchable, sortable map[string]bool) (*bdoc.Document, error) {
+func buildDocument(id string, source []byte, searchable, sortable, facetable map[string]bool) (*bdoc.Document, error) {
 	dec := json.NewDecoder(bytes.NewReader(source))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
 		return nil, err
 	}
-	b := &builder{doc: bdoc.NewDocument(id), searchable: searchable, sortable: sortable, seen: map[string]bool{}}
+	b := &builder{doc: bdoc.NewDocument(id), searchable: searchable, sortable: sortable, facetable: facetable, seen: map[string]bool{}}
 	for k, v := range m {
 		if k == document.OverflowField {
 			continue // stored in the source only: never indexed, so its keys add no field
@@ -154,6 +156,9 @@ func (b *builder) walk(path string, v any, searchable bool) {
 		}
 	case string:
 		b.keyword(path, filterPrefix(normalize(x)))
+		if b.facetable[path] {
+			b.doc.AddField(bdoc.NewTextFieldCustom(facetPrefix+path, nil, []byte(x), index.IndexField|index.DocValues, keywordAnalyzer))
+		}
 		if searchable {
 			b.addText(x)
 		}

@@ -60,11 +60,15 @@ func spanSchema(c Config) schema {
 		filterable: filterRules(query.SpanFields, ranged, []string{query.AttrPrefix + "*", query.ResourcePrefix + "*"})}
 }
 
-// traceSchema derives the trace index settings; business keys are filterable (equality) under "keys".
+// traceSchema derives the trace index settings; business keys are filterable (equality) under "keys", and
+// so is the service graph, edges, which Facet counts (with the faceting settings of facet.go).
 func traceSchema(c Config) schema {
+	settings := settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"}, c)
+	settings.Faceting = &meilisearch.Faceting{MaxValuesPerFacet: maxValuesPerFacet,
+		SortFacetValuesBy: map[string]meilisearch.SortFacetType{"*": meilisearch.SortFacetTypeCount}}
 	return schema{index: store.Traces,
-		settings:   settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"}, c),
-		filterable: filterRules(query.TraceFields, nil, []string{query.KeysPrefix + "*"})}
+		settings:   settings,
+		filterable: filterRules(query.TraceFields, nil, []string{query.KeysPrefix + "*", "edges"})}
 }
 
 // filterRules makes two filterable-attribute rules: comparisons (and equality) for the fixed fields holding

@@ -162,11 +162,44 @@ func rollup(spans []document.Span) document.Trace {
 		}
 	}
 	sort.Strings(t.Services)
+	t.Edges = edges(spans)
 	t.Duration = t.End - t.Start
 	if len(keys) > 0 {
 		t.Keys = keys
 	}
 	return t
+}
+
+// edges is the service graph of a complete set of spans, as package rollup defines it for the spans of the
+// fixture: a parent span in another service, peer.service on a client span, the topic of a producer or
+// consumer.
+func edges(spans []document.Span) []string {
+	var out []string
+	add := func(from, to string) {
+		if e := from + document.EdgeSep + to; from != to && !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	for _, s := range spans {
+		for _, p := range spans {
+			if p.SpanID == s.ParentSpanID {
+				add(p.Service, s.Service)
+			}
+		}
+		if peer, ok := s.Attr["peer.service"].(string); ok && s.Kind == "client" {
+			add(s.Service, peer)
+		}
+		if topic, ok := s.Attr["messaging.destination.name"].(string); ok {
+			switch s.Kind {
+			case "producer":
+				add(s.Service, "topic:"+topic)
+			case "consumer":
+				add("topic:"+topic, s.Service)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Label names a span or trace document of the fixture ("t1.3", "t1"), or returns the id unchanged.

@@ -277,6 +277,53 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			}
 		}
 	})
+	t.Run("Facet", func(t *testing.T) {
+		s := load(t)
+		type fc = store.FacetCount
+		f := func(v string, n int) fc { return fc{Value: v, Count: n} }
+		lastHour := &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(Now.Add(-time.Hour).UnixMicro())}
+		for _, c := range []struct {
+			name   string
+			filter query.Expr
+			field  string
+			limit  int
+			want   []fc
+		}{
+			{"edges of every trace", nil, "edges", 0, []fc{
+				f("checkout>postgres", 5), f("frontend>checkout", 5), f("gateway>frontend", 5), f("checkout>inventory-service", 4),
+				f("orders-api>service-b", 3), f("orders-api>topic:orders", 3), f("topic:orders>service-b", 3)}},
+			{"edges in the last hour", lastHour, "edges", 0, []fc{
+				f("checkout>postgres", 4), f("frontend>checkout", 4), f("gateway>frontend", 4), f("checkout>inventory-service", 3),
+				f("orders-api>service-b", 3), f("orders-api>topic:orders", 3), f("topic:orders>service-b", 3)}},
+			{"limit keeps the most frequent", lastHour, "edges", 4, []fc{
+				f("checkout>postgres", 4), f("frontend>checkout", 4), f("gateway>frontend", 4), f("checkout>inventory-service", 3)}},
+			{"no match", &query.Compare{Field: "root_service", Op: query.Eq, Value: query.Value{Str: "nope"}}, "edges", 0, nil},
+			{"root services", nil, "root_service", 0, []fc{f("gateway", 5), f("orders-api", 3)}},
+			{"services of slow traces", &query.Compare{Field: "duration", Op: query.Ge, Value: query.Int(time.Second.Microseconds())}, "services", 1,
+				[]fc{f("orders-api", 2)}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				got, err := s.Facet(ctx, store.Traces, c.filter, c.field, c.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 0 || len(c.want) != 0 {
+					if !slices.Equal(got, c.want) {
+						t.Errorf("Facet(%s) = %v, want %v", c.field, got, c.want)
+					}
+				}
+			})
+		}
+		for _, bad := range []struct {
+			index store.Index
+			field string
+			limit int
+		}{{store.Traces, "root_name", 0}, {store.Spans, "service", 0}, {store.Traces, "edges", store.MaxFacetValues + 1}, {store.Traces, "edges", -1}} {
+			if _, err := s.Facet(ctx, bad.index, nil, bad.field, bad.limit); !errors.Is(err, store.ErrBadRequest) {
+				t.Errorf("Facet(%s, %q, limit %d): err = %v, want ErrBadRequest", bad.index, bad.field, bad.limit, err)
+			}
+		}
+	})
 	t.Run("DeleteBefore", func(t *testing.T) {
 		s := load(t)
 		if err := s.DeleteBefore(ctx, Now.Add(-time.Hour)); err != nil {
