@@ -77,6 +77,19 @@ func TestJaegerReads(t *testing.T) {
 	if err != nil || len(ops) != 1 || ops[0] != (querysvc.Operation{Name: "op0", SpanKind: "client"}) {
 		t.Errorf("Operations(client) = %+v, %v", ops, err)
 	}
+	ops, err = svc.Operations(ctx, querysvc.OperationQuery{Service: "a-svc"}) // op0 on a server and a client span
+	if want := []querysvc.Operation{{Name: "op0", SpanKind: "client"}, {Name: "op0", SpanKind: "server"}}; err != nil || !slices.Equal(ops, want) {
+		t.Errorf("Operations(a-svc) = %+v, %v; want %+v", ops, err, want)
+	}
+	ops, err = svc.Operations(ctx, querysvc.OperationQuery{Service: "nobody"})
+	if err != nil || ops == nil || len(ops) != 0 {
+		t.Errorf("Operations(nobody) = %#v, %v; want empty, not nil", ops, err)
+	}
+	byID, err := svc.TracesByID(ctx, []string{b[0].TraceID, "0123456789abcdef0123456789abcdef", a[0].TraceID, b[0].TraceID})
+	if err != nil || len(byID) != 2 || byID[0].Trace.TraceID != b[0].TraceID || len(byID[0].Spans) != 2 ||
+		byID[1].Trace.TraceID != a[0].TraceID || len(byID[1].Spans) != 4 {
+		t.Errorf("TracesByID = %+v, %v", byID, err)
+	}
 	q, err := query.Compile("service=b-svc", time.UnixMicro(base))
 	if err != nil {
 		t.Fatal(err)
