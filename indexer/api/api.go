@@ -106,6 +106,7 @@ func New(st store.Store, c Config) *Server {
 	s.mux.HandleFunc("GET /api/operations", s.budget("GET /api/operations", s.jaegerOperations))
 	s.mux.HandleFunc("GET /api/traces", s.budget("GET /api/traces", s.jaegerSearch))
 	s.mux.HandleFunc("GET /api/traces/{id}", s.budget("GET /api/traces/{id}", s.jaegerTrace))
+	s.mux.HandleFunc("GET /api/dependencies", s.budget("GET /api/dependencies", s.jaegerDependencies))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
 	return s

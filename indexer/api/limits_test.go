@@ -114,6 +114,7 @@ func TestQueryTimeout(t *testing.T) {
 		{"/api/operations?service=checkout", true},
 		{"/api/traces?service=checkout&lookback=1h", true},
 		{"/api/traces/" + slowTrace, true},
+		{"/api/dependencies?lookback=3600000", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
