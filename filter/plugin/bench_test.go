@@ -175,6 +175,44 @@ func BenchmarkRequestVersus(b *testing.B) {
 	}
 }
 
+// BenchmarkRequestRoutes measures what the routes cost: the traced stream of BenchmarkRequest on each build
+// without routes and with benchRoutes (16 templates, the last matching), both loaded in one process and
+// driven in alternating blocks of 64 requests like BenchmarkRequestVersus. It reports the 10th percentile
+// wall time per request of both and their difference.
+func BenchmarkRequestRoutes(b *testing.B) {
+	for _, build := range artifact.Builds(b) {
+		b.Run(build.Name, func(b *testing.B) {
+			m := module(b, build)
+			hosts := []*wasmhost.Host{loadDriven(b, m), loadDriven(b, m, "{"+benchRoutes+benchPolicy[1:])}
+			const block = 64
+			for i := 0; i < 1000; i++ { // warm up
+				for _, h := range hosts {
+					drive(b, h, i)
+				}
+			}
+			var perReq [2][]float64
+			b.ResetTimer()
+			for r := 0; b.Loop(); r++ {
+				for k, h := range hosts {
+					start := time.Now()
+					for i := 0; i < block; i++ {
+						drive(b, h, r*block+i)
+					}
+					perReq[k] = append(perReq[k], float64(time.Since(start).Nanoseconds())/block)
+				}
+			}
+			b.StopTimer()
+			for k := range perReq {
+				slices.Sort(perReq[k])
+			}
+			p10 := len(perReq[0]) / 10
+			b.ReportMetric(perReq[0][p10], "plain-p10-ns/req")
+			b.ReportMetric(perReq[1][p10], "routed-p10-ns/req")
+			b.ReportMetric(perReq[1][p10]-perReq[0][p10], "routes-ns/req")
+		})
+	}
+}
+
 // cpuTime returns the CPU time (user and system) the process has used, in nanoseconds. On a shared,
 // loaded machine it is a steadier measure of the work per request than wall time.
 func cpuTime() int64 {
