@@ -162,14 +162,20 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 // defaultQueryLimit).
 const DefaultJaegerLimit = 100
 
-// Errors of a Jaeger search, worded as jaeger-query words them.
+// Errors of the Jaeger routes, worded as jaeger-query words them.
 var (
-	errJaegerServiceRequired   = errors.New("parameter 'service' is required")
-	errJaegerMaxBelowMin       = errors.New("'maxDuration' should be greater than 'minDuration'")
-	errJaegerTraceNotFound     = "trace not found" // spanstore.ErrTraceNotFound
-	jaegerTraceIDsMax          = store.MaxLimit
-	jaegerUnspecifiedSpanKinds = []string{"", "unspecified"}
+	errJaegerServiceRequired = errors.New("parameter 'service' is required")
+	errJaegerMaxBelowMin     = errors.New("'maxDuration' should be greater than 'minDuration'")
 )
+
+// errJaegerTraceNotFound is jaeger's spanstore.ErrTraceNotFound message.
+const errJaegerTraceNotFound = "trace not found"
+
+// jaegerTraceIDsMax bounds the traceID parameters of one search (each is a trace read back whole).
+const jaegerTraceIDsMax = store.MaxLimit
+
+// jaegerUnspecifiedSpanKinds are the kinds of a span of unspecified kind: Jaeger's "" and the documents'.
+var jaegerUnspecifiedSpanKinds = []string{"", "unspecified"}
 
 // jaegerSearch is a parsed Jaeger search: a query and a limit, or the trace ids to look up (TraceIDs set:
 // jaeger-query then ignores every other parameter once they all parse).
@@ -374,8 +380,9 @@ func parseLogfmt(s string) (map[string]string, error) {
 //     built-in field the query language would resolve them to);
 //   - the resource attribute resource.<key> (shown as a process tag).
 //
-// Event attributes (log fields other than event) and overflowed attributes are not searchable: the stores
-// do not index them for filtering (see package fieldcap and the README).
+// Event attributes (log fields other than event) and overflowed attributes are not searchable: the query
+// language has no field for the former, Meilisearch does not index them for filtering, and overflowed
+// attributes are not indexed at all (see package fieldcap and the README).
 var jaegerTagFields = map[string]string{
 	"span.kind":               "kind",
 	"otel.status_code":        "status_code",
