@@ -4,7 +4,7 @@
 //
 //   - Search runs a compiled query (package query), joining span and trace scope (Execute);
 //   - Trace and TraceSpans fetch a whole trace, paging past store.MaxLimit (store.TraceSpans);
-//   - Services, Operations and FindTraces answer the Jaeger query API.
+//   - Services, Operations, FindTraces and TracesByID answer the Jaeger query API.
 //
 // Concerns that apply to every read belong here rather than in the handlers or the stores: tenancy
 // (restricting every search to a tenant's documents) and caching (of service and operation lists, of
