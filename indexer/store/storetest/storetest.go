@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -322,6 +323,34 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			if _, err := s.Facet(ctx, bad.index, nil, bad.field, bad.limit); !errors.Is(err, store.ErrBadRequest) {
 				t.Errorf("Facet(%s, %q, limit %d): err = %v, want ErrBadRequest", bad.index, bad.field, bad.limit, err)
 			}
+		}
+	})
+	t.Run("FacetManyValues", func(t *testing.T) {
+		// More distinct values than Meilisearch's default maxValuesPerFacet (100): all of them are counted.
+		s := load(t)
+		const n = 250
+		var traces []document.Trace
+		for i := range n {
+			tr := f.Traces[0]
+			tr.ID = fmt.Sprintf("many%04d", i)
+			tr.TraceID = tr.ID
+			tr.Edges = []string{fmt.Sprintf("svc-%04d>db", i), "many>db"}
+			traces = append(traces, tr)
+		}
+		if err := s.Write(ctx, nil, traces); err != nil {
+			t.Fatal(err)
+		}
+		many := &query.Compare{Field: "id", Op: query.Ne, Value: query.Value{Str: f.Traces[0].ID}}
+		got, err := s.Facet(ctx, store.Traces, many, "edges", store.MaxFacetValues)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The n new edges, "many>db" and the fixture's other traces' 7 edges.
+		if len(got) != n+1+7 || got[0] != (store.FacetCount{Value: "many>db", Count: n}) {
+			t.Fatalf("Facet: %d values, first %v; want %d, first many>db (%d)", len(got), got[:min(len(got), 3)], n+8, n)
+		}
+		if got, err := s.Facet(ctx, store.Traces, many, "edges", 0); err != nil || len(got) != store.DefaultFacetLimit {
+			t.Errorf("Facet with limit 0: %d values, %v; want %d", len(got), err, store.DefaultFacetLimit)
 		}
 	})
 	t.Run("DeleteBefore", func(t *testing.T) {
