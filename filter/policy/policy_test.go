@@ -160,6 +160,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"tags": [{"attribute": "a", "from": [{"header": "x"}], "regex": "a(b)"}]}`))
+	f.Add([]byte(`{"routes": ["/api/orders/{id}", "/api/cart/*", "/"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if (p == nil) == (err == nil) {
