@@ -7,7 +7,9 @@
 //	GET /api/v1/traces/{id}
 //	GET /api/services, /api/services/{service}/operations, /api/operations?service=S
 //	GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=
+//	GET /api/traces?traceID=A&traceID=B
 //	GET /api/traces/{id}
+//	GET /api/dependencies?endTs=&lookback=
 //	GET /healthz, GET / (web page)
 //	GET /api/v1/ingest (Config.IngestStats), GET /metrics (Config.Metrics), when configured
 //
