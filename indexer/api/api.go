@@ -5,6 +5,7 @@
 //
 //	GET /api/v1/search?q=QUERY[&target=spans|traces][&limit=N][&offset=N]
 //	GET /api/v1/traces/{id}
+//	GET /api/v1/dependencies?q=QUERY
 //	GET /api/services, /api/services/{service}/operations, /api/operations?service=S
 //	GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=
 //	GET /api/traces?traceID=A&traceID=B
@@ -109,6 +110,7 @@ func New(st store.Store, c Config) *Server {
 	s.mux.HandleFunc("GET /api/traces", s.budget("GET /api/traces", s.jaegerSearch))
 	s.mux.HandleFunc("GET /api/traces/{id}", s.budget("GET /api/traces/{id}", s.jaegerTrace))
 	s.mux.HandleFunc("GET /api/dependencies", s.budget("GET /api/dependencies", s.jaegerDependencies))
+	s.mux.HandleFunc("GET /api/v1/dependencies", s.budget("GET /api/v1/dependencies", s.queryDependencies))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
 	return s

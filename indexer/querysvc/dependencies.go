@@ -44,3 +44,37 @@ func (s *Service) Dependencies(ctx context.Context, since, until time.Time) ([]D
 	}
 	return out, nil
 }
+
+// QueryDependencies returns the service graph of the traces q matches, as Dependencies does for a time
+// window: "what did customer 123's requests touch". q's time window (since=, until=) bounds the traces' start
+// like the rest of its trace conditions; q.Target is ignored. Trace conditions filter the facet directly.
+// Span conditions and free text are joined as Execute joins them: the spans are searched first and the facet
+// counts only the traces holding a match, at most the most recent store.MaxLimit of them; partial reports
+// that the join was cut there (or that the store answered partially), so counts are then a lower bound.
+func (s *Service) QueryDependencies(ctx context.Context, q *query.Query) (deps []Dependency, partial bool, err error) {
+	filter := query.Conjoin(q.Trace, window(q))
+	if q.Span != nil || len(q.Text) > 0 {
+		join := store.Request{Index: store.Spans, Filter: query.Conjoin(q.Span, window(q)), Text: q.Text, Distinct: "trace_id",
+			Limit: store.MaxLimit, Fields: []string{"trace_id"}}
+		ids, total, cut, err := traceIDs(ctx, s.st, join)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(ids) == 0 {
+			return []Dependency{}, cut, nil
+		}
+		partial = cut || total > len(ids)
+		filter = query.Conjoin(filter, &query.In{Field: "trace_id", Values: ids})
+	}
+	counts, err := s.st.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)
+	if err != nil {
+		return nil, false, err
+	}
+	deps = make([]Dependency, 0, len(counts))
+	for _, c := range counts {
+		if parent, child, ok := document.ParseEdge(c.Value); ok {
+			deps = append(deps, Dependency{Parent: parent, Child: child, CallCount: c.Count})
+		}
+	}
+	return deps, partial, nil
+}

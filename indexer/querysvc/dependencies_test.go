@@ -50,3 +50,19 @@ func TestDependencies(t *testing.T) {
 		t.Errorf("window ending before it starts: err = %v, want ErrBadRequest", err)
 	}
 }
+
+func TestQueryDependenciesTraceConditions(t *testing.T) {
+	st := &facetStore{counts: []store.FacetCount{{Value: "frontend>checkout", Count: 3}}}
+	q := &query.Query{Trace: &query.Compare{Field: "error_count", Op: query.Gt, Value: query.Int(0)}, Since: 5}
+	got, partial, err := New(st, Config{}).QueryDependencies(context.Background(), q)
+	if err != nil || partial {
+		t.Fatal(err, partial)
+	}
+	if want := []Dependency{{Parent: "frontend", Child: "checkout", CallCount: 3}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("QueryDependencies = %+v, want %+v", got, want)
+	}
+	wantFilter := &query.And{Terms: []query.Expr{q.Trace, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(5)}}}
+	if st.index != store.Traces || st.field != "edges" || !reflect.DeepEqual(st.filter, wantFilter) {
+		t.Errorf("Facet(%s, %v, %q), want the edges of the traces with errors since 5", st.index, st.filter, st.field)
+	}
+}
