@@ -2,17 +2,22 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -276,6 +281,176 @@ func screenshot(ctx context.Context, t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// TestWebPlotAndGraphInBrowser checks the result plot (one point per trace of the answer, errors red, a
+// tooltip on hover, a click opening the trace) and the service graph view (the fixture's services and
+// topic, and a business key narrowing them). With MESHTRACE_DOCS_SCREENSHOTS=1 it also writes the README's
+// screenshots, docs/web-search.png and docs/web-graph.png.
+func TestWebPlotAndGraphInBrowser(t *testing.T) {
+	srv := newFixtureServer(t)
+	ctx := newBrowser(t)
+	count := func(sel string, n *int) chromedp.Action {
+		return chromedp.Evaluate(`document.querySelectorAll(`+strconv.Quote(sel)+`).length`, n)
+	}
+
+	// The answer the page draws: every trace of the last hour, t1 and t7 failing.
+	resp, err := http.Get(srv.URL + "/api/v1/search?target=traces&limit=50&q=" + url.QueryEscape("since=1h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer SearchResponse
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantRed []string
+	for _, tr := range answer.Traces {
+		if tr.ErrorCount > 0 {
+			wantRed = append(wantRed, tr.TraceID)
+		}
+	}
+	slices.Sort(wantRed)
+	if len(answer.Traces) != 7 || len(wantRed) != 2 {
+		t.Fatalf("fixture answer has %d traces (%d failing), want 7 (2)", len(answer.Traces), len(wantRed))
+	}
+
+	var points, bins int
+	var red []string
+	var label string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(srv.URL+"/?q=since%3D1h&target=traces"),
+		settled,
+		count(".plot circle.pt", &points),
+		count(".plot .bin:not(.error)", &bins),
+		chromedp.Evaluate(`Array.from(document.querySelectorAll(".plot circle.pt.error"), (c) => c.dataset.traceId).sort()`, &red),
+		chromedp.Evaluate(`document.querySelector(".plot .scatter").getAttribute("aria-label")`, &label),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if points != len(answer.Traces) {
+		t.Errorf("%d points, want one per trace (%d)", points, len(answer.Traces))
+	}
+	if !slices.Equal(red, wantRed) {
+		t.Errorf("red points %v, want the failing traces %v", red, wantRed)
+	}
+	if bins == 0 {
+		t.Error("no histogram bins")
+	}
+	if !strings.Contains(label, "log scale") { // 40 ms to 1.5 s
+		t.Errorf("scatter %q, want a log scale for durations from 40ms to 1.5s", label)
+	}
+	if docsScreenshots {
+		docScreenshot(ctx, t, "web-search.png")
+	}
+
+	// Hovering t1's point shows its root and duration; clicking it opens the trace.
+	t1 := `circle.pt[data-trace-id="` + storetest.TraceID(1) + `"]`
+	var box []float64
+	var tip string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`(() => { const r = document.querySelector(`+strconv.Quote(t1)+`).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, &box),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.MouseEvent(input.MouseMoved, box[0], box[1]),
+		chromedp.WaitVisible(".plot-tip", chromedp.ByQuery),
+		chromedp.Text(".plot-tip", &tip, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(tip, "gateway GET /checkout") || !strings.Contains(tip, "800ms") {
+		t.Errorf("tooltip %q, want t1's root (gateway GET /checkout) and duration (800ms)", tip)
+	}
+	var search string
+	var spans int
+	if err := chromedp.Run(ctx,
+		chromedp.MouseClickXY(box[0], box[1]),
+		settled,
+		chromedp.WaitVisible(".span-row", chromedp.ByQuery),
+		count(".span-row", &spans),
+		chromedp.Evaluate(`location.search`, &search),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(search, "trace="+storetest.TraceID(1)) || spans != 5 {
+		t.Errorf("after clicking t1's point: URL %q with %d span rows, want t1's trace view (5 spans)", search, spans)
+	}
+
+	// The service graph: the shop's five services, the Kafka pair and their topic.
+	graph := func(q string) (nodes, edges []string) {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.Navigate(srv.URL+"/?view=graph&q="+url.QueryEscape(q)),
+			settled,
+			chromedp.Evaluate(`Array.from(document.querySelectorAll("#graph .node"), (n) => n.dataset.node).sort()`, &nodes),
+			chromedp.Evaluate(`Array.from(document.querySelectorAll("#graph .edge"), (e) => e.dataset.edge + "=" + e.querySelector(".count").textContent).sort()`, &edges),
+		); err != nil {
+			t.Fatal(err)
+		}
+		return nodes, edges
+	}
+	nodes, edges := graph("")
+	if want := []string{"checkout", "frontend", "gateway", "inventory-service", "orders-api", "postgres", "service-b", "topic:orders"}; !slices.Equal(nodes, want) {
+		t.Errorf("graph nodes %v, want %v", nodes, want)
+	}
+	if want := []string{"checkout>inventory-service=4", "checkout>postgres=5", "frontend>checkout=5", "gateway>frontend=5",
+		"orders-api>service-b=3", "orders-api>topic:orders=3", "topic:orders>service-b=3"}; !slices.Equal(edges, want) {
+		t.Errorf("graph edges %v, want %v", edges, want)
+	}
+	// Layered left to right: gateway, frontend, checkout, then what checkout calls.
+	var xs []float64
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`["gateway", "frontend", "checkout", "postgres"].map((n) => document.querySelector('#graph .node[data-node="' + n + '"]').getBoundingClientRect().x)`, &xs)); err != nil {
+		t.Fatal(err)
+	}
+	if !(xs[0] < xs[1] && xs[1] < xs[2] && xs[2] < xs[3]) {
+		t.Errorf("node x positions %v, want gateway < frontend < checkout < postgres", xs)
+	}
+
+	// Customer 456's requests touched the shop only, once.
+	nodes, edges = graph("customer_id=456")
+	if want := []string{"checkout", "frontend", "gateway", "inventory-service", "postgres"}; !slices.Equal(nodes, want) {
+		t.Errorf("customer 456's graph nodes %v, want %v", nodes, want)
+	}
+	if want := []string{"checkout>inventory-service=1", "checkout>postgres=1", "frontend>checkout=1", "gateway>frontend=1"}; !slices.Equal(edges, want) {
+		t.Errorf("customer 456's graph edges %v, want %v", edges, want)
+	}
+	// The search box filters the graph in place: a span condition (joined) keeps the view.
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue("#q", "service=service-b", chromedp.ByID),
+		chromedp.Click("#search button", chromedp.ByQuery),
+		settled,
+		chromedp.Evaluate(`Array.from(document.querySelectorAll("#graph .node"), (n) => n.dataset.node).sort()`, &nodes),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"orders-api", "service-b", "topic:orders"}; !slices.Equal(nodes, want) {
+		t.Errorf("graph of service=service-b: nodes %v, want %v", nodes, want)
+	}
+	if docsScreenshots {
+		graph("since=1h")
+		docScreenshot(ctx, t, "web-graph.png")
+	}
+}
+
+// docsScreenshots makes TestWebPlotAndGraphInBrowser write the README's screenshots into docs/ (off by default,
+// so tests never write into the repository): MESHTRACE_DOCS_SCREENSHOTS=1 go test -run PlotAndGraph ./indexer/api/
+var docsScreenshots = os.Getenv("MESHTRACE_DOCS_SCREENSHOTS") == "1"
+
+// docScreenshot saves the visible page as docs/NAME.
+func docScreenshot(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "docs", name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}

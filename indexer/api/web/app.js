@@ -1,4 +1,4 @@
-// The meshtrace search page. All state lives in the URL (?q=&target=&offset=&trace=&span=), so every view can
+// The meshtrace search page. All state lives in the URL (?q=&target=&offset=&trace=&span=&view=), so every view can
 // be shared and the back button works; render() draws whatever the URL says.
 'use strict';
 
@@ -70,14 +70,18 @@ async function render() {
   $('target').value = p.get('target') || '';
   $('query-error').hidden = true;
   document.title = (p.get('trace') ? 'trace ' + short(p.get('trace')) : p.get('q') || 'search') + ' · meshtrace';
+  views(p);
   if (p.get('trace')) {
-    $('results').hidden = true;
+    $('results').hidden = $('graph').hidden = true;
     await showTrace(p.get('trace'), p.get('span'));
+  } else if (p.get('view') === 'graph') {
+    $('results').hidden = $('trace').hidden = true;
+    await showGraph(p);
   } else if (p.has('q')) {
-    $('trace').hidden = true;
+    $('trace').hidden = $('graph').hidden = true;
     await search(p);
   } else {
-    $('results').hidden = $('trace').hidden = true;
+    $('results').hidden = $('trace').hidden = $('graph').hidden = true;
     $('status').replaceChildren('Type a query or a trace id and press Enter. Examples: ',
       ...EXAMPLES.flatMap((q, i) => [i ? ', ' : '', link(new URLSearchParams({q}), q)]), '.');
   }
@@ -93,6 +97,7 @@ $('search').addEventListener('submit', (ev) => {
   }
   const p = new URLSearchParams({q});
   if ($('target').value) p.set('target', $('target').value);
+  if (params().get('view') === 'graph') p.set('view', 'graph');
   navigate(p);
 });
 window.addEventListener('popstate', render);
@@ -121,7 +126,7 @@ async function search(p) {
     `${res.total} ${res.target}` + (res.total > n ? `, showing ${offset + 1}–${offset + n}` : '') +
     (res.partial ? ' (partial: the trace join was cut at its limit)' : '');
   const table = res.target === 'traces' ? traceTable(res.traces || []) : spanTable(res.spans || []);
-  $('results').replaceChildren(table, pager(p, offset, n, res.total));
+  $('results').replaceChildren(resultPlot(res), table, pager(p, offset, n, res.total));
   $('results').hidden = false;
 }
 
@@ -211,6 +216,220 @@ function spanTable(spans) {
 function status(s) {
   if (s.error) return el('span', {className: 'badge error', title: s.status_message || ''}, 'error' + (s.status_message ? ': ' + s.status_message : ''));
   return el('span', {className: 'badge ' + s.status_code}, s.status_code);
+}
+
+// ---- views ------------------------------------------------------------------------------------------------
+
+// views draws the tabs: the search results and the service graph of the same query.
+function views(p) {
+  const graph = p.get('view') === 'graph';
+  const to = (g) => {
+    const q = new URLSearchParams();
+    if (p.has('q')) q.set('q', p.get('q'));
+    if (p.get('target')) q.set('target', p.get('target'));
+    if (g) q.set('view', 'graph');
+    return q;
+  };
+  const tab = (g, text) => {
+    const a = link(to(g), text);
+    if (g === graph && !p.get('trace')) a.setAttribute('aria-current', 'page');
+    return a;
+  };
+  $('views').replaceChildren(tab(false, 'Search'), tab(true, 'Service graph'));
+}
+
+// ---- result plot ------------------------------------------------------------------------------------------
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+// svg builds an SVG element: svg('circle', {cx: 1, class: 'pt'}, child, ...); strings become text nodes.
+function svg(tag, attrs, ...kids) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const k of kids) if (k !== null && k !== undefined && k !== false) e.append(k);
+  return e;
+}
+
+// clock formats a unix-microsecond instant as a UTC time of day, with the date when the range spans days.
+const clock = (us, days) => new Date(us / 1000).toISOString().slice(days ? 5 : 11, 19).replace('T', ' ');
+
+// resultPlot draws the answer's hits (the page the table shows, no extra fetch): a scatter of start time
+// against duration (log scale when the durations span more than 20×), errors in red, each point opening
+// its trace as the table's link does, and under it a histogram of the hits over time.
+function resultPlot(res) {
+  const traces = res.target === 'traces';
+  const hits = (traces ? res.traces : res.spans) || [];
+  if (!hits.length) return el('div', {className: 'plot', hidden: true});
+  const W = 1000, H = 170, HH = 44, L = 56, R = 12, T = 8, B = 20;
+  const t0 = Math.min(...hits.map((h) => h.start)), t1 = Math.max(...hits.map((h) => h.start));
+  const span = Math.max(1, t1 - t0), pad = span * 0.02 + (t1 === t0 ? 1e6 : 0);
+  const xmin = t0 - pad, xmax = t1 + pad;
+  const x = (us) => L + (W - L - R) * (us - xmin) / (xmax - xmin);
+  const ds = hits.map((h) => Math.max(1, h.duration));
+  const dmin = Math.min(...ds), dmax = Math.max(...ds);
+  const log = dmax / dmin > 20;
+  const [lo, hi] = log ? [Math.log10(dmin) - 0.1, Math.log10(dmax) + 0.1] : [0, dmax * 1.1];
+  const y = (d) => T + (H - T - B) * (1 - ((log ? Math.log10(Math.max(1, d)) : d) - lo) / (hi - lo));
+  const days = xmax - xmin > 864e8 || new Date(xmin / 1000).getUTCDate() !== new Date(xmax / 1000).getUTCDate();
+
+  const plot = svg('svg', {class: 'scatter', viewBox: `0 0 ${W} ${H}`, role: 'img',
+    'aria-label': `${hits.length} ${res.target} by start time and duration` + (log ? ' (log scale)' : '')});
+  // y axis: durations at powers of ten (log) or at quarters of the range.
+  const yt = log ? Array.from({length: Math.floor(hi) - Math.ceil(lo) + 1}, (_, i) => 10 ** (Math.ceil(lo) + i)) :
+    [0.25, 0.5, 0.75, 1].map((f) => f * hi);
+  for (const d of yt) {
+    plot.append(svg('line', {class: 'grid', x1: L, x2: W - R, y1: y(d), y2: y(d)}),
+      svg('text', {class: 'tick', x: L - 6, y: y(d) + 4, 'text-anchor': 'end'}, duration(Math.round(d))));
+  }
+  for (let i = 0; i <= 4; i++) {
+    const us = xmin + (xmax - xmin) * i / 4;
+    plot.append(svg('text', {class: 'tick', x: x(us), y: H - 5, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle'}, clock(us, days)));
+  }
+  plot.append(svg('line', {class: 'axis', x1: L, x2: L, y1: T, y2: H - B}), svg('line', {class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B}));
+  const tip = el('div', {className: 'plot-tip', role: 'tooltip', hidden: true});
+  for (const h of hits) {
+    const err = traces ? h.error_count > 0 : h.error;
+    const label = traces ? `${h.root_service || '?'} ${h.root_name || '(root span not seen)'}` : `${h.service} ${h.name}`;
+    const text = `${label} — ${duration(h.duration)}${err ? ' — ' + (traces ? plural(h.error_count, 'error') : 'error') : ''}`;
+    const target = traceLink(h.trace_id, traces ? '' : h.span_id);
+    const c = svg('circle', {class: 'pt' + (err ? ' error' : ''), cx: x(h.start).toFixed(1), cy: y(h.duration).toFixed(1), r: 5,
+      tabindex: 0, role: 'link', 'aria-label': `Open trace ${h.trace_id}: ${text}`, 'data-trace-id': h.trace_id}, svg('title', {}, text));
+    const show = () => {
+      tip.textContent = text;
+      tip.hidden = false;
+      const box = plot.getBoundingClientRect(), k = box.width / W;
+      tip.style.left = Math.min(box.width - 240, x(h.start) * k + 10) + 'px';
+      tip.style.top = (y(h.duration) * k - 8) + 'px';
+    };
+    c.addEventListener('mouseenter', show);
+    c.addEventListener('focus', show);
+    c.addEventListener('mouseleave', () => { tip.hidden = true; });
+    c.addEventListener('blur', () => { tip.hidden = true; });
+    c.addEventListener('click', () => navigate(target));
+    c.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') navigate(target); });
+    plot.append(c);
+  }
+  // histogram: hits per bin over the same time axis.
+  const N = 40, bins = new Array(N).fill(0), errs = new Array(N).fill(0);
+  for (const h of hits) {
+    const i = Math.min(N - 1, Math.floor(N * (h.start - xmin) / (xmax - xmin)));
+    bins[i]++;
+    if (traces ? h.error_count > 0 : h.error) errs[i]++;
+  }
+  const top = Math.max(...bins), bw = (W - L - R) / N;
+  const hist = svg('svg', {class: 'histogram', viewBox: `0 0 ${W} ${HH}`, role: 'img', 'aria-label': `${res.target} over time, ${N} bins`},
+    svg('text', {class: 'tick', x: L - 6, y: 12, 'text-anchor': 'end'}, String(top)),
+    svg('line', {class: 'axis', x1: L, x2: W - R, y1: HH - 2, y2: HH - 2}));
+  bins.forEach((n, i) => {
+    if (!n) return;
+    const h = (HH - 6) * n / top, he = (HH - 6) * errs[i] / top;
+    const from = xmin + (xmax - xmin) * i / N;
+    hist.append(svg('rect', {class: 'bin', x: L + i * bw + 1, y: HH - 2 - h, width: bw - 2, height: h},
+      svg('title', {}, `${n} ${res.target} from ${clock(from, days)}` + (errs[i] ? `, ${errs[i]} with errors` : ''))));
+    if (he) hist.append(svg('rect', {class: 'bin error', x: L + i * bw + 1, y: HH - 2 - he, width: bw - 2, height: he}));
+  });
+  return el('div', {className: 'plot'}, plot, hist, tip);
+}
+
+// ---- service graph ----------------------------------------------------------------------------------------
+
+// showGraph draws the service graph of the traces the query matches (GET /api/v1/dependencies; the whole
+// graph of the last day without a query): services and topics in layers, callers left of callees.
+async function showGraph(p) {
+  const mine = drawn;
+  const q = p.get('q') || '';
+  $('status').textContent = 'Loading the service graph…';
+  let res;
+  try {
+    res = await getJSON('/api/v1/dependencies?' + new URLSearchParams({q}));
+  } catch (e) {
+    if (mine !== drawn) return;
+    $('status').textContent = '';
+    $('graph').hidden = true;
+    showQueryError(q, e);
+    return;
+  }
+  if (mine !== drawn) return;
+  const edges = res.data || [];
+  const nodes = new Set(edges.flatMap((e) => [e.parent, e.child]));
+  $('status').textContent = (edges.length ? `${plural(nodes.size, 'node')}, ${plural(edges.length, 'edge')}` : 'No calls') +
+    ` in the traces ${q ? 'matching ' + q + ' ' : ''}started ${when(res.since)} – ${when(res.until)} UTC` +
+    (res.partial ? ' (partial: the trace join was cut at its limit)' : '') + '. Edge labels count traces.';
+  $('graph').replaceChildren(edges.length ? graphSVG(edges, q) : el('p', {}, 'Nothing to draw.'));
+  $('graph').hidden = false;
+}
+
+// layers assigns each node the length of the longest caller chain leading to it (edges closing a cycle are
+// ignored), so callers sit left of the services they call.
+function layers(nodes, edges) {
+  const layer = new Map([...nodes].map((n) => [n, 0]));
+  for (let i = 0; i < nodes.size; i++) { // Bellman-Ford style: at most |nodes| rounds, so cycles stop
+    let changed = false;
+    for (const e of edges) {
+      if (e.parent !== e.child && layer.get(e.child) < layer.get(e.parent) + 1 && layer.get(e.parent) + 1 < nodes.size) {
+        layer.set(e.child, layer.get(e.parent) + 1);
+        changed = true;
+      }
+    }
+    if (!changed) break;
+  }
+  return layer;
+}
+
+function graphSVG(edges, q) {
+  const nodes = new Set(edges.flatMap((e) => [e.parent, e.child]));
+  const layer = layers(nodes, edges);
+  const cols = [];
+  for (const [n, l] of layer) (cols[l] ||= []).push(n);
+  for (const c of cols) if (c) c.sort();
+  const NW = 170, NH = 34, GX = 90, GY = 26, P = 16;
+  const rows = Math.max(...cols.map((c) => (c ? c.length : 0)));
+  const W = P * 2 + cols.length * NW + (cols.length - 1) * GX, H = P * 2 + rows * NH + (rows - 1) * GY;
+  const pos = new Map();
+  cols.forEach((c, i) => (c || []).forEach((n, j) => {
+    const off = (rows - c.length) * (NH + GY) / 2;
+    pos.set(n, {x: P + i * (NW + GX), y: P + off + j * (NH + GY)});
+  }));
+  const max = Math.max(...edges.map((e) => e.callCount));
+  const g = svg('svg', {class: 'service-graph', viewBox: `0 0 ${W} ${H}`, width: W, role: 'img',
+    'aria-label': `Service graph: ${plural(nodes.size, 'node')}, ${plural(edges.length, 'edge')}`},
+  svg('defs', {}, svg('marker', {id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto'},
+    svg('path', {d: 'M0,0 L10,5 L0,10 z', class: 'arrow'}))));
+  for (const e of edges) {
+    const a = pos.get(e.parent), b = pos.get(e.child);
+    let d, mx, my;
+    if (a.x < b.x && layer.get(e.child) === layer.get(e.parent) + 1) {
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2;
+      d = `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`;
+      [mx, my] = [(x1 + x2) / 2, (y1 + y2) / 2];
+    } else { // an edge skipping layers, a back edge or a self call: loop under the nodes
+      const x1 = a.x + NW / 2, y1 = a.y + NH, x2 = b.x + NW / 2, y2 = b.y + NH;
+      const dip = Math.max(y1, y2) + GY;
+      d = `M${x1},${y1} C${x1},${dip} ${x2 + (x1 === x2 ? 40 : 0)},${dip} ${x2},${y2}`;
+      [mx, my] = [(x1 + x2) / 2 + (x1 === x2 ? 20 : 0), dip - 4];
+    }
+    const w = 1 + 3 * e.callCount / max;
+    g.append(svg('g', {class: 'edge', 'data-edge': e.parent + '>' + e.child},
+      svg('title', {}, `${e.parent} → ${e.child}: ${plural(e.callCount, 'trace')}`),
+      svg('path', {d, 'stroke-width': w, 'marker-end': 'url(#arrow)'}),
+      svg('text', {x: mx, y: my - 4, 'text-anchor': 'middle', class: 'count'}, String(e.callCount))));
+  }
+  for (const [n, {x, y}] of pos) {
+    const topic = n.startsWith('topic:');
+    const node = svg('g', {class: 'node' + (topic ? ' topic' : ''), 'data-node': n, transform: `translate(${x},${y})`},
+      svg('title', {}, topic ? `messaging destination ${n.slice(6)}` : `service ${n}: search its traces`),
+      svg('rect', {width: NW, height: NH, rx: topic ? 17 : 5}),
+      svg('text', {x: NW / 2, y: NH / 2 + 5, 'text-anchor': 'middle'}, n.length > 22 ? n.slice(0, 21) + '…' : n));
+    if (!topic && /^[A-Za-z0-9_.:-]+$/.test(n)) { // a service opens its traces under the same query
+      const to = new URLSearchParams({q: (q ? q + ' ' : '') + 'service=' + n, target: 'traces'});
+      node.setAttribute('tabindex', 0);
+      node.setAttribute('role', 'link');
+      node.addEventListener('click', () => navigate(to));
+      node.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') navigate(to); });
+    }
+    g.append(node);
+  }
+  return el('div', {className: 'graph-box'}, g);
 }
 
 // ---- trace view -------------------------------------------------------------------------------------------
