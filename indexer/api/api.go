@@ -11,6 +11,7 @@
 //	GET /api/traces?traceID=A&traceID=B
 //	GET /api/traces/{id}
 //	GET /api/dependencies?endTs=&lookback=
+//	GET /api/v3/services, /api/v3/operations, /api/v3/traces, /api/v3/traces/{trace_id}, /api/v3/trace-summaries
 //	GET /healthz, GET / (web page)
 //	GET /api/v1/ingest (Config.IngestStats), GET /metrics (Config.Metrics), when configured
 //
@@ -109,6 +110,11 @@ func New(st store.Store, c Config) *Server {
 	s.mux.HandleFunc("GET /api/operations", s.budget("GET /api/operations", s.jaegerOperations))
 	s.mux.HandleFunc("GET /api/traces", s.budget("GET /api/traces", s.jaegerSearch))
 	s.mux.HandleFunc("GET /api/traces/{id}", s.budget("GET /api/traces/{id}", s.jaegerTrace))
+	s.mux.HandleFunc("GET /api/v3/services", s.budget("GET /api/v3/services", s.v3Services))
+	s.mux.HandleFunc("GET /api/v3/operations", s.budget("GET /api/v3/operations", s.v3Operations))
+	s.mux.HandleFunc("GET /api/v3/traces", s.budget("GET /api/v3/traces", s.v3FindTraces))
+	s.mux.HandleFunc("GET /api/v3/traces/{trace_id}", s.budget("GET /api/v3/traces/{trace_id}", s.v3Trace))
+	s.mux.HandleFunc("GET /api/v3/trace-summaries", s.budget("GET /api/v3/trace-summaries", s.v3TraceSummaries))
 	s.mux.HandleFunc("GET /api/dependencies", s.budget("GET /api/dependencies", s.jaegerDependencies))
 	s.mux.HandleFunc("GET /api/v1/dependencies", s.budget("GET /api/v1/dependencies", s.queryDependencies))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
