@@ -384,7 +384,7 @@ function graphSVG(edges, q) {
   for (const c of cols) if (c) c.sort();
   const NW = 170, NH = 34, GX = 90, GY = 26, P = 16;
   const rows = Math.max(...cols.map((c) => (c ? c.length : 0)));
-  const W = P * 2 + cols.length * NW + (cols.length - 1) * GX, H = P * 2 + rows * NH + (rows - 1) * GY;
+  const W = P * 2 + cols.length * NW + (cols.length - 1) * GX, H = P * 2 + rows * NH + rows * GY; // room under the last row for looping edges
   const pos = new Map();
   cols.forEach((c, i) => (c || []).forEach((n, j) => {
     const off = (rows - c.length) * (NH + GY) / 2;
