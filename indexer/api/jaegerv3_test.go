@@ -365,3 +365,39 @@ func TestV3Query(t *testing.T) {
 
 // strconvI formats an integer in decimal.
 func strconvI(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestToOTLPValues checks the typing of attribute values (integers read back as float64 given back as
+// intValue, lists, maps), the scope, links, and overflowed attributes shown on the span.
+func TestToOTLPValues(t *testing.T) {
+	sp := document.Span{TraceID: replicaTrace, SpanID: "0000000000000001", Name: "n", Kind: "consumer", Service: "svc",
+		Start: 10, End: 20, StatusCode: "ok", Scope: "io.lib",
+		Attr:     map[string]any{"i": float64(3), "f": 1.5, "b": true, "l": []any{"x", float64(2)}, "m": map[string]any{"k": "v"}},
+		Links:    []document.Link{{TraceID: plainTrace, SpanID: "0000000000000002", Attr: map[string]any{"w": "z"}}},
+		Overflow: `{"attr.big":"v1","resource.r":2}`}
+	b, err := json.Marshal(map[string]OTLPTracesData{"result": ToOTLP([]document.Span{sp})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"result":{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+		"scopeSpans":[{"scope":{"name":"io.lib"},"spans":[{"traceId":"` + replicaTrace + `","spanId":"0000000000000001","name":"n","kind":5,
+		"startTimeUnixNano":"10000","endTimeUnixNano":"20000","status":{"code":1},
+		"attributes":[{"key":"b","value":{"boolValue":true}},{"key":"big","value":{"stringValue":"v1"}},{"key":"f","value":{"doubleValue":1.5}},
+			{"key":"i","value":{"intValue":"3"}},{"key":"l","value":{"arrayValue":{"values":[{"stringValue":"x"},{"intValue":"2"}]}}},
+			{"key":"m","value":{"kvlistValue":{"values":[{"key":"k","value":{"stringValue":"v"}}]}}},{"key":"resource.r","value":{"intValue":"2"}}],
+		"links":[{"traceId":"` + plainTrace + `","spanId":"0000000000000002","attributes":[{"key":"w","value":{"stringValue":"z"}}]}]}]}]}]}}`
+	if !sameJSON(t, b, want) {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var td tracepb.TracesData // the same text is valid OTLP/JSON for protojson (the ids aside)
+	res := strings.TrimSuffix(strings.TrimPrefix(string(b), `{"result":`), "}")
+	for _, id := range []string{replicaTrace, plainTrace, "0000000000000001", "0000000000000002"} {
+		raw, _ := hex.DecodeString(id)
+		res = strings.ReplaceAll(res, `"`+id+`"`, `"`+base64.StdEncoding.EncodeToString(raw)+`"`)
+	}
+	if err := protojson.Unmarshal([]byte(res), &td); err != nil {
+		t.Fatal(err)
+	}
+	if sp := td.ResourceSpans[0].ScopeSpans[0].Spans[0]; sp.Kind != tracepb.Span_SPAN_KIND_CONSUMER || len(sp.Attributes) != 7 || sp.Links[0].Attributes[0].Value.GetStringValue() != "z" {
+		t.Errorf("protojson: %v", sp)
+	}
+}
