@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -399,5 +403,39 @@ func TestToOTLPValues(t *testing.T) {
 	}
 	if sp := td.ResourceSpans[0].ScopeSpans[0].Spans[0]; sp.Kind != tracepb.Span_SPAN_KIND_CONSUMER || len(sp.Attributes) != 7 || sp.Links[0].Attributes[0].Value.GetStringValue() != "z" {
 		t.Errorf("protojson: %v", sp)
+	}
+}
+
+// TestJaegerV3QueryTimeout checks that the api_v3 routes run under the time budget: 503, Retry-After, the
+// gateway's error shape, and the store's context ended.
+func TestJaegerV3QueryTimeout(t *testing.T) {
+	const budget = 200 * time.Millisecond
+	st := &blockingStore{calls: make(chan error, 16)}
+	srv := httptest.NewServer(New(st, Config{QueryTimeout: budget, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{
+		"/api/v3/services",
+		"/api/v3/operations?service=checkout",
+		"/api/v3/traces?" + v3Search(map[string]string{"query.serviceName": "checkout"}),
+		"/api/v3/traces/" + slowTrace,
+		"/api/v3/trace-summaries?" + v3Search(nil),
+	} {
+		resp, body := fetch(t, srv.URL+path)
+		var e v3Error
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || json.Unmarshal(body, &e) != nil ||
+			e.Error.HTTPCode != http.StatusServiceUnavailable || !strings.Contains(e.Error.Message, "exceeded its time budget of 200ms") {
+			t.Errorf("GET %s: %d Retry-After %q %s", path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		select {
+		case err := <-st.calls:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("GET %s: store saw %v", path, err)
+			}
+		default:
+			t.Errorf("GET %s: the store call did not return", path)
+		}
+		for len(st.calls) > 0 {
+			<-st.calls
+		}
 	}
 }
