@@ -9,8 +9,10 @@ import (
 //go:embed web
 var webFiles embed.FS
 
-// webHandler serves the search page (web/): a query box, trace and span result tables, and a trace view with a
-// waterfall and span details, all drawn in the browser from /api/v1.
+// webHandler serves the search page (web/): a query box, trace and span result tables under a plot of the same
+// answer (start against duration, a histogram over time), a trace view with a waterfall and span details, and
+// a service graph of the traces a query matches (GET /api/v1/dependencies), all drawn in the browser from
+// /api/v1.
 func webHandler() http.Handler {
 	sub, err := fs.Sub(webFiles, "web")
 	if err != nil {

@@ -50,7 +50,7 @@ func (s *Service) Dependencies(ctx context.Context, since, until time.Time) ([]D
 // like the rest of its trace conditions; q.Target is ignored. Trace conditions filter the facet directly.
 // Span conditions and free text are joined as Execute joins them: the spans are searched first and the facet
 // counts only the traces holding a match, at most the most recent store.MaxLimit of them; partial reports
-// that the join was cut there (or that the store answered partially), so counts are then a lower bound.
+// that the join reached that bound (or that the store answered partially): counts are then lower bounds.
 func (s *Service) QueryDependencies(ctx context.Context, q *query.Query) (deps []Dependency, partial bool, err error) {
 	filter := query.Conjoin(q.Trace, window(q))
 	if q.Span != nil || len(q.Text) > 0 {
@@ -63,7 +63,9 @@ func (s *Service) QueryDependencies(ctx context.Context, q *query.Query) (deps [
 		if len(ids) == 0 {
 			return []Dependency{}, cut, nil
 		}
-		partial = cut || total > len(ids)
+		// A store may count at most store.MaxLimit distinct traces (Meilisearch's maxTotalHits), so reaching
+		// the bound counts as cut.
+		partial = cut || total > len(ids) || len(ids) >= store.MaxLimit
 		filter = query.Conjoin(filter, &query.In{Field: "trace_id", Values: ids})
 	}
 	counts, err := s.st.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)

@@ -3,12 +3,15 @@ package querysvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 )
 
 // facetStore answers Facet with canned counts and records its arguments.
@@ -64,5 +67,57 @@ func TestQueryDependenciesTraceConditions(t *testing.T) {
 	wantFilter := &query.And{Terms: []query.Expr{q.Trace, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(5)}}}
 	if st.index != store.Traces || st.field != "edges" || !reflect.DeepEqual(st.filter, wantFilter) {
 		t.Errorf("Facet(%s, %v, %q), want the edges of the traces with errors since 5", st.index, st.filter, st.field)
+	}
+}
+
+// TestQueryDependenciesJoin runs QueryDependencies over the embedded store: a span condition counts only the
+// edges of the traces holding a matching span, and past store.MaxLimit matching traces the answer is partial.
+func TestQueryDependenciesJoin(t *testing.T) {
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = store.MaxLimit + 5 // traces of customer 1 (a>b); one more of customer 2 (a>c)
+	var spans []document.Span
+	var traces []document.Trace
+	for i := range n + 1 {
+		id, customer, edge := fmt.Sprintf("%032x", i+1), "1", document.Edge("a", "b")
+		if i == n {
+			customer, edge = "2", document.Edge("a", "c")
+		}
+		start := int64(1_000_000 + i)
+		spans = append(spans, document.Span{ID: id + "-0000000000000001", TraceID: id, SpanID: "0000000000000001", Name: "op", Service: "a",
+			Kind: "server", StatusCode: "unset", Start: start, End: start + 5, Duration: 5, Attr: map[string]any{"customer_id": customer}})
+		traces = append(traces, document.Trace{ID: id, TraceID: id, Start: start, End: start + 5, Duration: 5, SpanCount: 1, Services: []string{"a"},
+			Edges: []string{edge}})
+	}
+	if err := st.Write(context.Background(), spans, traces); err != nil {
+		t.Fatal(err)
+	}
+	svc := New(st, Config{})
+	run := func(src string) ([]Dependency, bool) {
+		t.Helper()
+		q, err := query.Compile(src, time.UnixMicro(2_000_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps, partial, err := svc.QueryDependencies(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return deps, partial
+	}
+	if deps, partial := run("customer_id=2"); !reflect.DeepEqual(deps, []Dependency{{Parent: "a", Child: "c", CallCount: 1}}) || partial {
+		t.Errorf("customer_id=2: %+v (partial %v), want a>c once", deps, partial)
+	}
+	if deps, partial := run("customer_id=1"); !reflect.DeepEqual(deps, []Dependency{{Parent: "a", Child: "b", CallCount: store.MaxLimit}}) || !partial {
+		t.Errorf("customer_id=1: %+v (partial %v), want a>b in the %d most recent traces, partial", deps, partial, store.MaxLimit)
+	}
+	if deps, partial := run("trace.span_count=1"); len(deps) != 2 || partial { // trace conditions only: no join, no bound
+		t.Errorf("trace.span_count=1: %+v (partial %v), want both edges, complete", deps, partial)
+	}
+	if deps, _ := run("customer_id=3"); deps == nil || len(deps) != 0 {
+		t.Errorf("no match: %#v, want an empty graph", deps)
 	}
 }
