@@ -383,6 +383,29 @@ func TestWebPlotAndGraphInBrowser(t *testing.T) {
 		t.Errorf("after clicking t1's point: URL %q with %d span rows, want t1's trace view (5 spans)", search, spans)
 	}
 
+	// A span search plots its spans; a point opens the trace with that span selected.
+	var redSpans int
+	var details string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(srv.URL+"/?q=error%3Dtrue&target=spans"),
+		settled,
+		count(".plot circle.pt", &points),
+		count(".plot circle.pt.error", &redSpans),
+		chromedp.Click(t1, chromedp.ByQuery),
+		settled,
+		chromedp.WaitVisible("#details h3", chromedp.ByQuery),
+		chromedp.Text("#details h3", &details, chromedp.ByQuery),
+		chromedp.Evaluate(`location.search`, &search),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(search, "span="+storetest.SpanID(1, 5)[33:]) {
+		t.Errorf("after clicking a span's point: URL %q does not name the span", search)
+	}
+	if points != 2 || redSpans != 2 || details != "inventory-service GET /stock/{sku}" {
+		t.Errorf("span plot: %d points (%d red), the click selected %q; want 2 red points, the inventory-service span", points, redSpans, details)
+	}
+
 	// The service graph: the shop's five services, the Kafka pair and their topic.
 	graph := func(q string) (nodes, edges []string) {
 		t.Helper()
