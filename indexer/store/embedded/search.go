@@ -86,15 +86,13 @@ const distinctPage = 1000
 func (x *idx) distinct(ctx context.Context, q bq.Query, order search.SortOrder, field string, want int) ([]*search.DocumentMatch, int, error) {
 	seen := map[string]bool{}
 	var kept []*search.DocumentMatch
-	var after []string
-	for {
-		req := bleve.NewSearchRequestOptions(q, distinctPage, 0, false)
+	// Pages by offset: bleve's search-after does not resume on these sort keys (it answered an empty second
+	// page), which capped the distinct count at the first page.
+	for from := 0; ; {
+		req := bleve.NewSearchRequestOptions(q, distinctPage, from, false)
 		req.Score = bleve.ScoreNone
 		req.SortByCustom(order)
 		req.Fields = []string{sourceField}
-		if after != nil {
-			req.SetSearchAfter(after)
-		}
 		res, err := x.b.SearchInContext(ctx, req)
 		if err != nil {
 			return nil, 0, err
@@ -113,10 +111,10 @@ func (x *idx) distinct(ctx context.Context, q bq.Query, order search.SortOrder, 
 				kept = append(kept, h)
 			}
 		}
-		if len(res.Hits) < distinctPage {
+		from += len(res.Hits)
+		if len(res.Hits) == 0 || uint64(from) >= res.Total {
 			return kept, len(seen), nil
 		}
-		after = res.Hits[len(res.Hits)-1].Sort
 	}
 }
 

@@ -144,6 +144,29 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("Total = %d, want 8 distinct traces", res.Total)
 		}
 	})
+	t.Run("DistinctCountsPastOnePage", func(t *testing.T) {
+		// More distinct values than one page of hits (store.MaxLimit): the total still counts every one, so a
+		// scope join past the limit is reported partial.
+		s := open(t)
+		defer s.Close()
+		const n = store.MaxLimit + 5
+		spans := make([]document.Span, n)
+		for i := range spans {
+			tid, sid := fmt.Sprintf("%032x", 0xd000+i), fmt.Sprintf("%016x", i+1)
+			spans[i] = document.Span{ID: tid + "-" + sid, TraceID: tid, SpanID: sid, Name: "x", Service: "s",
+				Start: Now.UnixMicro() - int64(i), StatusCode: "unset"}
+		}
+		if err := s.Write(ctx, spans, nil); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Search(ctx, store.Request{Index: store.Spans, Distinct: "trace_id", Limit: store.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Total != n || len(res.Spans) != store.MaxLimit {
+			t.Errorf("Total %d with %d hits, want %d with %d", res.Total, len(res.Spans), n, store.MaxLimit)
+		}
+	})
 	t.Run("BadRequest", func(t *testing.T) {
 		s := load(t)
 		_, err := s.Search(ctx, store.Request{Index: store.Spans, Limit: store.MaxLimit + 1})
