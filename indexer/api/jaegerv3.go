@@ -203,15 +203,25 @@ func V3Query(q url.Values, now time.Time) (*query.Query, int, error) {
 	return cq, limit, nil
 }
 
-func (s *Server) v3FindTraces(w http.ResponseWriter, r *http.Request) {
+// v3Search runs the api_v3 search of r and returns the traces found; on a bad query or a store error it
+// has answered w and ok is false.
+func (s *Server) v3Search(w http.ResponseWriter, r *http.Request) (found []querysvc.Trace, ok bool) {
 	q, limit, err := V3Query(r.URL.Query(), s.now())
 	if err != nil {
 		writeV3Error(w, http.StatusBadRequest, err.Error())
-		return
+		return nil, false
 	}
-	found, err := s.svc.FindTraces(r.Context(), q, limit)
+	found, err = s.svc.FindTraces(r.Context(), q, limit)
 	if err != nil {
 		s.v3StoreError(w, r, err)
+		return nil, false
+	}
+	return found, true
+}
+
+func (s *Server) v3FindTraces(w http.ResponseWriter, r *http.Request) {
+	found, ok := s.v3Search(w, r)
+	if !ok {
 		return
 	}
 	var spans []document.Span
@@ -299,14 +309,8 @@ type V3ServiceSummary struct {
 }
 
 func (s *Server) v3TraceSummaries(w http.ResponseWriter, r *http.Request) {
-	q, limit, err := V3Query(r.URL.Query(), s.now())
-	if err != nil {
-		writeV3Error(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	found, err := s.svc.FindTraces(r.Context(), q, limit)
-	if err != nil {
-		s.v3StoreError(w, r, err)
+	found, ok := s.v3Search(w, r)
+	if !ok {
 		return
 	}
 	out := make([]V3TraceSummary, 0, len(found))
