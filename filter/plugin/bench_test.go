@@ -144,27 +144,7 @@ func BenchmarkRequestVersus(b *testing.B) {
 				loadDriven(b, module(b, artifact.Build{Name: "baseline", Path: path})),
 				loadDriven(b, module(b, build)),
 			}
-			const block = 64
-			for i := 0; i < 1000; i++ { // warm up
-				for _, h := range hosts {
-					drive(b, h, i)
-				}
-			}
-			var perReq [2][]float64
-			b.ResetTimer()
-			for r := 0; b.Loop(); r++ {
-				for k, h := range hosts {
-					start := time.Now()
-					for i := 0; i < block; i++ {
-						drive(b, h, r*block+i)
-					}
-					perReq[k] = append(perReq[k], float64(time.Since(start).Nanoseconds())/block)
-				}
-			}
-			b.StopTimer()
-			for k := range perReq {
-				slices.Sort(perReq[k])
-			}
+			perReq := alternate(b, hosts)
 			n := len(perReq[0])
 			p10, p50 := n/10, n/2
 			b.ReportMetric(perReq[0][p10], "base-p10-ns/req")
@@ -184,27 +164,7 @@ func BenchmarkRequestRoutes(b *testing.B) {
 		b.Run(build.Name, func(b *testing.B) {
 			m := module(b, build)
 			hosts := []*wasmhost.Host{loadDriven(b, m), loadDriven(b, m, "{"+benchRoutes+benchPolicy[1:])}
-			const block = 64
-			for i := 0; i < 1000; i++ { // warm up
-				for _, h := range hosts {
-					drive(b, h, i)
-				}
-			}
-			var perReq [2][]float64
-			b.ResetTimer()
-			for r := 0; b.Loop(); r++ {
-				for k, h := range hosts {
-					start := time.Now()
-					for i := 0; i < block; i++ {
-						drive(b, h, r*block+i)
-					}
-					perReq[k] = append(perReq[k], float64(time.Since(start).Nanoseconds())/block)
-				}
-			}
-			b.StopTimer()
-			for k := range perReq {
-				slices.Sort(perReq[k])
-			}
+			perReq := alternate(b, hosts)
 			p10 := len(perReq[0]) / 10
 			b.ReportMetric(perReq[0][p10], "plain-p10-ns/req")
 			b.ReportMetric(perReq[1][p10], "routed-p10-ns/req")
@@ -267,4 +227,33 @@ func checkMemoryFlat(t *testing.T, from, to uint64, round string, warm, n int) {
 	if to > from+leakSlack {
 		t.Errorf("guest memory grew from %d to %d bytes between %s %d and %d", from, to, round, warm, n)
 	}
+}
+
+// alternate warms both hosts up, then drives them in alternating blocks of 64 requests for the benchmark's
+// duration and returns each one's wall time per request of every block, sorted: alternating keeps the
+// shared machine's drift out of the comparison.
+func alternate(b *testing.B, hosts []*wasmhost.Host) [2][]float64 {
+	b.Helper()
+	const block = 64
+	for i := 0; i < 1000; i++ { // warm up
+		for _, h := range hosts {
+			drive(b, h, i)
+		}
+	}
+	var perReq [2][]float64
+	b.ResetTimer()
+	for r := 0; b.Loop(); r++ {
+		for k, h := range hosts {
+			start := time.Now()
+			for i := 0; i < block; i++ {
+				drive(b, h, r*block+i)
+			}
+			perReq[k] = append(perReq[k], float64(time.Since(start).Nanoseconds())/block)
+		}
+	}
+	b.StopTimer()
+	for k := range perReq {
+		slices.Sort(perReq[k])
+	}
+	return perReq
 }
