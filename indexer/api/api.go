@@ -171,17 +171,23 @@ type ErrorResponse struct {
 	Position int    `json:"position,omitempty"`
 }
 
+// writeQueryError answers a query that does not compile: 400 with the message and, for a syntax or field
+// error, its position.
+func writeQueryError(w http.ResponseWriter, err error) {
+	resp := ErrorResponse{Error: err.Error()}
+	var qe *query.Error
+	if errors.As(err, &qe) {
+		resp.Position = qe.Pos
+	}
+	writeJSON(w, http.StatusBadRequest, resp)
+}
+
 func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	src := v.Get("q")
 	q, err := query.Compile(src, s.now())
 	if err != nil {
-		resp := ErrorResponse{Error: err.Error()}
-		var qe *query.Error
-		if errors.As(err, &qe) {
-			resp.Position = qe.Pos
-		}
-		writeJSON(w, http.StatusBadRequest, resp)
+		writeQueryError(w, err)
 		return
 	}
 	switch t := v.Get("target"); t {

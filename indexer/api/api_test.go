@@ -54,21 +54,27 @@ func shopSpans(traceID string, ago, inventory time.Duration, customer string) []
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	return serveTraces(t, [][]document.Span{
+		shopSpans(slowTrace, 10*time.Minute, 900*time.Millisecond, "123"),
+		shopSpans(fastTrace, 20*time.Minute, 20*time.Millisecond, "456"),
+	})
+}
+
+// serveTraces serves an API over an embedded store holding traces, rolled up as the pipeline does.
+func serveTraces(t *testing.T, traces [][]document.Span) *httptest.Server {
+	t.Helper()
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	r := rollup.New(rollup.Config{}, nil)
-	for _, spans := range [][]document.Span{
-		shopSpans(slowTrace, 10*time.Minute, 900*time.Millisecond, "123"),
-		shopSpans(fastTrace, 20*time.Minute, 20*time.Millisecond, "456"),
-	} {
-		traces, err := r.Apply(context.Background(), spans, now)
+	for _, spans := range traces {
+		docs, err := r.Apply(context.Background(), spans, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Write(context.Background(), spans, traces); err != nil {
+		if err := st.Write(context.Background(), spans, docs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
@@ -29,12 +28,7 @@ func (s *Server) queryDependencies(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	q, err := query.Compile(src, now)
 	if err != nil {
-		resp := ErrorResponse{Error: err.Error()}
-		var qe *query.Error
-		if errors.As(err, &qe) {
-			resp.Position = qe.Pos
-		}
-		writeJSON(w, http.StatusBadRequest, resp)
+		writeQueryError(w, err)
 		return
 	}
 	if q.Since == 0 {

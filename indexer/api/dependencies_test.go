@@ -1,20 +1,15 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
-	"github.com/meshtrace/meshtrace/indexer/rollup"
-	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 )
 
 // kafkaSpans is a producer in orders-api and its consumer in service-b, in one trace.
@@ -32,28 +27,12 @@ func kafkaSpans(traceID string, ago time.Duration) []document.Span {
 // TestJaegerDependencies asks for the service graph as Grafana's Jaeger data source and the Jaeger UI do:
 // endTs and lookback in milliseconds.
 func TestJaegerDependencies(t *testing.T) {
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	r := rollup.New(rollup.Config{}, nil)
-	for _, spans := range [][]document.Span{
+	srv := serveTraces(t, [][]document.Span{
 		shopSpans(slowTrace, 10*time.Minute, 900*time.Millisecond, "123"),
 		shopSpans(fastTrace, 20*time.Minute, 20*time.Millisecond, "456"),
 		shopSpans("0000000000000000000000000000abc3", 3*time.Hour, 20*time.Millisecond, "456"),
 		kafkaSpans("0000000000000000000000000000abc4", 5*time.Minute),
-	} {
-		traces, err := r.Apply(context.Background(), spans, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Write(context.Background(), spans, traces); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv := httptest.NewServer(New(st, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	t.Cleanup(srv.Close)
+	})
 
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	endTs := now.UnixMilli()

@@ -1,11 +1,9 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,8 +13,6 @@ import (
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
-	"github.com/meshtrace/meshtrace/indexer/rollup"
-	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 )
 
 const (
@@ -57,28 +53,6 @@ func replicaSpans() [][]document.Span {
 	return [][]document.Span{r, p}
 }
 
-func newJaegerServer(t *testing.T, traces [][]document.Span) *httptest.Server {
-	t.Helper()
-	st, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	r := rollup.New(rollup.Config{}, nil)
-	for _, spans := range traces {
-		docs, err := r.Apply(context.Background(), spans, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Write(context.Background(), spans, docs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv := httptest.NewServer(New(st, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // rawGet returns the status and body of GET path.
 func rawGet(t *testing.T, srv *httptest.Server, path string) (int, []byte) {
 	t.Helper()
@@ -107,8 +81,8 @@ func sameJSON(t *testing.T, got []byte, want string) bool {
 // TestJaegerListsAndErrors checks whole answers of the Jaeger routes that list services and operations
 // and the 400s of the search, as jaeger-query answers them.
 func TestJaegerListsAndErrors(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
-	empty := newJaegerServer(t, nil)
+	srv := serveTraces(t, replicaSpans())
+	empty := serveTraces(t, nil)
 	bad := func(msg string) string {
 		b, _ := json.Marshal(msg)
 		return `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":` + string(b) + `}]}`
@@ -148,7 +122,7 @@ func TestJaegerListsAndErrors(t *testing.T) {
 // TestJaegerTraceIDLookup checks /api/traces?traceID=...: the traces asked for in the order asked, the
 // other parameters ignored, an error entry for an id not found.
 func TestJaegerTraceIDLookup(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
+	srv := serveTraces(t, replicaSpans())
 	var res struct {
 		Data   []JaegerTrace
 		Total  int
@@ -175,7 +149,7 @@ func TestJaegerTraceIDLookup(t *testing.T) {
 // TestJaegerTagSearch checks that every tag the trace view shows finds its trace through the tags
 // parameter (JSON and logfmt), and that built-in field names used as tag keys reach the attribute.
 func TestJaegerTagSearch(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
+	srv := serveTraces(t, replicaSpans())
 	both := []string{replicaTrace, plainTrace}
 	tests := []struct {
 		service, tags string

@@ -53,8 +53,8 @@ func v3ErrorBody(code int, msg string) string {
 // TestJaegerV3ListsAndErrors checks whole answers of the api_v3 routes that list services and operations,
 // and the errors of every route, as the gateway answers them.
 func TestJaegerV3ListsAndErrors(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
-	empty := newJaegerServer(t, nil)
+	srv := serveTraces(t, replicaSpans())
+	empty := serveTraces(t, nil)
 	bad := func(msg string) string { return v3ErrorBody(400, msg) }
 	tests := []struct {
 		srv  *httptest.Server
@@ -176,7 +176,7 @@ func attrMap(kvs []*commonpb.KeyValue) map[string]string {
 // (the two checkout replicas apart), typed attributes, ids, parents, kinds, status, events and times; the
 // id in hex (short or upper-case too) or base64, as the gateway takes it.
 func TestJaegerV3Trace(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
+	srv := serveTraces(t, replicaSpans())
 	want := replicaSpans()[0]
 	raw, _ := hex.DecodeString(replicaTrace)
 	for _, id := range []string{replicaTrace, "BB01", base64.StdEncoding.EncodeToString(raw), base64.RawURLEncoding.EncodeToString(raw)} {
@@ -240,7 +240,7 @@ func TestJaegerV3Trace(t *testing.T) {
 // TestJaegerV3Search checks GET /api/v3/traces with the parameters of the api_v3 search: every trace found in
 // one TracesData, each resource of each trace apart.
 func TestJaegerV3Search(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
+	srv := serveTraces(t, replicaSpans())
 	tests := []struct {
 		name   string
 		params map[string]string
@@ -292,7 +292,7 @@ func TestJaegerV3Search(t *testing.T) {
 // TestJaegerV3TraceSummaries checks /api/v3/trace-summaries as jaeger-ui's fetchTraceSummaries calls it
 // and reads it: a summary per trace, field by field, times as decimal nanosecond strings.
 func TestJaegerV3TraceSummaries(t *testing.T) {
-	srv := newJaegerServer(t, replicaSpans())
+	srv := serveTraces(t, replicaSpans())
 	spans := replicaSpans()[0]
 	// client.ts: query.serviceName, query.operationName, ISO start/end, query.searchDepth, durations, query.attributes.
 	v := v3Window()
