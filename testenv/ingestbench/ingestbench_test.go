@@ -18,7 +18,7 @@ import (
 // checks that the report counts every request and span and that every span became searchable.
 func TestRunCountsWhatWasSent(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts indexer and Meilisearch processes")
+		t.Skip("-short: this test starts an indexer and a Meilisearch process (make test runs it, without -short)")
 	}
 	bin := indexerproc.Build(t)
 	var log bytes.Buffer

@@ -36,7 +36,7 @@ func manyKeys(n, k, first int) []document.Span {
 }
 
 // findAll checks that every span is found by its id and by its trace id.
-func findAll(t *testing.T, s store.Store, spans []document.Span) {
+func findAll(t testing.TB, s store.Store, spans []document.Span) {
 	t.Helper()
 	ctx := context.Background()
 	traces := map[string]int{}
@@ -145,16 +145,22 @@ func TestFieldCapKeepsSpansFindable(t *testing.T) {
 	}
 }
 
-// TestTooManyFieldsBreaksBleve shows what the cap prevents: past 65,535 distinct field names, bleve's 16-bit
-// field ids (zapx: uint16(len(FieldsInv)+1)) wrap onto earlier fields and searches answer wrongly. It writes
-// 700 spans with 71,401 distinct keys (in one batch, or in MESHTRACE_FIELD_LIMIT_DEMO=N batches), reopens the
-// store and searches every span by id, trace id and each of its 100 own attributes. It takes about 25s, so it
-// runs only with MESHTRACE_FIELD_LIMIT_DEMO set. Measured with bleve v2.5.7 / zapx v16 on 2 CPUs: writing took
-// 9s; every span was still found by id and trace id; 2 of the 70,000 attribute searches were wrong.
-func TestTooManyFieldsBreaksBleve(t *testing.T) {
-	if os.Getenv("MESHTRACE_FIELD_LIMIT_DEMO") == "" {
-		t.Skip("set MESHTRACE_FIELD_LIMIT_DEMO=1 to run (writes 70,000 distinct fields)")
+// BenchmarkTooManyFieldsBreaksBleve measures what the cap prevents: past 65,535 distinct field names, bleve's
+// 16-bit field ids (zapx: uint16(len(FieldsInv)+1)) wrap onto earlier fields and searches answer wrongly. It
+// writes 700 spans with 71,401 distinct keys (in one batch, or in MESHTRACE_FIELD_LIMIT_DEMO=N batches) to a
+// store without the cap, reopens it and searches every span by id, trace id and each of its 100 own
+// attributes, reporting the wrong answers (wrong-searches). It is a measurement of bleve, not a test of
+// meshtrace (how many searches go wrong depends on bleve's merges), so it runs with `make bench`, about 15 s
+// an iteration. Measured with bleve v2.5.7 / zapx v16 on 2 CPUs: writing took 7-9 s; every span was still found
+// by id and trace id; 1-2 of the 70,000 attribute searches were wrong.
+func BenchmarkTooManyFieldsBreaksBleve(b *testing.B) {
+	for b.Loop() {
+		b.ReportMetric(float64(tooManyFields(b)), "wrong-searches")
 	}
+}
+
+// tooManyFields runs one round of BenchmarkTooManyFieldsBreaksBleve and returns the wrong searches.
+func tooManyFields(t testing.TB) int {
 	const spans, perSpan = 700, 100 // 700*(100+2) > 65,535 distinct keys
 	batches := 1
 	if n, err := strconv.Atoi(os.Getenv("MESHTRACE_FIELD_LIMIT_DEMO")); err == nil && n > 1 {
@@ -204,10 +210,9 @@ func TestTooManyFieldsBreaksBleve(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d attribute searches wrong; done in %v", wrong, spans*perSpan, time.Since(start))
-	if wrong == 0 {
-		t.Errorf("every search right past 65,535 fields: bleve may have lifted the limit (see fieldcap.DefaultCap)")
-	}
+	t.Logf("%d of %d attribute searches wrong; done in %v (none: bleve may have lifted the limit, see fieldcap.DefaultCap)",
+		wrong, spans*perSpan, time.Since(start))
+	return wrong
 }
 
 var quietCap = fieldcap.WithLogger(slog.New(slog.DiscardHandler))
