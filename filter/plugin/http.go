@@ -137,10 +137,20 @@ func (h *httpContext) tracerContext() (tc.SpanContext, bool) {
 	if c, ok := tc.ParseTraceparent(requestHeader(tc.HeaderTraceparent)); ok && differs(c) {
 		return c, true
 	}
-	if h.root.policy.Trace.B3 {
-		if c, ok := b3Context(requestHeader); ok && differs(c) {
-			return c, true
-		}
+	if !h.root.policy.Trace.B3 {
+		return tc.SpanContext{}, false
+	}
+	// Reads the single header, else the span id first: without a tracer no B3 arrived and the filter wrote
+	// none, so a stream costs two header reads here, not five.
+	var c tc.SpanContext
+	ok := false
+	if v := requestHeader(tc.HeaderB3); v != "" {
+		c, ok = tc.ParseB3Single(v)
+	} else if sid := requestHeader(tc.HeaderB3SpanID); sid != "" {
+		c, ok = tc.ParseB3Multi(requestHeader(tc.HeaderB3TraceID), sid, requestHeader(tc.HeaderB3Sampled), requestHeader(tc.HeaderB3Flags))
+	}
+	if ok && differs(c) {
+		return c, true
 	}
 	return tc.SpanContext{}, false
 }
