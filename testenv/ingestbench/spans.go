@@ -14,6 +14,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // SpanAttributes and ResourceAttributes are the number of attributes on every generated span and resource,
@@ -190,4 +191,21 @@ func Documents(n int, seed uint64, now time.Time) ([]document.Span, error) {
 		return nil, fmt.Errorf("ingestbench: %d generated spans rejected: %s", rej.Count, rej.Summary())
 	}
 	return docs, nil
+}
+
+// Bodies returns count OTLP/HTTP protobuf request bodies of n filter-like spans each, as the load's exporters
+// send them (whole traces, fresh ids, timestamps just before now), deterministically for a seed: what
+// in-process ingest benchmarks post to a receiver.
+func Bodies(count, n int, seed uint64, now time.Time) ([][]byte, error) {
+	g := newGenerator(seed)
+	out := make([][]byte, count)
+	for i := range out {
+		req, _ := g.request(n, now)
+		b, err := proto.Marshal(req)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
 }
