@@ -37,9 +37,12 @@ type Store interface {
 	Fields(ctx context.Context) ([]string, error)
 	// Facet counts the values of field over the documents of index matching filter (nil matches all): one
 	// FacetCount per distinct value, a document counting once per value it holds (a list field counts each
-	// distinct element), most frequent first, ties by value ascending, at most limit of them (0:
-	// DefaultFacetLimit; at most MaxFacetValues). Only the fields of FacetFields can be counted; any other,
-	// or a bad limit, is an error wrapping ErrBadRequest.
+	// distinct element), over every matching document (not only the first MaxLimit), most frequent first,
+	// ties by value ascending, at most limit of them (0: DefaultFacetLimit; at most MaxFacetValues). A number
+	// counts under its decimal form together with the strings spelled the same (see FacetPrefixes); a store
+	// may count strings differing only in case as one value (Meilisearch does). Only the fields CheckFacet
+	// accepts can be counted (FacetFields, and attribute fields under FacetPrefixes); any other, or a bad
+	// limit, is an error wrapping ErrBadRequest.
 	Facet(ctx context.Context, index Index, filter query.Expr, field string, limit int) ([]FacetCount, error)
 	// Close flushes and releases the store.
 	Close() error
@@ -128,19 +131,46 @@ const MaxFacetValues = 1000
 // DefaultFacetLimit is the number of values Facet returns when its limit is 0.
 const DefaultFacetLimit = 100
 
-// FacetFields are the fields Facet counts, by index: string fields the trace documents carry. The embedded
-// store keeps a column of their exact values for counting; Meilisearch counts any filterable field.
-var FacetFields = map[Index][]string{Traces: {"edges", "services", "root_service"}}
+// FacetFields are the fixed fields Facet counts, by index: string fields (a list field counting each
+// distinct element once per document). Besides them, Facet counts the attribute fields of FacetPrefixes.
+// The embedded store keeps a column of their exact values for counting; Meilisearch counts any filterable
+// field.
+var FacetFields = map[Index][]string{
+	Spans:  {"service", "name", "kind", "status_code"},
+	Traces: {"edges", "services", "root_service"},
+}
 
-// CheckFacet validates a Facet request and returns its limit (DefaultFacetLimit when 0). An error wraps
-// ErrBadRequest.
-func CheckFacet(index Index, field string, limit int) (int, error) {
-	ok := false
-	for _, f := range FacetFields[index] {
-		ok = ok || f == field
+// FacetPrefixes are the attribute maps Facet counts the fields of, by index: any "attr.<key>" (span
+// attributes, business keys such as attr.customer_id among them) and "resource.<key>" of a span, <key> being
+// non-empty and without "*" (a Meilisearch wildcard). An attribute holding numbers is counted under their
+// decimal form (123, 1.5: the form query.Value.Str gives a number), together with the strings spelled the
+// same, since the query language's equality matches both; booleans count as "true" and "false".
+var FacetPrefixes = map[Index][]string{Spans: {query.AttrPrefix, query.ResourcePrefix}}
+
+// Facetable reports whether Facet counts field in index: one of FacetFields, or an attribute field under one
+// of FacetPrefixes.
+func Facetable(index Index, field string) bool {
+	if slices.Contains(FacetFields[index], field) {
+		return true
 	}
-	if !ok {
-		return 0, fmt.Errorf("%w: cannot count the values of %q in the %s index", ErrBadRequest, field, index)
+	for _, p := range FacetPrefixes[index] {
+		if key, ok := strings.CutPrefix(field, p); ok && key != "" && !strings.Contains(key, "*") {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckFacet validates a Facet request and returns its limit (DefaultFacetLimit when 0): field must be
+// Facetable and limit from 0 to MaxFacetValues. An error wraps ErrBadRequest.
+func CheckFacet(index Index, field string, limit int) (int, error) {
+	if !Facetable(index, field) {
+		countable := slices.Clone(FacetFields[index])
+		for _, p := range FacetPrefixes[index] {
+			countable = append(countable, p+"<key>")
+		}
+		return 0, fmt.Errorf("%w: cannot count the values of %q in the %s index (it counts %s)", ErrBadRequest,
+			field, index, strings.Join(countable, ", "))
 	}
 	if limit == 0 {
 		limit = DefaultFacetLimit

@@ -54,3 +54,47 @@ func TestCheckID(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckFacet(t *testing.T) {
+	tests := []struct {
+		index Index
+		field string
+		limit int
+		want  int
+		bad   bool
+	}{
+		{Spans, "service", 0, DefaultFacetLimit, false},
+		{Spans, "name", 5, 5, false},
+		{Spans, "kind", MaxFacetValues, MaxFacetValues, false},
+		{Spans, "status_code", 1, 1, false},
+		{Spans, "attr.customer_id", 0, DefaultFacetLimit, false},
+		{Spans, "attr.http.response.status_code", 0, DefaultFacetLimit, false},
+		{Spans, "resource.k8s.namespace.name", 0, DefaultFacetLimit, false},
+		{Traces, "edges", 0, DefaultFacetLimit, false},
+		{Traces, "services", 0, DefaultFacetLimit, false},
+		{Traces, "root_service", 0, DefaultFacetLimit, false},
+		{Spans, "attr.", 0, 0, true},
+		{Spans, "attr.*", 0, 0, true},
+		{Spans, "resource.k8s.*", 0, 0, true},
+		{Spans, "trace_id", 0, 0, true},
+		{Spans, "duration", 0, 0, true},
+		{Spans, "customer_id", 0, 0, true}, // a document path, not the query language's shorthand
+		{Spans, "edges", 0, 0, true},
+		{Traces, "service", 0, 0, true},
+		{Traces, "attr.customer_id", 0, 0, true},
+		{Spans, "service", MaxFacetValues + 1, 0, true},
+		{Spans, "service", -1, 0, true},
+	}
+	for _, tc := range tests {
+		got, err := CheckFacet(tc.index, tc.field, tc.limit)
+		if tc.bad {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Errorf("CheckFacet(%s, %q, %d): err = %v, want ErrBadRequest", tc.index, tc.field, tc.limit, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("CheckFacet(%s, %q, %d) = %d, %v; want %d", tc.index, tc.field, tc.limit, got, err, tc.want)
+		}
+	}
+}

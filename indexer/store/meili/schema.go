@@ -49,14 +49,17 @@ var DefaultRangeAttributes = []string{
 
 // spanSchema derives the span index settings from the query language's field table: time, duration and
 // count fields (and the range attributes) are filterable with comparisons, every other fixed field and each
-// attribute with equality; numeric fields and id are sortable.
+// attribute with equality; numeric fields and id are sortable. Facet counts the filterable string fields
+// (store.FacetFields, attributes), with the faceting settings of facet.go.
 func spanSchema(c Config) schema {
 	ranged := make([]string, 0, len(c.RangeAttributes))
 	for _, a := range c.RangeAttributes {
 		ranged = append(ranged, query.AttrPrefix+a)
 	}
+	settings := settingsFor(query.SpanFields, query.SpanSearchable, c)
+	settings.Faceting = faceting()
 	return schema{index: store.Spans,
-		settings:   settingsFor(query.SpanFields, query.SpanSearchable, c),
+		settings:   settings,
 		filterable: filterRules(query.SpanFields, ranged, []string{query.AttrPrefix + "*", query.ResourcePrefix + "*"})}
 }
 
@@ -64,8 +67,7 @@ func spanSchema(c Config) schema {
 // so is the service graph, edges, which Facet counts (with the faceting settings of facet.go).
 func traceSchema(c Config) schema {
 	settings := settingsFor(query.TraceFields, []string{"root_name", "root_service", "services"}, c)
-	settings.Faceting = &meilisearch.Faceting{MaxValuesPerFacet: maxValuesPerFacet,
-		SortFacetValuesBy: map[string]meilisearch.SortFacetType{"*": meilisearch.SortFacetTypeCount}}
+	settings.Faceting = faceting()
 	return schema{index: store.Traces,
 		settings:   settings,
 		filterable: filterRules(query.TraceFields, nil, []string{query.KeysPrefix + "*", "edges"})}

@@ -106,6 +106,67 @@ var Cases = []Case{
 	{Query: "", Page: querysvc.Page{Limit: 2}, Want: []string{"t8.2", "t8.1"}, Ordered: true, Total: 30},
 }
 
+// FacetCase is one count of the span index over the fixture (store.Store.Facet on store.Spans) and its
+// expected answer.
+type FacetCase struct {
+	Name  string
+	Query string // span conditions and time window in the query language (trace conditions and free text are not store filters)
+	Field string // a document path: store.FacetFields or an attribute
+	Limit int
+	Want  []store.FacetCount // in order: most frequent first, ties by value ascending
+}
+
+// fc is a FacetCount.
+func fc(v string, n int) store.FacetCount { return store.FacetCount{Value: v, Count: n} }
+
+// SpanFacetCases are the counts of span fields the suite checks over the fixture.
+var SpanFacetCases = []FacetCase{
+	{Name: "services", Field: "service", Want: []store.FacetCount{fc("checkout", 5), fc("frontend", 5), fc("gateway", 5), fc("postgres", 5),
+		fc("inventory-service", 4), fc("orders-api", 3), fc("service-b", 3)}},
+	{Name: "services in the last hour", Query: "since=1h", Field: "service", Want: []store.FacetCount{fc("checkout", 4), fc("frontend", 4),
+		fc("gateway", 4), fc("postgres", 4), fc("inventory-service", 3), fc("orders-api", 3), fc("service-b", 3)}},
+	{Name: "limit keeps the most frequent, ties by value", Field: "service", Limit: 2, Want: []store.FacetCount{fc("checkout", 5), fc("frontend", 5)}},
+	{Name: "limit cuts inside a tie", Query: "since=1h", Field: "service", Limit: 6, Want: []store.FacetCount{fc("checkout", 4), fc("frontend", 4),
+		fc("gateway", 4), fc("postgres", 4), fc("inventory-service", 3), fc("orders-api", 3)}},
+	{Name: "names", Field: "name", Want: []store.FacetCount{fc("GET /checkout", 10), fc("INSERT orders", 5), fc("POST /orders", 5),
+		fc("GET /stock/{sku}", 4), fc("process orders", 3), fc("send orders", 3)}},
+	{Name: "names within a service", Query: "service=inventory-service", Field: "name", Want: []store.FacetCount{fc("GET /stock/{sku}", 4)}},
+	{Name: "names within two services in a window", Query: "service IN [gateway, service-b] between=25m..12m", Field: "name",
+		Want: []store.FacetCount{fc("GET /checkout", 2), fc("process orders", 1)}},
+	{Name: "names of a kind within a service", Query: "service=orders-api kind=producer", Field: "name", Want: []store.FacetCount{fc("send orders", 3)}},
+	{Name: "kinds", Field: "kind", Want: []store.FacetCount{fc("server", 19), fc("client", 5), fc("consumer", 3), fc("producer", 3)}},
+	{Name: "status codes", Field: "status_code", Want: []store.FacetCount{fc("unset", 18), fc("ok", 10), fc("error", 2)}},
+	{Name: "customers of failing spans in the last hour", Query: "error=true since=1h", Field: "attr.customer_id",
+		Want: []store.FacetCount{fc("123", 1), fc("789", 1)}},
+	{Name: "customers of failing spans in a window", Query: "error=true between=25m..12m", Field: "attr.customer_id",
+		Want: []store.FacetCount{fc("789", 1)}},
+	// customer_id is a string from the shop's services and a number from the Kafka pair: 123 and "123" are
+	// one value, as equality matches both.
+	{Name: "customers, numbers and strings together", Field: "attr.customer_id", Want: []store.FacetCount{fc("123", 19), fc("456", 4), fc("789", 2)}},
+	{Name: "a numeric attribute", Field: "attr.http.response.status_code", Want: []store.FacetCount{fc("200", 8), fc("503", 1)}},
+	{Name: "an attribute of some spans", Query: "service=orders-api", Field: "attr.messaging.destination.name", Want: []store.FacetCount{fc("orders", 3)}},
+	{Name: "a resource attribute", Field: "resource.k8s.namespace.name", Want: []store.FacetCount{fc("shop", 30)}},
+	{Name: "an attribute no span has", Field: "attr.nope", Want: nil},
+	{Name: "no match", Query: "service=nope", Field: "service", Want: nil},
+}
+
+// spanFilter compiles src (span conditions and a time window, relative to Now) into a span index filter.
+func spanFilter(t *testing.T, src string) query.Expr {
+	t.Helper()
+	q, err := query.Compile(src, Now)
+	if err != nil || q.Trace != nil || len(q.Text) > 0 {
+		t.Fatalf("Compile(%q): %v (trace conditions or free text: %v)", src, err, q != nil && (q.Trace != nil || len(q.Text) > 0))
+	}
+	terms := []query.Expr{q.Span}
+	if q.Since != 0 {
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(q.Since)})
+	}
+	if q.Until != 0 {
+		terms = append(terms, &query.Compare{Field: "start", Op: query.Le, Value: query.Int(q.Until)})
+	}
+	return query.Conjoin(terms...)
+}
+
 // Run runs the suite. open returns a new, empty store; Run closes it.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	f := NewFixture()
@@ -165,6 +226,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		if res.Total != n || len(res.Spans) != store.MaxLimit {
 			t.Errorf("Total %d with %d hits, want %d with %d", res.Total, len(res.Spans), n, store.MaxLimit)
+		}
+		// A facet counts every match, not one page of them.
+		if got, err := s.Facet(ctx, store.Spans, nil, "service", 0); err != nil || !slices.Equal(got, []store.FacetCount{{Value: "s", Count: n}}) {
+			t.Errorf("Facet(service) = %v, %v; want s (%d)", got, err, n)
 		}
 	})
 	t.Run("BadRequest", func(t *testing.T) {
@@ -342,10 +407,47 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			index store.Index
 			field string
 			limit int
-		}{{store.Traces, "root_name", 0}, {store.Spans, "service", 0}, {store.Traces, "edges", store.MaxFacetValues + 1}, {store.Traces, "edges", -1}} {
+		}{{store.Traces, "root_name", 0}, {store.Traces, "service", 0}, {store.Traces, "edges", store.MaxFacetValues + 1}, {store.Traces, "edges", -1}} {
 			if _, err := s.Facet(ctx, bad.index, nil, bad.field, bad.limit); !errors.Is(err, store.ErrBadRequest) {
 				t.Errorf("Facet(%s, %q, limit %d): err = %v, want ErrBadRequest", bad.index, bad.field, bad.limit, err)
 			}
+		}
+	})
+	t.Run("SpanFacet", func(t *testing.T) {
+		s := load(t)
+		for _, c := range SpanFacetCases {
+			t.Run(c.Name, func(t *testing.T) {
+				got, err := s.Facet(ctx, store.Spans, spanFilter(t, c.Query), c.Field, c.Limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (len(got) != 0 || len(c.Want) != 0) && !slices.Equal(got, c.Want) {
+					t.Errorf("Facet(spans, %q, %s, %d) = %v, want %v", c.Query, c.Field, c.Limit, got, c.Want)
+				}
+			})
+		}
+		for _, field := range []string{"trace_id", "duration", "customer_id", "attr.", "attr.*", "resource.*", "edges", "root_service"} {
+			if _, err := s.Facet(ctx, store.Spans, nil, field, 0); !errors.Is(err, store.ErrBadRequest) {
+				t.Errorf("Facet(spans, %q): err = %v, want ErrBadRequest", field, err)
+			}
+		}
+	})
+	t.Run("SpanFacetList", func(t *testing.T) {
+		// A list attribute counts each distinct element once per span; a scalar counts as a one-element list.
+		s := load(t)
+		var spans []document.Span
+		for i, tags := range []any{[]any{"a", "b", "a"}, []any{"b"}, "b", []any{"c"}} {
+			sp := overflowSpan(f)
+			sp.SpanID = fmt.Sprintf("%016x", 0xf00+i)
+			sp.ID, sp.Attr, sp.Overflow = sp.TraceID+"-"+sp.SpanID, map[string]any{"tags": tags}, ""
+			spans = append(spans, sp)
+		}
+		if err := s.Write(ctx, spans, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Facet(ctx, store.Spans, nil, "attr.tags", 0)
+		if want := []store.FacetCount{{Value: "b", Count: 3}, {Value: "a", Count: 1}, {Value: "c", Count: 1}}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("Facet(attr.tags) = %v, %v; want %v", got, err, want)
 		}
 	})
 	t.Run("FacetManyValues", func(t *testing.T) {
