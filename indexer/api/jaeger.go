@@ -19,7 +19,8 @@ import (
 
 // The Jaeger query API (the JSON routes of jaeger-query that the Jaeger UI and Grafana's Jaeger data source
 // call), answered from meshtrace documents. This file parses the requests and renders the Jaeger JSON model;
-// the store is read through querysvc.Service (Services, Operations, FindTraces, TraceSpans).
+// the store is read through querysvc.Service (Services, Operations, FindTraces, TraceSpans). The services and
+// operations lists are facet counts (store.Store.Facet), one search each however many spans there are.
 
 // jaegerResponse is jaeger-query's envelope.
 type jaegerResponse struct {
@@ -107,15 +108,35 @@ func (s *Server) jaegerStoreError(w http.ResponseWriter, r *http.Request, err er
 }
 
 func (s *Server) jaegerServices(w http.ResponseWriter, r *http.Request) {
-	services, err := s.svc.Services(r.Context())
+	services, err := s.services(r)
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return
 	}
-	if services == nil {
-		services = []string{} // [], not null, as jaeger-query
+	writeJaeger(w, http.StatusOK, services, len(services)) // [], not null, as jaeger-query
+}
+
+// services lists every service (querysvc.Service.Services over all spans: one facet search, not a scan) for
+// the Jaeger routes, which have no way to say a list is incomplete: past store.MaxFacetValues services the
+// list holds the busiest ones and the truncation is logged as a warning.
+func (s *Server) services(r *http.Request) ([]string, error) {
+	services, truncated, err := s.svc.Services(r.Context(), querysvc.Window{})
+	if truncated {
+		s.log.Warn("services list truncated: the store holds at least as many services as one list can hold; the ones with the most spans are listed",
+			"path", r.URL.Path, "listed", len(services), "max", store.MaxFacetValues)
 	}
-	writeJaeger(w, http.StatusOK, services, len(services))
+	return services, err
+}
+
+// operations lists the operations oq selects (querysvc.Service.Operations) for the Jaeger routes, logging a
+// truncated list as services does.
+func (s *Server) operations(r *http.Request, oq querysvc.OperationQuery) ([]querysvc.Operation, error) {
+	ops, truncated, err := s.svc.Operations(r.Context(), oq)
+	if truncated {
+		s.log.Warn("operations list truncated: a span kind has at least as many operations as one list can hold; the most frequent are listed",
+			"path", r.URL.Path, "service", oq.Service, "listed", len(ops), "max per kind", store.MaxFacetValues)
+	}
+	return ops, err
 }
 
 // jaegerOperations serves both /api/services/{service}/operations (the distinct operation names, sorted)
@@ -134,7 +155,7 @@ func (s *Server) jaegerOperations(w http.ResponseWriter, r *http.Request) {
 	if legacy {
 		kind = "" // every kind, as jaeger-query's legacy route
 	}
-	found, err := s.svc.Operations(r.Context(), querysvc.OperationQuery{Service: service, SpanKind: kind})
+	found, err := s.operations(r, querysvc.OperationQuery{Service: service, SpanKind: kind})
 	if err != nil {
 		s.jaegerStoreError(w, r, err)
 		return

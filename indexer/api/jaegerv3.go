@@ -65,7 +65,7 @@ type V3Operation struct {
 }
 
 func (s *Server) v3Services(w http.ResponseWriter, r *http.Request) {
-	services, err := s.svc.Services(r.Context())
+	services, err := s.services(r)
 	if err != nil {
 		s.v3StoreError(w, r, err)
 		return
@@ -78,7 +78,7 @@ func (s *Server) v3Services(w http.ResponseWriter, r *http.Request) {
 func (s *Server) v3Operations(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	kind, _ := v3Param(q, "spanKind", "span_kind")
-	found, err := s.svc.Operations(r.Context(), querysvc.OperationQuery{Service: q.Get("service"), SpanKind: kind})
+	found, err := s.operations(r, querysvc.OperationQuery{Service: q.Get("service"), SpanKind: kind})
 	if err != nil {
 		s.v3StoreError(w, r, err)
 		return

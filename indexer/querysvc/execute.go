@@ -34,11 +34,29 @@ type Page struct {
 // checks them through Execute, with and without keys. The time window applies to the start of every document
 // searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
 func Execute(ctx context.Context, s store.Store, q *query.Query, p Page, keys []string) (store.Result, error) {
+	pl, err := planQuery(ctx, s, q, p, keys)
+	if err != nil || pl.empty {
+		return store.Result{Partial: pl.partial}, err
+	}
+	res, err := s.Search(ctx, pl.main)
+	res.Partial = res.Partial || pl.partial
+	return res, err
+}
+
+// plan is the last request of a query, run after its joins, and what the joins found.
+type plan struct {
+	main    store.Request // the request on q.Target's index, restricted to the joined trace ids
+	partial bool          // a join was cut, or the store answered it partially
+	empty   bool          // a join found nothing: no document matches, main need not run
+}
+
+// planQuery runs the joins of q (see Execute) and returns the request that answers it.
+func planQuery(ctx context.Context, s store.Store, q *query.Query, p Page, keys []string) (plan, error) {
 	spanFilter := query.Conjoin(q.Span, window(q))
 	traceFilter := query.Conjoin(q.Trace, window(q))
 	sort, err := sortFor(q)
 	if err != nil {
-		return store.Result{}, err
+		return plan{}, err
 	}
 	main := store.Request{Sort: sort, Offset: p.Offset, Limit: p.Limit}
 	var join *store.Request
@@ -54,58 +72,53 @@ func Execute(ctx context.Context, s store.Store, q *query.Query, p Page, keys []
 			join = &store.Request{Index: store.Traces, Filter: traceFilter, Limit: store.MaxLimit, Fields: []string{"trace_id"}}
 		}
 	}
-	partial := false
 	if join != nil && join.Index == store.Spans && q.Trace != nil {
-		if res, ok, err := narrowedJoin(ctx, s, main, *join, traceFilter, implied(q.Span, keys)); ok || err != nil {
-			return res, err
+		if pl, ok, err := narrowedJoin(ctx, s, main, *join, traceFilter, implied(q.Span, keys)); ok || err != nil {
+			return pl, err
 		}
 	}
-	if join != nil {
-		ids, total, cut, err := traceIDs(ctx, s, *join)
-		if err != nil {
-			return store.Result{}, err
-		}
-		if len(ids) == 0 {
-			return store.Result{Partial: cut}, nil
-		}
-		partial = cut || total > len(ids)
-		main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
+	if join == nil {
+		return plan{main: main}, nil
 	}
-	res, err := s.Search(ctx, main)
-	res.Partial = res.Partial || partial
-	return res, err
+	ids, total, cut, err := traceIDs(ctx, s, *join)
+	if err != nil {
+		return plan{}, err
+	}
+	if len(ids) == 0 {
+		return plan{partial: cut, empty: true}, nil
+	}
+	main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
+	return plan{main: main, partial: cut || total > len(ids)}, nil
 }
 
-// narrowedJoin answers main (on traces) joined with the span search join when the span conditions imply
+// narrowedJoin plans main (on traces) joined with the span search join when the span conditions imply
 // trace conditions (implied): it finds the candidate traces with the trace conditions and the implied ones,
-// keeps those holding a span of the join, and searches main among them. Each step is a small search (a
+// keeps those holding a span of the join, and restricts main to them. Each step is a small search (a
 // handful of trace ids instead of every trace the span conditions match). ok is false, and nothing is
-// answered, when nothing is implied or the candidates do not fit in store.MaxLimit: then the plain join runs.
-func narrowedJoin(ctx context.Context, s store.Store, main, join store.Request, traceFilter query.Expr, implied []query.Expr) (store.Result, bool, error) {
+// planned, when nothing is implied or the candidates do not fit in store.MaxLimit: then the plain join runs.
+func narrowedJoin(ctx context.Context, s store.Store, main, join store.Request, traceFilter query.Expr, implied []query.Expr) (plan, bool, error) {
 	if len(implied) == 0 {
-		return store.Result{}, false, nil
+		return plan{}, false, nil
 	}
 	res, err := s.Search(ctx, store.Request{Index: store.Traces, Limit: store.MaxLimit, Fields: []string{"trace_id"}, Unordered: true,
 		Filter: query.Conjoin(append([]query.Expr{traceFilter}, implied...)...)})
 	if err != nil || res.Total > len(res.Traces) {
-		return store.Result{}, false, err
+		return plan{}, false, err
 	}
 	cand, cut := distinctTraceIDs(res), res.Partial
 	if len(cand) == 0 {
-		return store.Result{Partial: cut}, true, nil
+		return plan{partial: cut, empty: true}, true, nil
 	}
 	join.Filter = query.Conjoin(join.Filter, &query.In{Field: "trace_id", Values: cand})
 	ids, _, joinCut, err := traceIDs(ctx, s, join) // at most len(cand) distinct traces: never cut
 	if err != nil {
-		return store.Result{}, true, err
+		return plan{}, true, err
 	}
 	if len(ids) == 0 {
-		return store.Result{Partial: cut || joinCut}, true, nil
+		return plan{partial: cut || joinCut, empty: true}, true, nil
 	}
 	main.Filter = query.Conjoin(main.Filter, &query.In{Field: "trace_id", Values: ids})
-	res, err = s.Search(ctx, main)
-	res.Partial = res.Partial || cut || joinCut
-	return res, true, err
+	return plan{main: main, partial: cut || joinCut}, true, nil
 }
 
 // implied returns trace conditions every trace holding a span that matches the span filter e satisfies:

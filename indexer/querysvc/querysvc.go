@@ -4,7 +4,9 @@
 //
 //   - Search runs a compiled query (package query), joining span and trace scope (Execute);
 //   - Trace and TraceSpans fetch a whole trace, paging past store.MaxLimit (store.TraceSpans);
-//   - Services, Operations, FindTraces and TracesByID answer the Jaeger query API.
+//   - Services, Operations, FindTraces and TracesByID answer the Jaeger query API; Services, Operations and
+//     Facet count values (store.Store.Facet) instead of reading spans;
+//   - Dependencies and QueryDependencies build the service graph from the trace documents' edges.
 //
 // Concerns that apply to every read belong here rather than in the handlers or the stores: tenancy
 // (restricting every search to a tenant's documents) and caching (of service and operation lists, of
@@ -13,9 +15,7 @@
 package querysvc
 
 import (
-	"cmp"
 	"context"
-	"slices"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
@@ -46,18 +46,6 @@ type Trace struct {
 	Spans []document.Span
 }
 
-// Operation is an operation (span name) of a service, with the kind of a span that carries it.
-type Operation struct {
-	Name     string
-	SpanKind string
-}
-
-// OperationQuery selects the operations Operations lists; an empty field matches any value.
-type OperationQuery struct {
-	Service  string
-	SpanKind string
-}
-
 // Search runs the compiled query q and returns one page of q.Target documents, as Execute describes:
 // conditions of both scopes are joined, Result.Partial reporting a cut join. An error wraps
 // store.ErrBadRequest for a query the store cannot run (e.g. a sort key out of the target's scope).
@@ -85,58 +73,6 @@ func (s *Service) Trace(ctx context.Context, traceID string) (t Trace, found boo
 // store.MaxLimit as store.TraceSpans does.
 func (s *Service) TraceSpans(ctx context.Context, traceID string) ([]document.Span, error) {
 	return store.TraceSpans(ctx, s.st, traceID)
-}
-
-// Services returns the names of the services that have spans in the store, sorted (jaeger-query's
-// GetServices). It reads at most store.MaxLimit distinct services. The result is never nil.
-func (s *Service) Services(ctx context.Context) ([]string, error) {
-	spans, err := s.distinct(ctx, nil, "service")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(spans))
-	for _, sp := range spans {
-		out = append(out, sp.Service)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-// Operations returns the operations of the spans matching oq: one per distinct (span name, span kind), so an
-// operation carried by server and client spans is listed twice, sorted by name then kind (jaeger-query's
-// GetOperations). It reads at most store.MaxLimit kinds and store.MaxLimit names per kind. The result is
-// never nil.
-func (s *Service) Operations(ctx context.Context, oq OperationQuery) ([]Operation, error) {
-	var filter query.Expr
-	if oq.Service != "" {
-		filter = &query.Compare{Field: "service", Op: query.Eq, Value: query.Value{Str: oq.Service}}
-	}
-	kinds := []string{oq.SpanKind}
-	if oq.SpanKind == "" {
-		spans, err := s.distinct(ctx, filter, "kind")
-		if err != nil {
-			return nil, err
-		}
-		kinds = kinds[:0]
-		for _, sp := range spans {
-			kinds = append(kinds, sp.Kind)
-		}
-	}
-	out := []Operation{}
-	for _, kind := range kinds {
-		f := query.Conjoin(filter, &query.Compare{Field: "kind", Op: query.Eq, Value: query.Value{Str: kind}})
-		spans, err := s.distinct(ctx, f, "name")
-		if err != nil {
-			return nil, err
-		}
-		for _, sp := range spans {
-			out = append(out, Operation{Name: sp.Name, SpanKind: sp.Kind})
-		}
-	}
-	slices.SortFunc(out, func(a, b Operation) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.SpanKind, b.SpanKind))
-	})
-	return slices.Compact(out), nil
 }
 
 // TracesByID returns the traces of ids that the store holds spans of, in the order of ids (each once), each
@@ -187,13 +123,4 @@ func (s *Service) FindTraces(ctx context.Context, q *query.Query, limit int) ([]
 		out = append(out, Trace{Trace: t, Spans: spans})
 	}
 	return out, nil
-}
-
-// distinct returns the spans matching filter, one per value of field (service or name).
-func (s *Service) distinct(ctx context.Context, filter query.Expr, field string) ([]document.Span, error) {
-	res, err := s.st.Search(ctx, store.Request{Index: store.Spans, Filter: filter, Distinct: field, Limit: store.MaxLimit})
-	if err != nil {
-		return nil, err
-	}
-	return res.Spans, nil
 }
