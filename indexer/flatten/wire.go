@@ -1,9 +1,13 @@
 package flatten
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -23,7 +27,8 @@ import (
 // Any other error is for malformed protobuf (or invalid UTF-8 in a string it reads); fields it does not need are
 // skipped without validation. On an error, dst is returned as it was passed.
 func FromProtobuf(dst []document.Span, b []byte, lim Limits) ([]document.Span, Rejected, error) {
-	d := wireDecoder{c: checker{lim: lim.resolve()}, intern: map[string]string{}}
+	d := getDecoder(lim)
+	defer d.release()
 	n, err := countSpans(b)
 	if err != nil {
 		return dst, Rejected{}, err
@@ -31,6 +36,7 @@ func FromProtobuf(dst []document.Span, b []byte, lim Limits) ([]document.Span, R
 	if err := d.c.spans(n); err != nil {
 		return dst, Rejected{}, err
 	}
+	d.room = min(n, len(b)/minWireSpan)
 	orig := len(dst)
 	var rej Rejected
 	for i := 0; len(b) > 0; {
@@ -53,7 +59,8 @@ func FromProtobuf(dst []document.Span, b []byte, lim Limits) ([]document.Span, R
 // rejections and errors, but builds no documents: it returns how many spans FromProtobuf would turn into
 // documents. Receivers use it to answer a request before logging it, at a fraction of the allocation.
 func Validate(b []byte, lim Limits) (valid int, rej Rejected, err error) {
-	d := wireDecoder{c: checker{lim: lim.resolve()}, intern: map[string]string{}, validate: true}
+	// No maps: a validating walk interns nothing (see str) and builds no values.
+	d := wireDecoder{c: checker{lim: lim.resolve()}, validate: true}
 	n, err := countSpans(b)
 	if err != nil {
 		return 0, Rejected{}, err
@@ -106,6 +113,38 @@ type wireField struct {
 }
 
 func nextField(b []byte) (wireField, []byte, error) {
+	// Fast path: a one-byte tag (fields 1-15) and, for length-delimited fields, a length of one or two bytes,
+	// which is nearly every field of a span; anything else, errors included, takes the general path.
+	if len(b) >= 2 && b[0] < 0x80 && b[0] >= 1<<3 {
+		num, typ := protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
+		switch typ {
+		case protowire.BytesType:
+			m, h := uint64(b[1]), 2
+			if m >= 0x80 {
+				if len(b) < 3 || b[2] >= 0x80 {
+					break
+				}
+				m, h = m&0x7f|uint64(b[2])<<7, 3
+			}
+			if m <= uint64(len(b)-h) {
+				end := h + int(m)
+				return wireField{num: num, typ: typ, buf: b[h:end]}, b[end:], nil
+			}
+		case protowire.VarintType:
+			if b[1] < 0x80 {
+				return wireField{num: num, typ: typ, val: uint64(b[1])}, b[2:], nil
+			}
+		case protowire.Fixed64Type:
+			if len(b) >= 9 {
+				return wireField{num: num, typ: typ, val: binary.LittleEndian.Uint64(b[1:9])}, b[9:], nil
+			}
+		}
+	}
+	return nextFieldSlow(b)
+}
+
+// nextFieldSlow is nextField for any tag and length, with protowire's errors.
+func nextFieldSlow(b []byte) (wireField, []byte, error) {
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
 		return wireField{}, nil, protowire.ParseError(n)
@@ -174,12 +213,56 @@ type wireDecoder struct {
 	validate bool
 	valid    int
 	envoy    envoyResources // Envoy spans' derived resources, for the current ResourceSpans
+	room     int            // documents to make room for at the first valid span; 0 once done
 }
 
-// str returns b, already checked for UTF-8, as a string; equal strings of one request are shared.
+// minWireSpan is the fewest bytes a span that becomes a document takes in a request: a trace id (2+16), a span
+// id (2+8) and a start time (1+8). Room for documents is made for at most len(body)/minWireSpan of them, so
+// that it stays proportional to the body whatever count of (empty, invalid) spans the body holds.
+const minWireSpan = 37
+
+// decoders keeps wireDecoders between requests, so that their maps and scratch lists keep the room they grew
+// to instead of growing again for every request.
+var decoders = sync.Pool{New: func() any { return &wireDecoder{intern: map[string]string{}, values: map[string]any{}} }}
+
+// maxPooledEntries bounds the entries a pooled decoder's maps may have held: a decoder that read an unusual
+// request is dropped rather than kept with maps that large.
+const maxPooledEntries = 1 << 14
+
+// getDecoder returns an empty decoder for one request that builds documents.
+func getDecoder(lim Limits) *wireDecoder {
+	d := decoders.Get().(*wireDecoder)
+	d.c = checker{lim: lim.resolve()}
+	return d
+}
+
+// release empties d, keeping the room of its maps and lists but nothing of the request, and pools it.
+func (d *wireDecoder) release() {
+	if len(d.intern) > maxPooledEntries || len(d.values) > maxPooledEntries {
+		return
+	}
+	clear(d.intern)
+	clear(d.values)
+	for _, l := range []*[][]byte{&d.attrs, &d.events, &d.links, &d.eventAttrs, &d.linkAttrs} {
+		if cap(*l) > maxPooledEntries {
+			*l = nil
+		}
+		clear((*l)[:cap(*l)])
+		*l = (*l)[:0]
+	}
+	d.envoy = envoyResources{}
+	decoders.Put(d)
+}
+
+// str returns b, already checked for UTF-8, as a string; equal strings of one request are shared. When the
+// decoder only validates, the string is b itself, not copied: it feeds only limit checks, which copy what they
+// put in an error, and builds nothing that outlives the walk.
 func (d *wireDecoder) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
+	}
+	if d.validate {
+		return unsafe.String(&b[0], len(b))
 	}
 	if s, ok := d.intern[string(b)]; ok {
 		return s
@@ -200,9 +283,6 @@ func (d *wireDecoder) stringValue(b []byte) any {
 	}
 	if v, ok := d.values[string(b)]; ok {
 		return v
-	}
-	if d.values == nil {
-		d.values = map[string]any{}
 	}
 	s := string(b)
 	v := any(s)
@@ -295,6 +375,9 @@ func (d *wireDecoder) scopeSpans(dst []document.Span, b []byte, i, j int, servic
 		default:
 			doc.Service, doc.Resource, doc.Scope = service, resource, scope
 			d.envoy.envoySpan(&doc)
+			if d.room > 0 { // room for every span, allocated once a span is valid
+				dst, d.room = slices.Grow(dst, d.room), 0
+			}
 			dst = append(dst, doc)
 		}
 		k++

@@ -121,9 +121,15 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 		case f.is(2, protowire.VarintType):
 			*v = anyValue{kind: valScalar, scalar: f.val != 0}
 		case f.is(3, protowire.VarintType):
-			*v = anyValue{kind: valScalar, scalar: intValue(int64(f.val))}
+			*v = anyValue{kind: valScalar, scalar: validated}
+			if !d.validate { // boxing allocates, and validating needs no value
+				v.scalar = intValue(int64(f.val))
+			}
 		case f.is(4, protowire.Fixed64Type):
-			*v = anyValue{kind: valScalar, scalar: doubleValue(math.Float64frombits(f.val))}
+			*v = anyValue{kind: valScalar, scalar: validated}
+			if !d.validate {
+				v.scalar = doubleValue(math.Float64frombits(f.val))
+			}
 		case f.is(5, protowire.BytesType):
 			err = d.parts(v, valArray, f.buf, d.c.lim.MaxArrayElements)
 		case f.is(6, protowire.BytesType):
