@@ -18,9 +18,9 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +109,8 @@ type Pipeline struct {
 	readerDone chan struct{}
 	wg         sync.WaitGroup // shards and committer
 	closeOnce  sync.Once
+
+	keys []int // reader-owned scratch of partition
 
 	oldestMu sync.Mutex
 	oldest   []time.Time // append time of the first record of each batch read and not committed, in order
@@ -233,6 +235,11 @@ func (p *Pipeline) collect(rd *wal.Reader) (*batch, []document.Span, error) {
 			ctx, cancel = context.WithTimeout(p.readCtx, p.cfg.BatchTimeout)
 			defer cancel()
 		}
+		if len(b.times) == 1 {
+			// A second record: the batch is filling up. Make room for all of it at once rather than growing
+			// the documents record by record (a batch of one record gets exactly its size from flatten).
+			docs = slices.Grow(docs, max(0, p.cfg.BatchSize-len(docs)))
+		}
 		n := len(docs)
 		docs = p.decode(docs, rec)
 		b.spans += len(docs) - n
@@ -270,10 +277,7 @@ func (p *Pipeline) dispatch(b *batch, docs []document.Span) {
 	if len(p.shards) == 1 {
 		parts[0] = docs
 	} else {
-		for i := range docs {
-			k := shardOf(docs[i].TraceID, len(p.shards))
-			parts[k] = append(parts[k], docs[i])
-		}
+		p.partition(parts, docs)
 	}
 	n := int32(1) // held by dispatch until every part is sent
 	for _, part := range parts {
@@ -291,10 +295,38 @@ func (p *Pipeline) dispatch(b *batch, docs []document.Span) {
 	b.partDone(true)
 }
 
+// partition sets parts[k] to the documents of shard k, in their order, all in one new slice.
+func (p *Pipeline) partition(parts [][]document.Span, docs []document.Span) {
+	keys := p.keys[:0]
+	count := make([]int, len(parts)+1)
+	for i := range docs {
+		k := shardOf(docs[i].TraceID, len(parts))
+		keys = append(keys, k)
+		count[k+1]++
+	}
+	p.keys = keys
+	for k := range parts {
+		count[k+1] += count[k] // count[k] is now where shard k starts
+	}
+	all := make([]document.Span, len(docs))
+	for k := range parts {
+		parts[k] = all[count[k]:count[k+1]:count[k+1]]
+	}
+	for i, k := range keys {
+		all[count[k]] = docs[i]
+		count[k]++
+	}
+}
+
+// shardOf is the shard of a trace id: FNV-1a (32 bits) of the id, modulo n.
 func shardOf(traceID string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(traceID))
-	return int(h.Sum32() % uint32(n))
+	const offset, prime = 2166136261, 16777619
+	h := uint32(offset)
+	for i := 0; i < len(traceID); i++ {
+		h ^= uint32(traceID[i])
+		h *= prime
+	}
+	return int(h % uint32(n))
 }
 
 // commit commits the log position of each batch, in order, once its spans are written. After a batch was

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -442,4 +443,17 @@ func TestCloseGivesUpAndKeepsTheLog(t *testing.T) {
 	start(t, f, w2, Config{Shards: 1, BatchTimeout: time.Millisecond})
 	waitCommitted(t, w2)
 	checkStored(t, f, want, distinct)
+}
+
+// TestShardOfIsFNV1a pins the shard function to FNV-1a, as hash/fnv computes it.
+func TestShardOfIsFNV1a(t *testing.T) {
+	for _, id := range []string{"", "0", "4bf92f3577b34da6a3ce929d0e0e4736", "ffffffffffffffffffffffffffffffff"} {
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		for _, n := range []int{1, 2, 3, 7} {
+			if got, want := shardOf(id, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Errorf("shardOf(%q, %d) = %d, want %d", id, n, got, want)
+			}
+		}
+	}
 }
