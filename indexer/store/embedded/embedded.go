@@ -1,6 +1,20 @@
-// Package embedded is the default store: an on-disk, in-process search index built on bleve (scorch), with
-// no server to run. It implements store.Store with the same filter semantics as Meilisearch (see package
-// query), which the conformance suite in storetest checks.
+// Package embedded is the default store: an on-disk, in-process search engine with no server to run. It
+// implements store.Store with the same filter semantics as Meilisearch (see package query), which the
+// conformance suite in storetest checks.
+//
+// Each index (spans, traces) is a directory of immutable segments, in the manner of Lucene: a Write
+// becomes one segment, background merges combine small segments into larger ones, and a manifest names the
+// live set. A segment holds its documents as zstd-compressed JSON in blocks of 64, and for every path
+// present in them a dictionary of normalized values with the rows holding each (varint lists, or roaring
+// bitmaps when longer), the rows holding the path at all, a column of its numbers, and dense columns of
+// the sortable numbers (start, end, duration and the trace counts). Filters become bitmap operations per
+// segment; the words of the searchable values and their adjacent pairs are terms of a text field, so a
+// phrase is a conjunction of pairs. Segments are memory-mapped; memory holds their directories, id
+// filters and deleted rows.
+//
+// Durability: Write returns once the segment file and the manifest naming it are fsynced (and the
+// directory); upserts delete the older version's row in the same manifest change. A crash leaves the last
+// manifest's state, and Open removes the files no manifest names. design notes: docs/stores.md.
 package embedded
 
 import (
@@ -8,44 +22,54 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/mapping"
+	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
-// Store is the embedded store: one bleve index for spans and one for traces, under one directory.
+// Store is the embedded store: one index for spans and one for traces, under one directory.
 type Store struct {
-	spans  *idx
-	traces *idx
+	spans  *index
+	traces *index
 }
 
 var _ store.Store = (*Store)(nil)
 
-// BatchSize is the number of spans per Write the pipeline uses with this store unless told otherwise. bleve
-// builds a whole batch in memory (documents, analysis, an in-memory segment) before persisting it: with two
-// writers, batches of 5,000 spans took the indexer to 1.2 GB RSS under sustained ingest, batches of 2,000 to
-// 710 MB at the same throughput (make bench-ingest).
-const BatchSize = 2000
+// BatchSize is the number of spans per Write the pipeline uses with this store unless told otherwise: each
+// Write makes a segment, so larger batches make fewer segments to merge.
+const BatchSize = 5000
 
-// idx is one bleve index with the fields its documents search and sort on.
-type idx struct {
-	b          bleve.Index
-	searchable map[string]bool
-	sortable   map[string]bool
-	facetable  map[string]bool // paths Facet counts (store.FacetFields)
+// Config tunes the store. DefaultConfig gives the defaults; OpenConfig takes them for zero fields.
+type Config struct {
+	// MergeFactor is the number of small segments merged at once.
+	MergeFactor int
+	// MaxSegmentRows bounds the live rows of a merged segment, and so the memory a merge builds it in
+	// (about 0.5 KB per row) and the work one merge does.
+	MaxSegmentRows int
+	Logger         *slog.Logger
 }
 
-// sortable paths carry doc values; start also serves the default order and retention.
+// DefaultConfig returns the store's defaults.
+func DefaultConfig() Config {
+	return Config{MergeFactor: 10, MaxSegmentRows: 250_000, Logger: slog.Default()}
+}
+
 var (
-	spanSortable  = set("start", "end", "duration")
-	traceSortable = set("start", "end", "duration", "span_count", "error_count")
+	spanSchema = &schema{
+		searchable: set(query.SpanSearchable...),
+		sortable:   []string{"start", "end", "duration"},
+		forward:    []string{"id", "trace_id"},
+	}
+	traceSchema = &schema{
+		searchable: map[string]bool{},
+		sortable:   []string{"start", "end", "duration", "span_count", "error_count"},
+		forward:    []string{"id", "trace_id"},
+	}
 )
 
 func set(keys ...string) map[string]bool {
@@ -56,60 +80,65 @@ func set(keys ...string) map[string]bool {
 	return m
 }
 
-// Open opens the store in dir, creating it if needed.
-func Open(dir string) (*Store, error) {
+// Open opens the store in dir with DefaultConfig, creating it if needed.
+func Open(dir string) (*Store, error) { return OpenConfig(dir, Config{}) }
+
+// OpenConfig opens the store in dir, creating it if needed.
+func OpenConfig(dir string, cfg Config) (*Store, error) {
+	def := DefaultConfig()
+	if cfg.MergeFactor < 2 {
+		cfg.MergeFactor = def.MergeFactor
+	}
+	if cfg.MaxSegmentRows <= 0 {
+		cfg.MaxSegmentRows = def.MaxSegmentRows
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	spans, err := openIndex(filepath.Join(dir, "spans.bleve"))
+	spans, err := openIndex(filepath.Join(dir, "spans"), spanSchema, cfg, cfg.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedded store: open spans: %w", err)
 	}
-	traces, err := openIndex(filepath.Join(dir, "traces.bleve"))
+	traces, err := openIndex(filepath.Join(dir, "traces"), traceSchema, cfg, cfg.Logger)
 	if err != nil {
-		spans.Close()
-		return nil, err
+		spans.close()
+		return nil, fmt.Errorf("embedded store: open traces: %w", err)
 	}
-	return &Store{
-		spans:  &idx{b: spans, searchable: set(query.SpanSearchable...), sortable: spanSortable},
-		traces: &idx{b: traces, searchable: map[string]bool{}, sortable: traceSortable, facetable: set(store.FacetFields[store.Traces]...)},
-	}, nil
+	return &Store{spans: spans, traces: traces}, nil
 }
 
-func openIndex(path string) (bleve.Index, error) {
-	b, err := bleve.Open(path)
-	if errors.Is(err, bleve.ErrorIndexPathDoesNotExist) {
-		// Documents are built field by field (IndexAdvanced), so the mapping only has to stay out of the way.
-		m := mapping.NewIndexMapping()
-		m.DefaultMapping.Dynamic = false
-		b, err = bleve.New(path, m)
+func (s *Store) index(i store.Index) *index {
+	if i == store.Traces {
+		return s.traces
 	}
-	if err != nil {
-		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
-	}
-	return b, nil
+	return s.spans
 }
 
-// Close implements store.Store.
+// Close implements store.Store: it waits for a running merge and unmaps the segments.
 func (s *Store) Close() error {
-	return errors.Join(s.spans.b.Close(), s.traces.b.Close())
+	s.spans.close()
+	s.traces.close()
+	return nil
 }
 
-// Write implements store.Store. It returns once both batches are persisted to disk.
+// Write implements store.Store. It returns once both batches are durable and searchable.
 func (s *Store) Write(ctx context.Context, spans []document.Span, traces []document.Trace) error {
 	if len(spans) > 0 {
-		if err := s.spans.write(ctx, len(spans), func(i int) (string, any) { return spans[i].ID, &spans[i] }); err != nil {
+		if err := write(ctx, s.spans, len(spans), func(i int) (string, any) { return spans[i].ID, &spans[i] }); err != nil {
 			return err
 		}
 	}
 	if len(traces) > 0 {
-		return s.traces.write(ctx, len(traces), func(i int) (string, any) { return traces[i].ID, &traces[i] })
+		return write(ctx, s.traces, len(traces), func(i int) (string, any) { return traces[i].ID, &traces[i] })
 	}
 	return nil
 }
 
-func (x *idx) write(ctx context.Context, n int, doc func(int) (string, any)) error {
-	batch := x.b.NewBatch()
+func write(ctx context.Context, x *index, n int, doc func(int) (string, any)) error {
+	ids, srcs := make([]string, n), make([][]byte, n)
 	for i := range n {
 		id, d := doc(i)
 		if err := store.CheckID(id); err != nil {
@@ -119,78 +148,31 @@ func (x *idx) write(ctx context.Context, n int, doc func(int) (string, any)) err
 		if err != nil {
 			return fmt.Errorf("embedded store: encode %s: %w", id, err)
 		}
-		bd, err := buildDocument(id, src, x.searchable, x.sortable, x.facetable)
-		if err != nil {
-			return fmt.Errorf("embedded store: %s: %w", id, err)
-		}
-		if err := batch.IndexAdvanced(bd); err != nil {
-			return fmt.Errorf("embedded store: %s: %w", id, err)
-		}
+		ids[i], srcs[i] = id, src
 	}
-	persisted := make(chan error, 1)
-	batch.SetPersistedCallback(func(err error) { persisted <- err })
-	if err := x.b.Batch(batch); err != nil {
-		return fmt.Errorf("embedded store: write batch: %w", err)
+	if err := x.write(ctx, ids, srcs); err != nil {
+		return fmt.Errorf("embedded store: write: %w", err)
 	}
-	select {
-	case err := <-persisted:
-		if err != nil {
-			return fmt.Errorf("embedded store: persist batch: %w", err)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
-// GetTraces implements store.Store.
-func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	req := bleve.NewSearchRequestOptions(bleve.NewDocIDQuery(ids), len(ids), 0, false)
-	req.Fields = []string{sourceField}
-	res, err := s.traces.b.SearchInContext(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("embedded store: get traces: %w", err)
-	}
-	out := make([]document.Trace, 0, len(res.Hits))
-	for _, h := range res.Hits {
-		var t document.Trace
-		if err := decodeHit(h.Fields, &t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-// Fields implements store.Store with the field names of the span index (bleve's Index.Fields), leaving out
-// the internal fields (_source, _fields, _text). The names persist with the index, so they survive reopening.
+// Fields implements store.Store with the paths of the live span segments. The engine has no limit on
+// their number: a path is a dictionary entry of the segments holding it, not a global field id.
 func (s *Store) Fields(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	all, err := s.spans.b.Fields()
-	if err != nil {
-		return nil, fmt.Errorf("embedded store: fields: %w", err)
-	}
-	out := make([]string, 0, len(all))
-	for _, f := range all {
-		if !strings.HasPrefix(f, "_") {
-			out = append(out, f)
-		}
-	}
-	return out, nil
+	return s.spans.fieldNames(), nil
 }
 
-func decodeHit(fields map[string]any, v any) error {
-	src, ok := fields[sourceField].(string)
-	if !ok {
-		return errors.New("embedded store: hit without stored source")
+// DeleteBefore implements store.Store.
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if err := json.Unmarshal([]byte(src), v); err != nil {
-		return fmt.Errorf("embedded store: decode stored document: %w", err)
+	before := t.UnixMicro()
+	if err := errors.Join(s.spans.deleteBefore(before), s.traces.deleteBefore(before)); err != nil {
+		return fmt.Errorf("embedded store: retention: %w", err)
 	}
 	return nil
 }

@@ -1,18 +1,60 @@
 package embedded
 
 import (
+	"container/heap"
 	"context"
+	"encoding/json"
 	"fmt"
-	"time"
+	"slices"
+	"strconv"
+	"strings"
 
-	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/search"
-	bq "github.com/blevesearch/bleve/v2/search/query"
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cespare/xxhash/v2"
+	"github.com/valyala/fastjson"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
+
+// searcher runs one request over a snapshot of an index.
+type searcher struct {
+	x     *index
+	cache blockCache
+	cols  []int // sort keys: columns of schema.sortable
+	desc  []bool
+}
+
+// hit is one matching row.
+type hit struct {
+	l   *live
+	row uint32
+}
+
+// matches returns the live rows of l matching the filter and the free text.
+func (q *searcher) matches(l *live, filter query.Expr, text []string) (*roaring.Bitmap, error) {
+	ev := evaluator{x: q.x, seg: l.seg}
+	bm := ev.eval(filter)
+	if l.del != nil {
+		bm.AndNot(l.del)
+	}
+	if len(text) > 0 && !bm.IsEmpty() {
+		var err error
+		bm = ev.text(bm, text, func(r uint32, ws []string) bool {
+			src, derr := l.seg.doc(r, q.x.dec, &q.cache)
+			if derr != nil {
+				err = derr
+				return false
+			}
+			return hasPhrase(q.x.sc, src, ws)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return bm, nil
+}
 
 // Search implements store.Store.
 func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
@@ -22,148 +64,371 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	}
 	// Like Meilisearch's maxTotalHits, no hit beyond position MaxLimit is returned.
 	limit = max(0, min(limit, store.MaxLimit-r.Offset))
-	x := s.spans
-	if r.Index == store.Traces {
-		x = s.traces
-		if len(r.Text) > 0 {
-			return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
-		}
+	x := s.index(r.Index)
+	if r.Index == store.Traces && len(r.Text) > 0 {
+		return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
 	}
-	q, err := compile(r.Filter)
+	if err := check(r.Filter); err != nil {
+		return store.Result{}, err
+	}
+	q := &searcher{x: x}
+	keys := r.Sort
+	if len(keys) == 0 {
+		keys = []query.Sort{{Field: query.Field{Path: "start"}, Desc: true}}
+	}
+	for _, k := range keys {
+		col := slices.Index(x.sc.sortable, k.Field.Path)
+		if col < 0 {
+			return store.Result{}, fmt.Errorf("%w: cannot sort by %q", store.ErrBadRequest, k.Field.Path)
+		}
+		q.cols, q.desc = append(q.cols, col), append(q.desc, k.Desc)
+	}
+	ls := x.snapshot()
+	defer release(ls)
+	want := r.Offset + limit
+	var hits []hit
+	total := 0
+	switch {
+	case r.Distinct != "":
+		hits, total, err = q.distinct(ctx, ls, r, want)
+	case r.Unordered:
+		hits, total, err = q.any(ctx, ls, r, want)
+	default:
+		hits, total, err = q.top(ctx, ls, r, want)
+	}
 	if err != nil {
 		return store.Result{}, err
 	}
-	if tq := textQuery(r.Text); tq != nil {
-		q = bleve.NewConjunctionQuery(q, tq)
-	}
-	order, err := sortOrder(r.Sort, x.sortable)
-	if err != nil {
-		return store.Result{}, err
-	}
-	var hits []*search.DocumentMatch
-	var total int
-	if r.Distinct != "" {
-		hits, total, err = x.distinct(ctx, q, order, r.Distinct, r.Offset+limit)
-		hits = hits[min(r.Offset, len(hits)):]
-	} else {
-		req := bleve.NewSearchRequestOptions(q, limit, r.Offset, false)
-		req.Score = bleve.ScoreNone // hits are ordered by fields; unscored searchers use bitmaps
-		req.SortByCustom(order)
-		req.Fields = []string{sourceField}
-		var res *bleve.SearchResult
-		res, err = x.b.SearchInContext(ctx, req)
-		if res != nil {
-			hits, total = res.Hits, int(res.Total)
-		}
-	}
-	if err != nil {
-		return store.Result{}, fmt.Errorf("embedded store: search %s: %w", r.Index, err)
-	}
+	hits = hits[min(r.Offset, len(hits)):]
 	out := store.Result{Total: total}
-	for _, h := range hits {
-		if r.Index == store.Traces {
-			var t document.Trace
-			if err := decodeHit(h.Fields, &t); err != nil {
-				return store.Result{}, err
-			}
-			out.Traces = append(out.Traces, t)
-		} else {
-			var sp document.Span
-			if err := decodeHit(h.Fields, &sp); err != nil {
-				return store.Result{}, err
-			}
-			out.Spans = append(out.Spans, sp)
-		}
+	if err := q.fetch(hits, r.Index, r.Fields, &out); err != nil {
+		return store.Result{}, err
 	}
 	return out, nil
 }
 
-// distinctPage is how many hits one round of a distinct scan reads.
-const distinctPage = 1000
-
-// distinct scans every hit in order and keeps the first per value of field, up to want of them; it returns
-// those and the number of distinct values matched.
-func (x *idx) distinct(ctx context.Context, q bq.Query, order search.SortOrder, field string, want int) ([]*search.DocumentMatch, int, error) {
-	seen := map[string]bool{}
-	var kept []*search.DocumentMatch
-	// Pages by offset: bleve's search-after does not resume on these sort keys (it answered an empty second
-	// page), which capped the distinct count at the first page.
-	for from := 0; ; {
-		req := bleve.NewSearchRequestOptions(q, distinctPage, from, false)
-		req.Score = bleve.ScoreNone
-		req.SortByCustom(order)
-		req.Fields = []string{sourceField}
-		res, err := x.b.SearchInContext(ctx, req)
+func (q *searcher) any(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
+	var hits []hit
+	total := 0
+	for _, l := range ls {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		bm, err := q.matches(l, r.Filter, r.Text)
 		if err != nil {
 			return nil, 0, err
 		}
-		for _, h := range res.Hits {
-			var v map[string]any
-			if err := decodeHit(h.Fields, &v); err != nil {
-				return nil, 0, err
+		total += int(bm.GetCardinality())
+		for it := bm.Iterator(); it.HasNext() && len(hits) < want; {
+			hits = append(hits, hit{l, it.Next()})
+		}
+	}
+	return hits, total, nil
+}
+
+// top keeps the want first hits in sort order. Segments are visited from the most promising end of the
+// first sort key when it is start, and a segment whose starts cannot beat the last kept hit is only counted.
+func (q *searcher) top(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
+	byStart := q.x.sc.sortable[q.cols[0]] == "start"
+	if byStart {
+		ls = slices.Clone(ls)
+		slices.SortFunc(ls, func(a, b *live) int {
+			if q.desc[0] {
+				return cmpInt(b.seg.dir.MaxStart, a.seg.dir.MaxStart)
 			}
-			key := fmt.Sprint(v[field])
-			if seen[key] {
+			return cmpInt(a.seg.dir.MinStart, b.seg.dir.MinStart)
+		})
+	}
+	h := &hitHeap{q: q}
+	total := 0
+	for _, l := range ls {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		bm, err := q.matches(l, r.Filter, r.Text)
+		if err != nil {
+			return nil, 0, err
+		}
+		total += int(bm.GetCardinality())
+		if want == 0 || bm.IsEmpty() {
+			continue
+		}
+		if byStart && len(h.hits) == want {
+			worst := q.value(h.hits[0], 0)
+			if q.desc[0] && !isMissing(worst) && float64(l.seg.dir.MaxStart) < worst ||
+				!q.desc[0] && !isMissing(worst) && float64(l.seg.dir.MinStart) > worst {
 				continue
 			}
-			seen[key] = true
-			if len(kept) < want {
-				kept = append(kept, h)
+		}
+		bm.Iterate(func(row uint32) bool {
+			c := hit{l, row}
+			if len(h.hits) < want {
+				heap.Push(h, c)
+			} else if q.less(c, h.hits[0]) {
+				h.hits[0] = c
+				heap.Fix(h, 0)
+			}
+			return true
+		})
+	}
+	out := make([]hit, len(h.hits))
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i] = heap.Pop(h).(hit)
+	}
+	return out, total, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// distinct keeps the first hit in sort order per value of r.Distinct and counts the values.
+func (q *searcher) distinct(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
+	best := map[string]hit{}
+	for _, l := range ls {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		bm, err := q.matches(l, r.Filter, r.Text)
+		if err != nil {
+			return nil, 0, err
+		}
+		for it := bm.Iterator(); it.HasNext(); {
+			c := hit{l, it.Next()}
+			v, err := q.fieldValue(c, r.Distinct)
+			if err != nil {
+				return nil, 0, err
+			}
+			if b, ok := best[v]; !ok || !r.Unordered && q.less(c, b) {
+				best[v] = c
 			}
 		}
-		from += len(res.Hits)
-		if len(res.Hits) == 0 || uint64(from) >= res.Total {
-			return kept, len(seen), nil
-		}
 	}
+	hits := make([]hit, 0, len(best))
+	for _, c := range best {
+		hits = append(hits, c)
+	}
+	slices.SortFunc(hits, func(a, b hit) int {
+		if q.less(a, b) {
+			return -1
+		}
+		if q.less(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return hits[:min(want, len(hits))], len(best), nil
 }
 
-// sortOrder turns sort keys into a bleve order; the default is start descending, and id breaks ties.
-func sortOrder(keys []query.Sort, sortable map[string]bool) (search.SortOrder, error) {
-	if len(keys) == 0 {
-		keys = []query.Sort{{Field: query.Field{Path: "start"}, Desc: true}}
+// fieldValue is the value of path in the hit's document, as text (a forward column when there is one).
+func (q *searcher) fieldValue(c hit, path string) (string, error) {
+	if i := slices.Index(q.x.sc.forward, path); i >= 0 {
+		return c.l.seg.forwardValue(i, path, c.row), nil
 	}
-	order := make(search.SortOrder, 0, len(keys)+1)
-	for _, k := range keys {
-		if !sortable[k.Field.Path] {
-			return nil, fmt.Errorf("%w: cannot sort by %q", store.ErrBadRequest, k.Field.Path)
+	src, err := c.l.seg.doc(c.row, q.x.dec, &q.cache)
+	if err != nil {
+		return "", err
+	}
+	v, err := fastjson.ParseBytes(src)
+	if err != nil {
+		return "", err
+	}
+	if e := v.Get(strings.Split(path, ".")...); e != nil {
+		if e.Type() == fastjson.TypeString {
+			return string(e.GetStringBytes()), nil
 		}
-		order = append(order, &search.SortField{Field: k.Field.Path, Desc: k.Desc, Type: search.SortFieldAsNumber, Missing: search.SortFieldMissingLast})
+		return e.String(), nil
 	}
-	return append(order, &search.SortDocID{}), nil
+	return "", nil
 }
 
-// DeleteBefore implements store.Store.
-func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
-	before := float64(t.UnixMicro())
-	for _, x := range []*idx{s.spans, s.traces} {
-		if err := x.deleteBefore(ctx, before); err != nil {
-			return fmt.Errorf("embedded store: retention: %w", err)
+func (q *searcher) value(c hit, key int) float64 { return c.l.seg.dense(q.cols[key])[c.row] }
+
+// less orders hits by the sort keys (missing values last), then by id ascending.
+func (q *searcher) less(a, b hit) bool {
+	for k := range q.cols {
+		va, vb := q.value(a, k), q.value(b, k)
+		ma, mb := isMissing(va), isMissing(vb)
+		switch {
+		case ma && mb:
+			continue
+		case ma != mb:
+			return mb
+		case va != vb:
+			return va < vb != q.desc[k]
+		}
+	}
+	return q.id(a) < q.id(b)
+}
+
+func (q *searcher) id(c hit) string {
+	return c.l.seg.forwardValue(slices.Index(q.x.sc.forward, "id"), "id", c.row)
+}
+
+// hitHeap holds the best hits so far with the worst on top.
+type hitHeap struct {
+	q    *searcher
+	hits []hit
+}
+
+func (h *hitHeap) Len() int           { return len(h.hits) }
+func (h *hitHeap) Less(i, j int) bool { return h.q.less(h.hits[j], h.hits[i]) }
+func (h *hitHeap) Swap(i, j int)      { h.hits[i], h.hits[j] = h.hits[j], h.hits[i] }
+func (h *hitHeap) Push(v any)         { h.hits = append(h.hits, v.(hit)) }
+func (h *hitHeap) Pop() any {
+	v := h.hits[len(h.hits)-1]
+	h.hits = h.hits[:len(h.hits)-1]
+	return v
+}
+
+// fetch fills out with the hits' documents: from the forward columns when the caller reads only fields
+// they hold, decoded from the document store otherwise.
+func (q *searcher) fetch(hits []hit, index store.Index, fields []string, out *store.Result) error {
+	cheap := len(fields) > 0
+	for _, f := range fields {
+		cheap = cheap && slices.Contains(q.x.sc.forward, f)
+	}
+	for _, c := range hits {
+		if cheap {
+			id, trace := q.id(c), c.l.seg.forwardValue(slices.Index(q.x.sc.forward, "trace_id"), "trace_id", c.row)
+			if index == store.Traces {
+				out.Traces = append(out.Traces, document.Trace{ID: id, TraceID: trace})
+			} else {
+				out.Spans = append(out.Spans, document.Span{ID: id, TraceID: trace})
+			}
+			continue
+		}
+		src, err := c.l.seg.doc(c.row, q.x.dec, &q.cache)
+		if err != nil {
+			return err
+		}
+		if index == store.Traces {
+			var t document.Trace
+			if err := json.Unmarshal(src, &t); err != nil {
+				return fmt.Errorf("embedded store: decode stored document: %w", err)
+			}
+			out.Traces = append(out.Traces, t)
+		} else {
+			var sp document.Span
+			if err := json.Unmarshal(src, &sp); err != nil {
+				return fmt.Errorf("embedded store: decode stored document: %w", err)
+			}
+			out.Spans = append(out.Spans, sp)
 		}
 	}
 	return nil
 }
 
-func (x *idx) deleteBefore(ctx context.Context, before float64) error {
-	exclusive := false
-	q := bleve.NewNumericRangeInclusiveQuery(nil, &before, nil, &exclusive)
-	q.SetField("start")
-	for {
-		req := bleve.NewSearchRequestOptions(q, 10000, 0, false)
-		req.Score = bleve.ScoreNone
-		res, err := x.b.SearchInContext(ctx, req)
+// Facet implements store.Store from the dictionaries: each value's rows are intersected with the filter's,
+// so no document is read.
+func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) ([]store.FacetCount, error) {
+	limit, err := store.CheckFacet(index, field, limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(filter); err != nil {
+		return nil, err
+	}
+	x := s.index(index)
+	q := &searcher{x: x}
+	ls := x.snapshot()
+	defer release(ls)
+	counts := map[string]int{}
+	shown := map[string]string{}
+	for _, l := range ls {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		d, hasStrs := l.seg.dict(field)
+		rows, nums := l.seg.numbers(field)
+		if !hasStrs && len(rows) == 0 {
+			continue
+		}
+		bm, err := q.matches(l, filter, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if len(res.Hits) == 0 {
-			return nil
+		if bm.IsEmpty() {
+			continue
 		}
-		batch := x.b.NewBatch()
-		for _, h := range res.Hits {
-			batch.Delete(h.ID)
+		add := func(k string, c int, value func() string) {
+			if _, ok := shown[k]; !ok {
+				shown[k] = value()
+			}
+			counts[k] += c
 		}
-		if err := x.b.Batch(batch); err != nil {
-			return err
+		for i := range d.n() {
+			if c := countIn(d.posting(i), bm); c > 0 {
+				add(string(d.key(i)), c, func() string { return d.value(i) })
+			}
+		}
+		// Numbers count under their decimal form, together with the strings that read the same (as
+		// Meilisearch counts them).
+		for i, r := range rows {
+			if bm.Contains(r) {
+				k := strconv.FormatFloat(nums[i], 'f', -1, 64)
+				add(k, 1, func() string { return k })
+			}
 		}
 	}
+	out := make([]store.FacetCount, 0, len(counts))
+	for k, c := range counts {
+		out = append(out, store.FacetCount{Value: shown[k], Count: c})
+	}
+	return store.SortFacets(out, limit), nil
+}
+
+// GetTraces implements store.Store.
+func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	x := s.traces
+	ls := x.snapshot()
+	defer release(ls)
+	q := &searcher{x: x}
+	var out []document.Trace
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c, ok := q.lookup(ls, normalize(id))
+		if !ok {
+			continue
+		}
+		var res store.Result
+		if err := q.fetch([]hit{c}, store.Traces, nil, &res); err != nil {
+			return nil, err
+		}
+		out = append(out, res.Traces...)
+	}
+	return out, nil
+}
+
+// lookup finds the live row of the document with the (normalized) id.
+func (q *searcher) lookup(ls []*live, id string) (hit, bool) {
+	h := xxhash.Sum64String(id)
+	for i := len(ls) - 1; i >= 0; i-- {
+		l := ls[i]
+		if !l.seg.bloom.mayHold(h) {
+			continue
+		}
+		bm := l.seg.term("id", id)
+		if bm == nil {
+			continue
+		}
+		if l.del != nil {
+			bm.AndNot(l.del)
+		}
+		if !bm.IsEmpty() {
+			return hit{l, bm.Minimum()}, true
+		}
+	}
+	return hit{}, false
 }

@@ -1,0 +1,305 @@
+package embedded
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// segment is one immutable segment file, mapped read-only. Its deleted rows live beside it (the index
+// swaps them copy-on-write); refs counts the index's hold and every search's, and the last release unmaps
+// the file (and removes it when the index dropped it).
+type segment struct {
+	name   string
+	path   string
+	data   []byte
+	dir    segDir
+	fields map[string]*fieldDir
+	bloom  bloom
+	refs   atomic.Int32
+	remove atomic.Bool // delete the file on the last release
+}
+
+func openSegment(path, name string) (*segment, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size < int64(2*len(segMagic)+16) {
+		return nil, fmt.Errorf("segment %s: %d bytes: truncated", name, size)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("segment %s: mmap: %w", name, err)
+	}
+	s := &segment{name: name, path: path, data: data}
+	s.refs.Store(1)
+	if err := s.parse(); err != nil {
+		syscall.Munmap(data)
+		return nil, fmt.Errorf("segment %s: %w", name, err)
+	}
+	return s, nil
+}
+
+func (s *segment) parse() error {
+	d := s.data
+	m := len(segMagic)
+	if !bytes.Equal(d[:m], segMagic) || !bytes.Equal(d[len(d)-m:], segMagic) {
+		return errors.New("bad magic: not a segment, or truncated")
+	}
+	tail := d[len(d)-m-16 : len(d)-m]
+	at, n := binary.LittleEndian.Uint64(tail[:8]), binary.LittleEndian.Uint64(tail[8:])
+	if at+n > uint64(len(d)) {
+		return errors.New("bad directory offset")
+	}
+	if err := gob.NewDecoder(bytes.NewReader(d[at : at+n])).Decode(&s.dir); err != nil {
+		return fmt.Errorf("directory: %w", err)
+	}
+	s.fields = make(map[string]*fieldDir, len(s.dir.Fields))
+	for i := range s.dir.Fields {
+		s.fields[s.dir.Fields[i].Name] = &s.dir.Fields[i]
+	}
+	s.bloom = bloomFrom(d[s.dir.Bloom:], s.dir.BloomWords)
+	return nil
+}
+
+func (s *segment) acquire() { s.refs.Add(1) }
+
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		syscall.Munmap(s.data)
+		if s.remove.Load() {
+			os.Remove(s.path)
+		}
+	}
+}
+
+func (s *segment) rows() uint32 { return s.dir.Rows }
+
+// all is the bitmap of every row.
+func (s *segment) all() *roaring.Bitmap {
+	bm := roaring.New()
+	bm.AddRange(0, uint64(s.dir.Rows))
+	return bm
+}
+
+func (s *segment) u32(at uint64, i uint32) uint32 {
+	return binary.LittleEndian.Uint32(s.data[at+4*uint64(i):])
+}
+
+func (s *segment) f64s(at uint64, n uint32) []float64 {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float64)(unsafe.Pointer(&s.data[at])), n)
+}
+
+func (s *segment) u32s(at uint64, n uint32) []uint32 {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint32)(unsafe.Pointer(&s.data[at])), n)
+}
+
+// dict is a view of one field's string dictionary.
+type dict struct {
+	s  *segment
+	fd *fieldDir
+}
+
+func (s *segment) dict(path string) (dict, bool) {
+	fd := s.fields[path]
+	if fd == nil || fd.NStrs == 0 {
+		return dict{}, false
+	}
+	return dict{s, fd}, true
+}
+
+func (d dict) n() uint32 {
+	if d.fd == nil {
+		return 0
+	}
+	return d.fd.NStrs
+}
+
+func (d dict) keysAt() uint64 { return d.fd.Strs + 4*uint64(d.n()+1) }
+
+func (d dict) key(i uint32) []byte {
+	a, b := d.s.u32(d.fd.Strs, i), d.s.u32(d.fd.Strs, i+1)
+	base := d.keysAt()
+	return d.s.data[base+uint64(a) : base+uint64(b)]
+}
+
+func (d dict) postingsOffsets() uint64 {
+	return d.keysAt() + uint64(d.s.u32(d.fd.Strs, d.n()))
+}
+
+func (d dict) posting(i uint32) []byte {
+	at := d.postingsOffsets()
+	a, b := d.s.u32(at, i), d.s.u32(at, i+1)
+	base := at + 4*uint64(d.n()+1)
+	return d.s.data[base+uint64(a) : base+uint64(b)]
+}
+
+// value is the entry's value as written: its original form when that differs from the key.
+func (d dict) value(i uint32) string {
+	if d.fd.Orig {
+		pat := d.postingsOffsets()
+		at := pat + 4*uint64(d.n()+1) + uint64(d.s.u32(pat, d.n()))
+		a, b := d.s.u32(at, i), d.s.u32(at, i+1)
+		if a != b {
+			base := at + 4*uint64(d.n()+1)
+			return string(d.s.data[base+uint64(a) : base+uint64(b)])
+		}
+	}
+	return string(d.key(i))
+}
+
+// find returns the index of key, or false.
+func (d dict) find(key string) (uint32, bool) {
+	n := int(d.n())
+	i := sort.Search(n, func(i int) bool { return string(d.key(uint32(i))) >= key })
+	if i < n && string(d.key(uint32(i))) == key {
+		return uint32(i), true
+	}
+	return 0, false
+}
+
+// term returns the rows holding key at path, or nil.
+func (s *segment) term(path, key string) *roaring.Bitmap {
+	d, ok := s.dict(path)
+	if !ok {
+		return nil
+	}
+	i, ok := d.find(key)
+	if !ok {
+		return nil
+	}
+	return decodePosting(d.posting(i))
+}
+
+// exists returns the rows holding path, or nil.
+func (s *segment) exists(path string) *roaring.Bitmap {
+	fd := s.fields[path]
+	if fd == nil {
+		return nil
+	}
+	return decodePosting(s.data[fd.Exists : fd.Exists+uint64(fd.ExistsLen)])
+}
+
+// decodePosting turns an encoded posting into a bitmap the caller owns.
+func decodePosting(p []byte) *roaring.Bitmap {
+	bm := roaring.New()
+	if len(p) == 0 {
+		return bm
+	}
+	if p[0] == postingRoaring {
+		if err := bm.UnmarshalBinary(p[1:]); err != nil {
+			panic(fmt.Sprintf("embedded store: corrupt posting: %v", err)) // the segment was checked on open
+		}
+		return bm
+	}
+	forVarint(p, func(r uint32) { bm.Add(r) })
+	return bm
+}
+
+func forVarint(p []byte, f func(uint32)) {
+	n, k := binary.Uvarint(p[1:])
+	p = p[1+k:]
+	row := uint32(0)
+	for range n {
+		d, k := binary.Uvarint(p)
+		p = p[k:]
+		row += uint32(d)
+		f(row)
+	}
+}
+
+// countIn counts the rows of an encoded posting that are in bm.
+func countIn(p []byte, bm *roaring.Bitmap) int {
+	if len(p) > 0 && p[0] == postingVarint {
+		c := 0
+		forVarint(p, func(r uint32) {
+			if bm.Contains(r) {
+				c++
+			}
+		})
+		return c
+	}
+	return int(decodePosting(p).AndCardinality(bm))
+}
+
+// dense returns the dense column of the i-th sortable path.
+func (s *segment) dense(i int) []float64 { return s.f64s(s.dir.Dense[i], s.dir.Rows) }
+
+// numbers returns the sparse numeric column of path: rows ascending and their values.
+func (s *segment) numbers(path string) ([]uint32, []float64) {
+	fd := s.fields[path]
+	if fd == nil || fd.NNums == 0 {
+		return nil, nil
+	}
+	valsAt := fd.Nums + 4*uint64(fd.NNums)
+	valsAt = (valsAt + 7) &^ 7
+	return s.u32s(fd.Nums, fd.NNums), s.f64s(valsAt, fd.NNums)
+}
+
+// forwardValue returns the value of the i-th forward path at row, as written, or "".
+func (s *segment) forwardValue(i int, path string, row uint32) string {
+	o := s.u32(s.dir.Forward[i], row)
+	if o == noOrdinal {
+		return ""
+	}
+	d, _ := s.dict(path)
+	return d.value(o)
+}
+
+// doc returns the JSON of the document at row. dec decompresses; cache keeps the last block read.
+func (s *segment) doc(row uint32, dec *zstd.Decoder, cache *blockCache) ([]byte, error) {
+	blk := row / blockDocs
+	if cache.seg != s || cache.block != blk || cache.raw == nil {
+		at, end := s.dir.Blocks[blk], s.dir.Blocks[blk+1]
+		raw, err := dec.DecodeAll(s.data[at:end], cache.raw[:0])
+		if err != nil {
+			return nil, fmt.Errorf("segment %s: block %d: %w", s.name, blk, err)
+		}
+		cache.seg, cache.block, cache.raw = s, blk, raw
+	}
+	p := cache.raw
+	for i := uint32(0); ; i++ {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || uint64(len(p)-k) < n {
+			return nil, fmt.Errorf("segment %s: block %d: corrupt", s.name, blk)
+		}
+		if i == row%blockDocs {
+			return p[k : k+int(n)], nil
+		}
+		p = p[k+int(n):]
+	}
+}
+
+// blockCache holds the last decompressed block of a search.
+type blockCache struct {
+	seg   *segment
+	block uint32
+	raw   []byte
+}
+
+// isMissing reports a dense column's missing value.
+func isMissing(x float64) bool { return math.IsNaN(x) }

@@ -1,0 +1,99 @@
+package embedded
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/meshtrace/meshtrace/indexer/query"
+)
+
+// normalize is how string values are compared for equality: case-insensitively.
+func normalize(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// filterPrefix mirrors Meilisearch, which indexes the first query.MaxValueBytes (468) bytes of a filterable
+// string, after normalizing it: a longer value is found by that prefix, never by the whole value.
+func filterPrefix(v string) string {
+	if len(v) <= query.MaxValueBytes {
+		return v
+	}
+	cut := query.MaxValueBytes
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut]
+}
+
+func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// words splits text into its whole words, lower-cased: the runs of letters and digits.
+func words(s string) []string {
+	var out []string
+	start := -1
+	for i, r := range s {
+		if isWordRune(r) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			out = append(out, normalize(s[start:i]))
+			start = -1
+		}
+	}
+	if start >= 0 {
+		out = append(out, normalize(s[start:]))
+	}
+	return out
+}
+
+// textTerms are the terms of the text field a searchable value adds: each word, and each pair of adjacent
+// words joined by a space (a word never holds one), so a two-word phrase is one term and a longer phrase
+// the conjunction of its pairs, checked against the document.
+func textTerms(value string, add func(string)) {
+	ws := words(value)
+	for i, w := range ws {
+		add(w)
+		if i > 0 {
+			add(ws[i-1] + " " + w)
+		}
+	}
+}
+
+// phraseTerms are the terms every value holding the phrase (already split into words) has.
+func phraseTerms(ws []string) []string {
+	if len(ws) == 1 {
+		return ws
+	}
+	out := make([]string, 0, len(ws)-1)
+	for i := 1; i < len(ws); i++ {
+		out = append(out, ws[i-1]+" "+ws[i])
+	}
+	return out
+}
+
+// containsPhrase reports whether the words of value hold ws consecutively.
+func containsPhrase(value string, ws []string) bool {
+	vs := words(value)
+	for i := 0; i+len(ws) <= len(vs); i++ {
+		match := true
+		for j, w := range ws {
+			if vs[i+j] != w {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
