@@ -6,6 +6,7 @@
 //	GET /api/v1/search?q=QUERY[&target=spans|traces][&limit=N][&offset=N]
 //	GET /api/v1/traces/{id}
 //	GET /api/v1/dependencies?q=QUERY
+//	GET /api/v1/facets?q=QUERY&field=FIELD[&limit=N]
 //	GET /api/services, /api/services/{service}/operations, /api/operations?service=S
 //	GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=
 //	GET /api/traces?traceID=A&traceID=B
@@ -117,6 +118,7 @@ func New(st store.Store, c Config) *Server {
 	s.mux.HandleFunc("GET /api/v3/trace-summaries", s.budget("GET /api/v3/trace-summaries", s.v3TraceSummaries))
 	s.mux.HandleFunc("GET /api/dependencies", s.budget("GET /api/dependencies", s.jaegerDependencies))
 	s.mux.HandleFunc("GET /api/v1/dependencies", s.budget("GET /api/v1/dependencies", s.queryDependencies))
+	s.mux.HandleFunc("GET /api/v1/facets", s.budget("GET /api/v1/facets", s.facets))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
 	return s
@@ -218,10 +220,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 func pageOf(limit, offset string) (querysvc.Page, error) {
 	var p querysvc.Page
 	var err error
-	if limit != "" {
-		if p.Limit, err = strconv.Atoi(limit); err != nil || p.Limit < 0 || p.Limit > store.MaxLimit {
-			return p, errors.New("limit must be an integer from 0 to " + strconv.Itoa(store.MaxLimit))
-		}
+	if p.Limit, err = limitOf(limit, store.MaxLimit); err != nil {
+		return p, err
 	}
 	if offset != "" {
 		if p.Offset, err = strconv.Atoi(offset); err != nil || p.Offset < 0 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
+	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 )
 
@@ -54,10 +55,15 @@ func shopSpans(traceID string, ago, inventory time.Duration, customer string) []
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	return serveTraces(t, [][]document.Span{
+	return serveTraces(t, shopTraces())
+}
+
+// shopTraces are the slow trace (customer 123, failing in inventory-service) and the fast one (456).
+func shopTraces() [][]document.Span {
+	return [][]document.Span{
 		shopSpans(slowTrace, 10*time.Minute, 900*time.Millisecond, "123"),
 		shopSpans(fastTrace, 20*time.Minute, 20*time.Millisecond, "456"),
-	})
+	}
 }
 
 // serveTraces serves an API over an embedded store holding traces, rolled up as the pipeline does.
@@ -67,6 +73,13 @@ func serveTraces(t *testing.T, traces [][]document.Span) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTracesOn(t, st, traces)
+}
+
+// serveTracesOn serves an API over st, which it closes at the end of the test, holding traces, rolled up as
+// the pipeline does.
+func serveTracesOn(t *testing.T, st store.Store, traces [][]document.Span) *httptest.Server {
+	t.Helper()
 	t.Cleanup(func() { st.Close() })
 	r := rollup.New(rollup.Config{}, nil)
 	for _, spans := range traces {
@@ -163,7 +176,7 @@ func TestTrace(t *testing.T) {
 }
 
 func TestJaegerServicesAndOperations(t *testing.T) {
-	srv := newServer(t)
+	srv := serveCounted(t, shopTraces())
 	var services struct{ Data []string }
 	get(t, srv, "/api/services", http.StatusOK, &services)
 	if want := []string{"checkout", "gateway", "inventory-service"}; !slices.Equal(services.Data, want) {

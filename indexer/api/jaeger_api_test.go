@@ -81,8 +81,8 @@ func sameJSON(t *testing.T, got []byte, want string) bool {
 // TestJaegerListsAndErrors checks whole answers of the Jaeger routes that list services and operations
 // and the 400s of the search, as jaeger-query answers them.
 func TestJaegerListsAndErrors(t *testing.T) {
-	srv := serveTraces(t, replicaSpans())
-	empty := serveTraces(t, nil)
+	srv := serveCounted(t, replicaSpans()) // the lists are facet counts
+	empty := serveCounted(t, nil)
 	bad := func(msg string) string {
 		b, _ := json.Marshal(msg)
 		return `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":` + string(b) + `}]}`

@@ -53,8 +53,8 @@ func v3ErrorBody(code int, msg string) string {
 // TestJaegerV3ListsAndErrors checks whole answers of the api_v3 routes that list services and operations,
 // and the errors of every route, as the gateway answers them.
 func TestJaegerV3ListsAndErrors(t *testing.T) {
-	srv := serveTraces(t, replicaSpans())
-	empty := serveTraces(t, nil)
+	srv := serveCounted(t, replicaSpans()) // the lists are facet counts
+	empty := serveCounted(t, nil)
 	bad := func(msg string) string { return v3ErrorBody(400, msg) }
 	tests := []struct {
 		srv  *httptest.Server

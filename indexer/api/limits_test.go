@@ -109,6 +109,7 @@ func TestQueryTimeout(t *testing.T) {
 		{"/api/v1/search?q=" + url.QueryEscape("service=checkout sort=-duration"), false},
 		{"/api/v1/search?q=" + url.QueryEscape("service=checkout trace.duration>1s"), false}, // scope join: two searches
 		{"/api/v1/traces/" + slowTrace, false},
+		{"/api/v1/facets?field=customer_id&q=" + url.QueryEscape("error=true since=1h"), false},
 		{"/api/services", true},
 		{"/api/services/checkout/operations", true},
 		{"/api/operations?service=checkout", true},
