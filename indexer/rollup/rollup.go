@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
@@ -68,6 +69,14 @@ type Rollup struct {
 	traces map[string]*entry
 	lru    list.List // of *entry, most recently active first
 	cached int       // span summaries held
+
+	// Scratch reused from call to call (a Rollup is not used concurrently).
+	seen    map[string]bool
+	order   []string
+	missing []string
+	pairs   [][2]string
+	words   []string
+	edgeSet []string
 }
 
 type entry struct {
@@ -119,9 +128,16 @@ func (r *Rollup) Cached() (traces, spans int) { return len(r.traces), r.cached }
 // appearance. now drives idle eviction. On error (the Loader failed) nothing of spans was applied and the call
 // may be repeated.
 func (r *Rollup) Apply(ctx context.Context, spans []document.Span, now time.Time) ([]document.Trace, error) {
-	var order []string
-	seen := map[string]bool{}
-	var missing []string
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	seen, order, missing := r.seen, r.order[:0], r.missing[:0]
+	defer func() {
+		clear(seen)
+		clear(order)
+		clear(missing)
+		r.order, r.missing = order[:0], missing[:0]
+	}()
 	for i := range spans {
 		id := spans[i].TraceID
 		if seen[id] {
@@ -152,7 +168,7 @@ func (r *Rollup) Apply(ctx context.Context, spans []document.Span, now time.Time
 		e := r.traces[id]
 		e.last = now
 		r.lru.MoveToFront(e.elem)
-		out = append(out, e.document())
+		out = append(out, r.document(e))
 	}
 	r.evict(now)
 	return out, nil
@@ -216,19 +232,42 @@ func (r *Rollup) summarize(s *document.Span) summary {
 			sum.links = append(sum.links, l.SpanID)
 		}
 	}
+	pairs := r.pairs[:0]
 	for _, k := range r.keys {
 		v, ok := s.Attr[k]
 		if !ok {
 			v, ok = s.Resource[k]
 		}
-		if !ok {
-			continue
-		}
-		for _, str := range keyValues(v) {
-			sum.keys = append(sum.keys, [2]string{k, str})
+		if ok {
+			pairs = appendKeyValues(pairs, k, v)
 		}
 	}
+	if len(pairs) > 0 {
+		sum.keys = slices.Clone(pairs) // one allocation of the right size
+	}
+	r.pairs = pairs[:0]
 	return sum
+}
+
+// appendKeyValues appends the (key, value) pairs business key k with attribute value v holds, as keyValues
+// renders them, without a slice for a single value.
+func appendKeyValues(dst [][2]string, k string, v any) [][2]string {
+	switch x := v.(type) {
+	case string:
+		if x != "" {
+			dst = append(dst, [2]string{k, x})
+		}
+		return dst
+	case []any:
+		for _, str := range keyValues(x) {
+			dst = append(dst, [2]string{k, str})
+		}
+		return dst
+	}
+	for _, str := range keyValues(v) {
+		dst = append(dst, [2]string{k, str})
+	}
+	return dst
 }
 
 // keyValues renders an attribute value as the strings a business key holds (one per list element).
@@ -255,14 +294,13 @@ func keyValues(v any) []string {
 	return nil
 }
 
-// document computes the trace document from the span summaries.
-func (e *entry) document() document.Trace {
-	t := document.Trace{ID: e.id, TraceID: e.id, SpanCount: len(e.spans), Services: []string{}}
+// document computes the trace document of e from its span summaries.
+func (r *Rollup) document(e *entry) document.Trace {
+	t := document.Trace{ID: e.id, TraceID: e.id, SpanCount: len(e.spans)}
 	first := true
 	var rootID string
 	var root summary
-	services := map[string]bool{}
-	keys := map[string]map[string]bool{}
+	services, pairs := r.words[:0], r.pairs[:0]
 	for id, s := range e.spans {
 		if first || s.start < t.Start {
 			t.Start = s.start
@@ -274,47 +312,59 @@ func (e *entry) document() document.Trace {
 		if s.err {
 			t.ErrorCount++
 		}
-		if !services[s.service] {
-			services[s.service] = true
-			t.Services = append(t.Services, s.service)
-		}
-		for _, kv := range s.keys {
-			if keys[kv[0]] == nil {
-				keys[kv[0]] = map[string]bool{}
-			}
-			keys[kv[0]][kv[1]] = true
-		}
+		services = append(services, s.service)
+		pairs = append(pairs, s.keys...)
 		if s.root && (rootID == "" || s.start < root.start || (s.start == root.start && id < rootID)) {
 			rootID, root = id, s
 		}
 	}
 	t.Duration = t.End - t.Start
-	slices.Sort(t.Services)
-	t.Edges = edges(e.spans)
+	t.Services = distinct(services)
+	t.Edges = r.edges(e.spans)
 	if rootID != "" {
 		t.RootService, t.RootName = root.service, root.name
 	}
-	if len(keys) > 0 {
-		t.Keys = make(map[string][]string, len(keys))
-		for k, vals := range keys {
-			list := make([]string, 0, len(vals))
-			for v := range vals {
-				list = append(list, v)
+	if len(pairs) > 0 {
+		slices.SortFunc(pairs, func(a, b [2]string) int {
+			if c := strings.Compare(a[0], b[0]); c != 0 {
+				return c
 			}
-			slices.Sort(list)
-			t.Keys[k] = list
+			return strings.Compare(a[1], b[1])
+		})
+		pairs = slices.Compact(pairs)
+		t.Keys = map[string][]string{}
+		for i := 0; i < len(pairs); {
+			n := 1
+			for i+n < len(pairs) && pairs[i+n][0] == pairs[i][0] {
+				n++
+			}
+			list := make([]string, n)
+			for j := range list {
+				list[j] = pairs[i+j][1]
+			}
+			t.Keys[pairs[i][0]] = list
+			i += n
 		}
 	}
+	clear(services)
+	clear(pairs)
+	r.words, r.pairs = services[:0], pairs[:0]
 	return t
 }
 
+// distinct returns the sorted distinct strings of list (which it sorts), in a new slice, never nil.
+func distinct(list []string) []string {
+	slices.Sort(list)
+	return append([]string{}, slices.Compact(list)...)
+}
+
 // edges computes Trace.Edges from the span summaries of a trace (see the package documentation).
-func edges(spans map[string]summary) []string {
-	set := map[string]bool{}
+func (r *Rollup) edges(spans map[string]summary) []string {
+	set := r.edgeSet[:0]
 	add := func(parent, child string) {
 		if parent != child {
 			if e := document.Edge(parent, child); e != "" {
-				set[e] = true
+				set = append(set, e)
 			}
 		}
 	}
@@ -339,13 +389,12 @@ func edges(spans map[string]summary) []string {
 			}
 		}
 	}
-	if len(set) == 0 {
-		return nil
+	var out []string
+	if len(set) > 0 {
+		slices.Sort(set)
+		out = slices.Clone(slices.Compact(set))
 	}
-	out := make([]string, 0, len(set))
-	for e := range set {
-		out = append(out, e)
-	}
-	slices.Sort(out)
+	clear(set)
+	r.edgeSet = set[:0]
 	return out
 }
