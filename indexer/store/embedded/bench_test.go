@@ -82,9 +82,9 @@ func openBenchStore(b *testing.B) *Store {
 	n := benchSpans(b)
 	dir := os.Getenv("MESHTRACE_BENCH_DIR")
 	if dir == "" {
-		name := "embedded-1m-v1" // bump the suffix when the index layout changes
+		name := "embedded-1m-v2" // bump the suffix when the index layout changes
 		if n != 1_000_000 {
-			name = fmt.Sprintf("embedded-%d-v1", n)
+			name = fmt.Sprintf("embedded-%d-v2", n)
 		}
 		dir = filepath.Join("..", "..", "..", "testdata-local", name)
 	}

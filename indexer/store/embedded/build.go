@@ -236,15 +236,15 @@ type segDir struct {
 
 // fieldDir locates one path's sections.
 type fieldDir struct {
-	Name          string
-	Exists        uint64 // posting of the rows holding the path
-	Strs          uint64 // dictionary: (N+1) uint32 key offsets, keys, (N+1) uint32 posting offsets, postings, then (with Orig) (N+1) uint32 offsets of the originals
-	NStrs         uint32
-	StrsLen       uint64
-	Orig          bool
-	Nums          uint64 // NNums uint32 rows (ascending), then NNums float64 values
-	NNums         uint32
-	ExistsLen     uint32
+	Name      string
+	Exists    uint64 // posting of the rows holding the path
+	Strs      uint64 // dictionary: (N+1) uint32 key offsets, keys, (N+1) uint32 posting offsets, postings, then (with Orig) (N+1) uint32 offsets of the originals
+	NStrs     uint32
+	StrsLen   uint64
+	Orig      bool
+	Nums      uint64 // NNums uint32 rows (ascending), then NNums float64 values
+	NNums     uint32
+	ExistsLen uint32
 }
 
 // writer appends 8-byte aligned sections to a file.

@@ -1,0 +1,295 @@
+package embedded
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/store"
+)
+
+// span returns span i of trace t, started at start (unix microseconds), with one attribute.
+func span(t, i int, start int64, attr map[string]any) document.Span {
+	trace, id := fmt.Sprintf("%032x", t+1), fmt.Sprintf("%016x", i+1)
+	return document.Span{ID: trace + "-" + id, TraceID: trace, SpanID: id, Name: "op", Kind: "server", Service: "svc",
+		Start: start, End: start + 10, Duration: 10, StatusCode: "unset", Attr: attr}
+}
+
+func count(t testing.TB, s store.Store, index store.Index, filter query.Expr) int {
+	t.Helper()
+	res, err := s.Search(context.Background(), store.Request{Index: index, Filter: filter, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Total
+}
+
+func eq(field, v string) query.Expr {
+	return &query.Compare{Field: field, Op: query.Eq, Value: query.Value{Str: v}}
+}
+
+// segments waits until the index holds at most n segments (merges are asynchronous).
+func segments(t testing.TB, x *index, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		x.mu.RLock()
+		got := len(x.segs)
+		x.mu.RUnlock()
+		if got <= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %d segments after 30s, want at most %d", x.dir, got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestUpsertReplacesAcrossSegmentsAndMerges(t *testing.T) {
+	s, err := OpenConfig(t.TempDir(), Config{MergeFactor: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// Ten writes of the same ten traces, each version naming its round: every write replaces the last.
+	for round := range 10 {
+		var spans []document.Span
+		var traces []document.Trace
+		for tr := range 10 {
+			sp := span(tr, round%3, int64(1_700_000_000_000_000+tr), map[string]any{"round": strconv.Itoa(round)})
+			spans = append(spans, sp)
+			traces = append(traces, document.Trace{ID: sp.TraceID, TraceID: sp.TraceID, Start: sp.Start, SpanCount: round + 1,
+				Keys: map[string][]string{"round": {strconv.Itoa(round)}}})
+		}
+		if err := s.Write(ctx, spans, traces); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segments(t, s.traces, 3)
+	if n := count(t, s, store.Traces, nil); n != 10 {
+		t.Errorf("%d trace documents, want 10 (one per id)", n)
+	}
+	if n := count(t, s, store.Traces, eq("keys.round", "9")); n != 10 {
+		t.Errorf("%d trace documents of the last round, want 10", n)
+	}
+	if n := count(t, s, store.Spans, nil); n != 30 {
+		t.Errorf("%d spans, want 30 (3 span ids in 10 traces)", n)
+	}
+	got, err := s.GetTraces(ctx, []string{fmt.Sprintf("%032x", 4)})
+	if err != nil || len(got) != 1 || got[0].SpanCount != 10 {
+		t.Errorf("GetTraces = %+v, %v; want the last version (span_count 10)", got, err)
+	}
+}
+
+func TestRetentionDropsWholeSegments(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenConfig(dir, Config{MergeFactor: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	hour := int64(time.Hour / time.Microsecond)
+	base := int64(1_700_000_000_000_000)
+	for h := range 4 { // one segment per hour of spans
+		var spans []document.Span
+		for i := range 100 {
+			spans = append(spans, span(h, i, base+int64(h)*hour+int64(i), nil))
+		}
+		if err := s.Write(ctx, spans, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := func() int {
+		ents, _ := os.ReadDir(filepath.Join(dir, "spans"))
+		return len(ents)
+	}
+	before := files()
+	// Two hours and a half before the last: two segments go whole, the third loses half its rows.
+	if err := s.DeleteBefore(ctx, time.UnixMicro(base+2*hour+50)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, store.Spans, nil); n != 150 {
+		t.Errorf("%d spans after retention, want 150", n)
+	}
+	if after := files(); after != before-2+1 { // two segments gone, one deleted-rows file
+		t.Errorf("%d files after retention, %d before: want the two old segments removed", after, before)
+	}
+}
+
+func TestManyAttributeKeysStayFindable(t *testing.T) {
+	// More distinct keys than a 16-bit field id holds: nothing in this engine numbers fields.
+	s, err := OpenConfig(t.TempDir(), Config{MergeFactor: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n, perSpan = 1400, 50
+	for w := range 4 {
+		var spans []document.Span
+		for i := w * n / 4; i < (w+1)*n/4; i++ {
+			attr := map[string]any{}
+			for k := range perSpan {
+				attr[fmt.Sprintf("key.%d.%d", i, k)] = k
+			}
+			spans = append(spans, span(i/10, i, int64(1_700_000_000_000_000+i), attr))
+		}
+		if err := s.Write(ctx, spans, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segments(t, s.spans, 1)
+	fields, err := s.Fields(ctx)
+	if err != nil || len(fields) < n*perSpan {
+		t.Fatalf("Fields: %d, %v; want at least %d", len(fields), err, n*perSpan)
+	}
+	for _, i := range []int{0, 699, 1399} {
+		num := &query.Compare{Field: fmt.Sprintf("attr.key.%d.7", i), Op: query.Eq, Value: query.Value{Str: "7", Num: 7, IsNum: true}}
+		if c := count(t, s, store.Spans, num); c != 1 {
+			t.Errorf("span %d by its own key: %d hits, want 1", i, c)
+		}
+	}
+}
+
+func TestOpenRemovesWhatNoManifestNames(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), []document.Span{span(1, 1, 1, nil)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// What a crash between a segment's fsync and its manifest leaves: files no manifest names.
+	for _, name := range []string{"seg-00000099", "seg-00000001.del-7", "MANIFEST.tmp"} {
+		if err := os.WriteFile(filepath.Join(dir, "spans", name), []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := count(t, s, store.Spans, nil); n != 1 {
+		t.Errorf("%d spans after reopening, want 1", n)
+	}
+	for _, name := range []string{"seg-00000099", "seg-00000001.del-7", "MANIFEST.tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, "spans", name)); !os.IsNotExist(err) {
+			t.Errorf("%s still there after Open (%v)", name, err)
+		}
+	}
+}
+
+func TestOpenRefusesACorruptSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(context.Background(), []document.Span{span(1, 1, 1, nil)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	path := filepath.Join(dir, "spans", "seg-00000001")
+	if err := os.Truncate(path, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "seg-00000001") {
+		t.Errorf("Open on a truncated segment: err = %v, want one naming the segment", err)
+	}
+}
+
+// crashChild is the environment variable that makes the test binary the writer TestKill9 kills.
+const crashChild = "MESHTRACE_EMBEDDED_CRASH_DIR"
+
+// TestKill9KeepsAcknowledgedWrites kills a writing process with SIGKILL at a random moment (while it writes,
+// merges and retains) and checks that every batch whose Write had returned is there after reopening, and
+// that no batch is there in part.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	if dir := os.Getenv(crashChild); dir != "" {
+		crashWriter(dir)
+		return
+	}
+	dir := t.TempDir()
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9KeepsAcknowledgedWrites$")
+		cmd.Env = append(os.Environ(), crashChild+"="+dir, "MESHTRACE_CRASH_ROUND="+strconv.Itoa(round))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		acked := 0
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if n, err := strconv.Atoi(sc.Text()); err == nil {
+				acked = n + 1
+			}
+			if acked >= 15+round*7 {
+				break
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+		}
+		for b := range acked {
+			if n := count(t, s, store.Spans, eq("attr.batch", fmt.Sprintf("%d-%d", round, b))); n != 200 {
+				t.Errorf("round %d: acknowledged batch %d has %d spans, want 200", round, b, n)
+			}
+		}
+		// A batch not acknowledged is there whole or not at all.
+		if n := count(t, s, store.Spans, eq("attr.batch", fmt.Sprintf("%d-%d", round, acked))); n != 0 && n != 200 {
+			t.Errorf("round %d: the batch in flight has %d spans: partly written", round, n)
+		}
+		s.Close()
+	}
+}
+
+// crashWriter writes batches of 200 spans with small merges until it is killed, printing each batch's
+// number once its Write has returned.
+func crashWriter(dir string) {
+	s, err := OpenConfig(dir, Config{MergeFactor: 3})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	round := os.Getenv("MESHTRACE_CRASH_ROUND")
+	ctx := context.Background()
+	for b := 0; ; b++ {
+		var spans []document.Span
+		var traces []document.Trace
+		for i := range 200 {
+			sp := span(b*1000+i/10, i, int64(1_700_000_000_000_000+b*1000+i), map[string]any{"batch": fmt.Sprintf("%s-%d", round, b)})
+			sp.ID = sp.ID + "r" + round
+			spans = append(spans, sp)
+			if i%10 == 0 {
+				traces = append(traces, document.Trace{ID: sp.TraceID, TraceID: sp.TraceID, Start: sp.Start})
+			}
+		}
+		if err := s.Write(ctx, spans, traces); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(b)
+	}
+}
