@@ -17,8 +17,8 @@ import (
 // first (sortFacetValuesBy count), so a cut keeps the most frequent ones.
 const maxValuesPerFacet = store.MaxFacetValues
 
-// faceting is the faceting setting of both indexes (see maxValuesPerFacet). Adding it to an index created
-// before it is one settings update, which re-indexes that index once.
+// faceting is the faceting setting of both indexes (see maxValuesPerFacet). An index created without it
+// (the span index before span facets) gets it in one settings update at the next Open (settingsApplied).
 func faceting() *meilisearch.Faceting {
 	return &meilisearch.Faceting{MaxValuesPerFacet: maxValuesPerFacet,
 		SortFacetValuesBy: map[string]meilisearch.SortFacetType{"*": meilisearch.SortFacetTypeCount}}
