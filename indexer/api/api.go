@@ -184,14 +184,24 @@ func writeQueryError(w http.ResponseWriter, err error) {
 	writeJSON(w, http.StatusBadRequest, resp)
 }
 
-func (s *Server) search(w http.ResponseWriter, r *http.Request) {
-	v := r.URL.Query()
-	src := v.Get("q")
-	q, err := query.Compile(src, s.now())
+// compileQ compiles the q parameter of r (relative times counting back from now), answering a query that
+// does not compile itself (writeQueryError): ok is false when it did.
+func compileQ(w http.ResponseWriter, r *http.Request, now time.Time) (src string, q *query.Query, ok bool) {
+	src = r.URL.Query().Get("q")
+	q, err := query.Compile(src, now)
 	if err != nil {
 		writeQueryError(w, err)
+		return src, nil, false
+	}
+	return src, q, true
+}
+
+func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+	src, q, ok := compileQ(w, r, s.now())
+	if !ok {
 		return
 	}
+	v := r.URL.Query()
 	switch t := v.Get("target"); t {
 	case "":
 	case "spans":

@@ -1,10 +1,6 @@
 package api
 
-import (
-	"net/http"
-
-	"github.com/meshtrace/meshtrace/indexer/query"
-)
+import "net/http"
 
 // DependenciesResponse is the body of GET /api/v1/dependencies: the service graph of the matching traces.
 type DependenciesResponse struct {
@@ -24,11 +20,9 @@ type DependenciesResponse struct {
 // An empty q matches every trace; a query without since= covers the DefaultDependencyLookback before now.
 // Query errors answer 400 with their position, as GET /api/v1/search does.
 func (s *Server) queryDependencies(w http.ResponseWriter, r *http.Request) {
-	src := r.URL.Query().Get("q")
 	now := s.now()
-	q, err := query.Compile(src, now)
-	if err != nil {
-		writeQueryError(w, err)
+	src, q, ok := compileQ(w, r, now)
+	if !ok {
 		return
 	}
 	if q.Since == 0 {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 )
 
@@ -33,13 +32,11 @@ var errFacetField = errors.New("field is required: the field to count, as a quer
 // store.DefaultFacetLimit) to store.MaxFacetValues. A query that does not compile, a missing field, a field
 // that cannot be counted or a bad limit answer 400 with the reason.
 func (s *Server) facets(w http.ResponseWriter, r *http.Request) {
-	v := r.URL.Query()
-	src := v.Get("q")
-	q, err := query.Compile(src, s.now())
-	if err != nil {
-		writeQueryError(w, err)
+	src, q, ok := compileQ(w, r, s.now())
+	if !ok {
 		return
 	}
+	v := r.URL.Query()
 	field := v.Get("field")
 	if field == "" {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: errFacetField.Error()})
