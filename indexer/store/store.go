@@ -133,8 +133,8 @@ const DefaultFacetLimit = 100
 
 // FacetFields are the fixed fields Facet counts, by index: string fields (a list field counting each
 // distinct element once per document). Besides them, Facet counts the attribute fields of FacetPrefixes.
-// The embedded store keeps a column of their exact values for counting; Meilisearch counts any filterable
-// field.
+// The conformance suite (package storetest: Facet, SpanFacet, SpanFacetList) checks a store's counts of
+// them; Meilisearch counts any filterable field.
 var FacetFields = map[Index][]string{
 	Spans:  {"service", "name", "kind", "status_code"},
 	Traces: {"edges", "services", "root_service"},
@@ -142,9 +142,9 @@ var FacetFields = map[Index][]string{
 
 // FacetPrefixes are the attribute maps Facet counts the fields of, by index: any "attr.<key>" (span
 // attributes, business keys such as attr.customer_id among them) and "resource.<key>" of a span, <key> being
-// non-empty and without "*" (a Meilisearch wildcard). An attribute holding numbers is counted under their
-// decimal form (123, 1.5: the form query.Value.Str gives a number), together with the strings spelled the
-// same, since the query language's equality matches both; booleans count as "true" and "false".
+// non-empty and without "*" (a Meilisearch wildcard). A number is counted under its shortest decimal form
+// (strconv.FormatFloat(x, 'f', -1, 64): 123, 1.5), together with the strings spelled the same, since the
+// query language's equality matches both; a boolean counts as "true" or "false".
 var FacetPrefixes = map[Index][]string{Spans: {query.AttrPrefix, query.ResourcePrefix}}
 
 // Facetable reports whether Facet counts field in index: one of FacetFields, or an attribute field under one

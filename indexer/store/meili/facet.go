@@ -44,7 +44,10 @@ const recountBatch = 100
 //     one service, "123" from another). When its facetStats says the field holds numbers, each value spelled
 //     as a number in their range is therefore counted again with a search `filter AND field = value` (which
 //     matches both, as the query language's equality does), recountBatch searches per multi-search request:
-//     a field holding numbers costs up to store.MaxFacetValues more (small) searches.
+//     a field holding numbers costs up to store.MaxFacetValues more (small) searches. Measured over 100,000
+//     generated spans (storetest.Generate) on 2 cores: a string field with 1,000 values and more, 3 ms; a
+//     numeric one with 1,000 values returned, 230 ms (1,000 recounts); one with 2 values (status codes), 2 ms.
+//     Counting the two kinds apart without recounts would need the documents to say which fields hold numbers.
 func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) ([]store.FacetCount, error) {
 	limit, err := store.CheckFacet(index, field, limit)
 	if err != nil {
