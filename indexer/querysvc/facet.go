@@ -22,16 +22,16 @@ type Window struct {
 	Since, Until time.Time
 }
 
-// filter is the window as conditions on "start".
+// filter is the window as conditions on "start", as a query's window is (window).
 func (w Window) filter() query.Expr {
-	var terms []query.Expr
+	var q query.Query
 	if !w.Since.IsZero() {
-		terms = append(terms, &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(w.Since.UnixMicro())})
+		q.Since = w.Since.UnixMicro()
 	}
 	if !w.Until.IsZero() {
-		terms = append(terms, &query.Compare{Field: "start", Op: query.Le, Value: query.Int(w.Until.UnixMicro())})
+		q.Until = w.Until.UnixMicro()
 	}
-	return query.Conjoin(terms...)
+	return window(&q)
 }
 
 // Operation is an operation (span name) of a service, with the kind of a span that carries it.
