@@ -125,7 +125,7 @@ func BenchmarkPreStore(b *testing.B) {
 	const total = preStoreRequests * preStoreBatch
 	b.Run("serve", func(b *testing.B) {
 		var cpu time.Duration
-		var mallocs uint64
+		var mallocs, allocated uint64
 		for b.Loop() {
 			b.StopTimer()
 			reg := prometheus.NewRegistry()
@@ -144,7 +144,7 @@ func BenchmarkPreStore(b *testing.B) {
 				b.Fatal(err)
 			}
 			srv := httptest.NewServer(recv.HTTPServer().Handler)
-			cpu0, m0 := cpuTime(b), mallocCount()
+			cpu0, m0, b0 := cpuTime(b), mallocCount(), allocBytes()
 			b.StartTimer()
 			post(b, srv.URL+receiver.TracesPath, bodies)
 			for st.spans.Load() < total || w.Committed() != w.Stats().Durable {
@@ -153,12 +153,13 @@ func BenchmarkPreStore(b *testing.B) {
 			b.StopTimer()
 			cpu += cpuTime(b) - cpu0
 			mallocs += mallocCount() - m0
+			allocated += allocBytes() - b0
 			srv.Close()
 			p.Close(context.Background())
 			w.Close()
 			b.StartTimer()
 		}
-		reportPerSpan(b, total, cpu, mallocs)
+		reportPerSpan(b, total, cpu, mallocs, allocated)
 	})
 	b.Run("client", func(b *testing.B) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -166,14 +167,15 @@ func BenchmarkPreStore(b *testing.B) {
 		}))
 		defer srv.Close()
 		var cpu time.Duration
-		var mallocs uint64
+		var mallocs, allocated uint64
 		for b.Loop() {
-			cpu0, m0 := cpuTime(b), mallocCount()
+			cpu0, m0, b0 := cpuTime(b), mallocCount(), allocBytes()
 			post(b, srv.URL+receiver.TracesPath, bodies)
 			cpu += cpuTime(b) - cpu0
 			mallocs += mallocCount() - m0
+			allocated += allocBytes() - b0
 		}
-		reportPerSpan(b, total, cpu, mallocs)
+		reportPerSpan(b, total, cpu, mallocs, allocated)
 	})
 }
 
@@ -203,12 +205,14 @@ func post(b *testing.B, url string, bodies [][]byte) {
 	wg.Wait()
 }
 
-// reportPerSpan reports spans/s of wall time and, per span, the CPU time and the heap allocations.
-func reportPerSpan(b *testing.B, total int, cpu time.Duration, mallocs uint64) {
+// reportPerSpan reports spans/s of wall time and, per span, the CPU time and the heap allocations (count and
+// bytes).
+func reportPerSpan(b *testing.B, total int, cpu time.Duration, mallocs, allocated uint64) {
 	spans := float64(b.N * total)
 	b.ReportMetric(spans/b.Elapsed().Seconds(), "spans/s")
 	b.ReportMetric(float64(cpu.Microseconds())/spans, "cpu-us/span")
 	b.ReportMetric(float64(mallocs)/spans, "allocs/span")
+	b.ReportMetric(float64(allocated)/spans, "B/span")
 }
 
 // cpuTime is the CPU time used by the process so far (user and system, all threads).
@@ -225,4 +229,11 @@ func mallocCount() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.Mallocs
+}
+
+// allocBytes is the number of heap bytes the process has allocated so far.
+func allocBytes() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
 }

@@ -242,6 +242,7 @@ func (p *Pipeline) collect(rd *wal.Reader) (*batch, []document.Span, error) {
 		}
 		n := len(docs)
 		docs = p.decode(docs, rec)
+		rd.Recycle(rec.Data) // the documents hold copies of what they need
 		b.spans += len(docs) - n
 		b.end = rec.Next
 		b.times = append(b.times, rec.Time)

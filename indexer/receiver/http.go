@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -71,6 +72,14 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refuseHTTP(w, enc, err)
 		return
 	}
+	// A protobuf body's buffer is reused once the request is answered, unless the log may still hold it (see
+	// Log). Nothing else keeps it: flatten.Validate builds nothing. A JSON body is left to the collector.
+	reuse := enc == protobufEncoding
+	defer func() {
+		if reuse {
+			putBuffer(body)
+		}
+	}()
 	// The decoded form needs room too.
 	factor := int64(decodeFactor)
 	if enc == jsonEncoding {
@@ -93,6 +102,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	partial, err := r.export(req.Context(), a)
 	if err != nil {
+		reuse = false
 		r.m.spans.WithLabelValues("http", "refused").Add(float64(a.spans))
 		r.refuseHTTP(w, enc, err)
 		return
@@ -131,6 +141,39 @@ func (r *Receiver) release(n int64) {
 // readChunk is the first buffer of a body read; buffers double from there, each growth reserved first.
 const readChunk = 32 << 10
 
+// buffers pool read buffers by size class: buffers[i] holds buffers of capacity readChunk<<i, up to 8 MiB.
+// A body grows through the classes as it is read (each growth reserved from the budget, as without pooling);
+// sizes between classes (the last growth up to the size limit) are allocated and not pooled.
+var buffers [9]sync.Pool
+
+// getBuffer returns an empty buffer of capacity n, pooled when n is a class size.
+func getBuffer(n int64) []byte {
+	if i := bufferClass(n); i >= 0 {
+		if b, ok := buffers[i].Get().(*[]byte); ok {
+			return (*b)[:0]
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// putBuffer pools b for another request if its capacity is a class size; b must not be used afterwards.
+func putBuffer(b []byte) {
+	if i := bufferClass(int64(cap(b))); i >= 0 {
+		b = b[:0]
+		buffers[i].Put(&b)
+	}
+}
+
+// bufferClass is the pool index of buffers of capacity n, or -1.
+func bufferClass(n int64) int {
+	for i := range buffers {
+		if n == readChunk<<i {
+			return i
+		}
+	}
+	return -1
+}
+
 // readBody reads the body, decompressing gzip, within the size limit (for the body as sent and as decoded)
 // and the in-flight budget, which it reserves as the buffer grows (held, to be released by the caller):
 // Content-Length is only compared with the limit, never allocated up front.
@@ -158,22 +201,26 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []by
 			grow := int64(max(cap(buf), readChunk))
 			grow = min(grow, limit+1-int64(len(buf)))
 			if !r.reserve(grow) {
+				putBuffer(buf)
 				return nil, held, errBudget
 			}
 			held += grow
-			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			nb := getBuffer(int64(cap(buf)) + grow)[:len(buf)]
 			copy(nb, buf)
+			putBuffer(buf)
 			buf = nb
 		}
 		n, err := src.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
+			putBuffer(buf)
 			return nil, held, errTooLarge
 		}
 		if err == io.EOF {
 			return buf, held, nil
 		}
 		if err != nil {
+			putBuffer(buf)
 			return nil, held, bodyError(err, "cannot read body")
 		}
 	}

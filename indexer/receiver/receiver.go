@@ -35,7 +35,8 @@ import (
 )
 
 // Log is where accepted requests go: the write-ahead log (*wal.WAL). Append returns once the record is
-// durable, or with the reason it is not (wal.ErrFull, wal.ErrClosed, wal.ErrTooLarge, an I/O error).
+// durable, or with the reason it is not (wal.ErrFull, wal.ErrClosed, wal.ErrTooLarge, an I/O error). Once it
+// has returned nil it must not use record any more: the receiver reuses the buffer for later requests.
 type Log interface {
 	Append(ctx context.Context, record []byte) error
 }

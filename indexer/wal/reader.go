@@ -13,15 +13,27 @@ type Record struct {
 	Pos  Position  // where the record starts
 	Next Position  // where the next one starts: commit this once the record is stored
 	Time time.Time // when it was appended (acknowledged)
-	Data []byte    // owned by the caller
+	Data []byte    // owned by the caller, who may give it back with Reader.Recycle
 }
 
 // Reader reads records in log order. Create it with NewReader; it is not safe for concurrent use.
 type Reader struct {
-	w   *WAL
-	pos Position
-	f   *os.File
-	seq uint64 // segment f belongs to
+	w     *WAL
+	pos   Position
+	f     *os.File
+	seq   uint64 // segment f belongs to
+	spare []byte // a recycled record's data, read into next
+}
+
+// maxRecycled is the largest buffer Recycle keeps, so that one huge record does not pin its size.
+const maxRecycled = 16 << 20
+
+// Recycle gives back the Data of a record read from r that the caller no longer uses, nor will: a later
+// record may be read into it.
+func (r *Reader) Recycle(data []byte) {
+	if cap(data) > cap(r.spare) && cap(data) <= maxRecycled {
+		r.spare = data[:0]
+	}
 }
 
 // NewReader returns a reader starting at the committed position.
@@ -95,10 +107,11 @@ func (r *Reader) read(end int64) (Record, error) {
 		}
 		r.f, r.seq = f, r.pos.Segment
 	}
-	t, data, next, err := readRecord(r.f, r.pos.Offset, end, r.w.cfg.MaxRecordBytes)
+	t, data, next, err := readRecord(r.f, r.pos.Offset, end, r.w.cfg.MaxRecordBytes, r.spare)
 	if err != nil {
 		return Record{}, err
 	}
+	r.spare = nil // handed out with the record, or too small for it
 	rec := Record{Pos: r.pos, Next: Position{Segment: r.pos.Segment, Offset: next}, Time: t, Data: data}
 	r.pos = rec.Next
 	return rec, nil

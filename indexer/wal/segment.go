@@ -69,9 +69,10 @@ func appendRecord(dst []byte, t time.Time, data []byte) []byte {
 	return append(dst, data...)
 }
 
-// readRecord reads the record at off of f, whose valid bytes end at end. It returns the record's time and data
-// and the offset after it, or an error wrapping errCorrupt (or an I/O error).
-func readRecord(f io.ReaderAt, off, end int64, maxData int) (time.Time, []byte, int64, error) {
+// readRecord reads the record at off of f, whose valid bytes end at end, into buf when it has the room (a new
+// slice otherwise). It returns the record's time and data and the offset after it, or an error wrapping
+// errCorrupt (or an I/O error).
+func readRecord(f io.ReaderAt, off, end int64, maxData int, buf []byte) (time.Time, []byte, int64, error) {
 	if end-off < recordHeader {
 		return time.Time{}, nil, 0, fmt.Errorf("%w: %d bytes left, a record header needs %d", errCorrupt, end-off, recordHeader)
 	}
@@ -83,7 +84,12 @@ func readRecord(f io.ReaderAt, off, end int64, maxData int) (time.Time, []byte, 
 	if n > int64(maxData) || n > end-off-recordHeader {
 		return time.Time{}, nil, 0, fmt.Errorf("%w: length %d does not fit (record limit %d, %d bytes left)", errCorrupt, n, maxData, end-off-recordHeader)
 	}
-	data := make([]byte, n)
+	var data []byte
+	if int64(cap(buf)) >= n {
+		data = buf[:n]
+	} else {
+		data = make([]byte, n)
+	}
 	if _, err := f.ReadAt(data, off+recordHeader); err != nil {
 		return time.Time{}, nil, 0, err
 	}
@@ -125,8 +131,9 @@ func scan(path string, maxData int) (scanResult, error) {
 		return r, nil
 	}
 	r.end = headerSize
+	var buf []byte // reused: only the checksum is wanted
 	for r.end < r.size {
-		t, _, next, err := readRecord(f, r.end, r.size, maxData)
+		t, data, next, err := readRecord(f, r.end, r.size, maxData, buf)
 		if err != nil {
 			if !errors.Is(err, errCorrupt) {
 				return r, err
@@ -134,6 +141,7 @@ func scan(path string, maxData int) (scanResult, error) {
 			r.bad = err
 			return r, nil
 		}
+		buf = data
 		if r.records == 0 {
 			r.first = t
 		}

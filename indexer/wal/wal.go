@@ -223,7 +223,7 @@ func (w *WAL) recover() error {
 
 // Append writes data as one record and returns once it is durable, or with ErrFull, ErrTooLarge, ErrClosed,
 // or the I/O error that kept it from disk (nothing was acknowledged then). If ctx ends first Append returns
-// ctx.Err(); the record may still be written.
+// ctx.Err(); the record may still be written, from data. Otherwise data is no longer used once Append returns.
 func (w *WAL) Append(ctx context.Context, data []byte) error {
 	if len(data) > w.cfg.MaxRecordBytes {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), w.cfg.MaxRecordBytes)
