@@ -23,7 +23,8 @@ import (
 
 // The routes answered by facet counts (services, operations, /api/v1/facets) are tested over a real
 // Meilisearch (the pinned binary `make tools` installs, see testenv/meilisearch; a missing binary fails the
-// test, naming the fix), one process shared by the package's tests, each API under its own index prefix.
+// test, naming the fix), one process shared by the package's tests, each API under its own index prefix;
+// the Jaeger lists over the embedded store too (listStores).
 
 var sharedMeili struct {
 	once sync.Once
@@ -61,6 +62,12 @@ func serveCounted(t *testing.T, traces [][]document.Span) *httptest.Server {
 	}
 	return serveTracesOn(t, st, traces)
 }
+
+// listStores serve the tests of the lists (services, operations) over each store.
+var listStores = []struct {
+	name  string
+	serve func(*testing.T, [][]document.Span) *httptest.Server
+}{{"embedded", serveTraces}, {"meilisearch", serveCounted}}
 
 // TestFacets checks whole answers of GET /api/v1/facets.
 func TestFacets(t *testing.T) {

@@ -81,40 +81,41 @@ func sameJSON(t *testing.T, got []byte, want string) bool {
 // TestJaegerListsAndErrors checks whole answers of the Jaeger routes that list services and operations
 // and the 400s of the search, as jaeger-query answers them.
 func TestJaegerListsAndErrors(t *testing.T) {
-	srv := serveCounted(t, replicaSpans()) // the lists are facet counts
-	empty := serveCounted(t, nil)
-	bad := func(msg string) string {
-		b, _ := json.Marshal(msg)
-		return `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":` + string(b) + `}]}`
-	}
-	tests := []struct {
-		srv  *httptest.Server
-		path string
-		code int
-		want string
-	}{
-		{srv, "/api/services", 200, `{"data":["checkout","gateway","inventory"],"total":3,"limit":0,"offset":0,"errors":null}`},
-		{empty, "/api/services", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/services/inventory/operations", 200, `{"data":["GET /stock","lookup"],"total":2,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/services/nobody/operations", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/operations?service=inventory", 200, `{"data":[{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"lookup","spanKind":""}],"total":3,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/operations?service=inventory&spanKind=server", 200, `{"data":[{"name":"GET /stock","spanKind":"server"}],"total":1,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/operations?service=checkout", 200, `{"data":[{"name":"checkout","spanKind":"server"}],"total":1,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/operations?service=nobody", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
-		{srv, "/api/operations", 400, bad("parameter 'service' is required")},
-		{srv, "/api/traces?operation=checkout", 400, bad("parameter 'service' is required")},
-		{srv, "/api/traces?service=gateway&minDuration=2s&maxDuration=1s", 400, bad("'maxDuration' should be greater than 'minDuration'")},
-		{srv, "/api/traces?service=gateway&minDuration=fast", 400, bad(`unable to parse param 'minDuration': time: invalid duration "fast"`)},
-		{srv, "/api/traces?service=gateway&start=now", 400, bad(`unable to parse param 'start': strconv.ParseInt: parsing "now": invalid syntax`)},
-		{srv, "/api/traces?service=gateway&limit=many", 400, bad(`strconv.ParseInt: parsing "many": invalid syntax`)},
-		{srv, "/api/traces?service=gateway&tag=k", 400, bad("malformed 'tag' parameter, expecting key:value, received: k")},
-		{srv, "/api/traces?traceID=zz", 400, bad(`cannot parse traceID param: "zz" is not a trace id of up to 32 hexadecimal digits`)},
-		{srv, "/api/traces/" + "0000000000000000000000000000dead", 404, `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":404,"msg":"trace not found"}]}`},
-	}
-	for _, tt := range tests {
-		code, body := rawGet(t, tt.srv, tt.path)
-		if code != tt.code || !sameJSON(t, body, tt.want) {
-			t.Errorf("GET %s: %d %s\nwant %d %s", tt.path, code, body, tt.code, tt.want)
+	for _, st := range listStores { // the lists are facet counts
+		srv, empty := st.serve(t, replicaSpans()), st.serve(t, nil)
+		bad := func(msg string) string {
+			b, _ := json.Marshal(msg)
+			return `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":400,"msg":` + string(b) + `}]}`
+		}
+		tests := []struct {
+			srv  *httptest.Server
+			path string
+			code int
+			want string
+		}{
+			{srv, "/api/services", 200, `{"data":["checkout","gateway","inventory"],"total":3,"limit":0,"offset":0,"errors":null}`},
+			{empty, "/api/services", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/services/inventory/operations", 200, `{"data":["GET /stock","lookup"],"total":2,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/services/nobody/operations", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/operations?service=inventory", 200, `{"data":[{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"lookup","spanKind":""}],"total":3,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/operations?service=inventory&spanKind=server", 200, `{"data":[{"name":"GET /stock","spanKind":"server"}],"total":1,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/operations?service=checkout", 200, `{"data":[{"name":"checkout","spanKind":"server"}],"total":1,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/operations?service=nobody", 200, `{"data":[],"total":0,"limit":0,"offset":0,"errors":null}`},
+			{srv, "/api/operations", 400, bad("parameter 'service' is required")},
+			{srv, "/api/traces?operation=checkout", 400, bad("parameter 'service' is required")},
+			{srv, "/api/traces?service=gateway&minDuration=2s&maxDuration=1s", 400, bad("'maxDuration' should be greater than 'minDuration'")},
+			{srv, "/api/traces?service=gateway&minDuration=fast", 400, bad(`unable to parse param 'minDuration': time: invalid duration "fast"`)},
+			{srv, "/api/traces?service=gateway&start=now", 400, bad(`unable to parse param 'start': strconv.ParseInt: parsing "now": invalid syntax`)},
+			{srv, "/api/traces?service=gateway&limit=many", 400, bad(`strconv.ParseInt: parsing "many": invalid syntax`)},
+			{srv, "/api/traces?service=gateway&tag=k", 400, bad("malformed 'tag' parameter, expecting key:value, received: k")},
+			{srv, "/api/traces?traceID=zz", 400, bad(`cannot parse traceID param: "zz" is not a trace id of up to 32 hexadecimal digits`)},
+			{srv, "/api/traces/" + "0000000000000000000000000000dead", 404, `{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":404,"msg":"trace not found"}]}`},
+		}
+		for _, tt := range tests {
+			code, body := rawGet(t, tt.srv, tt.path)
+			if code != tt.code || !sameJSON(t, body, tt.want) {
+				t.Errorf("%s: GET %s: %d %s\nwant %d %s", st.name, tt.path, code, body, tt.code, tt.want)
+			}
 		}
 	}
 }

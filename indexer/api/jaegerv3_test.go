@@ -53,55 +53,56 @@ func v3ErrorBody(code int, msg string) string {
 // TestJaegerV3ListsAndErrors checks whole answers of the api_v3 routes that list services and operations,
 // and the errors of every route, as the gateway answers them.
 func TestJaegerV3ListsAndErrors(t *testing.T) {
-	srv := serveCounted(t, replicaSpans()) // the lists are facet counts
-	empty := serveCounted(t, nil)
-	bad := func(msg string) string { return v3ErrorBody(400, msg) }
-	tests := []struct {
-		srv  *httptest.Server
-		path string
-		code int
-		want string
-	}{
-		{srv, "/api/v3/services", 200, `{"services":["checkout","gateway","inventory"]}`},
-		{empty, "/api/v3/services", 200, `{"services":[]}`},
-		{srv, "/api/v3/operations?service=inventory", 200, `{"operations":[{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"lookup","spanKind":"internal"}]}`},
-		{srv, "/api/v3/operations?service=inventory&spanKind=server", 200, `{"operations":[{"name":"GET /stock","spanKind":"server"}]}`},
-		{srv, "/api/v3/operations?service=inventory&span_kind=client", 200, `{"operations":[{"name":"GET /stock","spanKind":"client"}]}`},
-		{srv, "/api/v3/operations?service=" + url.QueryEscape("checkout"), 200, `{"operations":[{"name":"checkout","spanKind":"server"}]}`},
-		{srv, "/api/v3/operations?service=nobody", 200, `{"operations":[]}`},
-		{srv, "/api/v3/operations", 200, `{"operations":[{"name":"GET /checkout","spanKind":"server"},{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"checkout","spanKind":"server"},{"name":"lookup","spanKind":"internal"}]}`},
+	for _, st := range listStores { // the lists are facet counts
+		srv, empty := st.serve(t, replicaSpans()), st.serve(t, nil)
+		bad := func(msg string) string { return v3ErrorBody(400, msg) }
+		tests := []struct {
+			srv  *httptest.Server
+			path string
+			code int
+			want string
+		}{
+			{srv, "/api/v3/services", 200, `{"services":["checkout","gateway","inventory"]}`},
+			{empty, "/api/v3/services", 200, `{"services":[]}`},
+			{srv, "/api/v3/operations?service=inventory", 200, `{"operations":[{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"lookup","spanKind":"internal"}]}`},
+			{srv, "/api/v3/operations?service=inventory&spanKind=server", 200, `{"operations":[{"name":"GET /stock","spanKind":"server"}]}`},
+			{srv, "/api/v3/operations?service=inventory&span_kind=client", 200, `{"operations":[{"name":"GET /stock","spanKind":"client"}]}`},
+			{srv, "/api/v3/operations?service=" + url.QueryEscape("checkout"), 200, `{"operations":[{"name":"checkout","spanKind":"server"}]}`},
+			{srv, "/api/v3/operations?service=nobody", 200, `{"operations":[]}`},
+			{srv, "/api/v3/operations", 200, `{"operations":[{"name":"GET /checkout","spanKind":"server"},{"name":"GET /stock","spanKind":"client"},{"name":"GET /stock","spanKind":"server"},{"name":"checkout","spanKind":"server"},{"name":"lookup","spanKind":"internal"}]}`},
 
-		{srv, "/api/v3/traces?query.serviceName=gateway", 400, bad("query.startTimeMin and query.startTimeMax are required")},
-		{srv, "/api/v3/trace-summaries?query.serviceName=gateway", 400, bad("query.startTimeMin and query.startTimeMax are required")},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.startTimeMin": "yesterday"}), 400,
-			bad(`malformed parameter query.startTimeMin: parsing time "yesterday" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "yesterday" as "2006"`)},
-		{srv, "/api/v3/traces?query.start_time_min=2026-01-01T00:00:00Z&query.start_time_max=x", 400,
-			bad(`malformed parameter query.start_time_max: parsing time "x" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "x" as "2006"`)},
-		{srv, "/api/v3/traces?query.startTimeMin=2026-01-02T00:00:00Z&query.startTimeMax=2026-01-01T00:00:00Z", 400,
-			bad("query.startTimeMin must be before query.startTimeMax")},
-		{srv, "/api/v3/trace-summaries?" + v3Search(map[string]string{"query.searchDepth": "many"}), 400,
-			bad(`malformed parameter query.searchDepth: strconv.Atoi: parsing "many": invalid syntax`)},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.num_traces": "x"}), 400,
-			bad(`malformed parameter query.num_traces: strconv.Atoi: parsing "x": invalid syntax`)},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.durationMin": "fast"}), 400,
-			bad(`malformed parameter query.durationMin: time: invalid duration "fast"`)},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.duration_max": "10"}), 400,
-			bad(`malformed parameter query.duration_max: time: missing unit in duration "10"`)},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.attributes": `{"a":`}), 400,
-			bad("malformed parameter query.attributes: unexpected end of JSON input")},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.rawTraces": "maybe"}), 400,
-			bad(`malformed parameter query.rawTraces: strconv.ParseBool: parsing "maybe": invalid syntax`)},
-		{srv, "/api/v3/traces/zz", 400, bad(`malformed parameter trace_id: "zz" is not a trace id (hex, or base64 of 8 or 16 bytes)`)},
-		{srv, "/api/v3/traces/" + replicaTrace + "?startTime=soon", 400,
-			bad(`malformed parameter startTime: parsing time "soon" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "soon" as "2006"`)},
-		{srv, "/api/v3/traces/0000000000000000000000000000dead", 404, v3ErrorBody(404, "No traces found")},
-		{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.serviceName": "nobody"}), 404, v3ErrorBody(404, "No traces found")},
-		{srv, "/api/v3/trace-summaries?" + v3Search(map[string]string{"query.serviceName": "nobody"}), 200, `{"summaries":[]}`},
-	}
-	for _, tt := range tests {
-		code, body := rawGet(t, tt.srv, tt.path)
-		if code != tt.code || !sameJSON(t, body, tt.want) {
-			t.Errorf("GET %s: %d %s\nwant %d %s", tt.path, code, body, tt.code, tt.want)
+			{srv, "/api/v3/traces?query.serviceName=gateway", 400, bad("query.startTimeMin and query.startTimeMax are required")},
+			{srv, "/api/v3/trace-summaries?query.serviceName=gateway", 400, bad("query.startTimeMin and query.startTimeMax are required")},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.startTimeMin": "yesterday"}), 400,
+				bad(`malformed parameter query.startTimeMin: parsing time "yesterday" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "yesterday" as "2006"`)},
+			{srv, "/api/v3/traces?query.start_time_min=2026-01-01T00:00:00Z&query.start_time_max=x", 400,
+				bad(`malformed parameter query.start_time_max: parsing time "x" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "x" as "2006"`)},
+			{srv, "/api/v3/traces?query.startTimeMin=2026-01-02T00:00:00Z&query.startTimeMax=2026-01-01T00:00:00Z", 400,
+				bad("query.startTimeMin must be before query.startTimeMax")},
+			{srv, "/api/v3/trace-summaries?" + v3Search(map[string]string{"query.searchDepth": "many"}), 400,
+				bad(`malformed parameter query.searchDepth: strconv.Atoi: parsing "many": invalid syntax`)},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.num_traces": "x"}), 400,
+				bad(`malformed parameter query.num_traces: strconv.Atoi: parsing "x": invalid syntax`)},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.durationMin": "fast"}), 400,
+				bad(`malformed parameter query.durationMin: time: invalid duration "fast"`)},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.duration_max": "10"}), 400,
+				bad(`malformed parameter query.duration_max: time: missing unit in duration "10"`)},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.attributes": `{"a":`}), 400,
+				bad("malformed parameter query.attributes: unexpected end of JSON input")},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.rawTraces": "maybe"}), 400,
+				bad(`malformed parameter query.rawTraces: strconv.ParseBool: parsing "maybe": invalid syntax`)},
+			{srv, "/api/v3/traces/zz", 400, bad(`malformed parameter trace_id: "zz" is not a trace id (hex, or base64 of 8 or 16 bytes)`)},
+			{srv, "/api/v3/traces/" + replicaTrace + "?startTime=soon", 400,
+				bad(`malformed parameter startTime: parsing time "soon" as "2006-01-02T15:04:05.999999999Z07:00": cannot parse "soon" as "2006"`)},
+			{srv, "/api/v3/traces/0000000000000000000000000000dead", 404, v3ErrorBody(404, "No traces found")},
+			{srv, "/api/v3/traces?" + v3Search(map[string]string{"query.serviceName": "nobody"}), 404, v3ErrorBody(404, "No traces found")},
+			{srv, "/api/v3/trace-summaries?" + v3Search(map[string]string{"query.serviceName": "nobody"}), 200, `{"summaries":[]}`},
+		}
+		for _, tt := range tests {
+			code, body := rawGet(t, tt.srv, tt.path)
+			if code != tt.code || !sameJSON(t, body, tt.want) {
+				t.Errorf("%s: GET %s: %d %s\nwant %d %s", st.name, tt.path, code, body, tt.code, tt.want)
+			}
 		}
 	}
 }
