@@ -21,7 +21,8 @@ import (
 
 // BenchmarkWrite measures ingest: span documents per second, in batches of 5,000 (plus their traces).
 func BenchmarkWrite(b *testing.B) {
-	s, err := Open(b.TempDir())
+	dir := b.TempDir()
+	s, err := Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,8 +48,29 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(spans))*float64(b.N)/b.Elapsed().Seconds(), "spans/s")
+	s.Close()
+	b.ReportMetric(float64(diskBytes(b, dir))/float64(len(spans)*b.N), "disk-B/span")
 	// CPU time (all goroutines, background merging included) is steadier than wall time on a busy machine.
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(len(spans)*b.N), "cpu-us/span")
+}
+
+// diskBytes is the size of the files under dir.
+func diskBytes(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			info, ierr := d.Info()
+			if ierr != nil {
+				return ierr
+			}
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // cpuTime is the user plus system CPU time of the process so far.

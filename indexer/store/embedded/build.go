@@ -1,16 +1,12 @@
 package embedded
 
 import (
-	"bufio"
 	"encoding/binary"
-	"encoding/gob"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/valyala/fastjson"
 
@@ -217,229 +213,55 @@ func (b *builder) text(row uint32, value string) {
 	b.path = saved
 }
 
-// Segment file layout: the magic, then sections (document blocks, then per field its EXISTS posting, string
-// dictionary and numeric column, then the dense and forward columns and the id filter), each 8-byte
-// aligned, then the gob-encoded segDir, its offset and length (8 bytes each) and the magic again.
-var segMagic = []byte("MTSEG01\n")
-
-// segDir is a segment's directory: where each section is. Offsets are from the start of the file.
-type segDir struct {
-	Rows               uint32
-	MinStart, MaxStart int64 // of the rows' start (MaxInt64, MinInt64 when none has one)
-	Blocks             []uint64
-	Fields             []fieldDir
-	Dense              []uint64 // per schema.sortable: Rows float64 (NaN: missing)
-	Forward            []uint64 // per schema.forward: Rows uint32 ordinals into the path's dictionary
-	Bloom              uint64   // the id filter's words
-	BloomWords         uint32
-}
-
-// fieldDir locates one path's sections.
-type fieldDir struct {
-	Name      string
-	Exists    uint64 // posting of the rows holding the path
-	Strs      uint64 // dictionary: (N+1) uint32 key offsets, keys, (N+1) uint32 posting offsets, postings, then (with Orig) (N+1) uint32 offsets of the originals
-	NStrs     uint32
-	StrsLen   uint64
-	Orig      bool
-	Nums      uint64 // NNums uint32 rows (ascending), then NNums float64 values
-	NNums     uint32
-	ExistsLen uint32
-}
-
-// writer appends 8-byte aligned sections to a file.
-type writer struct {
-	w   *bufio.Writer
-	off uint64
-	err error
-}
-
-func (w *writer) bytes(p []byte) uint64 {
-	for w.off%8 != 0 {
-		w.put([]byte{0})
-	}
-	at := w.off
-	w.put(p)
-	return at
-}
-
-func (w *writer) put(p []byte) {
-	if w.err == nil {
-		_, w.err = w.w.Write(p)
-	}
-	w.off += uint64(len(p))
-}
-
 // encode writes the segment to path and fsyncs it.
-func (b *builder) encode(path string) (err error) {
+func (b *builder) encode(path string) error {
 	b.flushBlock()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	e, err := createSegment(path)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	w := &writer{w: bufio.NewWriterSize(f, 1<<20)}
-	w.put(segMagic)
-	d := segDir{Rows: b.rows, MinStart: b.minStart, MaxStart: b.maxStart}
-	for _, blk := range b.blocks { // unaligned: a block ends where the next begins
-		d.Blocks = append(d.Blocks, w.off)
-		w.put(blk)
+	for i, blk := range b.blocks {
+		e.block(blk, uint32(i*blockDocs))
 	}
-	d.Blocks = append(d.Blocks, w.off)
 	names := make([]string, 0, len(b.fields))
 	for k := range b.fields {
 		names = append(names, k)
 	}
 	slices.Sort(names)
 	ordinals := make([]map[string]uint32, len(b.sc.forward))
-	var buf []byte
 	for _, name := range names {
 		f := b.fields[name]
-		fd := fieldDir{Name: name}
-		buf = appendPosting(buf[:0], f.exists)
-		fd.Exists, fd.ExistsLen = w.bytes(buf), uint32(len(buf))
-		if len(f.strs) > 0 {
-			fwd := slices.Index(b.sc.forward, name)
-			if fwd >= 0 {
-				ordinals[fwd] = make(map[string]uint32, len(f.strs))
-			}
-			keys := make([]string, 0, len(f.strs))
-			for k, e := range f.strs {
-				keys = append(keys, k)
-				fd.Orig = fd.Orig || e.orig != ""
-			}
-			slices.Sort(keys)
-			buf = encodeDict(buf[:0], keys, f.strs, fd.Orig)
-			fd.Strs, fd.NStrs, fd.StrsLen = w.bytes(buf), uint32(len(keys)), uint64(len(buf))
-			if fwd >= 0 {
-				for i, k := range keys {
-					ordinals[fwd][k] = uint32(i)
-				}
+		keys := make([]string, 0, len(f.strs))
+		for k := range f.strs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if fwd := slices.Index(b.sc.forward, name); fwd >= 0 {
+			ordinals[fwd] = make(map[string]uint32, len(keys))
+			for i, k := range keys {
+				ordinals[fwd][k] = uint32(i)
 			}
 		}
-		if len(f.numRows) > 0 {
-			buf = buf[:0]
-			for _, r := range f.numRows {
-				buf = binary.LittleEndian.AppendUint32(buf, r)
-			}
-			for len(buf)%8 != 0 {
-				buf = append(buf, 0)
-			}
-			for _, x := range f.numVals {
-				buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(x))
-			}
-			fd.Nums, fd.NNums = w.bytes(buf), uint32(len(f.numRows))
-		}
-		d.Fields = append(d.Fields, fd)
+		e.field(name, appendPosting(nil, f.exists), len(keys),
+			func(i int) []byte { return []byte(keys[i]) },
+			func(i int, buf []byte) []byte { return appendPosting(buf, f.strs[keys[i]].rows) },
+			func(i int) string { return f.strs[keys[i]].orig },
+			f.numRows, f.numVals)
 	}
-	for _, col := range b.dense {
-		buf = buf[:0]
-		for _, x := range col {
-			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(x))
-		}
-		d.Dense = append(d.Dense, w.bytes(buf))
-	}
+	fwd := make([][]uint32, len(b.fwd))
 	for i, col := range b.fwd {
-		buf = buf[:0]
-		for _, v := range col {
+		fwd[i] = make([]uint32, len(col))
+		for r, v := range col {
 			o, ok := ordinals[i][v]
 			if !ok || v == "" {
 				o = noOrdinal
 			}
-			buf = binary.LittleEndian.AppendUint32(buf, o)
+			fwd[i][r] = o
 		}
-		d.Forward = append(d.Forward, w.bytes(buf))
 	}
 	bl := newBloom(len(b.ids))
 	for _, id := range b.ids {
 		bl.add(normalize(id))
 	}
-	d.Bloom, d.BloomWords = w.bytes(bl.bytes()), uint32(len(bl.words))
-	buf = buf[:0]
-	if err := gob.NewEncoder(byteWriter{&buf}).Encode(&d); err != nil {
-		return err
-	}
-	at := w.bytes(buf)
-	var tail [16]byte
-	binary.LittleEndian.PutUint64(tail[:8], at)
-	binary.LittleEndian.PutUint64(tail[8:], uint64(len(buf)))
-	w.put(tail[:])
-	w.put(segMagic)
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.w.Flush(); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-type byteWriter struct{ b *[]byte }
-
-func (w byteWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
-
-// encodeDict lays out a dictionary: key offsets, keys, posting offsets, postings and, with orig, the
-// offsets and bytes of the original values ("" where a value was written in its normalized form).
-func encodeDict(buf []byte, keys []string, entries map[string]*strBuild, orig bool) []byte {
-	n := len(keys)
-	offs := func(lens func(i int) int) {
-		at := 0
-		for i := 0; i <= n; i++ {
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(at))
-			if i < n {
-				at += lens(i)
-			}
-		}
-	}
-	offs(func(i int) int { return len(keys[i]) })
-	for _, k := range keys {
-		buf = append(buf, k...)
-	}
-	postings := make([][]byte, n)
-	for i, k := range keys {
-		postings[i] = appendPosting(nil, entries[k].rows)
-	}
-	offs(func(i int) int { return len(postings[i]) })
-	for _, p := range postings {
-		buf = append(buf, p...)
-	}
-	if orig {
-		offs(func(i int) int { return len(entries[keys[i]].orig) })
-		for _, k := range keys {
-			buf = append(buf, entries[k].orig...)
-		}
-	}
-	return buf
-}
-
-// Posting encodings: short lists as varint deltas, longer ones as a portable roaring bitmap.
-const (
-	postingVarint  = 0
-	postingRoaring = 1
-	varintMax      = 16
-)
-
-func appendPosting(buf []byte, rows []uint32) []byte {
-	if len(rows) <= varintMax {
-		buf = append(buf, postingVarint)
-		buf = binary.AppendUvarint(buf, uint64(len(rows)))
-		prev := uint32(0)
-		for _, r := range rows {
-			buf = binary.AppendUvarint(buf, uint64(r-prev))
-			prev = r
-		}
-		return buf
-	}
-	bm := roaring.New()
-	bm.AddMany(rows)
-	bm.RunOptimize()
-	out, _ := bm.ToBytes()
-	return append(append(buf, postingRoaring), out...)
+	return e.finish(b.rows, b.minStart, b.maxStart, b.dense, fwd, bl)
 }

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
@@ -36,6 +37,7 @@ import (
 type Store struct {
 	spans  *index
 	traces *index
+	once   sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -117,10 +119,13 @@ func (s *Store) index(i store.Index) *index {
 	return s.spans
 }
 
-// Close implements store.Store: it waits for a running merge and unmaps the segments.
+// Close implements store.Store: it waits for a running merge and unmaps the segments. Closing again does
+// nothing.
 func (s *Store) Close() error {
-	s.spans.close()
-	s.traces.close()
+	s.once.Do(func() {
+		s.spans.close()
+		s.traces.close()
+	})
 	return nil
 }
 

@@ -160,16 +160,22 @@ func (d dict) posting(i uint32) []byte {
 
 // value is the entry's value as written: its original form when that differs from the key.
 func (d dict) value(i uint32) string {
-	if d.fd.Orig {
-		pat := d.postingsOffsets()
-		at := pat + 4*uint64(d.n()+1) + uint64(d.s.u32(pat, d.n()))
-		a, b := d.s.u32(at, i), d.s.u32(at, i+1)
-		if a != b {
-			base := at + 4*uint64(d.n()+1)
-			return string(d.s.data[base+uint64(a) : base+uint64(b)])
-		}
+	if o := d.orig(i); o != "" {
+		return o
 	}
 	return string(d.key(i))
+}
+
+// orig is the entry's value as written when that differs from the key, else "".
+func (d dict) orig(i uint32) string {
+	if !d.fd.Orig {
+		return ""
+	}
+	pat := d.postingsOffsets()
+	at := pat + 4*uint64(d.n()+1) + uint64(d.s.u32(pat, d.n()))
+	a, b := d.s.u32(at, i), d.s.u32(at, i+1)
+	base := at + 4*uint64(d.n()+1)
+	return string(d.s.data[base+uint64(a) : base+uint64(b)])
 }
 
 // find returns the index of key, or false.
@@ -272,7 +278,8 @@ func (s *segment) forwardValue(i int, path string, row uint32) string {
 
 // doc returns the JSON of the document at row. dec decompresses; cache keeps the last block read.
 func (s *segment) doc(row uint32, dec *zstd.Decoder, cache *blockCache) ([]byte, error) {
-	blk := row / blockDocs
+	br := s.dir.BlockRows
+	blk := uint32(sort.Search(len(br), func(i int) bool { return br[i] > row }) - 1)
 	if cache.seg != s || cache.block != blk || cache.raw == nil {
 		at, end := s.dir.Blocks[blk], s.dir.Blocks[blk+1]
 		raw, err := dec.DecodeAll(s.data[at:end], cache.raw[:0])
@@ -282,12 +289,12 @@ func (s *segment) doc(row uint32, dec *zstd.Decoder, cache *blockCache) ([]byte,
 		cache.seg, cache.block, cache.raw = s, blk, raw
 	}
 	p := cache.raw
-	for i := uint32(0); ; i++ {
+	for i := br[blk]; ; i++ {
 		n, k := binary.Uvarint(p)
 		if k <= 0 || uint64(len(p)-k) < n {
 			return nil, fmt.Errorf("segment %s: block %d: corrupt", s.name, blk)
 		}
-		if i == row%blockDocs {
+		if i == row {
 			return p[k : k+int(n)], nil
 		}
 		p = p[k+int(n):]
