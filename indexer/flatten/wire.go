@@ -40,7 +40,8 @@ func FromProtobuf(dst []document.Span, b []byte, lim Limits) ([]document.Span, R
 	orig := len(dst)
 	var rej Rejected
 	for i := 0; len(b) > 0; {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return dst[:orig], Rejected{}, err
 		}
@@ -69,7 +70,8 @@ func Validate(b []byte, lim Limits) (valid int, rej Rejected, err error) {
 		return 0, Rejected{}, err
 	}
 	for i := 0; len(b) > 0; {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return 0, Rejected{}, err
 		}
@@ -112,9 +114,10 @@ type wireField struct {
 	buf []byte
 }
 
-func nextField(b []byte) (wireField, []byte, error) {
+func nextField(b []byte, f *wireField) ([]byte, error) {
 	// Fast path: a one-byte tag (fields 1-15) and, for length-delimited fields, a length of one or two bytes,
-	// which is nearly every field of a span; anything else, errors included, takes the general path.
+	// which is nearly every field of a span; anything else, errors included, takes the general path. f is set
+	// field by field: a composite literal is built on the stack and copied, which stalls store forwarding.
 	if len(b) >= 2 && b[0] < 0x80 && b[0] >= 1<<3 {
 		num, typ := protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
 		switch typ {
@@ -128,29 +131,32 @@ func nextField(b []byte) (wireField, []byte, error) {
 			}
 			if m <= uint64(len(b)-h) {
 				end := h + int(m)
-				return wireField{num: num, typ: typ, buf: b[h:end]}, b[end:], nil
+				f.num, f.typ, f.val, f.buf = num, typ, 0, b[h:end]
+				return b[end:], nil
 			}
 		case protowire.VarintType:
 			if b[1] < 0x80 {
-				return wireField{num: num, typ: typ, val: uint64(b[1])}, b[2:], nil
+				f.num, f.typ, f.val, f.buf = num, typ, uint64(b[1]), nil
+				return b[2:], nil
 			}
 		case protowire.Fixed64Type:
 			if len(b) >= 9 {
-				return wireField{num: num, typ: typ, val: binary.LittleEndian.Uint64(b[1:9])}, b[9:], nil
+				f.num, f.typ, f.val, f.buf = num, typ, binary.LittleEndian.Uint64(b[1:9]), nil
+				return b[9:], nil
 			}
 		}
 	}
-	return nextFieldSlow(b)
+	return nextFieldSlow(b, f)
 }
 
 // nextFieldSlow is nextField for any tag and length, with protowire's errors.
-func nextFieldSlow(b []byte) (wireField, []byte, error) {
+func nextFieldSlow(b []byte, f *wireField) ([]byte, error) {
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
-		return wireField{}, nil, protowire.ParseError(n)
+		return nil, protowire.ParseError(n)
 	}
 	b = b[n:]
-	f := wireField{num: num, typ: typ}
+	*f = wireField{num: num, typ: typ}
 	switch typ {
 	case protowire.VarintType:
 		f.val, n = protowire.ConsumeVarint(b)
@@ -166,21 +172,22 @@ func nextFieldSlow(b []byte) (wireField, []byte, error) {
 		n = protowire.ConsumeFieldValue(num, typ, b)
 	}
 	if n < 0 {
-		return wireField{}, nil, protowire.ParseError(n)
+		return nil, protowire.ParseError(n)
 	}
-	return f, b[n:], nil
+	return b[n:], nil
 }
 
 // is reports whether f is field num with the wire type the schema gives it; protobuf treats a field with another
 // wire type as unknown.
-func (f wireField) is(num protowire.Number, typ protowire.Type) bool {
+func (f *wireField) is(num protowire.Number, typ protowire.Type) bool {
 	return f.num == num && f.typ == typ
 }
 
 // forEach calls fn with each occurrence, in order, of the length-delimited field num of message b.
 func forEach(b []byte, num protowire.Number, fn func([]byte) error) error {
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return err
 		}
@@ -322,7 +329,8 @@ func (d *wireDecoder) resourceSpans(dst []document.Span, b []byte, i int, rej *R
 	}
 	d.envoy.reset(resource)
 	for j := 0; len(b) > 0; {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return dst, err
 		}
@@ -355,7 +363,8 @@ func (d *wireDecoder) scopeSpans(dst []document.Span, b []byte, i, j int, servic
 	}
 	scope := d.str(name)
 	for k := 0; len(b) > 0; {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return dst, err
 		}
@@ -403,7 +412,8 @@ func (d *wireDecoder) span(b []byte, at where) (doc document.Span, reason string
 	s := wireSpan{attrs: d.attrs[:0], events: d.events[:0], links: d.links[:0]}
 	defer func() { d.attrs, d.events, d.links = s.attrs, s.events, s.links }()
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return doc, "", err
 		}
@@ -487,7 +497,8 @@ func (d *wireDecoder) span(b []byte, at where) (doc document.Span, reason string
 
 func (d *wireDecoder) status(s *wireSpan, b []byte) error {
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return err
 		}
@@ -512,7 +523,8 @@ func (d *wireDecoder) event(b []byte, at where, i int) (document.Event, error) {
 	attrs, n := d.eventAttrs[:0], 0
 	defer func() { d.eventAttrs = attrs }()
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return e, err
 		}
@@ -550,7 +562,8 @@ func (d *wireDecoder) link(b []byte, at where, i int) (wireLink, error) {
 	attrs, n := d.linkAttrs[:0], 0
 	defer func() { d.linkAttrs = attrs }()
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return l, err
 		}

@@ -60,7 +60,8 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth 
 	var key []byte
 	var v anyValue
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return err
 		}
@@ -107,7 +108,8 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth 
 // anyValue reads one occurrence of an AnyValue into v. It checks no limit: the value may yet be replaced.
 func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 	for len(b) > 0 {
-		f, rest, err := nextField(b)
+		var f wireField
+		rest, err := nextField(b, &f)
 		if err != nil {
 			return err
 		}
