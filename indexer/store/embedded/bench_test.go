@@ -104,9 +104,9 @@ func openBenchStore(b *testing.B) *Store {
 	n := benchSpans(b)
 	dir := os.Getenv("MESHTRACE_BENCH_DIR")
 	if dir == "" {
-		name := "embedded-1m-v2" // bump the suffix when the index layout changes
+		name := "embedded-1m-v3" // bump the suffix when the index layout changes
 		if n != 1_000_000 {
-			name = fmt.Sprintf("embedded-%d-v2", n)
+			name = fmt.Sprintf("embedded-%d-v3", n)
 		}
 		dir = filepath.Join("..", "..", "..", "testdata-local", name)
 	}
@@ -157,12 +157,14 @@ func openBenchStore(b *testing.B) *Store {
 	return s
 }
 
-// BenchmarkQuery1M measures the three product queries on a 1,000,000-span index (see benchSpans) and reports
-// p50 and p99 latency of querysvc.Execute (compile included).
+// BenchmarkQuery1M measures the product queries, the Jaeger lists (services, operations) and a business-key
+// facet on a 1,000,000-span index (see benchSpans) and reports p50 and p99 latency through querysvc (compile
+// included).
 func BenchmarkQuery1M(b *testing.B) {
 	s := openBenchStore(b)
 	defer s.Close()
 	ctx := context.Background()
+	svc := querysvc.New(s, querysvc.Config{Keys: rollup.DefaultKeys})
 	// A trace id that exists: the most recent trace.
 	q, err := query.Compile("", storetest.Now)
 	if err != nil {
@@ -172,15 +174,41 @@ func BenchmarkQuery1M(b *testing.B) {
 	if err != nil || len(latest.Spans) == 0 {
 		b.Fatalf("no spans in the benchmark index: %v", err)
 	}
+	search := func(src string, target query.Scope, limit int) func() (int, error) {
+		return func() (int, error) {
+			q, err := query.Compile(src, storetest.Now)
+			if err != nil {
+				return 0, err
+			}
+			q.Target = target
+			res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: limit}, rollup.DefaultKeys)
+			return len(res.Spans) + len(res.Traces), err
+		}
+	}
 	cases := []struct {
-		name, query string
-		target      query.Scope
-		limit       int
+		name string
+		run  func() (int, error) // returns the number of hits or values
 	}{
-		{"TraceSpans", "trace_id=" + latest.Spans[0].TraceID + " sort=start", query.SpanScope, store.MaxLimit},
-		{"SlowServiceB", "service=service-b duration>=1s since=10m", query.SpanScope, 100},
-		{"CustomerTraces", "customer_id=123 service=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100},
-		{"CustomerTracesTraceScope", "trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100},
+		{"TraceSpans", search("trace_id="+latest.Spans[0].TraceID+" sort=start", query.SpanScope, store.MaxLimit)},
+		{"SlowServiceB", search("service=service-b duration>=1s since=10m", query.SpanScope, 100)},
+		{"CustomerTraces", search("customer_id=123 service=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100)},
+		{"CustomerTracesTraceScope", search("trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h", query.TraceScope, 100)},
+		{"Services", func() (int, error) {
+			names, _, err := svc.Services(ctx, querysvc.Window{})
+			return len(names), err
+		}},
+		{"Operations", func() (int, error) {
+			ops, _, err := svc.Operations(ctx, querysvc.OperationQuery{Service: "inventory-service"})
+			return len(ops), err
+		}},
+		{"FailingCustomersLastHour", func() (int, error) {
+			q, err := query.Compile("error=true since=1h", storetest.Now)
+			if err != nil {
+				return 0, err
+			}
+			res, err := svc.Facet(ctx, q, "customer_id", 10)
+			return len(res.Values), err
+		}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -188,20 +216,15 @@ func BenchmarkQuery1M(b *testing.B) {
 			hits := 0
 			for b.Loop() {
 				t0 := time.Now()
-				q, err := query.Compile(c.query, storetest.Now)
-				if err != nil {
-					b.Fatal(err)
-				}
-				q.Target = c.target
-				res, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: c.limit}, rollup.DefaultKeys)
+				n, err := c.run()
 				if err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(t0))
-				hits = len(res.Spans) + len(res.Traces)
+				hits = n
 			}
 			if hits == 0 {
-				b.Fatalf("%s: no hits; the benchmark would measure nothing", c.query)
+				b.Fatalf("%s: no hits; the benchmark would measure nothing", c.name)
 			}
 			slices.Sort(lat)
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
