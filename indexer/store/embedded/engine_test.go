@@ -196,21 +196,39 @@ func TestOpenRemovesWhatNoManifestNames(t *testing.T) {
 }
 
 func TestOpenRefusesACorruptSegment(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Write(context.Background(), []document.Span{span(1, 1, 1, nil)}, nil); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	path := filepath.Join(dir, "spans", "seg-00000001")
-	if err := os.Truncate(path, 100); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "seg-00000001") {
-		t.Errorf("Open on a truncated segment: err = %v, want one naming the segment", err)
+	for _, c := range []struct {
+		name   string
+		damage func(path string) error
+		want   string
+	}{
+		{"truncated", func(path string) error { return os.Truncate(path, 100) }, "truncated"},
+		{"one byte flipped", func(path string) error {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			b[len(b)/2] ^= 0x40
+			return os.WriteFile(path, b, 0o644)
+		}, "checksum mismatch"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(context.Background(), []document.Span{span(1, 1, 1, map[string]any{"k": "v"})}, nil); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if err := c.damage(filepath.Join(dir, "spans", "seg-00000001")); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(dir)
+			if err == nil || !strings.Contains(err.Error(), "seg-00000001") || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Open: err = %v, want one naming the segment and saying %q", err, c.want)
+			}
+		})
 	}
 }
 

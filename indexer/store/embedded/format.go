@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/gob"
+	"hash/crc32"
 	"math"
 	"os"
 
@@ -13,8 +14,8 @@ import (
 // Segment file layout: the magic, then sections (document blocks, then per path its EXISTS posting, string
 // dictionary and numeric column, then the dense and forward columns and the id filter), each 8-byte
 // aligned but the blocks, then the gob-encoded segDir, its offset and length (8 bytes each) and the magic
-// again.
-var segMagic = []byte("MTSEG02\n")
+// again. The tail also holds the CRC-32C of every byte before it, checked on open.
+var segMagic = []byte("MTSEG03\n")
 
 // segDir is a segment's directory: where each section is. Offsets are from the start of the file.
 type segDir struct {
@@ -54,6 +55,7 @@ type segEncoder struct {
 	buf []byte
 
 	blocksEnd uint64
+	crc       uint32 // of everything put so far
 }
 
 func createSegment(path string) (*segEncoder, error) {
@@ -70,8 +72,11 @@ func (e *segEncoder) put(p []byte) {
 	if e.err == nil {
 		_, e.err = e.w.Write(p)
 	}
+	e.crc = crc32.Update(e.crc, castagnoli, p)
 	e.off += uint64(len(p))
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (e *segEncoder) aligned(p []byte) uint64 {
 	var zero [8]byte
@@ -190,6 +195,7 @@ func (e *segEncoder) finish(rows uint32, minStart, maxStart int64, dense [][]flo
 	binary.LittleEndian.PutUint64(tail[:8], at)
 	binary.LittleEndian.PutUint64(tail[8:], uint64(len(dir)))
 	e.put(tail[:])
+	e.put(binary.LittleEndian.AppendUint32(nil, e.crc))
 	e.put(segMagic)
 	if e.err != nil {
 		return e.err

@@ -57,7 +57,8 @@ func (q *searcher) matches(l *live, filter query.Expr, text []string) (*roaring.
 }
 
 // Search implements store.Store.
-func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
+func (s *Store) Search(ctx context.Context, r store.Request) (_ store.Result, err error) {
+	defer recoverCorrupt(&err)
 	limit, err := r.PageSize()
 	if err != nil {
 		return store.Result{}, err
@@ -327,8 +328,9 @@ func (q *searcher) fetch(hits []hit, index store.Index, fields []string, out *st
 
 // Facet implements store.Store from the dictionaries: each value's rows are intersected with the filter's,
 // so no document is read.
-func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) ([]store.FacetCount, error) {
-	limit, err := store.CheckFacet(index, field, limit)
+func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) (_ []store.FacetCount, err error) {
+	defer recoverCorrupt(&err)
+	limit, err = store.CheckFacet(index, field, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +387,8 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 }
 
 // GetTraces implements store.Store.
-func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
+func (s *Store) GetTraces(ctx context.Context, ids []string) (_ []document.Trace, err error) {
+	defer recoverCorrupt(&err)
 	if len(ids) == 0 {
 		return nil, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"os"
 	"sort"
@@ -42,7 +43,7 @@ func openSegment(path, name string) (*segment, error) {
 		return nil, err
 	}
 	size := st.Size()
-	if size < int64(2*len(segMagic)+16) {
+	if size < int64(2*len(segMagic)+20) {
 		return nil, fmt.Errorf("segment %s: %d bytes: truncated", name, size)
 	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
@@ -62,10 +63,13 @@ func (s *segment) parse() error {
 	d := s.data
 	m := len(segMagic)
 	if !bytes.Equal(d[:m], segMagic) || !bytes.Equal(d[len(d)-m:], segMagic) {
-		return errors.New("bad magic: not a segment, or truncated")
+		return errors.New("bad magic: not a segment of this version, or truncated")
 	}
-	tail := d[len(d)-m-16 : len(d)-m]
-	at, n := binary.LittleEndian.Uint64(tail[:8]), binary.LittleEndian.Uint64(tail[8:])
+	tail := d[len(d)-m-20 : len(d)-m]
+	if sum := crc32.Checksum(d[:len(d)-m-4], castagnoli); sum != binary.LittleEndian.Uint32(tail[16:]) {
+		return errors.New("checksum mismatch: the file is damaged")
+	}
+	at, n := binary.LittleEndian.Uint64(tail[:8]), binary.LittleEndian.Uint64(tail[8:16])
 	if at+n > uint64(len(d)) {
 		return errors.New("bad directory offset")
 	}
@@ -218,7 +222,7 @@ func decodePosting(p []byte) *roaring.Bitmap {
 	}
 	if p[0] == postingRoaring {
 		if err := bm.UnmarshalBinary(p[1:]); err != nil {
-			panic(fmt.Sprintf("embedded store: corrupt posting: %v", err)) // the segment was checked on open
+			panic(corruptError{fmt.Errorf("a posting does not decode: %w", err)})
 		}
 		return bm
 	}
@@ -249,7 +253,12 @@ func countIn(p []byte, bm *roaring.Bitmap) int {
 		})
 		return c
 	}
-	return int(decodePosting(p).AndCardinality(bm))
+	// A read-only view of the mapped bytes: AndCardinality writes nothing, and the search holds the segment.
+	view := roaring.New()
+	if _, err := view.FromBuffer(p[1:]); err != nil {
+		panic(corruptError{fmt.Errorf("a posting does not decode: %w", err)})
+	}
+	return int(view.AndCardinality(bm))
 }
 
 // dense returns the dense column of the i-th sortable path.
@@ -310,3 +319,20 @@ type blockCache struct {
 
 // isMissing reports a dense column's missing value.
 func isMissing(x float64) bool { return math.IsNaN(x) }
+
+// corruptError is what reading a damaged posting panics with, deep in a search; the store's read methods
+// recover it (recoverCorrupt) into an error, so a damaged file fails the request, not the process.
+type corruptError struct{ err error }
+
+func (c corruptError) Error() string { return "embedded store: corrupt segment: " + c.err.Error() }
+
+// recoverCorrupt turns a corruptError panic into *err; any other panic goes on.
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		c, ok := r.(corruptError)
+		if !ok {
+			panic(r)
+		}
+		*err = c
+	}
+}
