@@ -1,9 +1,9 @@
 // Package fieldcap caps the number of distinct attribute keys an index holds.
 //
 // Every distinct attribute key of span documents (span attributes, resource attributes, event and link
-// attributes) becomes a field of the span index, and both stores break past 65,535 field names: bleve's field
-// ids are 16-bit, so past that every span becomes unfindable after background merges, silently and across
-// restarts; Meilisearch fails every indexing task. A Limiter sits in front of the store: it keeps the keys the
+// attributes) becomes a field of the span index. Meilisearch breaks past 65,535 field names (it fails every
+// indexing task); the embedded store has no such limit, but every key costs an entry in the in-memory
+// directory of each segment holding it, so unbounded keys would be unbounded memory. A Limiter sits in front of the store: it keeps the keys the
 // index already has, admits new keys while their number is under the cap, and moves the attributes whose keys
 // are beyond the cap out of the indexed maps into document.Span.Overflow, one stored-but-not-indexed field
 // that adds a single field name however many keys it holds. Overflowed attributes are returned with the
@@ -33,12 +33,12 @@ import (
 )
 
 // DefaultCap is the default number of distinct attribute field names per index. It is well under the 65,535
-// field names both stores can hold, counting the few dozen fixed fields of span documents, the one overflow
+// field names Meilisearch can hold, counting the few dozen fixed fields of span documents, the one overflow
 // field, and attribute keys of events and links (which are fields of their own: "events.attr.<k>" is not
 // "attr.<k>"); the margin also absorbs names created before a restart that the store could not report.
 const DefaultCap = 10_000
 
-// MaxCap is the largest cap New accepts: above it the stores' 65,535 field names would be within reach.
+// MaxCap is the largest cap New accepts: above it Meilisearch's 65,535 field names would be within reach.
 const MaxCap = 60_000
 
 // logEvery is how often, at most, the Limiter logs that attributes keep overflowing after the first time.

@@ -31,9 +31,10 @@ type Store interface {
 	DeleteBefore(ctx context.Context, t time.Time) error
 	// Fields returns the names of the fields the span index has created so far, in no particular order:
 	// dotted document paths such as "name", "attr.http.method" or "events.attr.exception.type" (internal
-	// fields of the engine are left out). Both engines keep every field name forever and fail past 65,535 of
-	// them, so the indexer primes its cap on attribute keys (package fieldcap) with this list at startup.
-	// Names of deleted documents may still be listed.
+	// fields of the engine are left out). Meilisearch keeps every field name forever and fails past 65,535
+	// of them, and the embedded store keeps each in memory per segment holding it, so the indexer primes its
+	// cap on attribute keys (package fieldcap) with this list at startup. Names of deleted documents may still
+	// be listed.
 	Fields(ctx context.Context) ([]string, error)
 	// Facet counts the values of field over the documents of index matching filter (nil matches all): one
 	// FacetCount per distinct value, a document counting once per value it holds (a list field counts each

@@ -101,7 +101,7 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
 	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
 	f.Int64Var(&c.receiver.MaxInflightBytes, "max-inflight-bytes", c.receiver.MaxInflightBytes, "bytes all OTLP requests being read and decoded may hold together (429 beyond); at least 4 x --max-body-bytes")
-	f.IntVar(&c.pipeline.BatchSize, "batch-size", 0, "spans per store write (0: the store's choice, 2,000 for the embedded store, 10,000 for Meilisearch)")
+	f.IntVar(&c.pipeline.BatchSize, "batch-size", 0, "spans per store write (0: the store's choice, 5,000 for the embedded store, 10,000 for Meilisearch)")
 	f.DurationVar(&c.pipeline.BatchTimeout, "batch-timeout", c.pipeline.BatchTimeout, "longest wait for a batch to fill when the store is caught up")
 	f.IntVar(&c.pipeline.Shards, "shards", c.pipeline.Shards, "parallel store writers, spans routed by trace id (0: one per CPU)")
 	f.DurationVar(&c.pipeline.Rollup.Window, "rollup-window", c.pipeline.Rollup.Window, "how long a trace stays in the rollup cache after its last span")
