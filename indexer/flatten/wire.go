@@ -221,6 +221,54 @@ type wireDecoder struct {
 	valid    int
 	envoy    envoyResources // Envoy spans' derived resources, for the current ResourceSpans
 	room     int            // documents to make room for at the first valid span; 0 once done
+	// While bySlot is set (the top-level attributes of spans), slot is the position of the pair being read in
+	// its set, and keySlots and valueSlots hold the key and the shared value last read at each position: a
+	// pair equal to the one before it at its position takes them without a map lookup.
+	bySlot     bool
+	slot       int
+	keySlots   []string
+	valueSlots []slotValue
+}
+
+// slotValue is a shared string value (see stringValue) as last read at one position of span attributes.
+type slotValue struct {
+	s string
+	v any
+}
+
+// maxSlots bounds the positions that keySlots and valueSlots remember.
+const maxSlots = 64
+
+// keyAt returns key b, as str does, read at depth of an attribute set.
+func (d *wireDecoder) keyAt(b []byte, depth int) string {
+	if !d.bySlot || depth != 0 || d.slot >= maxSlots {
+		return d.str(b)
+	}
+	if d.slot < len(d.keySlots) && d.keySlots[d.slot] == string(b) {
+		return d.keySlots[d.slot]
+	}
+	k := d.str(b)
+	for len(d.keySlots) <= d.slot {
+		d.keySlots = append(d.keySlots, "")
+	}
+	d.keySlots[d.slot] = k
+	return k
+}
+
+// stringValueAt returns string value b, as stringValue does, read at depth of an attribute set.
+func (d *wireDecoder) stringValueAt(b []byte, depth int) any {
+	if !d.bySlot || depth != 0 || d.slot >= maxSlots || len(b) > maxSharedValue {
+		return d.stringValue(b)
+	}
+	if d.slot < len(d.valueSlots) && d.valueSlots[d.slot].v != nil && d.valueSlots[d.slot].s == string(b) {
+		return d.valueSlots[d.slot].v
+	}
+	v := d.stringValue(b)
+	for len(d.valueSlots) <= d.slot {
+		d.valueSlots = append(d.valueSlots, slotValue{})
+	}
+	d.valueSlots[d.slot] = slotValue{s: v.(string), v: v}
+	return v
 }
 
 // minWireSpan is the fewest bytes a span that becomes a document takes in a request: a trace id (2+16), a span
@@ -250,6 +298,9 @@ func (d *wireDecoder) release() {
 	}
 	clear(d.intern)
 	clear(d.values)
+	clear(d.keySlots)
+	clear(d.valueSlots)
+	d.keySlots, d.valueSlots, d.bySlot = d.keySlots[:0], d.valueSlots[:0], false
 	for _, l := range []*[][]byte{&d.attrs, &d.events, &d.links, &d.eventAttrs, &d.linkAttrs} {
 		if cap(*l) > maxPooledEntries {
 			*l = nil
@@ -451,7 +502,9 @@ func (d *wireDecoder) span(b []byte, at where) (doc document.Span, reason string
 	if err := d.c.spanCounts(at, s.nAttrs, s.nEvents, s.nLinks, len(s.name), len(s.statusMessage)); err != nil {
 		return doc, "", err
 	}
+	d.bySlot = !d.validate // spans of a request tend to repeat their keys, and many values, in the same order
 	attr, err := d.attributes(s.attrs, s.nAttrs, at.at("attributes", -1, ""), false)
+	d.bySlot = false
 	if err != nil {
 		return doc, "", err
 	}

@@ -16,7 +16,8 @@ func (d *wireDecoder) attributes(kvs [][]byte, n int, at where, resource bool) (
 	if !d.validate {
 		m = make(map[string]any, len(kvs))
 	}
-	for _, kv := range kvs {
+	for i, kv := range kvs {
+		d.slot = i
 		if err := d.keyValue(m, "", kv, 0); err != nil {
 			return nil, err
 		}
@@ -82,7 +83,7 @@ func (d *wireDecoder) keyValue(m map[string]any, prefix string, b []byte, depth 
 	if err := d.c.key(len(prefix), len(key)); err != nil {
 		return err
 	}
-	k := d.str(key)
+	k := d.keyAt(key, depth)
 	if v.kind == valKVList {
 		if err := d.c.nest(prefix, k, depth+1); err != nil {
 			return err
@@ -181,7 +182,7 @@ func (d *wireDecoder) value(v *anyValue, prefix, key string, depth int) (any, er
 		if d.validate {
 			return validated, nil
 		}
-		return d.stringValue(v.raw), nil
+		return d.stringValueAt(v.raw, depth), nil
 	case valBytes:
 		if err := d.c.checkBytes(prefix, key, len(v.raw)); err != nil {
 			return nil, err
