@@ -58,7 +58,7 @@ type Config struct {
 
 // DefaultConfig returns the store's defaults.
 func DefaultConfig() Config {
-	return Config{MergeFactor: 10, MaxSegmentRows: 250_000, Logger: slog.Default()}
+	return Config{MergeFactor: 30, MaxSegmentRows: 250_000, Logger: slog.Default()}
 }
 
 var (
