@@ -240,12 +240,18 @@ func hasParent(parentID []byte) bool {
 
 // newSpan builds the document of a span that passed checkSpan, without attributes, events and links.
 func newSpan(traceID, spanID, parentID []byte, name string, kind int32, start, end uint64, status int32, message string) document.Span {
-	// One allocation holds the three ids: "<trace_id>-<span_id>" and its two halves.
-	var buf [16*2 + 1 + 8*2]byte
+	// One allocation holds the four ids: "<trace_id>-<span_id>", its two halves, and the parent's id after it.
+	var buf [16*2 + 1 + 8*2 + 8*2]byte
 	hex.Encode(buf[:32], traceID)
 	buf[32] = '-'
-	hex.Encode(buf[33:], spanID)
-	id := string(buf[:])
+	hex.Encode(buf[33:49], spanID)
+	n := 49
+	parent := hasParent(parentID)
+	if parent && len(parentID) == 8 {
+		n += hex.Encode(buf[49:], parentID)
+	}
+	ids := string(buf[:n])
+	id := ids[:49]
 	doc := document.Span{
 		ID:            id,
 		TraceID:       id[:32],
@@ -257,7 +263,10 @@ func newSpan(traceID, spanID, parentID []byte, name string, kind int32, start, e
 		StatusCode:    Status(tracepb.Status_StatusCode(status)),
 		StatusMessage: message,
 	}
-	if hasParent(parentID) {
+	switch {
+	case n > 49:
+		doc.ParentSpanID = ids[49:]
+	case parent:
 		doc.ParentSpanID = hex.EncodeToString(parentID)
 	}
 	doc.Duration = doc.End - doc.Start

@@ -230,10 +230,13 @@ type wireDecoder struct {
 	valueSlots []slotValue
 }
 
-// slotValue is a shared string value (see stringValue) as last read at one position of span attributes.
+// slotValue is the shared string value (see stringValue) or the integer value last read at one position of
+// span attributes, boxed.
 type slotValue struct {
-	s string
-	v any
+	s     string
+	n     int64
+	isInt bool
+	v     any
 }
 
 // maxSlots bounds the positions that keySlots and valueSlots remember.
@@ -260,15 +263,38 @@ func (d *wireDecoder) stringValueAt(b []byte, depth int) any {
 	if !d.bySlot || depth != 0 || d.slot >= maxSlots || len(b) > maxSharedValue {
 		return d.stringValue(b)
 	}
-	if d.slot < len(d.valueSlots) && d.valueSlots[d.slot].v != nil && d.valueSlots[d.slot].s == string(b) {
-		return d.valueSlots[d.slot].v
+	if d.slot < len(d.valueSlots) {
+		if sv := &d.valueSlots[d.slot]; sv.v != nil && !sv.isInt && sv.s == string(b) {
+			return sv.v
+		}
 	}
 	v := d.stringValue(b)
+	d.setSlot(slotValue{s: v.(string), v: v})
+	return v
+}
+
+// intValueAt returns integer n boxed as intValue does, read at depth of an attribute set; a span repeating the
+// integer of the span before it at its position shares its box.
+func (d *wireDecoder) intValueAt(n int64, depth int) any {
+	if !d.bySlot || depth != 0 || d.slot >= maxSlots || n >= 0 && n < 256 { // the runtime boxes 0-255 for free
+		return intValue(n)
+	}
+	if d.slot < len(d.valueSlots) {
+		if sv := &d.valueSlots[d.slot]; sv.v != nil && sv.isInt && sv.n == n {
+			return sv.v
+		}
+	}
+	v := intValue(n)
+	d.setSlot(slotValue{n: n, isInt: true, v: v})
+	return v
+}
+
+// setSlot remembers sv as the value at the current position.
+func (d *wireDecoder) setSlot(sv slotValue) {
 	for len(d.valueSlots) <= d.slot {
 		d.valueSlots = append(d.valueSlots, slotValue{})
 	}
-	d.valueSlots[d.slot] = slotValue{s: v.(string), v: v}
-	return v
+	d.valueSlots[d.slot] = sv
 }
 
 // minWireSpan is the fewest bytes a span that becomes a document takes in a request: a trace id (2+16), a span

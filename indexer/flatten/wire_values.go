@@ -33,17 +33,25 @@ const validated = true
 // Strings and bytes stay raw until they pass the limits; an array or list keeps no more raw parts than the
 // walk can use before it reaches a limit, and counts them all.
 type anyValue struct {
-	kind   int    // valNone, valString, valBytes, valScalar, valArray or valKVList
-	raw    []byte // valString, valBytes
-	scalar any
+	kind   int      // valNone, valString, valBytes, valInt, valScalar, valArray or valKVList
+	raw    []byte   // valString, valBytes
+	bits   uint64   // valInt: the integer, boxed only when a document takes it
+	scalar any      // valScalar: a bool or float64 value, boxed
 	parts  [][]byte // raw AnyValue elements of an array, raw KeyValue entries of a key-value list
 	n      int      // number of parts, counting those not kept
+}
+
+// set makes v a value of kind, field by field (a composite literal is built and copied, which stalls store
+// forwarding in this hot path).
+func (v *anyValue) set(kind int, raw []byte, bits uint64, scalar any) {
+	v.kind, v.raw, v.bits, v.scalar, v.parts, v.n = kind, raw, bits, scalar, nil, 0
 }
 
 const (
 	valNone = iota
 	valString
 	valBytes
+	valInt
 	valScalar
 	valArray
 	valKVList
@@ -120,17 +128,14 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 			if err := checkUTF8(f.buf); err != nil {
 				return err
 			}
-			*v = anyValue{kind: valString, raw: f.buf}
+			v.set(valString, f.buf, 0, nil)
 		case f.is(2, protowire.VarintType):
-			*v = anyValue{kind: valScalar, scalar: f.val != 0}
+			v.set(valScalar, nil, 0, f.val != 0)
 		case f.is(3, protowire.VarintType):
-			*v = anyValue{kind: valScalar, scalar: validated}
-			if !d.validate { // boxing allocates, and validating needs no value
-				v.scalar = intValue(int64(f.val))
-			}
+			v.set(valInt, nil, f.val, nil)
 		case f.is(4, protowire.Fixed64Type):
-			*v = anyValue{kind: valScalar, scalar: validated}
-			if !d.validate {
+			v.set(valScalar, nil, 0, validated)
+			if !d.validate { // boxing allocates, and validating needs no value
 				v.scalar = doubleValue(math.Float64frombits(f.val))
 			}
 		case f.is(5, protowire.BytesType):
@@ -138,9 +143,9 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 		case f.is(6, protowire.BytesType):
 			err = d.parts(v, valKVList, f.buf, d.c.keepParts())
 		case f.is(7, protowire.BytesType):
-			*v = anyValue{kind: valBytes, raw: f.buf}
+			v.set(valBytes, f.buf, 0, nil)
 		case f.is(8, protowire.VarintType): // string_value_strindex: no value without a dictionary
-			*v = anyValue{}
+			v.set(valNone, nil, 0, nil)
 		}
 		if err != nil {
 			return err
@@ -152,7 +157,7 @@ func (d *wireDecoder) anyValue(v *anyValue, b []byte) error {
 // parts reads an ArrayValue or KeyValueList message (both: repeated field 1) into v, keeping at most max parts.
 func (d *wireDecoder) parts(v *anyValue, kind int, b []byte, max int) error {
 	if v.kind != kind {
-		*v = anyValue{kind: kind}
+		v.set(kind, nil, 0, nil)
 	}
 	return forEach(b, 1, func(p []byte) error {
 		v.parts = keep(v.parts, &v.n, max, p)
@@ -191,6 +196,11 @@ func (d *wireDecoder) value(v *anyValue, prefix, key string, depth int) (any, er
 			return validated, nil
 		}
 		return bytesValue(v.raw), nil
+	case valInt:
+		if d.validate {
+			return validated, nil
+		}
+		return d.intValueAt(int64(v.bits), depth), nil
 	case valScalar:
 		return v.scalar, nil
 	case valArray:
