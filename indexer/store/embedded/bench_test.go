@@ -104,9 +104,9 @@ func openBenchStore(b *testing.B) *Store {
 	n := benchSpans(b)
 	dir := os.Getenv("MESHTRACE_BENCH_DIR")
 	if dir == "" {
-		name := "embedded-1m-v3" // bump the suffix when the index layout changes
+		name := "embedded-1m-v4" // bump the suffix when the index layout changes
 		if n != 1_000_000 {
-			name = fmt.Sprintf("embedded-%d-v3", n)
+			name = fmt.Sprintf("embedded-%d-v4", n)
 		}
 		dir = filepath.Join("..", "..", "..", "testdata-local", name)
 	}

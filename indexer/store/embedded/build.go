@@ -17,7 +17,6 @@ import (
 type schema struct {
 	searchable map[string]bool // paths whose values (and their descendants') feed the text field
 	sortable   []string        // numeric paths kept as dense columns: sort keys, and what ranges on them scan
-	forward    []string        // string paths kept as a column of dictionary ordinals per row
 }
 
 // textField is the pseudo field holding the words (and word pairs) of the searchable values. Document paths
@@ -27,9 +26,6 @@ const textField = "_text"
 // blockDocs is the number of documents per compressed block of the document store.
 const blockDocs = 64
 
-// noOrdinal marks a row without a value in a forward column.
-const noOrdinal = math.MaxUint32
-
 // builder accumulates the documents of one segment in memory, then writes it (encode). It is not safe for
 // concurrent use.
 type builder struct {
@@ -38,7 +34,6 @@ type builder struct {
 	rows   uint32
 	fields map[string]*fieldBuild
 	dense  [][]float64
-	fwd    [][]string // per forward path, the normalized value of each row ("" when missing)
 	ids    []string
 	path   []byte
 
@@ -55,7 +50,18 @@ type fieldBuild struct {
 	strs    map[string]*strBuild
 	numRows []uint32
 	numVals []float64
+	rowKeys []rowKey // each row's string value, for the ordinal column
+	multi   bool     // a row holds two different string values (a list): no ordinal column
 }
+
+type rowKey struct {
+	row uint32
+	key string
+}
+
+// hasOrdinals says whether a path gets a column of dictionary ordinals: when no row holds two values and at
+// least a quarter of the rows hold one.
+func hasOrdinals(multi bool, withValue, rows int) bool { return !multi && withValue > 0 && withValue*4 >= rows }
 
 type strBuild struct {
 	rows []uint32
@@ -64,10 +70,11 @@ type strBuild struct {
 
 func newBuilder(sc *schema, enc *zstd.Encoder) *builder {
 	return &builder{sc: sc, fields: map[string]*fieldBuild{}, dense: make([][]float64, len(sc.sortable)),
-		fwd: make([][]string, len(sc.forward)), enc: enc, minStart: math.MaxInt64, maxStart: math.MinInt64}
+		enc: enc, minStart: math.MaxInt64, maxStart: math.MinInt64}
 }
 
-// add indexes one document given as its JSON object, with its id; rows are numbered in the order added.
+// add indexes one document given as its JSON object, with its id; rows are numbered in the order added,
+// which must be ascending start order (the segment is one run).
 func (b *builder) add(id string, src []byte) error {
 	v, err := b.parser.ParseBytes(src)
 	if err != nil {
@@ -81,9 +88,6 @@ func (b *builder) add(id string, src []byte) error {
 	b.rows++
 	for i := range b.dense {
 		b.dense[i] = append(b.dense[i], math.NaN())
-	}
-	for i := range b.fwd {
-		b.fwd[i] = append(b.fwd[i], "")
 	}
 	b.ids = append(b.ids, id)
 	o.Visit(func(k []byte, e *fastjson.Value) {
@@ -186,10 +190,11 @@ func (b *builder) str(f *fieldBuild, row uint32, s string) {
 	if n := len(e.rows); n == 0 || e.rows[n-1] != row {
 		e.rows = append(e.rows, row)
 	}
-	for i, p := range b.sc.forward {
-		if p == string(b.path) && b.fwd[i][row] == "" {
-			b.fwd[i][row] = key
-		}
+	switch n := len(f.rowKeys); {
+	case n == 0 || f.rowKeys[n-1].row != row:
+		f.rowKeys = append(f.rowKeys, rowKey{row, key})
+	case f.rowKeys[n-1].key != key:
+		f.multi = true
 	}
 }
 
@@ -228,7 +233,6 @@ func (b *builder) encode(path string) error {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	ordinals := make([]map[string]uint32, len(b.sc.forward))
 	for _, name := range names {
 		f := b.fields[name]
 		keys := make([]string, 0, len(f.strs))
@@ -236,32 +240,29 @@ func (b *builder) encode(path string) error {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		if fwd := slices.Index(b.sc.forward, name); fwd >= 0 {
-			ordinals[fwd] = make(map[string]uint32, len(keys))
+		var ords []uint32
+		if hasOrdinals(f.multi, len(f.rowKeys), int(b.rows)) {
+			index := make(map[string]uint32, len(keys))
 			for i, k := range keys {
-				ordinals[fwd][k] = uint32(i)
+				index[k] = uint32(i)
+			}
+			ords = make([]uint32, b.rows)
+			for i := range ords {
+				ords[i] = uint32(len(keys)) // missing
+			}
+			for _, rk := range f.rowKeys {
+				ords[rk.row] = index[rk.key]
 			}
 		}
 		e.field(name, appendPosting(nil, f.exists), len(keys),
 			func(i int) []byte { return []byte(keys[i]) },
 			func(i int, buf []byte) []byte { return appendPosting(buf, f.strs[keys[i]].rows) },
 			func(i int) string { return f.strs[keys[i]].orig },
-			f.numRows, f.numVals)
-	}
-	fwd := make([][]uint32, len(b.fwd))
-	for i, col := range b.fwd {
-		fwd[i] = make([]uint32, len(col))
-		for r, v := range col {
-			o, ok := ordinals[i][v]
-			if !ok || v == "" {
-				o = noOrdinal
-			}
-			fwd[i][r] = o
-		}
+			f.numRows, f.numVals, ords)
 	}
 	bl := newBloom(len(b.ids))
 	for _, id := range b.ids {
 		bl.add(normalize(id))
 	}
-	return e.finish(b.rows, b.minStart, b.maxStart, b.dense, fwd, bl)
+	return e.finish(b.rows, []uint32{0}, b.minStart, b.maxStart, b.dense, bl)
 }

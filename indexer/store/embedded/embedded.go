@@ -65,12 +65,10 @@ var (
 	spanSchema = &schema{
 		searchable: set(query.SpanSearchable...),
 		sortable:   []string{"start", "end", "duration"},
-		forward:    []string{"id", "trace_id"},
 	}
 	traceSchema = &schema{
 		searchable: map[string]bool{},
 		sortable:   []string{"start", "end", "duration", "span_count", "error_count"},
-		forward:    []string{"id", "trace_id"},
 	}
 )
 
@@ -132,20 +130,21 @@ func (s *Store) Close() error {
 // Write implements store.Store. It returns once both batches are durable and searchable.
 func (s *Store) Write(ctx context.Context, spans []document.Span, traces []document.Trace) error {
 	if len(spans) > 0 {
-		if err := write(ctx, s.spans, len(spans), func(i int) (string, any) { return spans[i].ID, &spans[i] }); err != nil {
+		err := write(ctx, s.spans, len(spans), func(i int) (string, int64, any) { return spans[i].ID, spans[i].Start, &spans[i] })
+		if err != nil {
 			return err
 		}
 	}
 	if len(traces) > 0 {
-		return write(ctx, s.traces, len(traces), func(i int) (string, any) { return traces[i].ID, &traces[i] })
+		return write(ctx, s.traces, len(traces), func(i int) (string, int64, any) { return traces[i].ID, traces[i].Start, &traces[i] })
 	}
 	return nil
 }
 
-func write(ctx context.Context, x *index, n int, doc func(int) (string, any)) error {
-	ids, srcs := make([]string, n), make([][]byte, n)
+func write(ctx context.Context, x *index, n int, doc func(int) (id string, start int64, v any)) error {
+	docs := make([]pending, n)
 	for i := range n {
-		id, d := doc(i)
+		id, start, d := doc(i)
 		if err := store.CheckID(id); err != nil {
 			return fmt.Errorf("embedded store: document %d: %w", i, err)
 		}
@@ -153,9 +152,9 @@ func write(ctx context.Context, x *index, n int, doc func(int) (string, any)) er
 		if err != nil {
 			return fmt.Errorf("embedded store: encode %s: %w", id, err)
 		}
-		ids[i], srcs[i] = id, src
+		docs[i] = pending{id: id, start: start, src: src}
 	}
-	if err := x.write(ctx, ids, srcs); err != nil {
+	if err := x.write(ctx, docs); err != nil {
 		return fmt.Errorf("embedded store: write: %w", err)
 	}
 	return nil

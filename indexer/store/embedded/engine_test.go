@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,7 +16,10 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
+	"github.com/meshtrace/meshtrace/indexer/querysvc"
+	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
 
 // span returns span i of trace t, started at start (unix microseconds), with one attribute.
@@ -310,4 +314,92 @@ func crashWriter(dir string) {
 		}
 		fmt.Println(b)
 	}
+}
+
+// TestMergedSegmentsAnswerAsOne writes the same generated spans into a store as one segment and into
+// another as 40 writes with merges (concatenations and rewrites, with upserts in between), and compares
+// the answers of searches, sorts, distinct counts and facets.
+func TestMergedSegmentsAnswerAsOne(t *testing.T) {
+	ctx := context.Background()
+	var spans []document.Span
+	var traces []document.Trace
+	err := storetest.Generate(8000, 7, func(sp []document.Span, tr document.Trace) error {
+		spans, traces = append(spans, sp...), append(traces, tr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if err := one.Write(ctx, spans, traces); err != nil {
+		t.Fatal(err)
+	}
+	many, err := OpenConfig(t.TempDir(), Config{MergeFactor: 4, MaxSegmentRows: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer many.Close()
+	for i := 0; i < len(spans); i += 200 {
+		if err := many.Write(ctx, spans[i:min(i+200, len(spans))], traces); err != nil { // every trace again: upserts
+			t.Fatal(err)
+		}
+	}
+	segments(t, many.spans, 8)
+	answered := 0
+	for _, src := range []string{"", "service=inventory-service", "error=true since=1h", "customer_id=123",
+		`"connection reset" since=30m`, "duration>=1s sort=-duration", "NOT service=frontend duration<1ms",
+		"trace.customer_id=17 trace.duration>100ms", "service IN [payments, shipping] sort=start"} {
+		q, err := query.Compile(src, storetest.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, target := range []query.Scope{query.SpanScope, query.TraceScope} {
+			q.Target = target
+			a, err := querysvc.Execute(ctx, one, q, querysvc.Page{Limit: 50}, rollup.DefaultKeys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := querysvc.Execute(ctx, many, q, querysvc.Page{Limit: 50}, rollup.DefaultKeys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Total > 0 {
+				answered++
+			}
+			if a.Total != b.Total || !slices.Equal(ids(a), ids(b)) {
+				t.Errorf("%q (target %v): one segment %d hits %v, merged %d hits %v", src, target, a.Total, ids(a)[:min(3, len(ids(a)))], b.Total, ids(b)[:min(3, len(ids(b)))])
+			}
+		}
+		for _, field := range []string{"attr.customer_id", "service", "name", "attr.http.response.status_code"} {
+			fa, err := one.Facet(ctx, store.Spans, q.Span, field, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fb, err := many.Facet(ctx, store.Spans, q.Span, field, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(fa, fb) {
+				t.Errorf("Facet(%q, %s): one segment %v, merged %v", src, field, fa, fb)
+			}
+		}
+	}
+	if answered < 14 {
+		t.Errorf("only %d of 18 searches found anything: the comparison says little", answered)
+	}
+}
+
+func ids(r store.Result) []string {
+	var out []string
+	for _, s := range r.Spans {
+		out = append(out, s.ID)
+	}
+	for _, t := range r.Traces {
+		out = append(out, t.ID)
+	}
+	return out
 }

@@ -92,10 +92,20 @@ func orEmpty(bm *roaring.Bitmap) *roaring.Bitmap {
 // range scans a column only when nothing narrower came before it.
 func (v evaluator) and(terms []query.Expr) *roaring.Bitmap {
 	var ranges []*query.Compare
+	var views []*roaring.Bitmap // read-only postings of plain string equalities
 	var out *roaring.Bitmap
 	for _, t := range terms {
-		if c, ok := t.(*query.Compare); ok && c.Op != query.Eq && c.Op != query.Ne {
+		c, ok := t.(*query.Compare)
+		switch {
+		case ok && c.Op != query.Eq && c.Op != query.Ne:
 			ranges = append(ranges, c)
+			continue
+		case ok && c.Op == query.Eq && !c.Value.IsNum:
+			view := v.seg.termView(c.Field, normalize(c.Value.Str))
+			if view == nil {
+				return roaring.New()
+			}
+			views = append(views, view)
 			continue
 		}
 		bm := v.eval(t)
@@ -103,6 +113,18 @@ func (v evaluator) and(terms []query.Expr) *roaring.Bitmap {
 			out = bm
 		} else {
 			out.And(bm)
+		}
+		if out.IsEmpty() {
+			return out
+		}
+	}
+	// The smallest posting is the one copied; the others only intersect it.
+	slices.SortFunc(views, func(a, b *roaring.Bitmap) int { return cmpInt(int64(a.GetCardinality()), int64(b.GetCardinality())) })
+	for _, view := range views {
+		if out == nil {
+			out = view.Clone()
+		} else {
+			out.And(view)
 		}
 		if out.IsEmpty() {
 			return out
@@ -173,6 +195,9 @@ func (v evaluator) numbers(path string, within *roaring.Bitmap, rangeOp bool, ok
 			}
 		}
 		vals := s.dense(col)
+		if path == "start" && rangeOp {
+			return startRange(s, vals, within, ok)
+		}
 		if within != nil {
 			within.Iterate(func(r uint32) bool {
 				if x := vals[r]; !isMissing(x) && ok(x) {
@@ -272,4 +297,35 @@ func hasPhrase(sc *schema, src []byte, ws []string) bool {
 	}
 	o.Visit(func(k []byte, e *fastjson.Value) { walk(string(k), e, sc.searchable[string(k)]) })
 	return found
+}
+
+// startRange returns the rows of within (nil: all) whose start satisfies the range ok: rows are in start
+// order within each run of the segment (rows without a start first), so each run gives one interval,
+// found by binary search.
+func startRange(s *segment, starts []float64, within *roaring.Bitmap, ok func(float64) bool) *roaring.Bitmap {
+	out := roaring.New()
+	for j, first := range s.dir.Runs {
+		end := s.rows()
+		if j+1 < len(s.dir.Runs) {
+			end = s.dir.Runs[j+1]
+		}
+		run := starts[first:end]
+		k := sort.Search(len(run), func(i int) bool { return !isMissing(run[i]) })
+		run, first = run[k:], first+uint32(k)
+		if len(run) == 0 {
+			continue
+		}
+		// A range holds on a prefix or a suffix of ascending values.
+		if ok(run[0]) {
+			i := sort.Search(len(run), func(i int) bool { return !ok(run[i]) })
+			out.AddRange(uint64(first), uint64(first)+uint64(i))
+		} else {
+			i := sort.Search(len(run), func(i int) bool { return ok(run[i]) })
+			out.AddRange(uint64(first)+uint64(i), uint64(first)+uint64(len(run)))
+		}
+	}
+	if within != nil {
+		out.And(within)
+	}
+	return out
 }

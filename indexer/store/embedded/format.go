@@ -6,16 +6,17 @@ import (
 	"encoding/gob"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"os"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
 
 // Segment file layout: the magic, then sections (document blocks, then per path its EXISTS posting, string
-// dictionary and numeric column, then the dense and forward columns and the id filter), each 8-byte
+// dictionary, numeric column and ordinal column, then the dense columns and the id filter), each 8-byte
 // aligned but the blocks, then the gob-encoded segDir, its offset and length (8 bytes each) and the magic
 // again. The tail also holds the CRC-32C of every byte before it, checked on open.
-var segMagic = []byte("MTSEG03\n")
+var segMagic = []byte("MTSEG04\n")
 
 // segDir is a segment's directory: where each section is. Offsets are from the start of the file.
 type segDir struct {
@@ -23,9 +24,11 @@ type segDir struct {
 	MinStart, MaxStart int64    // of the rows' start (MaxInt64, MinInt64 when none has one)
 	Blocks             []uint64 // offsets of the document blocks, and where the last ends
 	BlockRows          []uint32 // first row of each block
+	// Runs are the first rows of the runs of rows in ascending start order: a written segment is one run,
+	// a concatenation one per segment it joined.
+	Runs []uint32
 	Fields             []fieldDir
 	Dense              []uint64 // per schema.sortable: Rows float64 (NaN: missing)
-	Forward            []uint64 // per schema.forward: Rows uint32 ordinals into the path's dictionary
 	Bloom              uint64   // the id filter's words
 	BloomWords         uint32
 }
@@ -43,6 +46,10 @@ type fieldDir struct {
 	Orig  bool
 	Nums  uint64 // NNums uint32 rows (ascending), padding to 8 bytes, then NNums float64 values
 	NNums uint32
+	// Ords is the ordinal column, when OrdBits > 0: each row's dictionary index (NStrs: no value) in OrdBits
+	// bits, packed into little-endian 64-bit words, with one word to spare.
+	Ords    uint64
+	OrdBits uint8
 }
 
 // segEncoder writes a segment file section by section: blocks, then fields in name order, then finish.
@@ -97,7 +104,7 @@ func (e *segEncoder) block(blk []byte, first uint32) {
 // field appends one path: its EXISTS posting, n dictionary entries (key, posting appended to a buffer,
 // value as written or ""), and its numeric column.
 func (e *segEncoder) field(name string, exists []byte, n int, key func(int) []byte, posting func(int, []byte) []byte,
-	orig func(int) string, numRows []uint32, numVals []float64) {
+	orig func(int) string, numRows []uint32, numVals []float64, ords []uint32) {
 	fd := fieldDir{Name: name}
 	fd.Exists, fd.ExistsLen = e.aligned(exists), uint32(len(exists))
 	if n > 0 {
@@ -154,11 +161,16 @@ func (e *segEncoder) field(name string, exists []byte, n int, key func(int) []by
 		fd.Nums, fd.NNums = e.aligned(b), uint32(len(numRows))
 		e.buf = b
 	}
+	if len(ords) > 0 {
+		fd.OrdBits = uint8(bits.Len32(uint32(n)))
+		e.buf = packOrdinals(e.buf[:0], ords, uint(fd.OrdBits))
+		fd.Ords = e.aligned(e.buf)
+	}
 	e.d.Fields = append(e.d.Fields, fd)
 }
 
-// finish appends the dense and forward columns, the id filter and the directory, and fsyncs the file.
-func (e *segEncoder) finish(rows uint32, minStart, maxStart int64, dense [][]float64, fwd [][]uint32, bl bloom) (err error) {
+// finish appends the dense columns, the id filter and the directory, and fsyncs the file.
+func (e *segEncoder) finish(rows uint32, runs []uint32, minStart, maxStart int64, dense [][]float64, bl bloom) (err error) {
 	defer func() {
 		if cerr := e.f.Close(); err == nil {
 			err = cerr
@@ -167,7 +179,7 @@ func (e *segEncoder) finish(rows uint32, minStart, maxStart int64, dense [][]flo
 			os.Remove(e.f.Name())
 		}
 	}()
-	e.d.Rows, e.d.MinStart, e.d.MaxStart = rows, minStart, maxStart
+	e.d.Rows, e.d.Runs, e.d.MinStart, e.d.MaxStart = rows, runs, minStart, maxStart
 	e.d.Blocks = append(e.d.Blocks, e.blocksEnd)
 	for _, col := range dense {
 		b := e.buf[:0]
@@ -175,14 +187,6 @@ func (e *segEncoder) finish(rows uint32, minStart, maxStart int64, dense [][]flo
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
 		}
 		e.d.Dense = append(e.d.Dense, e.aligned(b))
-		e.buf = b
-	}
-	for _, col := range fwd {
-		b := e.buf[:0]
-		for _, o := range col {
-			b = binary.LittleEndian.AppendUint32(b, o)
-		}
-		e.d.Forward = append(e.d.Forward, e.aligned(b))
 		e.buf = b
 	}
 	e.d.Bloom, e.d.BloomWords = e.aligned(bl.bytes()), uint32(len(bl.words))
@@ -204,6 +208,23 @@ func (e *segEncoder) finish(rows uint32, minStart, maxStart int64, dense [][]flo
 		return err
 	}
 	return e.f.Sync()
+}
+
+// packOrdinals appends ords packed in width bits each, in little-endian 64-bit words, and one spare word so
+// a read never runs past the column.
+func packOrdinals(buf []byte, ords []uint32, width uint) []byte {
+	words := make([]uint64, (uint(len(ords))*width+63)/64+1)
+	for i, o := range ords {
+		bit := uint(i) * width
+		words[bit/64] |= uint64(o) << (bit % 64)
+		if bit%64+width > 64 {
+			words[bit/64+1] |= uint64(o) >> (64 - bit%64)
+		}
+	}
+	for _, w := range words {
+		buf = binary.LittleEndian.AppendUint64(buf, w)
+	}
+	return buf
 }
 
 type byteWriter struct{ b *[]byte }

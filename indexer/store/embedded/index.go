@@ -177,11 +177,11 @@ func (x *index) newFile() string {
 	return fmt.Sprintf("seg-%08d", x.next)
 }
 
-// build indexes docs (ids and JSON, ids unique) into a new segment file and opens it.
-func (x *index) build(ids []string, srcs [][]byte) (*segment, error) {
+// build indexes docs (ids unique, in start order) into a new segment file and opens it.
+func (x *index) build(docs []pending) (*segment, error) {
 	b := newBuilder(x.sc, x.enc)
-	for i := range ids {
-		if err := b.add(ids[i], srcs[i]); err != nil {
+	for _, d := range docs {
+		if err := b.add(d.id, d.src); err != nil {
 			return nil, err
 		}
 	}
@@ -338,19 +338,26 @@ func (x *index) older(ids []string) map[*segment]*roaring.Bitmap {
 	return out
 }
 
-// write upserts documents: ids and their JSON, the last of equal ids winning.
-func (x *index) write(ctx context.Context, ids []string, srcs [][]byte) error {
-	seen := make(map[string]bool, len(ids))
-	keepIDs, keepSrcs := make([]string, 0, len(ids)), make([][]byte, 0, len(ids))
-	for i := len(ids) - 1; i >= 0; i-- {
-		if k := normalize(ids[i]); !seen[k] {
+// pending is a document to write: its id, start and JSON.
+type pending struct {
+	id    string
+	start int64
+	src   []byte
+}
+
+// write upserts documents, the last of equal ids winning. The segment holds them in start order, so a
+// time range is a run of rows.
+func (x *index) write(ctx context.Context, docs []pending) error {
+	seen := make(map[string]bool, len(docs))
+	keep := make([]pending, 0, len(docs))
+	for i := len(docs) - 1; i >= 0; i-- {
+		if k := normalize(docs[i].id); !seen[k] {
 			seen[k] = true
-			keepIDs, keepSrcs = append(keepIDs, ids[i]), append(keepSrcs, srcs[i])
+			keep = append(keep, docs[i])
 		}
 	}
-	slices.Reverse(keepIDs)
-	slices.Reverse(keepSrcs)
-	seg, err := x.build(keepIDs, keepSrcs)
+	slices.SortStableFunc(keep, func(a, b pending) int { return cmpInt(a.start, b.start) })
+	seg, err := x.build(keep)
 	if err != nil {
 		return err
 	}
@@ -359,9 +366,9 @@ func (x *index) write(ctx context.Context, ids []string, srcs [][]byte) error {
 		seg.release()
 		return err
 	}
-	norm := make([]string, len(keepIDs))
-	for i, id := range keepIDs {
-		norm[i] = normalize(id)
+	norm := make([]string, len(keep))
+	for i, d := range keep {
+		norm[i] = normalize(d.id)
 	}
 	x.commitMu.Lock()
 	err = x.commit(change{add: []*live{{seg: seg}}, del: x.older(norm)})

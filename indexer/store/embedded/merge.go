@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bytes"
+	"container/heap"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -145,30 +146,76 @@ func (x *index) merge(pick []*live) error {
 	return nil
 }
 
-// rewrite indexes the live rows of pick again into a new segment; newRow maps a copied row.
+// rewrite indexes the live rows of pick again into a new segment, in start order (one run); newRow maps a
+// copied row.
 func (x *index) rewrite(pick []*live) (*segment, func(int, uint32) (uint32, bool), error) {
 	b := newBuilder(x.sc, x.enc)
 	rows := make([]map[uint32]uint32, len(pick))
-	cache := &blockCache{}
-	idCol := slices.Index(x.sc.forward, "id")
+	// The runs of every segment, merged by start: each is read in order, through a block cache of its own.
+	col := slices.Index(x.sc.sortable, "start")
+	h := &runHeap{}
 	for i, l := range pick {
 		rows[i] = make(map[uint32]uint32, l.liveRows())
-		for r := range l.seg.rows() {
-			if l.del != nil && l.del.Contains(r) {
-				continue
+		starts := l.seg.dense(col)
+		for j, first := range l.seg.dir.Runs {
+			end := l.seg.rows()
+			if j+1 < len(l.seg.dir.Runs) {
+				end = l.seg.dir.Runs[j+1]
 			}
-			src, err := l.seg.doc(r, x.dec, cache)
+			if first < end {
+				h.runs = append(h.runs, &run{i: i, l: l, starts: starts, row: first, end: end})
+			}
+		}
+	}
+	heap.Init(h)
+	for h.Len() > 0 {
+		c := h.runs[0]
+		if c.l.del == nil || !c.l.del.Contains(c.row) {
+			doc, err := c.l.seg.doc(c.row, x.dec, &c.cache)
 			if err != nil {
 				return nil, nil, err
 			}
-			rows[i][r] = b.rows
-			if err := b.add(l.seg.forwardValue(idCol, "id", r), src); err != nil {
+			rows[c.i][c.row] = b.rows
+			if err := b.add(c.l.seg.id(c.row), doc); err != nil {
 				return nil, nil, err
 			}
+		}
+		if c.row++; c.row < c.end {
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
 		}
 	}
 	seg, err := x.finish(b)
 	return seg, func(i int, r uint32) (uint32, bool) { nr, ok := rows[i][r]; return nr, ok }, err
+}
+
+// run is a cursor over one run of rows of a segment being rewritten.
+type run struct {
+	i        int // in pick
+	l        *live
+	starts   []float64
+	row, end uint32
+	cache    blockCache
+}
+
+// runHeap orders runs by the start of their next row (then segment, then row), lowest first.
+type runHeap struct{ runs []*run }
+
+func (h *runHeap) Len() int { return len(h.runs) }
+func (h *runHeap) Less(a, b int) bool {
+	x, y := h.runs[a], h.runs[b]
+	if c := cmpFloat(x.starts[x.row], y.starts[y.row]); c != 0 {
+		return c < 0
+	}
+	return x.i < y.i || x.i == y.i && x.row < y.row
+}
+func (h *runHeap) Swap(a, b int) { h.runs[a], h.runs[b] = h.runs[b], h.runs[a] }
+func (h *runHeap) Push(v any)    { h.runs = append(h.runs, v.(*run)) }
+func (h *runHeap) Pop() any {
+	v := h.runs[len(h.runs)-1]
+	h.runs = h.runs[:len(h.runs)-1]
+	return v
 }
 
 // concat writes the rows of pick one segment after the other, deleted rows included: document blocks are
@@ -201,8 +248,6 @@ func (x *index) concat(pick []*live) (*segment, func(int, uint32) (uint32, bool)
 		sorted = append(sorted, n)
 	}
 	slices.Sort(sorted)
-	// remap[f][i][o] is the ordinal in the new dictionary of forward path f of pick[i]'s ordinal o.
-	remap := make([][][]uint32, len(x.sc.forward))
 	bl := newBloom(int(total))
 	var scratch []uint32
 	for _, name := range sorted {
@@ -222,20 +267,6 @@ func (x *index) concat(pick []*live) (*segment, func(int, uint32) (uint32, bool)
 		}
 		exists := appendPosting(nil, scratch)
 		entries := mergeDicts(pick, name)
-		fwd := slices.Index(x.sc.forward, name)
-		if fwd >= 0 {
-			remap[fwd] = make([][]uint32, len(pick))
-			for i, l := range pick {
-				if d, ok := l.seg.dict(name); ok {
-					remap[fwd][i] = make([]uint32, d.n())
-				}
-			}
-			for n, en := range entries {
-				for _, src := range en.from {
-					remap[fwd][src.seg][src.idx] = uint32(n)
-				}
-			}
-		}
 		if name == "id" {
 			for _, en := range entries {
 				bl.add(string(en.key))
@@ -253,7 +284,7 @@ func (x *index) concat(pick []*live) (*segment, func(int, uint32) (uint32, bool)
 				return appendPosting(buf, rows)
 			},
 			func(n int) string { return entries[n].orig },
-			numRows, numVals)
+			numRows, numVals, mergeOrdinals(pick, name, entries, total))
 	}
 	dense := make([][]float64, len(x.sc.sortable))
 	for c := range dense {
@@ -261,22 +292,57 @@ func (x *index) concat(pick []*live) (*segment, func(int, uint32) (uint32, bool)
 			dense[c] = append(dense[c], l.seg.dense(c)...)
 		}
 	}
-	fwdCols := make([][]uint32, len(x.sc.forward))
-	for f := range fwdCols {
-		for i, l := range pick {
-			for _, o := range l.seg.u32s(l.seg.dir.Forward[f], l.seg.rows()) {
-				if o != noOrdinal {
-					o = remap[f][i][o]
-				}
-				fwdCols[f] = append(fwdCols[f], o)
-			}
+	var runs []uint32
+	for i, l := range pick {
+		for _, r := range l.seg.dir.Runs {
+			runs = append(runs, first[i]+r)
 		}
 	}
-	if err := e.finish(total, minStart, maxStart, dense, fwdCols, bl); err != nil {
+	if err := e.finish(total, runs, minStart, maxStart, dense, bl); err != nil {
 		return nil, nil, fmt.Errorf("write %s: %w", name, err)
 	}
 	seg, err := openSegment(path, name)
 	return seg, func(i int, r uint32) (uint32, bool) { return first[i] + r, true }, err
+}
+
+// mergeOrdinals builds the ordinal column of path over the concatenated rows of pick, given its merged
+// dictionary, or nil: when a segment holding the path keeps no ordinal column for it, or when fewer than a
+// quarter of the rows would have a value.
+func mergeOrdinals(pick []*live, path string, entries []mergedEntry, total uint32) []uint32 {
+	remap := make([][]uint32, len(pick))
+	for i, l := range pick {
+		if fd := l.seg.fields[path]; fd != nil {
+			if fd.OrdBits == 0 {
+				return nil
+			}
+			remap[i] = make([]uint32, fd.NStrs)
+		}
+	}
+	for n, en := range entries {
+		for _, src := range en.from {
+			remap[src.seg][src.idx] = uint32(n)
+		}
+	}
+	missing := uint32(len(entries))
+	out := make([]uint32, 0, total)
+	present := 0
+	for i, l := range pick {
+		fd := l.seg.fields[path]
+		for r := range l.seg.rows() {
+			o := missing
+			if fd != nil {
+				if old, ok := l.seg.ordinal(fd, r); ok {
+					o = remap[i][old]
+					present++
+				}
+			}
+			out = append(out, o)
+		}
+	}
+	if !hasOrdinals(false, present, int(total)) {
+		return nil
+	}
+	return out
 }
 
 // appendRows appends the rows of an encoded posting, shifted by first.

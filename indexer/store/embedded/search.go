@@ -179,6 +179,23 @@ func (q *searcher) top(ctx context.Context, ls []*live, r store.Request, want in
 	return out, total, nil
 }
 
+// cmpFloat orders numbers, missing (NaN) first.
+func cmpFloat(a, b float64) int {
+	switch {
+	case isMissing(a) && isMissing(b):
+		return 0
+	case isMissing(a):
+		return -1
+	case isMissing(b):
+		return 1
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
 func cmpInt(a, b int64) int {
 	switch {
 	case a < b:
@@ -229,8 +246,8 @@ func (q *searcher) distinct(ctx context.Context, ls []*live, r store.Request, wa
 
 // fieldValue is the value of path in the hit's document, as text (a forward column when there is one).
 func (q *searcher) fieldValue(c hit, path string) (string, error) {
-	if i := slices.Index(q.x.sc.forward, path); i >= 0 {
-		return c.l.seg.forwardValue(i, path, c.row), nil
+	if v, ok := c.l.seg.columnValue(path, c.row); ok {
+		return v, nil
 	}
 	src, err := c.l.seg.doc(c.row, q.x.dec, &q.cache)
 	if err != nil {
@@ -269,7 +286,7 @@ func (q *searcher) less(a, b hit) bool {
 }
 
 func (q *searcher) id(c hit) string {
-	return c.l.seg.forwardValue(slices.Index(q.x.sc.forward, "id"), "id", c.row)
+	return c.l.seg.id(c.row)
 }
 
 // hitHeap holds the best hits so far with the worst on top.
@@ -288,20 +305,19 @@ func (h *hitHeap) Pop() any {
 	return v
 }
 
-// fetch fills out with the hits' documents: from the forward columns when the caller reads only fields
-// they hold, decoded from the document store otherwise.
+// fetch fills out with the hits' documents: from the ordinal columns when the caller reads only the id and
+// the trace id, decoded from the document store otherwise.
 func (q *searcher) fetch(hits []hit, index store.Index, fields []string, out *store.Result) error {
 	cheap := len(fields) > 0
 	for _, f := range fields {
-		cheap = cheap && slices.Contains(q.x.sc.forward, f)
+		cheap = cheap && (f == "id" || f == "trace_id")
 	}
 	for _, c := range hits {
-		if cheap {
-			id, trace := q.id(c), c.l.seg.forwardValue(slices.Index(q.x.sc.forward, "trace_id"), "trace_id", c.row)
+		if trace, ok := c.l.seg.columnValue("trace_id", c.row); cheap && ok {
 			if index == store.Traces {
-				out.Traces = append(out.Traces, document.Trace{ID: id, TraceID: trace})
+				out.Traces = append(out.Traces, document.Trace{ID: q.id(c), TraceID: trace})
 			} else {
-				out.Spans = append(out.Spans, document.Span{ID: id, TraceID: trace})
+				out.Spans = append(out.Spans, document.Span{ID: q.id(c), TraceID: trace})
 			}
 			continue
 		}
@@ -365,9 +381,25 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 			}
 			counts[k] += c
 		}
-		for i := range d.n() {
-			if c := countIn(d.posting(i), bm); c > 0 {
-				add(string(d.key(i)), c, func() string { return d.value(i) })
+		if fd := l.seg.fields[field]; fd != nil && fd.OrdBits > 0 && bm.GetCardinality() < 16*uint64(fd.NStrs) {
+			// Fewer matching rows than values to try: count the rows' ordinals instead.
+			per := make([]int, fd.NStrs)
+			bm.Iterate(func(r uint32) bool {
+				if o, ok := l.seg.ordinal(fd, r); ok {
+					per[o]++
+				}
+				return true
+			})
+			for i, c := range per {
+				if c > 0 {
+					add(string(d.key(uint32(i))), c, func() string { return d.value(uint32(i)) })
+				}
+			}
+		} else {
+			for i := range d.n() {
+				if c := countIn(d.posting(i), bm); c > 0 {
+					add(string(d.key(i)), c, func() string { return d.value(i) })
+				}
 			}
 		}
 		// Numbers count under their decimal form, together with the strings that read the same (as

@@ -205,6 +205,20 @@ func (s *segment) term(path, key string) *roaring.Bitmap {
 	return decodePosting(d.posting(i))
 }
 
+// termView is term as a read-only bitmap over the mapped bytes (valid while the search holds the segment),
+// or nil: for intersecting a large posting without copying it.
+func (s *segment) termView(path, key string) *roaring.Bitmap {
+	d, ok := s.dict(path)
+	if !ok {
+		return nil
+	}
+	i, ok := d.find(key)
+	if !ok {
+		return nil
+	}
+	return viewPosting(d.posting(i))
+}
+
 // exists returns the rows holding path, or nil.
 func (s *segment) exists(path string) *roaring.Bitmap {
 	fd := s.fields[path]
@@ -253,12 +267,20 @@ func countIn(p []byte, bm *roaring.Bitmap) int {
 		})
 		return c
 	}
-	// A read-only view of the mapped bytes: AndCardinality writes nothing, and the search holds the segment.
+	return int(viewPosting(p).AndCardinality(bm))
+}
+
+// viewPosting decodes a posting without copying a roaring bitmap's containers: the result must not be
+// modified, and lives as long as the mapping.
+func viewPosting(p []byte) *roaring.Bitmap {
+	if len(p) == 0 || p[0] == postingVarint {
+		return decodePosting(p)
+	}
 	view := roaring.New()
 	if _, err := view.FromBuffer(p[1:]); err != nil {
 		panic(corruptError{fmt.Errorf("a posting does not decode: %w", err)})
 	}
-	return int(view.AndCardinality(bm))
+	return view
 }
 
 // dense returns the dense column of the i-th sortable path.
@@ -275,14 +297,40 @@ func (s *segment) numbers(path string) ([]uint32, []float64) {
 	return s.u32s(fd.Nums, fd.NNums), s.f64s(valsAt, fd.NNums)
 }
 
-// forwardValue returns the value of the i-th forward path at row, as written, or "".
-func (s *segment) forwardValue(i int, path string, row uint32) string {
-	o := s.u32(s.dir.Forward[i], row)
-	if o == noOrdinal {
-		return ""
+// ordinal returns the dictionary index of path's value at row from its ordinal column; ok is false when
+// the path has no such column (has is then false) or the row no value.
+func (s *segment) ordinal(fd *fieldDir, row uint32) (ord uint32, ok bool) {
+	w := uint64(fd.OrdBits)
+	bit := uint64(row) * w
+	at := fd.Ords + bit/64*8
+	v := binary.LittleEndian.Uint64(s.data[at:]) >> (bit % 64)
+	if bit%64+w > 64 {
+		v |= binary.LittleEndian.Uint64(s.data[at+8:]) << (64 - bit%64)
 	}
-	d, _ := s.dict(path)
-	return d.value(o)
+	ord = uint32(v & (1<<w - 1))
+	return ord, ord != fd.NStrs
+}
+
+// id returns the id of the document at row, as written.
+func (s *segment) id(row uint32) string {
+	v, _ := s.columnValue("id", row) // every document has an id, and every segment its ordinal column
+	return v
+}
+
+// columnValue returns path's value at row, as written, from its ordinal column; has is false when the
+// segment keeps no such column for path.
+func (s *segment) columnValue(path string, row uint32) (v string, has bool) {
+	fd := s.fields[path]
+	if fd == nil {
+		return "", true // no row holds the path
+	}
+	if fd.OrdBits == 0 {
+		return "", false
+	}
+	if o, ok := s.ordinal(fd, row); ok {
+		return dict{s, fd}.value(o), true
+	}
+	return "", true
 }
 
 // doc returns the JSON of the document at row. dec decompresses; cache keeps the last block read.
