@@ -61,7 +61,9 @@ type rowKey struct {
 
 // hasOrdinals says whether a path gets a column of dictionary ordinals: when no row holds two values and at
 // least a quarter of the rows hold one.
-func hasOrdinals(multi bool, withValue, rows int) bool { return !multi && withValue > 0 && withValue*4 >= rows }
+func hasOrdinals(multi bool, withValue, rows int) bool {
+	return !multi && withValue > 0 && withValue*4 >= rows
+}
 
 type strBuild struct {
 	rows []uint32

@@ -26,11 +26,11 @@ type segDir struct {
 	BlockRows          []uint32 // first row of each block
 	// Runs are the first rows of the runs of rows in ascending start order: a written segment is one run,
 	// a concatenation one per segment it joined.
-	Runs []uint32
-	Fields             []fieldDir
-	Dense              []uint64 // per schema.sortable: Rows float64 (NaN: missing)
-	Bloom              uint64   // the id filter's words
-	BloomWords         uint32
+	Runs       []uint32
+	Fields     []fieldDir
+	Dense      []uint64 // per schema.sortable: Rows float64 (NaN: missing)
+	Bloom      uint64   // the id filter's words
+	BloomWords uint32
 }
 
 // fieldDir locates one path's sections.
