@@ -26,7 +26,7 @@ export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
 export MESHTRACE_MEILI_BIN      := $(MEILI_EXE)
 
-.PHONY: all tools filter indexer wasmplugin test bench bench-envoy bench-ingest demo fuzz lint test-meili meilisearch clean deploy-render
+.PHONY: all tools filter indexer wasmplugin test bench bench-envoy bench-ingest bench-engines demo fuzz lint test-meili meilisearch clean deploy-render
 
 all: filter indexer wasmplugin
 
@@ -116,6 +116,13 @@ bench-envoy: tools filter
 # make bench-ingest BENCH_INGEST_FLAGS='-stores meili -spans 200000 -rate 3000'
 bench-ingest: indexer meilisearch
 	$(GO) run ./testenv/cmd/bench-ingest -indexer $(BIN)/indexer $(BENCH_INGEST_FLAGS)
+
+# Storage engine comparison for the embedded store (bench/engines, a module of its own): the embedded store,
+# the bleve store it replaced, SQLite and DuckDB on the same generated spans. ENGINES_SPANS (default
+# 200000), ENGINES (comma list), ENGINES_DIR and ENGINES_KEEP=1 are passed through; see bench/engines/README.md.
+bench-engines:
+	cd bench/engines && ENGINES_SPANS=$(ENGINES_SPANS) ENGINES=$(ENGINES) ENGINES_DIR=$(ENGINES_DIR) ENGINES_KEEP=$(ENGINES_KEEP) \
+		$(GO) test -run '^$$' -bench . -timeout 120m $(ENGINES_FLAGS)
 
 # The Meilisearch store's tests (conformance suite, outages, payload limit, failed tasks, filters) and
 # testenv/meilisearch, all against real processes of the pinned Meilisearch (`make test` runs them too).
