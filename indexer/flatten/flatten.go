@@ -185,6 +185,11 @@ func (c *checker) span(sp *tracepb.Span, at where) (document.Span, string, error
 
 // spanCounts checks what both walkers know of a span before flattening any of it.
 func (c *checker) spanCounts(at where, attrs, events, links, name, message int) error {
+	l := &c.lim
+	if attrs <= l.MaxAttributes && events <= l.MaxEvents && links <= l.MaxLinks && name <= l.MaxValueBytes &&
+		message <= l.MaxValueBytes {
+		return nil // the common case, without building the locations below
+	}
 	if err := c.count(at.at("attributes", -1, ""), "MaxAttributes", c.lim.MaxAttributes, attrs); err != nil {
 		return err
 	}
