@@ -154,7 +154,29 @@ func openBenchStore(b *testing.B) *Store {
 	if err != nil {
 		b.Fatal(err)
 	}
+	settle(b, s)
 	return s
+}
+
+// settle waits until the store's background merges are done, so that queries are timed without them.
+func settle(b *testing.B, s *Store) {
+	for _, x := range []*index{s.spans, s.traces} {
+		for stable := 0; stable < 20; {
+			time.Sleep(100 * time.Millisecond)
+			x.commitMu.Lock()
+			idle := len(x.merging) == 0
+			x.commitMu.Unlock()
+			if idle {
+				stable++
+			} else {
+				stable = 0
+			}
+		}
+	}
+	x := s.spans
+	x.mu.RLock()
+	b.Logf("%d span segments", len(x.segs))
+	x.mu.RUnlock()
 }
 
 // BenchmarkQuery1M measures the product queries, the Jaeger lists (services, operations) and a business-key

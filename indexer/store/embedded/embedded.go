@@ -48,7 +48,7 @@ const BatchSize = 5000
 
 // Config tunes the store. DefaultConfig gives the defaults; OpenConfig takes them for zero fields.
 type Config struct {
-	// MergeFactor is the number of small segments merged at once.
+	// MergeFactor is the number of segments of a size tier merged at once, and the ratio between tiers.
 	MergeFactor int
 	// MaxSegmentRows bounds the live rows of a merged segment, and so the memory a merge builds it in
 	// (about 0.5 KB per row) and the work one merge does.
@@ -58,7 +58,7 @@ type Config struct {
 
 // DefaultConfig returns the store's defaults.
 func DefaultConfig() Config {
-	return Config{MergeFactor: 30, MaxSegmentRows: 250_000, Logger: slog.Default()}
+	return Config{MergeFactor: 10, MaxSegmentRows: 250_000, Logger: slog.Default()}
 }
 
 var (

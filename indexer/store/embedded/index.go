@@ -133,6 +133,7 @@ func openIndex(dir string, sc *schema, cfg Config, log *slog.Logger) (*index, er
 		}
 	}
 	go x.mergeLoop()
+	x.signal() // what the last process left unmerged
 	return x, nil
 }
 

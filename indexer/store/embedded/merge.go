@@ -40,36 +40,51 @@ func (x *index) mergeLoop() {
 	}
 }
 
-// pickMerge chooses the segments of the next merge, or nil: up to MergeFactor of the smallest segments
-// holding fewer than MaxSegmentRows live rows together, when there are MergeFactor of them; or any segment
-// that lost half its rows to deletes, with the small segments that fit beside it. The picked segments are
-// marked as merging.
+// tierBase is the live rows of the smallest tier of the merge policy.
+const tierBase = 1000
+
+// pickMerge chooses the segments of the next merge, or nil, and marks them as merging. Segments fall in
+// tiers by live rows (under tierBase*MergeFactor, under tierBase*MergeFactor^2, ...); the smallest segments
+// of a tier are merged, MergeFactor of them or as many as hold at most MaxSegmentRows live rows together,
+// when there are that many. So a document is merged about once per tier, not once per write. A segment
+// that lost half its rows to deletes is rewritten (with its tier's smallest, when they fit) to reclaim them.
 func (x *index) pickMerge() []*live {
 	x.commitMu.Lock()
 	defer x.commitMu.Unlock()
-	var cand []*live
+	tier := func(rows int) int {
+		t := 0
+		for n := tierBase * x.cfg.MergeFactor; n <= rows; n *= x.cfg.MergeFactor {
+			t++
+		}
+		return t
+	}
+	tiers := map[int][]*live{}
 	for _, l := range x.segs {
 		if !x.merging[l.seg] && l.liveRows() < x.cfg.MaxSegmentRows {
-			cand = append(cand, l)
+			tiers[tier(l.liveRows())] = append(tiers[tier(l.liveRows())], l)
 		}
 	}
-	slices.SortStableFunc(cand, func(a, b *live) int { return a.liveRows() - b.liveRows() })
-	var pick []*live
-	sum, sparse := 0, false
-	for _, l := range cand {
-		if len(pick) == x.cfg.MergeFactor || sum+l.liveRows() > x.cfg.MaxSegmentRows {
-			break
+	for t := range 8 {
+		cand := tiers[t]
+		slices.SortStableFunc(cand, func(a, b *live) int { return a.liveRows() - b.liveRows() })
+		var pick []*live
+		sum, sparse, full := 0, false, false
+		for _, l := range cand {
+			if len(pick) == x.cfg.MergeFactor || sum+l.liveRows() > x.cfg.MaxSegmentRows {
+				full = len(pick) > 1 // as many as fit in one segment
+				break
+			}
+			pick, sum = append(pick, l), sum+l.liveRows()
+			sparse = sparse || l.liveRows() < int(l.seg.rows())/2
 		}
-		pick, sum = append(pick, l), sum+l.liveRows()
-		sparse = sparse || l.liveRows() < int(l.seg.rows())/2
+		if full = full || len(pick) == x.cfg.MergeFactor; full || sparse {
+			for _, l := range pick {
+				x.merging[l.seg] = true
+			}
+			return pick
+		}
 	}
-	if len(pick) < x.cfg.MergeFactor && !sparse {
-		return nil
-	}
-	for _, l := range pick {
-		x.merging[l.seg] = true
-	}
-	return pick
+	return nil
 }
 
 func (x *index) doneMerging(pick []*live) {

@@ -381,8 +381,9 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 			}
 			counts[k] += c
 		}
-		if fd := l.seg.fields[field]; fd != nil && fd.OrdBits > 0 && bm.GetCardinality() < 16*uint64(fd.NStrs) {
-			// Fewer matching rows than values to try: count the rows' ordinals instead.
+		if fd := l.seg.fields[field]; fd != nil && fd.OrdBits > 0 && (bm.GetCardinality() < 16*uint64(fd.NStrs) || bm.GetCardinality() < uint64(l.seg.rows())/8) {
+			// Few matching rows, for the values to try or for the segment: count the rows' ordinals, rather
+			// than intersect every value's rows with them.
 			per := make([]int, fd.NStrs)
 			bm.Iterate(func(r uint32) bool {
 				if o, ok := l.seg.ordinal(fd, r); ok {
