@@ -36,6 +36,7 @@ type builder struct {
 	dense  [][]float64
 	ids    []string
 	path   []byte
+	texts  *fieldBuild // the text field
 
 	minStart, maxStart int64
 	blocks             [][]byte // compressed blocks
@@ -178,20 +179,11 @@ func (b *builder) walk(row uint32, v *fastjson.Value, searchable bool) {
 
 func (b *builder) str(f *fieldBuild, row uint32, s string) {
 	key := filterPrefix(normalize(s))
-	if f.strs == nil {
-		f.strs = map[string]*strBuild{}
+	e := f.entry(key)
+	if e.rows == nil && key != s {
+		e.orig = s
 	}
-	e := f.strs[key]
-	if e == nil {
-		e = &strBuild{}
-		if key != s {
-			e.orig = s
-		}
-		f.strs[key] = e
-	}
-	if n := len(e.rows); n == 0 || e.rows[n-1] != row {
-		e.rows = append(e.rows, row)
-	}
+	e.add(row)
 	switch n := len(f.rowKeys); {
 	case n == 0 || f.rowKeys[n-1].row != row:
 		f.rowKeys = append(f.rowKeys, rowKey{row, key})
@@ -200,24 +192,32 @@ func (b *builder) str(f *fieldBuild, row uint32, s string) {
 	}
 }
 
+// entry returns the dictionary entry of key, adding it.
+func (f *fieldBuild) entry(key string) *strBuild {
+	if f.strs == nil {
+		f.strs = map[string]*strBuild{}
+	}
+	e := f.strs[key]
+	if e == nil {
+		e = &strBuild{}
+		f.strs[key] = e
+	}
+	return e
+}
+
+// add records that row holds the entry (once).
+func (e *strBuild) add(row uint32) {
+	if n := len(e.rows); n == 0 || e.rows[n-1] != row {
+		e.rows = append(e.rows, row)
+	}
+}
+
 func (b *builder) text(row uint32, value string) {
-	saved := b.path
-	b.path = []byte(textField)
-	f := b.field()
-	textTerms(value, func(t string) {
-		if f.strs == nil {
-			f.strs = map[string]*strBuild{}
-		}
-		e := f.strs[t]
-		if e == nil {
-			e = &strBuild{}
-			f.strs[t] = e
-		}
-		if n := len(e.rows); n == 0 || e.rows[n-1] != row {
-			e.rows = append(e.rows, row)
-		}
-	})
-	b.path = saved
+	if b.texts == nil {
+		b.texts = &fieldBuild{}
+		b.fields[textField] = b.texts
+	}
+	textTerms(value, func(t string) { b.texts.entry(t).add(row) })
 }
 
 // encode writes the segment to path and fsyncs it.
