@@ -3,7 +3,6 @@ package embedded
 import (
 	"container/heap"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cespare/xxhash/v2"
+	gojson "github.com/goccy/go-json"
 	"github.com/valyala/fastjson"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
@@ -327,13 +327,13 @@ func (q *searcher) fetch(hits []hit, index store.Index, fields []string, out *st
 		}
 		if index == store.Traces {
 			var t document.Trace
-			if err := json.Unmarshal(src, &t); err != nil {
+			if err := gojson.Unmarshal(src, &t); err != nil {
 				return fmt.Errorf("embedded store: decode stored document: %w", err)
 			}
 			out.Traces = append(out.Traces, t)
 		} else {
 			var sp document.Span
-			if err := json.Unmarshal(src, &sp); err != nil {
+			if err := gojson.Unmarshal(src, &sp); err != nil {
 				return fmt.Errorf("embedded store: decode stored document: %w", err)
 			}
 			out.Spans = append(out.Spans, sp)
