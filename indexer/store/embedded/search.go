@@ -33,7 +33,7 @@ type hit struct {
 }
 
 // matches returns the live rows of l matching the filter and the free text.
-func (q *searcher) matches(l *live, filter query.Expr, text []string) (*roaring.Bitmap, error) {
+func (q *searcher) matches(ctx context.Context, l *live, filter query.Expr, text []string) (*roaring.Bitmap, error) {
 	ev := evaluator{x: q.x, seg: l.seg}
 	bm := ev.eval(filter)
 	if l.del != nil {
@@ -41,7 +41,14 @@ func (q *searcher) matches(l *live, filter query.Expr, text []string) (*roaring.
 	}
 	if len(text) > 0 && !bm.IsEmpty() {
 		var err error
+		checked := 0
 		bm = ev.text(bm, text, func(r uint32, ws []string) bool {
+			if checked++; checked%1024 == 0 && err == nil {
+				err = ctx.Err() // reading documents is the slow part of a long phrase: stop with the request
+			}
+			if err != nil {
+				return false
+			}
 			src, derr := l.seg.doc(r, q.x.dec, &q.cache)
 			if derr != nil {
 				err = derr
@@ -115,7 +122,7 @@ func (q *searcher) any(ctx context.Context, ls []*live, r store.Request, want in
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		bm, err := q.matches(l, r.Filter, r.Text)
+		bm, err := q.matches(ctx, l, r.Filter, r.Text)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -146,7 +153,7 @@ func (q *searcher) top(ctx context.Context, ls []*live, r store.Request, want in
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		bm, err := q.matches(l, r.Filter, r.Text)
+		bm, err := q.matches(ctx, l, r.Filter, r.Text)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -213,7 +220,7 @@ func (q *searcher) distinct(ctx context.Context, ls []*live, r store.Request, wa
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		bm, err := q.matches(l, r.Filter, r.Text)
+		bm, err := q.matches(ctx, l, r.Filter, r.Text)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -368,7 +375,7 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 		if !hasStrs && len(rows) == 0 {
 			continue
 		}
-		bm, err := q.matches(l, filter, nil)
+		bm, err := q.matches(ctx, l, filter, nil)
 		if err != nil {
 			return nil, err
 		}
