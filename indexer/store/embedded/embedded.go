@@ -99,6 +99,12 @@ func OpenConfig(dir string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	for _, old := range []string{"spans.bleve", "traces.bleve"} {
+		if _, err := os.Stat(filepath.Join(dir, old)); err == nil {
+			cfg.Logger.Warn("embedded store: the directory holds an index of the bleve store this engine replaced; it is not read (delete it to reclaim the disk)",
+				"path", filepath.Join(dir, old))
+		}
+	}
 	spans, err := openIndex(filepath.Join(dir, "spans"), spanSchema, cfg, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: open spans: %w", err)
