@@ -115,23 +115,34 @@ func (s *Store) Search(ctx context.Context, r store.Request) (_ store.Result, er
 	return out, nil
 }
 
-func (q *searcher) any(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
-	var hits []hit
+// each calls f with the matching rows of every segment of ls, in order, and returns their number.
+func (q *searcher) each(ctx context.Context, ls []*live, r store.Request, f func(*live, *roaring.Bitmap) error) (int, error) {
 	total := 0
 	for _, l := range ls {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		bm, err := q.matches(ctx, l, r.Filter, r.Text)
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		total += int(bm.GetCardinality())
+		if err := f(l, bm); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}
+
+func (q *searcher) any(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
+	var hits []hit
+	total, err := q.each(ctx, ls, r, func(l *live, bm *roaring.Bitmap) error {
 		for it := bm.Iterator(); it.HasNext() && len(hits) < want; {
 			hits = append(hits, hit{l, it.Next()})
 		}
-	}
-	return hits, total, nil
+		return nil
+	})
+	return hits, total, err
 }
 
 // top keeps the want first hits in sort order. Segments are visited from the most promising end of the
@@ -148,24 +159,15 @@ func (q *searcher) top(ctx context.Context, ls []*live, r store.Request, want in
 		})
 	}
 	h := &hitHeap{q: q}
-	total := 0
-	for _, l := range ls {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		bm, err := q.matches(ctx, l, r.Filter, r.Text)
-		if err != nil {
-			return nil, 0, err
-		}
-		total += int(bm.GetCardinality())
+	total, err := q.each(ctx, ls, r, func(l *live, bm *roaring.Bitmap) error {
 		if want == 0 || bm.IsEmpty() {
-			continue
+			return nil
 		}
 		if byStart && len(h.hits) == want {
 			worst := q.value(h.hits[0], 0)
 			if q.desc[0] && !isMissing(worst) && float64(l.seg.dir.MaxStart) < worst ||
 				!q.desc[0] && !isMissing(worst) && float64(l.seg.dir.MinStart) > worst {
-				continue
+				return nil
 			}
 		}
 		bm.Iterate(func(row uint32) bool {
@@ -178,6 +180,10 @@ func (q *searcher) top(ctx context.Context, ls []*live, r store.Request, want in
 			}
 			return true
 		})
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	out := make([]hit, len(h.hits))
 	for i := len(out) - 1; i >= 0; i-- {
@@ -216,24 +222,21 @@ func cmpInt(a, b int64) int {
 // distinct keeps the first hit in sort order per value of r.Distinct and counts the values.
 func (q *searcher) distinct(ctx context.Context, ls []*live, r store.Request, want int) ([]hit, int, error) {
 	best := map[string]hit{}
-	for _, l := range ls {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		bm, err := q.matches(ctx, l, r.Filter, r.Text)
-		if err != nil {
-			return nil, 0, err
-		}
+	_, err := q.each(ctx, ls, r, func(l *live, bm *roaring.Bitmap) error {
 		for it := bm.Iterator(); it.HasNext(); {
 			c := hit{l, it.Next()}
 			v, err := q.fieldValue(c, r.Distinct)
 			if err != nil {
-				return nil, 0, err
+				return err
 			}
 			if b, ok := best[v]; !ok || !r.Unordered && q.less(c, b) {
 				best[v] = c
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	hits := make([]hit, 0, len(best))
 	for _, c := range best {

@@ -192,8 +192,8 @@ func (d dict) find(key string) (uint32, bool) {
 	return 0, false
 }
 
-// term returns the rows holding key at path, or nil.
-func (s *segment) term(path, key string) *roaring.Bitmap {
+// posting returns the encoded rows holding key at path, or nil.
+func (s *segment) posting(path, key string) []byte {
 	d, ok := s.dict(path)
 	if !ok {
 		return nil
@@ -202,21 +202,24 @@ func (s *segment) term(path, key string) *roaring.Bitmap {
 	if !ok {
 		return nil
 	}
-	return decodePosting(d.posting(i))
+	return d.posting(i)
+}
+
+// term returns the rows holding key at path, or nil.
+func (s *segment) term(path, key string) *roaring.Bitmap {
+	if p := s.posting(path, key); p != nil {
+		return decodePosting(p)
+	}
+	return nil
 }
 
 // termView is term as a read-only bitmap over the mapped bytes (valid while the search holds the segment),
 // or nil: for intersecting a large posting without copying it.
 func (s *segment) termView(path, key string) *roaring.Bitmap {
-	d, ok := s.dict(path)
-	if !ok {
-		return nil
+	if p := s.posting(path, key); p != nil {
+		return viewPosting(p)
 	}
-	i, ok := d.find(key)
-	if !ok {
-		return nil
-	}
-	return viewPosting(d.posting(i))
+	return nil
 }
 
 // exists returns the rows holding path, or nil.
