@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -37,6 +38,8 @@ type builder struct {
 	ids    []string
 	path   []byte
 	texts  *fieldBuild // the text field
+	num    []byte      // scratch for a number's or a boolean's text
+	scratch termScratch
 
 	minStart, maxStart int64
 	blocks             [][]byte // compressed blocks
@@ -57,7 +60,7 @@ type fieldBuild struct {
 
 type rowKey struct {
 	row uint32
-	key string
+	e   *strBuild
 }
 
 // hasOrdinals says whether a path gets a column of dictionary ordinals: when no row holds two values and at
@@ -69,6 +72,7 @@ func hasOrdinals(multi bool, withValue, rows int) bool {
 type strBuild struct {
 	rows []uint32
 	orig string // the value as first written, when it differs from its normalized form
+	ord  uint32 // its index in the sorted dictionary, set by encode
 }
 
 func newBuilder(sc *schema, enc *zstd.Encoder) *builder {
@@ -153,13 +157,13 @@ func (b *builder) walk(row uint32, v *fastjson.Value, searchable bool) {
 			}
 		}
 	case fastjson.TypeString:
-		s := string(v.GetStringBytes())
+		s := v.GetStringBytes()
 		b.str(f, row, s)
 		if searchable {
 			b.text(row, s)
 		}
 	case fastjson.TypeTrue, fastjson.TypeFalse:
-		s := strconv.FormatBool(v.GetBool())
+		s := strconv.AppendBool(b.num[:0], v.GetBool())
 		b.str(f, row, s)
 		if searchable {
 			b.text(row, s)
@@ -172,22 +176,33 @@ func (b *builder) walk(row uint32, v *fastjson.Value, searchable bool) {
 			f.numRows, f.numVals = append(f.numRows, row), append(f.numVals, x)
 		}
 		if searchable {
-			b.text(row, string(v.MarshalTo(nil)))
+			b.num = v.MarshalTo(b.num[:0])
+			b.text(row, b.num)
 		}
 	}
 }
 
-func (b *builder) str(f *fieldBuild, row uint32, s string) {
-	key := filterPrefix(normalize(s))
-	e := f.entry(key)
-	if e.rows == nil && key != s {
-		e.orig = s
+// str indexes a string value of the path: its normalized form (lower-cased, cut at query.MaxValueBytes) in
+// the dictionary, the value as written beside it when that differs. Values already in the dictionary cost
+// no allocation.
+func (b *builder) str(f *fieldBuild, row uint32, raw []byte) {
+	key := raw
+	if !isNormal(raw) {
+		key = []byte(normalize(string(raw)))
+	}
+	key = filterPrefix(key)
+	e := f.strs[string(key)]
+	if e == nil {
+		e = f.entry(string(key))
+		if !bytes.Equal(key, raw) {
+			e.orig = string(raw)
+		}
 	}
 	e.add(row)
 	switch n := len(f.rowKeys); {
 	case n == 0 || f.rowKeys[n-1].row != row:
-		f.rowKeys = append(f.rowKeys, rowKey{row, key})
-	case f.rowKeys[n-1].key != key:
+		f.rowKeys = append(f.rowKeys, rowKey{row, e})
+	case f.rowKeys[n-1].e != e:
 		f.multi = true
 	}
 }
@@ -212,12 +227,18 @@ func (e *strBuild) add(row uint32) {
 	}
 }
 
-func (b *builder) text(row uint32, value string) {
+func (b *builder) text(row uint32, value []byte) {
 	if b.texts == nil {
 		b.texts = &fieldBuild{}
 		b.fields[textField] = b.texts
 	}
-	textTerms(value, func(t string) { b.texts.entry(t).add(row) })
+	textTerms(value, &b.scratch, func(t []byte) {
+		e := b.texts.strs[string(t)]
+		if e == nil {
+			e = b.texts.entry(string(t))
+		}
+		e.add(row)
+	})
 }
 
 // encode writes the segment to path and fsyncs it.
@@ -244,16 +265,15 @@ func (b *builder) encode(path string) error {
 		slices.Sort(keys)
 		var ords []uint32
 		if hasOrdinals(f.multi, len(f.rowKeys), int(b.rows)) {
-			index := make(map[string]uint32, len(keys))
 			for i, k := range keys {
-				index[k] = uint32(i)
+				f.strs[k].ord = uint32(i)
 			}
 			ords = make([]uint32, b.rows)
 			for i := range ords {
 				ords[i] = uint32(len(keys)) // missing
 			}
 			for _, rk := range f.rowKeys {
-				ords[rk.row] = index[rk.key]
+				ords[rk.row] = rk.e.ord
 			}
 		}
 		e.field(name, appendPosting(nil, f.exists), len(keys),

@@ -18,9 +18,20 @@ func normalize(s string) string {
 	return s
 }
 
+// isNormal reports whether a value is its own normalized form: no upper-case ASCII letter, nothing beyond
+// ASCII.
+func isNormal(v []byte) bool {
+	for _, c := range v {
+		if c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
 // filterPrefix mirrors Meilisearch, which indexes the first query.MaxValueBytes (468) bytes of a filterable
 // string, after normalizing it: a longer value is found by that prefix, never by the whole value.
-func filterPrefix(v string) string {
+func filterPrefix[T ~string | ~[]byte](v T) T {
 	if len(v) <= query.MaxValueBytes {
 		return v
 	}
@@ -55,17 +66,49 @@ func words(s string) []string {
 	return out
 }
 
-// textTerms are the terms of the text field a searchable value adds: each word, and each pair of adjacent
-// words joined by a space (a word never holds one), so a two-word phrase is one term and a longer phrase
-// the conjunction of its pairs, checked against the document.
-func textTerms(value string, add func(string)) {
-	ws := words(value)
-	for i, w := range ws {
-		add(w)
-		if i > 0 {
-			add(ws[i-1] + " " + w)
+// textTerms calls add with the terms of the text field a searchable value adds: each word, lower-cased, and
+// each pair of adjacent words joined by a space (a word never holds one), so a two-word phrase is one term
+// and a longer phrase the conjunction of its pairs, checked against the document. The words are those of
+// words; add gets each term in a scratch buffer, valid until it returns.
+func textTerms(value []byte, scratch *termScratch, add func([]byte)) {
+	prev, cur := scratch.prev[:0], scratch.cur[:0]
+	for i := 0; i < len(value); {
+		r, n := decodeRune(value[i:])
+		if !isWordRune(r) {
+			i += n
+			continue
 		}
+		cur = cur[:0]
+		for ; i < len(value); i += n {
+			if r, n = decodeRune(value[i:]); !isWordRune(r) {
+				break
+			}
+			if 'A' <= r && r <= 'Z' {
+				cur = append(cur, byte(r+'a'-'A'))
+			} else if r < utf8.RuneSelf {
+				cur = append(cur, byte(r))
+			} else {
+				cur = utf8.AppendRune(cur, unicode.ToLower(r))
+			}
+		}
+		add(cur)
+		if len(prev) > 0 {
+			scratch.pair = append(append(append(scratch.pair[:0], prev...), ' '), cur...)
+			add(scratch.pair)
+		}
+		prev, cur = cur, prev
 	}
+	scratch.prev, scratch.cur = prev, cur
+}
+
+// termScratch holds textTerms' buffers between calls.
+type termScratch struct{ prev, cur, pair []byte }
+
+func decodeRune(p []byte) (rune, int) {
+	if p[0] < utf8.RuneSelf {
+		return rune(p[0]), 1
+	}
+	return utf8.DecodeRune(p)
 }
 
 // phraseTerms are the terms every value holding the phrase (already split into words) has.
