@@ -30,15 +30,15 @@ const blockDocs = 64
 // builder accumulates the documents of one segment in memory, then writes it (encode). It is not safe for
 // concurrent use.
 type builder struct {
-	sc     *schema
-	parser fastjson.Parser
-	rows   uint32
-	fields map[string]*fieldBuild
-	dense  [][]float64
-	ids    []string
-	path   []byte
-	texts  *fieldBuild // the text field
-	num    []byte      // scratch for a number's or a boolean's text
+	sc      *schema
+	parser  fastjson.Parser
+	rows    uint32
+	fields  map[string]*fieldBuild
+	dense   [][]float64
+	ids     []string
+	path    []byte
+	texts   *fieldBuild // the text field
+	num     []byte      // scratch for a number's or a boolean's text
 	scratch termScratch
 
 	minStart, maxStart int64
