@@ -42,7 +42,8 @@ type builder struct {
 	scratch termScratch
 
 	minStart, maxStart int64
-	blocks             [][]byte // compressed blocks
+	blocks             []byte   // the compressed blocks, one after the other
+	blockEnds          []int    // where each ends in blocks
 	block              []byte   // documents of the open block: uvarint length, bytes
 	inBlock            int
 	enc                *zstd.Encoder
@@ -120,7 +121,8 @@ func (b *builder) flushBlock() {
 	if b.inBlock == 0 {
 		return
 	}
-	b.blocks = append(b.blocks, b.enc.EncodeAll(b.block, nil))
+	b.blocks = b.enc.EncodeAll(b.block, b.blocks)
+	b.blockEnds = append(b.blockEnds, len(b.blocks))
 	b.block, b.inBlock = b.block[:0], 0
 }
 
@@ -248,8 +250,10 @@ func (b *builder) encode(path string) error {
 	if err != nil {
 		return err
 	}
-	for i, blk := range b.blocks {
-		e.block(blk, uint32(i*blockDocs))
+	start := 0
+	for i, end := range b.blockEnds {
+		e.block(b.blocks[start:end], uint32(i*blockDocs))
+		start = end
 	}
 	names := make([]string, 0, len(b.fields))
 	for k := range b.fields {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
@@ -63,6 +64,8 @@ type segEncoder struct {
 
 	blocksEnd uint64
 	crc       uint32 // of everything put so far
+	postings  []byte // scratch of field
+	ends      []int
 }
 
 func createSegment(path string) (*segEncoder, error) {
@@ -70,10 +73,15 @@ func createSegment(path string) (*segEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &segEncoder{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(f)
+	e := &segEncoder{f: f, w: w}
 	e.put(segMagic)
 	return e, nil
 }
+
+// writers are the buffered writers of segment files, reused: one per file would be a megabyte per write.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
 
 func (e *segEncoder) put(p []byte) {
 	if e.err == nil {
@@ -122,12 +130,12 @@ func (e *segEncoder) field(name string, exists []byte, n int, key func(int) []by
 		for i := range n {
 			b = append(b, key(i)...)
 		}
-		var postings []byte
-		ends := make([]int, n)
+		postings, ends := e.postings[:0], e.ends[:0]
 		for i := range n {
 			postings = posting(i, postings)
-			ends[i] = len(postings)
+			ends = append(ends, len(postings))
 		}
+		e.postings, e.ends = postings, ends
 		offs(func(i int) int {
 			if i == 0 {
 				return ends[0]
@@ -172,6 +180,8 @@ func (e *segEncoder) field(name string, exists []byte, n int, key func(int) []by
 // finish appends the dense columns, the id filter and the directory, and fsyncs the file.
 func (e *segEncoder) finish(rows uint32, runs []uint32, minStart, maxStart int64, dense [][]float64, bl bloom) (err error) {
 	defer func() {
+		e.w.Reset(nil)
+		writers.Put(e.w)
 		if cerr := e.f.Close(); err == nil {
 			err = cerr
 		}
