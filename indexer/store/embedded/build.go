@@ -42,9 +42,9 @@ type builder struct {
 	scratch termScratch
 
 	minStart, maxStart int64
-	blocks             []byte   // the compressed blocks, one after the other
-	blockEnds          []int    // where each ends in blocks
-	block              []byte   // documents of the open block: uvarint length, bytes
+	blocks             []byte // the compressed blocks, one after the other
+	blockEnds          []int  // where each ends in blocks
+	block              []byte // documents of the open block: uvarint length, bytes
 	inBlock            int
 	enc                *zstd.Encoder
 }
