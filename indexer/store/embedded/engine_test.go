@@ -403,3 +403,81 @@ func ids(r store.Result) []string {
 	}
 	return out
 }
+
+// TestConcurrentWritesSearchesMergesAndRetention runs two writers, a searcher and retention at once (run
+// it with -race), then checks that every span written after the last retention cut is there.
+func TestConcurrentWritesSearchesMergesAndRetention(t *testing.T) {
+	s, err := OpenConfig(t.TempDir(), Config{MergeFactor: 3, MaxSegmentRows: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	base := int64(1_700_000_000_000_000)
+	const writers, batches, perBatch = 2, 30, 100
+	errs := make(chan error, writers+2)
+	done := make(chan struct{})
+	for w := range writers {
+		go func() {
+			for b := range batches {
+				var spans []document.Span
+				var traces []document.Trace
+				for i := range perBatch {
+					n := (w*batches+b)*perBatch + i
+					sp := span(n/5, n, base+int64(b*perBatch+i), map[string]any{"writer": strconv.Itoa(w)})
+					spans = append(spans, sp)
+					traces = append(traces, document.Trace{ID: sp.TraceID, TraceID: sp.TraceID, Start: sp.Start})
+				}
+				if err := s.Write(ctx, spans, traces); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	go func() { // searches while the writes and merges run
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			for _, src := range []string{"writer=1", "duration<1s sort=-start", "customer_id EXISTS"} {
+				q, _ := query.Compile(src, time.UnixMicro(base))
+				if _, err := querysvc.Execute(ctx, s, q, querysvc.Page{Limit: 20}, rollup.DefaultKeys); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if _, err := s.Facet(ctx, store.Spans, nil, "attr.writer", 10); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() { // retention of the first tenth of the time range, twice
+		for range 2 {
+			time.Sleep(20 * time.Millisecond)
+			if err := s.DeleteBefore(ctx, time.UnixMicro(base+batches*perBatch/10)); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	for range writers + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	cut := &query.Compare{Field: "start", Op: query.Ge, Value: query.Int(base + batches*perBatch/10)}
+	if n := count(t, s, store.Spans, cut); n != writers*batches*perBatch*9/10 {
+		t.Errorf("%d spans at or after the retention cut, want %d", n, writers*batches*perBatch*9/10)
+	}
+}
