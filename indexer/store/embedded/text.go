@@ -10,18 +10,17 @@ import (
 
 // normalize is how string values are compared for equality: case-insensitively.
 func normalize(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
-			return strings.ToLower(s)
-		}
+	if isNormal(s) {
+		return s
 	}
-	return s
+	return strings.ToLower(s)
 }
 
 // isNormal reports whether a value is its own normalized form: no upper-case ASCII letter, nothing beyond
 // ASCII.
-func isNormal(v []byte) bool {
-	for _, c := range v {
+func isNormal[T ~string | ~[]byte](v T) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
 		if c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
 			return false
 		}
