@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 	meiliproc "github.com/meshtrace/meshtrace/testenv/meilisearch"
 )
 
@@ -42,47 +41,22 @@ import (
 func BenchmarkQueryAt1M(b *testing.B) {
 	fx := benchQueryFixture(b)
 	for _, c := range fx.cases {
-		b.Run(c.name, func(b *testing.B) { runQueryCase(b, fx, c) })
+		b.Run(c.Name, func(b *testing.B) { runQueryCase(b, fx, c) })
 	}
 }
 
-// Fixture shape. Bump benchFixtureVersion whenever the generator changes, so a cached database is rebuilt.
+// Fixture shape: storetest.GenerateShop's spans (storetest.ShopVersion names the cached database).
 const (
-	benchFixtureVersion = 1
-	benchSpans          = 1_000_000
-	benchCustomers      = 10_000
-	benchWindow         = 6 * time.Hour // traces start uniformly over the 6 hours before benchNow
-	benchIndexPrefix    = "meshtrace-bench-"
-	benchWriters        = 8 // concurrent Writes of BatchSize spans: the store merges them into large tasks
+	benchSpans       = 1_000_000
+	benchIndexPrefix = "meshtrace-bench-"
+	benchWriters     = 8 // concurrent Writes of BatchSize spans: the store merges them into large tasks
 )
-
-// benchNow is the instant the fixture is generated around and queries are compiled at (since=1h counts back
-// from it): fixed, so that a cached database answers the same queries.
-var benchNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-
-// queryCase is one benchmarked query. Exactly one of span and trace is set: the predicate that decides, on
-// the generated documents, whether a document matches the query (the generator counts the matches and keeps
-// the matching trace ids to check the answers by).
-type queryCase struct {
-	name  string
-	src   string
-	limit int
-	span  func(*document.Span) bool
-	trace func(*document.Trace, []document.Span) bool
-	// sorted, for span queries sorted by start ascending.
-	sorted bool
-	// traces asks for traces (the API's target=traces) of a query that would return spans.
-	traces bool
-
-	want    int             // matching documents, counted at generation
-	wantIDs map[string]bool // ids of the matching traces (trace queries)
-}
 
 type queryFixture struct {
 	srv     *meiliproc.Server
 	st      *Store
 	svc     *querysvc.Service
-	cases   []*queryCase
+	cases   []*storetest.ShopCase
 	lock    *os.File // flock on the cache directory, held for the life of the process
 	cached  bool
 	build   time.Duration // time to make the fixture searchable (indexing, or starting on the cached database)
@@ -122,85 +96,33 @@ func benchQueryFixture(b *testing.B) *queryFixture {
 	return fx
 }
 
-// benchCases are the queries: the three product questions of the README, the trace-scope form of the third,
-// recent errors, free text and business-key lookups. traceID is the trace the first one reads.
-func benchCases(traceID string) []*queryCase {
-	since := func(d time.Duration) int64 { return benchNow.Add(-d).UnixMicro() }
-	h1, m10 := since(time.Hour), since(10*time.Minute)
-	customer := func(s *document.Span, id string) bool { v, _ := s.Attr["customer_id"].(string); return v == id }
-	hasKey := func(t *document.Trace, id string) bool { return slices.Contains(t.Keys["customer_id"], id) }
-	return []*queryCase{
-		{name: "product/trace-spans", src: "trace_id=" + traceID + " sort=start", limit: store.MaxLimit, sorted: true,
-			span: func(s *document.Span) bool { return s.TraceID == traceID }},
-		{name: "product/slow-spans", src: "service=service-b duration>=1s since=10m",
-			span: func(s *document.Span) bool {
-				return s.Service == "service-b" && s.Duration >= 1_000_000 && s.Start >= m10
-			}},
-		{name: "product/customer-traces", src: "customer_id=123 service=inventory-service trace.duration>500ms since=1h",
-			trace: func(t *document.Trace, spans []document.Span) bool {
-				if t.Start < h1 || t.Duration <= 500_000 {
-					return false
-				}
-				return slices.ContainsFunc(spans, func(s document.Span) bool {
-					return s.Service == "inventory-service" && customer(&s, "123") && s.Start >= h1
-				})
-			}},
-		{name: "product/customer-traces-span-duration", src: "customer_id=123 service=inventory-service duration>500ms since=1h",
-			traces: true, trace: func(t *document.Trace, spans []document.Span) bool {
-				return t.Start >= h1 && slices.ContainsFunc(spans, func(s document.Span) bool {
-					return s.Service == "inventory-service" && customer(&s, "123") && s.Duration > 500_000 && s.Start >= h1
-				})
-			}},
-		{name: "trace-scope/customer-traces", src: "trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h",
-			trace: func(t *document.Trace, _ []document.Span) bool {
-				return t.Start >= h1 && t.Duration > 500_000 && hasKey(t, "123") && slices.Contains(t.Services, "inventory-service")
-			}},
-		{name: "recent-errors", src: "error=true since=10m",
-			span: func(s *document.Span) bool { return s.Error && s.Start >= m10 }},
-		{name: "recent-errors/service", src: "service=inventory-service error=true since=1h",
-			span: func(s *document.Span) bool { return s.Service == "inventory-service" && s.Error && s.Start >= h1 }},
-		{name: "free-text", src: `"connection reset"`,
-			span: func(s *document.Span) bool {
-				return strings.Contains(strings.ToLower(s.StatusMessage), "connection reset")
-			}},
-		{name: "free-text/service", src: `service=inventory-service "connection reset" since=1h`,
-			span: func(s *document.Span) bool {
-				return s.Service == "inventory-service" && s.Start >= h1 && strings.Contains(strings.ToLower(s.StatusMessage), "connection reset")
-			}},
-		{name: "business-key/spans", src: "customer_id=4711",
-			span: func(s *document.Span) bool { return customer(s, "4711") }},
-		{name: "business-key/traces", src: "trace.customer_id=4711",
-			trace: func(t *document.Trace, _ []document.Span) bool { return hasKey(t, "4711") }},
-	}
-}
-
 // runQueryCase runs c b.N times, timing each search (compiling the query included, as the API does), and
 // checks every answer's count and the first answer's hits.
-func runQueryCase(b *testing.B, fx *queryFixture, c *queryCase) {
+func runQueryCase(b *testing.B, fx *queryFixture, c *storetest.ShopCase) {
 	ctx := context.Background()
 	durs := make([]time.Duration, 0, 1024)
 	var last store.Result
 	checked := false
 	for b.Loop() {
 		t0 := time.Now()
-		q, err := query.Compile(c.src, benchNow)
+		q, err := query.Compile(c.Src, storetest.ShopNow)
 		if err != nil {
-			b.Fatalf("%s: %v", c.src, err)
+			b.Fatalf("%s: %v", c.Src, err)
 		}
-		if c.traces {
+		if c.Traces {
 			q.Target = query.TraceScope
 		}
-		res, err := fx.svc.Search(ctx, q, querysvc.Page{Limit: c.limit})
+		res, err := fx.svc.Search(ctx, q, querysvc.Page{Limit: c.Limit})
 		durs = append(durs, time.Since(t0))
 		if err != nil {
-			b.Fatalf("%s: %v", c.src, err)
+			b.Fatalf("%s: %v", c.Src, err)
 		}
-		if res.Total != c.want || res.Partial {
-			b.Fatalf("%s: total %d (partial %v), want %d counted at generation", c.src, res.Total, res.Partial, c.want)
+		if res.Total != c.Want || res.Partial {
+			b.Fatalf("%s: total %d (partial %v), want %d counted at generation", c.Src, res.Total, res.Partial, c.Want)
 		}
 		if !checked {
-			if err := c.check(res); err != nil {
-				b.Fatalf("%s: %v", c.src, err)
+			if err := c.Check(res); err != nil {
+				b.Fatalf("%s: %v", c.Src, err)
 			}
 			checked = true
 		}
@@ -216,61 +138,14 @@ func runQueryCase(b *testing.B, fx *queryFixture, c *queryCase) {
 	b.ReportMetric(float64(len(last.Spans)+len(last.Traces)), "hits")
 }
 
-// check verifies one answer: as many hits as the page holds, each one a match, in order.
-func (c *queryCase) check(res store.Result) error {
-	if c.want == 0 {
-		return errors.New("the fixture has no match for this query: the benchmark would measure an empty answer")
-	}
-	limit := c.limit
-	if limit == 0 {
-		limit = store.DefaultLimit
-	}
-	got := len(res.Spans) + len(res.Traces)
-	if want := min(c.want, limit); got != want {
-		return fmt.Errorf("%d hits, want %d", got, want)
-	}
-	if c.span != nil {
-		if len(res.Traces) > 0 {
-			return errors.New("traces returned for a span query")
-		}
-		for i := range res.Spans {
-			s := &res.Spans[i]
-			if !c.span(s) {
-				return fmt.Errorf("hit %s does not match: service %s, duration %d, start %d, error %v, %q, attr %v",
-					s.ID, s.Service, s.Duration, s.Start, s.Error, s.StatusMessage, s.Attr)
-			}
-			if i > 0 {
-				prev := &res.Spans[i-1]
-				if c.sorted && prev.Start > s.Start || !c.sorted && prev.Start < s.Start {
-					return fmt.Errorf("hits %d and %d out of order (start %d, %d)", i-1, i, prev.Start, s.Start)
-				}
-			}
-		}
-		return nil
-	}
-	if len(res.Spans) > 0 {
-		return errors.New("spans returned for a trace query")
-	}
-	for i, t := range res.Traces {
-		if !c.wantIDs[t.ID] {
-			return fmt.Errorf("hit %s is not a matching trace: duration %d, start %d, services %v, keys %v",
-				t.ID, t.Duration, t.Start, t.Services, t.Keys)
-		}
-		if i > 0 && res.Traces[i-1].Start < t.Start {
-			return fmt.Errorf("hits %d and %d out of order (start %d, %d)", i-1, i, res.Traces[i-1].Start, t.Start)
-		}
-	}
-	return nil
-}
-
 // make starts Meilisearch on the cached database, or indexes the fixture into a new one.
 func (fx *queryFixture) make() error {
 	t0 := time.Now()
 	// The expected answers are counted by generating the documents again: it is deterministic and takes
 	// seconds, so the cache holds nothing but Meilisearch's database.
-	lookup := benchLookupTrace()
-	fx.cases = benchCases(lookup)
-	if err := benchGenerate(func([]document.Span, []document.Trace) error { return nil }, fx.cases); err != nil {
+	lookup := storetest.ShopLookupTrace(benchSpans, BatchSize)
+	fx.cases = storetest.ShopCases(lookup)
+	if err := storetest.GenerateShop(benchSpans, BatchSize, func([]document.Span, []document.Trace) error { return nil }, fx.cases); err != nil {
 		return err
 	}
 	fx.gen = time.Since(t0)
@@ -354,7 +229,7 @@ func (fx *queryFixture) open(dir string) error {
 }
 
 // benchQueryConfig is the store configuration of the benchmark: fixed index names (the database is reused),
-// no retention (the fixture's spans are dated around benchNow), quiet logs.
+// no retention (the fixture's spans are dated around storetest.ShopNow), quiet logs.
 func benchQueryConfig(url, key string) Config {
 	return Config{URL: url, APIKey: key, IndexPrefix: benchIndexPrefix, Linger: 5 * time.Millisecond,
 		RetryFor: 5 * time.Minute, Logger: slog.New(slog.DiscardHandler)}
@@ -402,7 +277,7 @@ func (fx *queryFixture) index() error {
 			}
 		}()
 	}
-	genErr := benchGenerate(func(spans []document.Span, traces []document.Trace) error {
+	genErr := storetest.GenerateShop(benchSpans, BatchSize, func(spans []document.Span, traces []document.Trace) error {
 		select {
 		case work <- batch{spans, traces}:
 			return nil
@@ -420,268 +295,5 @@ func (fx *queryFixture) index() error {
 // are not part of it: Open applies the current ones to a cached database (Meilisearch re-indexes when they
 // changed, which Open waits for), so a cached database always answers with the settings of schema.go.
 func benchCacheKey() string {
-	return fmt.Sprintf("v%d-%d-meili%s", benchFixtureVersion, benchSpans, meiliproc.Version)
-}
-
-// benchLookupTrace returns the id of a trace of the fixture with at least 10 spans (for the trace-by-id
-// question): the first one after the 50,000th trace.
-func benchLookupTrace() string {
-	var id string
-	n := 0
-	stop := errors.New("stop")
-	_ = benchGenerate(func(spans []document.Span, traces []document.Trace) error {
-		for _, t := range traces {
-			n++
-			if n > 50_000 && t.SpanCount >= 10 {
-				id = t.ID
-				return stop
-			}
-		}
-		return nil
-	}, nil)
-	return id
-}
-
-// benchGenerate generates the fixture deterministically: about benchSpans spans in traces of 6 to 14 spans
-// (10 on average), handed to emit in batches of BatchSize spans (whole traces) with their trace documents
-// from the rollup. For each case it counts the documents matching c.span or c.trace into c.want (and the
-// matching trace ids into c.wantIDs).
-func benchGenerate(emit func([]document.Span, []document.Trace) error, cases []*queryCase) error {
-	for _, c := range cases {
-		c.want, c.wantIDs = 0, map[string]bool{}
-	}
-	g := newBenchGen()
-	ru := rollup.New(rollup.Config{MaxSpans: 4 * BatchSize}, nil)
-	var spans []document.Span
-	flush := func() error {
-		traces, err := ru.Apply(context.Background(), spans, benchNow)
-		if err != nil {
-			return err
-		}
-		for _, c := range cases {
-			if c.span != nil {
-				for i := range spans {
-					if c.span(&spans[i]) {
-						c.want++
-					}
-				}
-				continue
-			}
-			first := 0
-			for i := range traces {
-				n := traces[i].SpanCount
-				if c.trace(&traces[i], spans[first:first+n]) {
-					c.want++
-					c.wantIDs[traces[i].ID] = true
-				}
-				first += n
-			}
-		}
-		err = emit(spans, traces)
-		spans = nil
-		return err
-	}
-	for made := 0; made < benchSpans; {
-		t := g.trace()
-		if made+len(t) > benchSpans {
-			t = t[:benchSpans-made] // the last trace loses its latest spans, never its root
-		}
-		if len(spans)+len(t) > BatchSize {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		spans = append(spans, t...)
-		made += len(t)
-	}
-	return flush()
-}
-
-// benchGen generates shop traces shaped like the filter's spans: one HTTP server span per service hop (the
-// gateway first, then the frontend and services behind it; about 45 % of traces reach inventory-service),
-// TCP client spans to postgres and redis, and Kafka producer/consumer pairs (checkout publishing, service-b
-// consuming). HTTP spans carry customer_id (10,000 customers: half the traffic uniform, half Zipf-skewed, so
-// customer 123 is the busiest, with a few percent of the traces), method, route, path and status code.
-// Durations are log-normal with a Pareto tail (2 % of traces take 1 s to 30 s); 1.5 % of traces fail on
-// one HTTP span (connection resets, timeouts, 500s), which is marked as an error together with the root.
-type benchGen struct {
-	r    *rand.Rand
-	zipf *rand.Zipf
-	seq  int // traces made
-}
-
-func newBenchGen() *benchGen {
-	r := rand.New(rand.NewPCG(benchFixtureVersion, 0x5eed))
-	return &benchGen{r: r, zipf: rand.NewZipf(r, 1.1, 1, benchCustomers-1)}
-}
-
-var (
-	benchHops = []struct {
-		service, method, route, path string
-	}{
-		{"checkout", "POST", "/orders", "/orders"},
-		{"payments", "POST", "/charges", "/charges"},
-		{"catalog", "GET", "/products/{id}", "/products/"},
-		{"search", "GET", "/search", "/search"},
-		{"users", "GET", "/users/{id}", "/users/"},
-		{"recommendations", "GET", "/recommendations/{id}", "/recommendations/"},
-		{"shipping", "POST", "/quotes", "/quotes"},
-		{"service-b", "GET", "/status/{id}", "/status/"},
-	}
-	benchEntries = []struct{ method, route string }{
-		{"GET", "/checkout"}, {"GET", "/products"}, {"GET", "/search"}, {"POST", "/cart"}, {"GET", "/account"},
-	}
-	benchFailures = []struct {
-		status int64
-		msg    string
-	}{
-		{503, "upstream connect error or disconnect/reset before headers. reset reason: connection reset"},
-		{503, "upstream connect error or disconnect/reset before headers. reset reason: connection reset"},
-		{503, "upstream connect error or disconnect/reset before headers. reset reason: connection reset"},
-		{504, "upstream request timeout"},
-		{504, "upstream request timeout"},
-		{500, "internal server error"},
-	}
-)
-
-// customer returns a customer id: uniform for half of the traces, Zipf-ranked for the other half (rank 0 is
-// customer 123), as a string (business keys come from headers).
-func (g *benchGen) customer() string {
-	k := g.r.IntN(benchCustomers)
-	if g.r.IntN(2) == 0 {
-		k = int(g.zipf.Uint64())
-	}
-	return fmt.Sprint((k*7919+122)%benchCustomers + 1)
-}
-
-// duration returns a log-normal duration in microseconds (median in µs, sigma of the log), with a Pareto tail
-// of probability tail between 1 s and 30 s.
-func (g *benchGen) duration(median float64, sigma, tail float64) int64 {
-	if g.r.Float64() < tail {
-		return int64(min(1e6*math.Pow(1-g.r.Float64(), -1/1.5), 30e6))
-	}
-	return max(50, int64(median*math.Exp(sigma*g.r.NormFloat64())))
-}
-
-func (g *benchGen) trace() []document.Span {
-	r := g.r
-	g.seq++
-	tid := fmt.Sprintf("%016x%016x", r.Uint64(), uint64(g.seq))
-	start := benchNow.Add(-time.Duration(r.Int64N(int64(benchWindow)))).UnixMicro()
-	n := 6 + r.IntN(9)
-	customer := ""
-	if r.IntN(20) != 0 { // 5 % anonymous
-		customer = g.customer()
-	}
-	entry := benchEntries[r.IntN(len(benchEntries))]
-	rootDur := g.duration(60_000, 0.9, 0.02)
-	spans := make([]document.Span, 0, n+1)
-	var httpSpans []int // indexes of HTTP server spans: parents of everything else
-	newSpan := func(parent int, service, name, kind string, startOff, dur int64) *document.Span {
-		sp := document.Span{TraceID: tid, SpanID: fmt.Sprintf("%016x", r.Uint64()|1), Name: name, Kind: kind,
-			Service: service, StatusCode: "unset",
-			Resource: map[string]any{"service.name": service, "service.version": "1.4.2", "k8s.namespace.name": "shop",
-				"k8s.pod.name": fmt.Sprintf("%s-7d9f8b6c5-%c%c", service, 'a'+rune(r.IntN(3)), 'k'+rune(r.IntN(3)))}}
-		if parent >= 0 {
-			p := &spans[parent]
-			sp.ParentSpanID = p.SpanID
-			startOff = min(startOff, p.Duration)
-			dur = min(dur, p.Duration-startOff)
-			sp.Start = p.Start + startOff
-		} else {
-			sp.Start = start
-		}
-		sp.Duration = max(dur, 1)
-		sp.End = sp.Start + sp.Duration
-		sp.ID = tid + "-" + sp.SpanID
-		spans = append(spans, sp)
-		return &spans[len(spans)-1]
-	}
-	httpSpan := func(parent int, service, method, route, path string, dur int64) {
-		var off int64
-		if parent >= 0 {
-			off = int64(r.Float64() * 0.3 * float64(spans[parent].Duration))
-		}
-		sp := newSpan(parent, service, method+" "+route, "server", off, dur)
-		sp.Attr = map[string]any{"http.request.method": method, "http.route": route, "url.path": path,
-			"http.response.status_code": int64(200), "network.protocol.version": "1.1",
-			"envoy.upstream.cluster": "inbound|8080||" + service + ".shop.svc.cluster.local"}
-		if customer != "" {
-			sp.Attr["customer_id"] = customer
-		}
-		if parent < 0 {
-			sp.Attr["user_agent.original"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0"
-			sp.Attr["client.address"] = fmt.Sprintf("10.%d.%d.%d", r.IntN(4), r.IntN(256), 1+r.IntN(254))
-		}
-		httpSpans = append(httpSpans, len(spans)-1)
-	}
-	httpSpan(-1, "gateway", entry.method, entry.route, entry.route, rootDur)
-	httpSpan(0, "frontend", entry.method, entry.route, entry.route, rootDur-int64(r.IntN(2000)))
-	if r.Float64() < 0.43 {
-		id := fmt.Sprint(10_000 + r.IntN(90_000))
-		httpSpan(1, "inventory-service", "GET", "/stock/{sku}", "/stock/SKU-"+id,
-			int64(float64(spans[1].Duration)*(0.3+0.6*r.Float64())))
-	}
-	for len(spans) < n {
-		parent := httpSpans[r.IntN(len(httpSpans))]
-		switch k := r.IntN(100); {
-		case k < 62 || len(spans) == n-1 && k >= 82: // HTTP hop (a Kafka pair needs two spans)
-			h := benchHops[r.IntN(len(benchHops))]
-			path := h.path
-			if strings.HasSuffix(path, "/") {
-				path += fmt.Sprint(1 + r.IntN(100_000))
-			}
-			httpSpan(parent, h.service, h.method, h.route, path,
-				int64(float64(spans[parent].Duration)*(0.1+0.6*r.Float64())))
-		case spans[parent].Service == "gateway":
-			continue // the gateway only forwards: TCP and Kafka spans come from the services behind it
-		case k < 82: // TCP client span from the parent's service
-			peer, port := "postgres", int64(5432)
-			if r.IntN(3) == 0 {
-				peer, port = "redis", 6379
-			}
-			p := &spans[parent]
-			sp := newSpan(parent, p.Service, peer, "client", int64(r.Float64()*0.5*float64(p.Duration)), g.duration(2_000, 1.0, 0.002))
-			sp.Attr = map[string]any{"network.transport": "tcp", "peer.service": peer, "server.address": peer + ".shop.svc.cluster.local",
-				"server.port": port, "network.peer.port": port, "meshtrace.tcp.bytes_sent": int64(200 + r.IntN(4000)),
-				"meshtrace.tcp.bytes_received": int64(100 + r.IntN(64_000)), "envoy.upstream.cluster": "outbound|" +
-					fmt.Sprint(port) + "||" + peer + ".shop.svc.cluster.local"}
-		default: // Kafka: the parent's service produces, service-b consumes (later, and on its own clock)
-			p := &spans[parent]
-			prod := newSpan(parent, p.Service, "orders publish", "producer", int64(r.Float64()*0.8*float64(p.Duration)), g.duration(1_500, 0.8, 0))
-			attrs := func(op string) map[string]any {
-				return map[string]any{"network.transport": "tcp", "messaging.system": "kafka", "messaging.operation.type": op,
-					"messaging.operation.name":   map[string]string{"send": "produce", "process": "fetch"}[op],
-					"messaging.destination.name": "orders", "messaging.destination.partition.id": fmt.Sprint(r.IntN(12)),
-					"messaging.batch.message_count": int64(1 + r.IntN(20)), "server.port": int64(9092)}
-			}
-			prod.Attr = attrs("send")
-			cons := document.Span{TraceID: tid, SpanID: fmt.Sprintf("%016x", r.Uint64()|1), ParentSpanID: prod.SpanID,
-				Name: "orders process", Kind: "consumer", Service: "service-b", StatusCode: "unset",
-				Start: prod.End + int64(r.IntN(20_000)), Duration: g.duration(80_000, 1.2, 0.03), Attr: attrs("process"),
-				Resource: map[string]any{"service.name": "service-b", "service.version": "2.0.1", "k8s.namespace.name": "shop",
-					"k8s.pod.name": fmt.Sprintf("service-b-5c4d7f9b8-%c%c", 'a'+rune(r.IntN(3)), 'k'+rune(r.IntN(3)))}}
-			cons.End = cons.Start + cons.Duration
-			cons.ID = tid + "-" + cons.SpanID
-			spans = append(spans, cons)
-		}
-	}
-	for i := range spans {
-		if spans[i].StatusCode == "unset" && spans[i].Kind == "server" {
-			spans[i].StatusCode = "ok"
-		}
-	}
-	if r.IntN(1000) < 15 && len(httpSpans) > 1 {
-		// One HTTP span fails (inventory-service when the trace reaches it), and so does the root.
-		i := httpSpans[1+r.IntN(len(httpSpans)-1)]
-		if len(httpSpans) > 2 && spans[httpSpans[2]].Service == "inventory-service" && r.IntN(2) == 0 {
-			i = httpSpans[2]
-		}
-		f := benchFailures[r.IntN(len(benchFailures))]
-		for _, j := range []int{i, 0} {
-			spans[j].StatusCode, spans[j].StatusMessage, spans[j].Error = "error", f.msg, true
-			spans[j].Attr["http.response.status_code"] = f.status
-		}
-	}
-	return spans
+	return fmt.Sprintf("v%d-%d-meili%s", storetest.ShopVersion, benchSpans, meiliproc.Version)
 }
