@@ -45,7 +45,20 @@ type ShopCase struct {
 
 	Want    int             // matching documents, counted at generation
 	WantIDs map[string]bool // ids of the matching traces (trace queries)
+
+	// Facet, for a count of customer_id values (ShopFacetCase, instead of Span and Trace): the spans whose
+	// values are counted; WantFacet the top ShopFacetLimit counts made at generation (Want their number).
+	Facet     func(*document.Span) bool
+	WantFacet []store.FacetCount
+	counts    map[string]int
 }
+
+// ShopFacetCase names the count case of ShopCases: the top ShopFacetLimit customer_id values among the
+// failing spans of the last hour.
+const (
+	ShopFacetCase  = "facet/failing-customers"
+	ShopFacetLimit = 10
+)
 
 // ShopCases are the queries: the three product questions of the README, the trace-scope form of the third,
 // recent errors, free text and business-key lookups. traceID is the trace the first one reads.
@@ -96,6 +109,8 @@ func ShopCases(traceID string) []*ShopCase {
 			Span: func(s *document.Span) bool { return customer(s, "4711") }},
 		{Name: "business-key/traces", Src: "trace.customer_id=4711",
 			Trace: func(t *document.Trace, _ []document.Span) bool { return hasKey(t, "4711") }},
+		{Name: ShopFacetCase, Src: "error=true since=1h",
+			Facet: func(s *document.Span) bool { return s.Error && s.Start >= h1 }},
 	}
 }
 
@@ -147,7 +162,7 @@ func (c *ShopCase) Check(res store.Result) error {
 }
 
 // ShopLookupTrace returns the id of a trace of the fixture with at least 10 spans (for the trace-by-id
-// question): the first one after the 50,000th trace.
+// question): the first one after the 50,000th trace (after the spans/20th, when the fixture is smaller).
 func ShopLookupTrace(spans, batch int) string {
 	var id string
 	n := 0
@@ -155,7 +170,7 @@ func ShopLookupTrace(spans, batch int) string {
 	_ = GenerateShop(spans, batch, func(_ []document.Span, traces []document.Trace) error {
 		for _, t := range traces {
 			n++
-			if n > 50_000 && t.SpanCount >= 10 {
+			if n > min(50_000, spans/20) && t.SpanCount >= 10 {
 				id = t.ID
 				return stop
 			}
@@ -171,7 +186,7 @@ func ShopLookupTrace(spans, batch int) string {
 // matching trace ids into c.WantIDs).
 func GenerateShop(spans, batch int, emit func([]document.Span, []document.Trace) error, cases []*ShopCase) error {
 	for _, c := range cases {
-		c.Want, c.WantIDs = 0, map[string]bool{}
+		c.Want, c.WantIDs, c.counts = 0, map[string]bool{}, map[string]int{}
 	}
 	g := newShopGen()
 	ru := rollups.New(rollups.Config{MaxSpans: 4 * batch}, nil)
@@ -182,6 +197,14 @@ func GenerateShop(spans, batch int, emit func([]document.Span, []document.Trace)
 			return err
 		}
 		for _, c := range cases {
+			if c.Facet != nil {
+				for i := range pending {
+					if v, ok := pending[i].Attr["customer_id"].(string); ok && c.Facet(&pending[i]) {
+						c.counts[v]++
+					}
+				}
+				continue
+			}
 			if c.Span != nil {
 				for i := range pending {
 					if c.Span(&pending[i]) {
@@ -217,7 +240,20 @@ func GenerateShop(spans, batch int, emit func([]document.Span, []document.Trace)
 		pending = append(pending, t...)
 		made += len(t)
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, c := range cases {
+		if c.Facet != nil {
+			c.WantFacet = nil
+			for v, n := range c.counts {
+				c.WantFacet = append(c.WantFacet, store.FacetCount{Value: v, Count: n})
+			}
+			c.WantFacet = store.SortFacets(c.WantFacet, ShopFacetLimit)
+			c.Want = len(c.WantFacet)
+		}
+	}
+	return nil
 }
 
 // shopGen generates shop traces shaped like the filter's spans: one HTTP server span per service hop (the
