@@ -117,8 +117,8 @@ func BenchmarkEngines(b *testing.B) {
 	fmt.Fprintf(os.Stderr, "BenchmarkEngines: %d spans; counting the expected answers took %v; generating alone %v wall, %.2f us CPU/span (subtracted from the engines' CPU)\n",
 		n, countTime.Round(time.Millisecond), genWall.Round(time.Millisecond), float64(genCPU.Microseconds())/float64(n))
 	for _, c := range cases {
-		if c.want == 0 {
-			fmt.Fprintf(os.Stderr, "BenchmarkEngines: case %s has no match at %d spans: it is skipped (an empty answer measures nothing)\n", c.name, n)
+		if c.Want == 0 {
+			fmt.Fprintf(os.Stderr, "BenchmarkEngines: case %s has no match at %d spans: it is skipped (an empty answer measures nothing)\n", c.Name, n)
 		}
 	}
 
@@ -158,8 +158,8 @@ func BenchmarkEngines(b *testing.B) {
 				return
 			}
 			for _, c := range cases {
-				out.status[c.name] = "FAIL"
-				b.Run(c.name, func(b *testing.B) { runCase(b, e, c, out) })
+				out.status[c.Name] = "FAIL"
+				b.Run(c.Name, func(b *testing.B) { runCase(b, e, c, out) })
 			}
 		})
 	}
@@ -252,9 +252,9 @@ func ingest(b *testing.B, e engine, cand candidate, dir string, genCPU time.Dura
 // runCase runs one query case b.N times, timing each answer, and checks every answer's count (and the first
 // answer's hits).
 func runCase(b *testing.B, e engine, c *queryCase, out *outcome) {
-	if c.want == 0 {
-		out.status[c.name] = "empty"
-		b.Skipf("%s: no match in the fixture at this size", c.name)
+	if c.Want == 0 {
+		out.status[c.Name] = "empty"
+		b.Skipf("%s: no match in the fixture at this size", c.Name)
 	}
 	ctx := context.Background()
 	durs := make([]time.Duration, 0, 1024)
@@ -262,18 +262,18 @@ func runCase(b *testing.B, e engine, c *queryCase, out *outcome) {
 	var last store.Result
 	for b.Loop() {
 		t0 := time.Now()
-		if c.facet != nil {
+		if c.Facet != nil {
 			got, err := e.facet(ctx, c)
 			durs = append(durs, time.Since(t0))
 			if errors.Is(err, store.ErrBadRequest) {
-				out.status[c.name] = "unsupported"
-				b.Skipf("%s: unsupported by this engine: %v", c.name, err)
+				out.status[c.Name] = "unsupported"
+				b.Skipf("%s: unsupported by this engine: %v", c.Name, err)
 			}
 			if err != nil {
-				b.Fatalf("%s: %v", c.name, err)
+				b.Fatalf("%s: %v", c.Name, err)
 			}
-			if !slices.Equal(got, c.wantFacet) {
-				b.Fatalf("%s: facet %v, want %v counted at generation", c.name, got, c.wantFacet)
+			if !slices.Equal(got, c.WantFacet) {
+				b.Fatalf("%s: facet %v, want %v counted at generation", c.Name, got, c.WantFacet)
 			}
 			last = store.Result{Total: len(got)}
 			continue
@@ -281,14 +281,14 @@ func runCase(b *testing.B, e engine, c *queryCase, out *outcome) {
 		res, err := e.search(ctx, c)
 		durs = append(durs, time.Since(t0))
 		if err != nil {
-			b.Fatalf("%s: %v", c.src, err)
+			b.Fatalf("%s: %v", c.Src, err)
 		}
-		if res.Total != c.want || res.Partial {
-			b.Fatalf("%s: total %d (partial %v), want %d counted at generation", c.src, res.Total, res.Partial, c.want)
+		if res.Total != c.Want || res.Partial {
+			b.Fatalf("%s: total %d (partial %v), want %d counted at generation", c.Src, res.Total, res.Partial, c.Want)
 		}
 		if !checked {
-			if err := c.check(res); err != nil {
-				b.Fatalf("%s: %v", c.src, err)
+			if err := c.Check(res); err != nil {
+				b.Fatalf("%s: %v", c.Src, err)
 			}
 			checked = true
 		}
@@ -298,8 +298,8 @@ func runCase(b *testing.B, e engine, c *queryCase, out *outcome) {
 	pct := func(p float64) float64 {
 		return float64(durs[max(0, int(math.Ceil(p*float64(len(durs))))-1)]) / 1e6
 	}
-	out.p50[c.name], out.p99[c.name] = pct(0.50), pct(0.99)
-	out.status[c.name] = ""
+	out.p50[c.Name], out.p99[c.Name] = pct(0.50), pct(0.99)
+	out.status[c.Name] = ""
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(last.Total), "total")
@@ -311,7 +311,7 @@ func printSummary(results []*outcome, cases []*queryCase) {
 	for _, p := range []string{"p99", "p50"} {
 		fmt.Fprintf(&sb, "\n%s ms per query case:\n\n| engine | spans | ingest spans/s | CPU us/span | bytes/span |", p)
 		for _, c := range cases {
-			fmt.Fprintf(&sb, " %s |", c.name)
+			fmt.Fprintf(&sb, " %s |", c.Name)
 		}
 		sb.WriteString("\n|---|---:|---:|---:|---:|" + strings.Repeat("---:|", len(cases)) + "\n")
 		for _, r := range results {
@@ -325,9 +325,9 @@ func printSummary(results []*outcome, cases []*queryCase) {
 				m = r.p50
 			}
 			for _, c := range cases {
-				if s, ok := r.status[c.name]; ok && s != "" {
+				if s, ok := r.status[c.Name]; ok && s != "" {
 					fmt.Fprintf(&sb, " %s |", s)
-				} else if v, ok := m[c.name]; ok {
+				} else if v, ok := m[c.Name]; ok {
 					fmt.Fprintf(&sb, " %.2f |", v)
 				} else {
 					sb.WriteString(" - |")

@@ -178,7 +178,7 @@ type dialect interface {
 func sqlCase(c *queryCase, traceID string, d dialect) (sqlQuery, error) {
 	since := func(dur time.Duration) int64 { return benchNow.Add(-dur).UnixMicro() }
 	h1, m10 := since(time.Hour), since(10*time.Minute)
-	limit := c.limit
+	limit := c.Limit
 	if limit == 0 {
 		limit = store.DefaultLimit
 	}
@@ -191,7 +191,7 @@ func sqlCase(c *queryCase, traceID string, d dialect) (sqlQuery, error) {
 	// customer123 is a span of customer 123 on inventory-service in the last hour.
 	const customer123 = `SELECT s.trace_id FROM attrs a JOIN spans s ON s.sid = a.sid
 		WHERE a.key = 'attr.customer_id' AND a.sval = '123' AND s.service = 'inventory-service' AND s.start >= ?`
-	switch c.name {
+	switch c.Name {
 	case "product/trace-spans":
 		q, err := spans(`s.trace_id = ?`, strings.ToLower(traceID))
 		q.asc = true
@@ -221,7 +221,7 @@ func sqlCase(c *queryCase, traceID string, d dialect) (sqlQuery, error) {
 	case "business-key/traces":
 		return traces(`t.tid IN (SELECT tid FROM trace_keys WHERE key = 'customer_id' AND value = '4711')`)
 	}
-	return sqlQuery{}, fmt.Errorf("no SQL for case %q", c.name)
+	return sqlQuery{}, fmt.Errorf("no SQL for case %q", c.Name)
 }
 
 // facetSQL is the facet case: the top 10 customer_id values among failing spans of the last hour.

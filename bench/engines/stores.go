@@ -51,21 +51,21 @@ func (e *storeEngine) write(ctx context.Context, spans []document.Span, traces [
 // search compiles the case's query (as the API does, so its cost is in the latency) and runs it through
 // querysvc.
 func (e *storeEngine) search(ctx context.Context, c *queryCase) (store.Result, error) {
-	q, err := query.Compile(c.src, benchNow)
+	q, err := query.Compile(c.Src, benchNow)
 	if err != nil {
-		return store.Result{}, fmt.Errorf("%s: %w", c.src, err)
+		return store.Result{}, fmt.Errorf("%s: %w", c.Src, err)
 	}
-	if c.traces {
+	if c.Traces {
 		q.Target = query.TraceScope
 	}
-	return e.svc.Search(ctx, q, querysvc.Page{Limit: c.limit})
+	return e.svc.Search(ctx, q, querysvc.Page{Limit: c.Limit})
 }
 
 // facet runs Store.Facet on the span index with the case's compiled filter and its time window.
 func (e *storeEngine) facet(ctx context.Context, c *queryCase) ([]store.FacetCount, error) {
-	q, err := query.Compile(c.src, benchNow)
+	q, err := query.Compile(c.Src, benchNow)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.src, err)
+		return nil, fmt.Errorf("%s: %w", c.Src, err)
 	}
 	filter := q.Span
 	if q.Since != 0 {
