@@ -38,21 +38,10 @@ CREATE TABLE IF NOT EXISTS trace_keys(tid BIGINT, key VARCHAR, value VARCHAR);
 `
 
 func (e *duckdbEngine) open(dir string) error {
-	db, err := sql.Open("duckdb", filepath.Join(dir, "spans.duckdb"))
+	db, err := openSQL("duckdb", filepath.Join(dir, "spans.duckdb"), duckdbSchema, &e.ids)
 	if err != nil {
 		return err
 	}
-	if _, err := db.Exec(duckdbSchema); err != nil {
-		db.Close()
-		return fmt.Errorf("duckdb schema: %w", err)
-	}
-	var sid, tid sql.NullInt64
-	if err := db.QueryRow(`SELECT (SELECT max(sid) FROM spans), (SELECT max(tid) FROM traces)`).Scan(&sid, &tid); err != nil {
-		db.Close()
-		return err
-	}
-	e.ids.span.Store(sid.Int64)
-	e.ids.trace.Store(tid.Int64)
 	e.db = db
 	return nil
 }

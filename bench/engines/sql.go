@@ -72,6 +72,26 @@ var searchableAttrs = func() map[string]bool {
 	return m
 }()
 
+// openSQL opens a database with the driver, creates the schema and continues the ids after a reopen.
+func openSQL(driver, dsn, schema string, n *ids) (*sql.DB, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s schema: %w", driver, err)
+	}
+	var sid, tid sql.NullInt64
+	if err := db.QueryRow(`SELECT (SELECT max(sid) FROM spans), (SELECT max(tid) FROM traces)`).Scan(&sid, &tid); err != nil {
+		db.Close()
+		return nil, err
+	}
+	n.span.Store(sid.Int64)
+	n.trace.Store(tid.Int64)
+	return db, nil
+}
+
 // ids hands out sids and tids.
 type ids struct{ span, trace atomic.Int64 }
 

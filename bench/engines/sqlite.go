@@ -54,22 +54,10 @@ func (e *sqliteEngine) open(dir string) error {
 	// The pragmas apply to every connection of the pool.
 	dsn := "file:" + filepath.Join(dir, "spans.db") + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 		"&_pragma=busy_timeout(60000)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := openSQL("sqlite", dsn, sqliteSchema, &e.ids)
 	if err != nil {
 		return err
 	}
-	if _, err := db.Exec(sqliteSchema); err != nil {
-		db.Close()
-		return fmt.Errorf("sqlite schema: %w", err)
-	}
-	// Continue the ids after a reopen.
-	var sid, tid sql.NullInt64
-	if err := db.QueryRow(`SELECT (SELECT max(sid) FROM spans), (SELECT max(tid) FROM traces)`).Scan(&sid, &tid); err != nil {
-		db.Close()
-		return err
-	}
-	e.ids.span.Store(sid.Int64)
-	e.ids.trace.Store(tid.Int64)
 	e.db = db
 	return nil
 }
