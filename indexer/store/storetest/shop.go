@@ -161,6 +161,27 @@ func (c *ShopCase) Check(res store.Result) error {
 	return nil
 }
 
+// Verify checks an answer to the case: its total is the count made at generation and it is not partial,
+// and, when hits is set, its hits too (Check).
+func (c *ShopCase) Verify(res store.Result, hits bool) error {
+	if res.Total != c.Want || res.Partial {
+		return fmt.Errorf("total %d (partial %v), want %d counted at generation", res.Total, res.Partial, c.Want)
+	}
+	if hits {
+		return c.Check(res)
+	}
+	return nil
+}
+
+// Percentiles returns the median and the 99th percentile of durs, in milliseconds (durs gets sorted).
+func Percentiles(durs []time.Duration) (p50, p99 float64) {
+	slices.Sort(durs)
+	pct := func(p float64) float64 {
+		return float64(durs[max(0, int(math.Ceil(p*float64(len(durs))))-1)]) / 1e6
+	}
+	return pct(0.50), pct(0.99)
+}
+
 // ShopLookupTrace returns the id of a trace of the fixture with at least 10 spans (for the trace-by-id
 // question): the first one after the 50,000th trace (after the spans/20th, when the fixture is smaller).
 func ShopLookupTrace(spans, batch int) string {
