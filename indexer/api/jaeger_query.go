@@ -251,4 +251,3 @@ func jaegerTagExpr(key, value string) (string, error) {
 	or = append(or, query.AttrPrefix+key+"="+quote(value), query.ResourcePrefix+key+"="+quote(value))
 	return "(" + strings.Join(or, " OR ") + ")", nil
 }
-
