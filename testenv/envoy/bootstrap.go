@@ -97,6 +97,10 @@ type Tracing struct {
 	ZipkinHostname string
 	// SharedSpanContext is Zipkin's shared_span_context (client and server share one span id).
 	SharedSpanContext bool
+	// OTLPHTTPURI, when set, makes OpenTelemetry export OTLP/HTTP protobuf posts (http_service) to Cluster
+	// instead of OTLP/gRPC; the URI's host is the requests' Host and its path their path, e.g.
+	// "http://otel-collector:4318/v1/traces". The cluster then speaks HTTP/1.1 (HTTP2 unset).
+	OTLPHTTPURI string
 }
 
 // CustomTag is one custom_tags entry: the value of a request header when Header is set (Default when the
@@ -188,6 +192,12 @@ func tracingConfig(t *Tracing) (map[string]any, error) {
 		otel := map[string]any{
 			"@type":        "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
 			"grpc_service": map[string]any{"envoy_grpc": map[string]any{"cluster_name": t.Cluster}, "timeout": "1s"},
+		}
+		if t.OTLPHTTPURI != "" {
+			delete(otel, "grpc_service")
+			otel["http_service"] = map[string]any{
+				"http_uri": map[string]any{"uri": t.OTLPHTTPURI, "cluster": t.Cluster, "timeout": "1s"},
+			}
 		}
 		if t.ServiceName != "" {
 			otel["service_name"] = t.ServiceName

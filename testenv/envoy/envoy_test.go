@@ -236,3 +236,46 @@ func TestRenderTracingErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingOTLPHTTP checks that OpenTelemetry with OTLPHTTPURI posts OTLP/HTTP protobuf to the URI's path,
+// with its host as Host, on the tracing cluster.
+func TestTracingOTLPHTTP(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer app.Close()
+	posts := make(chan *http.Request, 16)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case posts <- r:
+		default:
+		}
+	}))
+	defer collector.Close()
+	p := start(t, Bootstrap{
+		Runtime: map[string]any{"tracing.opentelemetry.flush_interval_ms": 100, "tracing.opentelemetry.min_flush_spans": 1},
+		Listeners: []Listener{{Name: "inbound", Direction: Inbound, Cluster: "app", Tracing: &Tracing{
+			Provider: OpenTelemetry, Cluster: "collector", ServiceName: "app.default",
+			OTLPHTTPURI: "http://otel-collector:4318/v1/traces",
+		}}},
+		Clusters: []Cluster{
+			{Name: "app", Address: app.Listener.Addr().String()},
+			{Name: "collector", Address: collector.Listener.Addr().String()},
+		},
+	})
+	addr, err := p.ListenerAddr(context.Background(), "inbound")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, "http://"+addr+"/"); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	select {
+	case r := <-posts:
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || r.Host != "otel-collector:4318" ||
+			r.Header.Get("Content-Type") != "application/x-protobuf" {
+			t.Errorf("export %s %s Host %s Content-Type %s", r.Method, r.URL.Path, r.Host, r.Header.Get("Content-Type"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OTLP/HTTP export within 10s")
+	}
+}

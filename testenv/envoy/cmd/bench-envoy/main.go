@@ -1,12 +1,18 @@
 // Command bench-envoy measures what the meshtrace filter costs inside Envoy: requests per second and p50/p99
 // latency through an Envoy sidecar inbound listener without the filter, with a do-nothing TinyGo plugin
 // (package noop: the cost of Envoy's Wasm machinery alone), with the filter's TinyGo build and with its Go
-// build, in one run, in alternating rounds (the machine is shared and noisy, so only side-by-side ratios
-// mean anything), and each Envoy's resident memory after warm-up and after at least -requests requests.
+// build, with Envoy's native OpenTelemetry tracer alone (100 % sampling, OTLP/HTTP export, custom tags as
+// Istio sets them) and with that tracer plus the TinyGo build, in one run, in alternating rounds (the
+// machine is shared and noisy, so only side-by-side ratios mean anything), and each Envoy's resident memory
+// after warm-up and after at least -requests requests. Each round also reads the CPU time (utime+stime) of
+// every Envoy's worker thread before and after, so it reports the worker's CPU per request and that minus
+// the no-filter Envoy's in the same round.
 //
-// Every Envoy has one worker thread and routes to a second Envoy that answers directly (and also accepts
-// the filter's OTLP exports), so the measured worker does the proxying and nothing else. The load
-// generator (package load) keeps -conns keep-alive connections busy.
+// Every Envoy has one worker thread and routes to a second Envoy that answers directly, so the measured
+// worker does the proxying and nothing else. The filter's and the tracer's OTLP exports go to a Go HTTP
+// server in this process (one per Envoy, so each Envoy's exports are counted) that reads the whole body
+// before it answers 200, so the exporting connections stay open. The load generator (package load) keeps
+// -conns keep-alive connections busy.
 //
 // Run it with `make bench-envoy`, which builds the filter and installs Envoy first.
 package main
@@ -16,12 +22,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -92,12 +103,121 @@ type variant struct {
 	name    string
 	plugin  string // empty: no filter
 	config  string
+	tracer  bool // Envoy's native OpenTelemetry tracer on
 	proc    *envoy.Process
 	addr    string
+	sink    *sink
+	worker  string    // /proc/<pid>/task/<tid>/stat of the worker thread
 	rounds  []float64 // requests/s per round
+	cpu     []float64 // worker CPU per request per round, us
+	cpuDiff []float64 // cpu minus the no-filter Envoy's in the same round, us
 	total   load.Result
 	rssWarm int64
 	rss     []int64 // after each round
+}
+
+// workerThread is the name (/proc/<pid>/task/<tid>/comm) Envoy 1.40 gives its first worker thread.
+const workerThread = "wrk:worker_0"
+
+// clockTicks is sysconf(_SC_CLK_TCK), the unit of utime and stime in /proc/<pid>/task/<tid>/stat: 100 on
+// every Linux architecture Envoy runs on (assumed, not read, to stay free of cgo).
+const clockTicks = 100
+
+// findWorker returns the stat file of Envoy's worker thread, found by its comm.
+func findWorker(pid int) (string, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		name := strings.TrimSpace(string(b))
+		if name == workerThread {
+			return filepath.Join(dir, t.Name(), "stat"), nil
+		}
+		names = append(names, name)
+	}
+	return "", fmt.Errorf("envoy %d: no thread %q among %q", pid, workerThread, names)
+}
+
+// threadCPU returns utime+stime of the thread whose stat file is path.
+func threadCPU(path string) (time.Duration, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// The comm field is parenthesised and may hold spaces; the fields after it start with state (field 3).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s: no comm field", path)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: %d fields after comm", path, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime (field 14) and stime (field 15)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// sink is an OTLP/HTTP collector that reads every request's whole body, then answers 200 (as a collector
+// does), so Envoy keeps the exporting connection open. It counts the posts to /v1/traces and their bytes.
+type sink struct {
+	addr         string
+	posts, bytes atomic.Int64
+	srv          *http.Server
+}
+
+func startSink() (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{addr: ln.Addr().String()}
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/v1/traces" {
+			s.posts.Add(1)
+			s.bytes.Add(n)
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// collectorCluster is the cluster of Envoy's tracer (an Istio-style name would do too: the Host comes from
+// the export URI).
+const collectorCluster = "otel-collector"
+
+// tracing is Envoy's OpenTelemetry tracer as Istio's Telemetry API sets it up with one header custom tag:
+// 100 % random sampling, service name <app>.<namespace>, the Istio literal tags, OTLP/HTTP to the
+// collector. Envoy's flush settings stay at their defaults (5 s or 5 spans), as in Istio.
+var tracing = &envoy.Tracing{
+	Provider:       envoy.OpenTelemetry,
+	Cluster:        collectorCluster,
+	OTLPHTTPURI:    "http://otel-collector.istio-system.svc.cluster.local:4318/v1/traces",
+	ServiceName:    "checkout.shop",
+	RandomSampling: 100,
+	CustomTags: []envoy.CustomTag{
+		{Tag: "customer_id", Header: "x-customer-id"},
+		{Tag: "istio.canonical_service", Literal: "checkout"},
+		{Tag: "istio.canonical_revision", Literal: "v1"},
+		{Tag: "istio.namespace", Literal: "shop"},
+		{Tag: "istio.mesh_id", Literal: "cluster.local"},
+	},
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -133,11 +253,20 @@ func run(ctx context.Context, cfg config) error {
 		{name: "noop", plugin: noop[0].Path, config: "{}"}, // the TinyGo build
 		{name: "tinygo", plugin: cfg.tinygo, config: policy},
 		{name: "go", plugin: cfg.golang, config: policy},
+		{name: "otel", tracer: true},
+		{name: "otel+tinygo", plugin: cfg.tinygo, config: policy, tracer: true},
 	}
 	for _, v := range variants {
+		if v.sink, err = startSink(); err != nil {
+			return err
+		}
+		defer v.sink.srv.Close()
 		l := envoy.Listener{Name: "inbound", Direction: envoy.Inbound, Cluster: "inbound|8080||"}
 		if v.plugin != "" {
 			l.Wasm = &envoy.Wasm{Name: "meshtrace", VMID: "meshtrace", File: v.plugin, Config: v.config}
+		}
+		if v.tracer {
+			l.Tracing = tracing
 		}
 		b := envoy.Bootstrap{
 			Node: envoy.Node{Metadata: map[string]any{
@@ -146,14 +275,18 @@ func run(ctx context.Context, cfg config) error {
 			Listeners: []envoy.Listener{l},
 			Clusters: []envoy.Cluster{
 				{Name: "inbound|8080||", Address: upstreamAddr},
-				// The filter's default export cluster; the upstream answers 200 to the OTLP posts too.
-				{Name: "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local", Address: upstreamAddr},
+				// The filter's default export cluster.
+				{Name: "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local", Address: v.sink.addr},
+				{Name: collectorCluster, Address: v.sink.addr},
 			},
 		}
 		if v.proc, err = start(ctx, dir, v.name, b); err != nil {
 			return err
 		}
 		defer v.proc.Close()
+		if v.worker, err = findWorker(v.proc.PID()); err != nil {
+			return err
+		}
 		if v.addr, err = v.proc.ListenerAddr(ctx, "inbound"); err != nil {
 			return err
 		}
@@ -173,6 +306,10 @@ func run(ctx context.Context, cfg config) error {
 		// Rotate the order so no variant always runs first after a pause.
 		for i := range variants {
 			v := variants[(round+i)%len(variants)]
+			cpu0, err := threadCPU(v.worker)
+			if err != nil {
+				return err
+			}
 			res, err := load.Run(ctx, v.addr, request, cfg.conns, cfg.round)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", v.name, round, err)
@@ -180,7 +317,12 @@ func run(ctx context.Context, cfg config) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			cpu1, err := threadCPU(v.worker)
+			if err != nil {
+				return err
+			}
 			v.rounds = append(v.rounds, res.RPS())
+			v.cpu = append(v.cpu, float64(cpu1-cpu0)/1e3/float64(max(res.Requests, 1)))
 			v.total.Merge(res)
 			rss, err := v.proc.RSS()
 			if err != nil {
@@ -190,7 +332,8 @@ func run(ctx context.Context, cfg config) error {
 		}
 		args := []any{"n", round + 1}
 		for _, v := range variants {
-			args = append(args, v.name+"_rps", int(last(v.rounds)))
+			v.cpuDiff = append(v.cpuDiff, last(v.cpu)-last(variants[0].cpu))
+			args = append(args, v.name+"_rps", int(last(v.rounds)), v.name+"_us", fmt.Sprintf("%.1f", last(v.cpu)))
 		}
 		slog.Info("round", args...)
 	}
@@ -243,16 +386,18 @@ func start(ctx context.Context, dir, name string, b envoy.Bootstrap) (*envoy.Pro
 
 func report(ctx context.Context, variants []*variant) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tp50\tp99\terrors\tnon-2xx\tRSS warm / 25% / 50% / 75% / end (MB)\t")
+	base := variants[0]
+	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tvs none\tworker us/req (min-max)\tminus none (min-max)\tp50\tp99\terrors\tnon-2xx\texports\texport MB\tRSS warm / 25% / 50% / 75% / end (MB)\t")
 	for _, v := range variants {
 		t := &v.total
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%v\t%v\t%d\t%d\t%s\t\n", v.name, t.Requests, len(v.rounds),
-			median(v.rounds), us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx, v.rssPath())
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%.3f\t%s\t%s\t%v\t%v\t%d\t%d\t%d\t%.1f\t%s\t\n", v.name, t.Requests, len(v.rounds),
+			median(v.rounds), median(v.rounds)/median(base.rounds), spread(v.cpu, "%.1f"), spread(v.cpuDiff, "%+.1f"),
+			us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx,
+			v.sink.posts.Load(), mb(v.sink.bytes.Load()), v.rssPath())
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	base := variants[0]
 	fmt.Println()
 	// With the worker saturated, 1/throughput is its time per request; the difference is what the plugin adds.
 	for _, v := range variants[1:] {
@@ -268,14 +413,33 @@ func report(ctx context.Context, variants []*variant) error {
 	fmt.Println()
 	var errs []error
 	for _, v := range variants[2:] {
-		stats, err := v.proc.Stats(ctx, `^wasmcustom\.meshtrace_`)
+		if v.plugin != "" {
+			stats, err := v.proc.Stats(ctx, `^wasmcustom\.meshtrace_`)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Printf("%-6s plugin counters: %v\n", v.name, stats)
+		}
+	}
+	// Connections opened to the collector: a handful when the collector reads each export before answering.
+	for _, v := range variants {
+		if v.sink.posts.Load() == 0 {
+			continue
+		}
+		stats, err := v.proc.Stats(ctx, `^cluster\.(otel-collector|outbound\|4318\|\|.*)\.upstream_cx_total$`)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Printf("%-6s plugin counters: %v\n", v.name, stats)
+		fmt.Printf("%-6s export connections: %v\n", v.name, stats)
 	}
 	return errors.Join(errs...)
+}
+
+// spread is the median of xs and, in parentheses, their minimum and maximum.
+func spread(xs []float64, format string) string {
+	return fmt.Sprintf(format+" ("+format+".."+format+")", median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0fus", float64(d)/1e3) }
