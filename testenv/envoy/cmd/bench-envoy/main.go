@@ -14,6 +14,14 @@
 // before it answers 200, so the exporting connections stay open. The load generator (package load) keeps
 // -conns keep-alive connections busy.
 //
+// -set tags adds the filter in tag-only mode (trace.mode envoy: tag rules, envoy_header copies and
+// baggage, no span, no trace context rewrite), alone and beside the tracer, as Istio with tracing on runs
+// it. -build name=path adds more TinyGo builds of the filter with the same policy (an earlier build, or
+// one compiled with other flags), so a change is measured against its predecessor in one run.
+//
+// -set price runs the price list instead: Envoys with package pricelist making -calls host calls of one
+// kind per request, and reports each call's cost as the worker CPU over the no-call plugin's, per call.
+//
 // Run it with `make bench-envoy`, which builds the filter and installs Envoy first.
 package main
 
@@ -52,6 +60,22 @@ const policy = `{
   ]
 }`
 
+// tagPolicy is policy in tag-only mode: the filter records no HTTP span and leaves the trace context to
+// Envoy's tracer, and copies the customer id into the header Envoy's custom tag reads.
+const tagPolicy = `{
+  "direction": "inbound",
+  "trace": {"mode": "envoy"},
+  "tags": [
+    {"attribute": "customer_id", "from": [{"header": "x-customer-id"}, {"baggage": "customer_id"}],
+     "regex": "^(?:cust-)?([0-9]+)$", "propagate": true, "envoy_header": "x-meshtrace-customer-id"},
+    {"attribute": "tenant", "from": [{"cookie": "tenant"}], "lowercase": true},
+    {"attribute": "campaign", "from": [{"query": "utm_campaign"}], "max_length": 32}
+  ]
+}`
+
+// priceOps are the host calls the price list measures (see package pricelist).
+var priceOps = []string{"clock", "property", "log-property", "headers", "header", "replace", "expr"}
+
 // request is what every connection sends: it joins an incoming trace and matches all three rules.
 var request = load.Request{
 	Path: "/checkout?utm_campaign=autumn-sale",
@@ -66,16 +90,36 @@ var request = load.Request{
 
 type config struct {
 	tinygo, golang string
+	set            string
+	builds         builds
+	calls          int
 	conns          int
 	round, warmup  time.Duration
 	requests       int
 	maxRounds      int
 }
 
+// builds are the -build name=path flags, in order.
+type builds [][2]string
+
+func (b *builds) String() string { return fmt.Sprint(*b) }
+
+func (b *builds) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("want name=path, got %q", s)
+	}
+	*b = append(*b, [2]string{name, path})
+	return nil
+}
+
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.tinygo, "tinygo", envOr("MESHTRACE_FILTER_WASM", "build/filter.wasm"), "TinyGo build of the filter")
 	flag.StringVar(&cfg.golang, "go", envOr("MESHTRACE_FILTER_GO_WASM", "build/filter-go.wasm"), "Go build of the filter")
+	flag.StringVar(&cfg.set, "set", "main", "Envoys to run: main, tags (main plus tag-only mode) or price (the host-call price list)")
+	flag.Var(&cfg.builds, "build", "name=path: one more TinyGo build of the filter, run with the same policy (repeatable)")
+	flag.IntVar(&cfg.calls, "calls", 10, "host calls per request in the price list")
 	flag.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections")
 	flag.DurationVar(&cfg.round, "round", 5*time.Second, "duration of one measured round")
 	flag.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "unmeasured warm-up per Envoy")
@@ -103,7 +147,9 @@ type variant struct {
 	name    string
 	plugin  string // empty: no filter
 	config  string
-	tracer  bool // Envoy's native OpenTelemetry tracer on
+	tracer  bool     // Envoy's native OpenTelemetry tracer on
+	calls   int      // price list: host calls per request
+	ref     *variant // price list: the same plugin making no call
 	proc    *envoy.Process
 	addr    string
 	sink    *sink
@@ -221,17 +267,12 @@ var tracing = &envoy.Tracing{
 }
 
 func run(ctx context.Context, cfg config) error {
-	for _, p := range []string{cfg.tinygo, cfg.golang} {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%w (run `make filter`)", err)
-		}
-	}
 	dir, err := os.MkdirTemp("", "bench-envoy-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	noop, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/noop", dir)
+	variants, err := plan(cfg, dir)
 	if err != nil {
 		return err
 	}
@@ -248,14 +289,6 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	variants := []*variant{
-		{name: "none"},
-		{name: "noop", plugin: noop[0].Path, config: "{}"}, // the TinyGo build
-		{name: "tinygo", plugin: cfg.tinygo, config: policy},
-		{name: "go", plugin: cfg.golang, config: policy},
-		{name: "otel", tracer: true},
-		{name: "otel+tinygo", plugin: cfg.tinygo, config: policy, tracer: true},
-	}
 	for _, v := range variants {
 		if v.sink, err = startSink(); err != nil {
 			return err
@@ -340,6 +373,63 @@ func run(ctx context.Context, cfg config) error {
 	return report(ctx, variants)
 }
 
+// plan returns the Envoys of cfg.set, the no-filter Envoy first, building the test plugins into dir.
+func plan(cfg config, dir string) ([]*variant, error) {
+	paths := []string{cfg.tinygo, cfg.golang}
+	for _, b := range cfg.builds {
+		paths = append(paths, b[1])
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%w (run `make filter`)", err)
+		}
+	}
+	none := &variant{name: "none"}
+	switch cfg.set {
+	case "main", "tags":
+		noop, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/noop", dir)
+		if err != nil {
+			return nil, err
+		}
+		vs := []*variant{
+			none,
+			{name: "noop", plugin: noop[0].Path, config: "{}"}, // the TinyGo build
+			{name: "tinygo", plugin: cfg.tinygo, config: policy},
+		}
+		for _, b := range cfg.builds {
+			vs = append(vs, &variant{name: b[0], plugin: b[1], config: policy})
+		}
+		vs = append(vs,
+			&variant{name: "go", plugin: cfg.golang, config: policy},
+			&variant{name: "otel", tracer: true},
+			&variant{name: "otel+tinygo", plugin: cfg.tinygo, config: policy, tracer: true},
+		)
+		if cfg.set == "tags" {
+			vs = append(vs,
+				&variant{name: "tags", plugin: cfg.tinygo, config: tagPolicy},
+				&variant{name: "otel+tags", plugin: cfg.tinygo, config: tagPolicy, tracer: true},
+			)
+		}
+		return vs, nil
+	case "price":
+		if cfg.calls < 1 {
+			return nil, fmt.Errorf("-calls %d: want at least 1", cfg.calls)
+		}
+		pl, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/pricelist", dir)
+		if err != nil {
+			return nil, err
+		}
+		ref := &variant{name: "price:none", plugin: pl[0].Path, config: "none 0"}
+		vs := []*variant{none, ref}
+		for _, op := range priceOps {
+			vs = append(vs, &variant{name: "price:" + op, plugin: pl[0].Path,
+				config: fmt.Sprintf("%s %d", op, cfg.calls), calls: cfg.calls, ref: ref})
+		}
+		return vs, nil
+	}
+	return nil, fmt.Errorf("-set %q: want main, tags or price", cfg.set)
+}
+
 // done reports whether every variant served enough requests (and at least three rounds were run).
 func done(variants []*variant, requests, rounds int) bool {
 	if rounds < 3 {
@@ -422,6 +512,9 @@ func report(ctx context.Context, variants []*variant) error {
 			fmt.Printf("%-6s plugin counters: %v\n", v.name, stats)
 		}
 	}
+	if cfg := priceList(variants); cfg != "" {
+		fmt.Print(cfg)
+	}
 	// Connections opened to the collector: a handful when the collector reads each export before answering.
 	for _, v := range variants {
 		if v.sink.posts.Load() == 0 {
@@ -435,6 +528,26 @@ func report(ctx context.Context, variants []*variant) error {
 		fmt.Printf("%-6s export connections: %v\n", v.name, stats)
 	}
 	return errors.Join(errs...)
+}
+
+// priceList formats the price list: each op's worker CPU over the no-call plugin's in the same round,
+// divided by the calls per request (median over rounds, and min..max).
+func priceList(variants []*variant) string {
+	var b strings.Builder
+	for _, v := range variants {
+		if v.ref == nil {
+			continue
+		}
+		per := make([]float64, len(v.cpu))
+		for i := range v.cpu {
+			per[i] = (v.cpu[i] - v.ref.cpu[i]) / float64(v.calls)
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "\nprice list: worker CPU per host call, over the no-call plugin (%d calls per request, median (min..max) over rounds)\n", v.calls)
+		}
+		fmt.Fprintf(&b, "%-20s %s us\n", strings.TrimPrefix(v.name, "price:"), spread(per, "%+.2f"))
+	}
+	return b.String()
 }
 
 // spread is the median of xs and, in parentheses, their minimum and maximum.

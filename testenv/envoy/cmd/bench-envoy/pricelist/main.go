@@ -1,0 +1,146 @@
+// Command pricelist is a proxy-wasm HTTP plugin for bench-envoy that makes N host calls of one kind per
+// request and nothing else, so that the worker CPU of an Envoy running it, minus that of an Envoy running
+// it with N = 0, divided by N, is what one such call costs on the machine. The plugin configuration is
+// "OP N", OP one of:
+//
+//	none          no call (the baseline: Envoy's Wasm machinery and the SDK's callbacks)
+//	clock         proxy_get_current_time_nanoseconds
+//	property      get_property source.address at the request headers
+//	log-property  get_property response.code at the end of the stream (proxy_on_log)
+//	headers       the whole request header map (get_header_map_pairs)
+//	header        one request header value (get_header_map_value x-customer-id)
+//	replace       replace_header_map_value of one request header
+//	expr          Envoy's expr_evaluate foreign function on a CEL expression (source.address) compiled
+//	              once at plugin start with expr_create
+//
+// Every value read is checked to be non-empty once per stream, so a host call that quietly fails (a
+// property Envoy does not serve, a foreign function it was built without) stops the benchmark instead of
+// pricing an error path.
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func init() { proxywasm.SetVMContext(&vm{}) }
+
+func main() {}
+
+type vm struct{ types.DefaultVMContext }
+
+func (*vm) NewPluginContext(uint32) types.PluginContext { return &plugin{} }
+
+type plugin struct {
+	types.DefaultPluginContext
+	op    string
+	n     int
+	token []byte // expr_create's token for op expr
+}
+
+func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
+	cfg, err := proxywasm.GetPluginConfiguration()
+	if err == nil {
+		err = p.configure(string(cfg))
+	}
+	if err != nil {
+		proxywasm.LogCriticalf("pricelist: %v", err)
+		return types.OnPluginStartStatusFailed
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (p *plugin) configure(cfg string) error {
+	op, n, ok := strings.Cut(strings.TrimSpace(cfg), " ")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count < 0 {
+		return fmt.Errorf("configuration %q: want \"OP N\"", cfg)
+	}
+	p.op, p.n = op, count
+	switch op {
+	case "none", "clock", "property", "log-property", "headers", "header", "replace":
+	case "expr":
+		tok, err := proxywasm.CallForeignFunction("expr_create", []byte("source.address"))
+		if err != nil || len(tok) != 4 {
+			return fmt.Errorf("expr_create: %v (token %d bytes)", err, len(tok))
+		}
+		p.token = tok
+	default:
+		return fmt.Errorf("unknown op %q", op)
+	}
+	return nil
+}
+
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{p: p} }
+
+type stream struct {
+	types.DefaultHttpContext
+	p *plugin
+}
+
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	if s.p.op != "log-property" {
+		s.run()
+	}
+	return types.ActionContinue
+}
+
+func (s *stream) OnHttpStreamDone() {
+	if s.p.op == "log-property" {
+		s.run()
+	}
+}
+
+//go:wasmimport env proxy_get_current_time_nanoseconds
+func proxyGetCurrentTimeNanoseconds(returnTime *uint64) uint32
+
+// run makes the configured calls; the first result is checked.
+func (s *stream) run() {
+	for i := range s.p.n {
+		var err error
+		var n int
+		switch s.p.op {
+		case "clock":
+			var t uint64
+			if proxyGetCurrentTimeNanoseconds(&t) != 0 || t == 0 {
+				err = fmt.Errorf("no clock")
+			}
+			n = 8
+		case "property":
+			var b []byte
+			b, err = proxywasm.GetProperty([]string{"source", "address"})
+			n = len(b)
+		case "log-property":
+			var b []byte
+			b, err = proxywasm.GetProperty([]string{"response", "code"})
+			if len(b) == 8 && binary.LittleEndian.Uint64(b) == 0 {
+				b = nil
+			}
+			n = len(b)
+		case "headers":
+			var h [][2]string
+			h, err = proxywasm.GetHttpRequestHeaders()
+			n = len(h)
+		case "header":
+			var v string
+			v, err = proxywasm.GetHttpRequestHeader("x-customer-id")
+			n = len(v)
+		case "replace":
+			err = proxywasm.ReplaceHttpRequestHeader("x-price-list", "1")
+			n = 1
+		case "expr":
+			var b []byte
+			b, err = proxywasm.CallForeignFunction("expr_evaluate", s.p.token)
+			n = len(b)
+		}
+		if i == 0 && (err != nil || n == 0) {
+			proxywasm.LogCriticalf("pricelist: %s: %v (%d bytes)", s.p.op, err, n)
+			panic("pricelist: host call failed")
+		}
+	}
+}
