@@ -55,8 +55,18 @@
 //
 // # ABI coverage
 //
-// The host implements the imports of the proxy-wasm Go SDK (ABI 0.2.x, export proxy_abi_version_0_2_0 or
-// _0_2_1), with Envoy's return codes where they are observable:
+// A plugin must export an ABI version marker, proxy_abi_version_0_2_0 or proxy_abi_version_0_2_1 (the Go
+// SDK exports the first; the meshtrace build renames it to the second, see filter/wasmexports; Envoy calls
+// the same callbacks for both), and an allocator, malloc or proxy_on_memory_allocate, else Compile fails.
+// Every callback export is optional, as in Envoy (proxy-wasm-cpp-host): a callback the module does not
+// export is not called, and counts as true for proxy_on_vm_start, proxy_on_configure and proxy_on_done, as
+// Continue for the header, body, trailer, new connection and data callbacks, and as nothing for the others
+// (proxy_on_context_create, proxy_on_log, proxy_on_delete, proxy_on_tick, proxy_on_queue_ready,
+// proxy_on_http_call_response and the connection close callbacks). So a build whose unused callbacks are
+// trimmed runs here as it does in Envoy.
+//
+// The host implements the imports of the proxy-wasm Go SDK (ABI 0.2.x), with Envoy's return codes where
+// they are observable:
 //
 //   - logs: proxy_log (Host.Logs, filtered by Config.LogLevel);
 //   - header maps: get/add/replace/remove a value, get/set all pairs, for request and response headers

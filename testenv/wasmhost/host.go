@@ -165,15 +165,23 @@ func (h *Host) problemLogs() string {
 	return ": plugin log:" + b.String()
 }
 
+// missingResult is what a callback the plugin does not export returns: Envoy (proxy-wasm-cpp-host,
+// src/context.cc) skips the call, and proxy_on_vm_start, proxy_on_configure and proxy_on_done count as
+// true; the header, body, trailer, new connection and data callbacks as Continue (0); the others return
+// nothing.
+var missingResult = [numGuestFns]uint64{fnVMStart: 1, fnConfigure: 1, fnDone: 1}
+
 // call runs a guest export on behalf of root r, or of stream s under it, and returns its first result.
-// After a trap or exit the Host is unusable and every later call returns the same error.
+// After a trap or exit the Host is unusable and every later call returns the same error. A callback the
+// plugin does not export is skipped with missingResult, as in Envoy; the allocator is always there
+// (compile checks it).
 func (h *Host) call(f guestFn, r *Root, s *stream, params ...uint64) (uint64, error) {
 	if h.err != nil {
 		return 0, h.err
 	}
 	fn := h.fn[f]
 	if fn == nil {
-		return 0, fmt.Errorf("wasmhost: the plugin does not export %s", f)
+		return missingResult[f], nil
 	}
 	prev, prevRoot := h.active, h.activeRoot
 	h.active, h.activeRoot = s, r

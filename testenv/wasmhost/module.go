@@ -42,11 +42,10 @@ func compilationCache() wazero.CompilationCache {
 	return cache
 }
 
-// requiredExports are the guest functions every proxy-wasm plugin built with the Go SDK exports.
-var requiredExports = []string{
-	"proxy_on_memory_allocate", "proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure",
-	"proxy_on_done", "proxy_on_log", "proxy_on_delete",
-}
+// allocExports are the guest allocators Envoy (proxy-wasm-cpp-host) accepts, one of which a plugin must
+// export: the host hands it memory through them. Every callback export is optional, as in Envoy (see
+// Host.call).
+var allocExports = []string{"malloc", "proxy_on_memory_allocate"}
 
 // abiVersions are the ABI version markers this host accepts (one must be exported).
 var abiVersions = []string{"proxy_abi_version_0_2_0", "proxy_abi_version_0_2_1"}
@@ -67,10 +66,8 @@ func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (*Module, erro
 		return nil, fmt.Errorf("wasmhost: compile: %w", err)
 	}
 	exports := compiled.ExportedFunctions()
-	for _, name := range requiredExports {
-		if _, ok := exports[name]; !ok {
-			return nil, fmt.Errorf("wasmhost: not a proxy-wasm plugin: export %q missing", name)
-		}
+	if !hasAny(exports, allocExports) {
+		return nil, fmt.Errorf("wasmhost: not a proxy-wasm plugin: it exports neither %q nor %q", allocExports[1], allocExports[0])
 	}
 	if !hasAny(exports, abiVersions) {
 		return nil, fmt.Errorf("wasmhost: unsupported ABI: the module exports none of %v", abiVersions)
