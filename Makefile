@@ -51,6 +51,10 @@ meilisearch:
 	@scripts/install-chromium.sh
 
 # ---- filter (proxy-wasm plugin) ----------------------------------------------------
+# Each build is then trimmed (filter/internal/wasmtrim): the HTTP callbacks the plugin leaves to the SDK's
+# no-op defaults lose their exports, so Envoy skips them, and the module declares proxy_abi_version_0_2_1.
+# FILTER_SRC covers the trim tool's sources too (filter/internal/wasmtrim, filter/wasmexports); a build the
+# tool refuses is deleted, so the next make builds it again.
 FILTER_SRC := $(shell find filter -name '*.go' -not -name '*_test.go' 2>/dev/null) go.mod go.sum
 
 filter: $(BUILD)/filter.wasm $(BUILD)/filter-go.wasm
@@ -59,11 +63,13 @@ $(BUILD)/filter.wasm: $(FILTER_SRC) $(TINYGO) scripts/tinygo-build.sh scripts/ti
 	@mkdir -p $(BUILD)
 	@echo ">> tinygo build -> $@"
 	@scripts/tinygo-build.sh $(TINYGO) $@ ./filter
+	@$(GO) run ./filter/internal/wasmtrim $@ || { rm -f $@; exit 1; }
 
 $(BUILD)/filter-go.wasm: $(FILTER_SRC)
 	@mkdir -p $(BUILD)
 	@echo ">> go build (wasip1) -> $@"
 	@GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./filter
+	@$(GO) run ./filter/internal/wasmtrim $@ || { rm -f $@; exit 1; }
 
 # ---- indexer and wasmplugin CLIs -----------------------------------------------------
 indexer:

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/meshtrace/meshtrace/filter/plugin"
+	"github.com/meshtrace/meshtrace/filter/wasmexports"
+	"github.com/meshtrace/meshtrace/testenv/artifact"
+)
+
+// functionExports compiles wasm with wazero and returns the names of its function exports.
+func functionExports(t *testing.T, wasm []byte) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	m, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		t.Fatalf("wazero: %v", err)
+	}
+	names := map[string]bool{}
+	for name := range m.ExportedFunctions() {
+		names[name] = true
+	}
+	return names
+}
+
+// TestTrimSDKBuilds trims the bench-envoy no-op plugin (the SDK's exports and nothing else) built with
+// TinyGo and Go: the trimmed callbacks are gone, the ABI marker renamed, every other export kept; a second
+// run is a no-op.
+func TestTrimSDKBuilds(t *testing.T) {
+	builds, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/noop", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range builds {
+		t.Run(b.Name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "plugin.wasm")
+			orig, err := os.ReadFile(b.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, orig, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := trimFile(path); err != nil {
+				t.Fatal(err)
+			}
+			out, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := functionExports(t, orig)
+			for _, name := range plugin.TrimmedExports {
+				if !want[name] {
+					t.Fatalf("the SDK build does not export %s", name)
+				}
+				delete(want, name)
+			}
+			if !want[plugin.SDKABIExport] {
+				t.Fatalf("the SDK build does not export %s", plugin.SDKABIExport)
+			}
+			delete(want, plugin.SDKABIExport)
+			want[plugin.ABIExport] = true
+			if got := functionExports(t, out); !maps.Equal(got, want) {
+				t.Errorf("exports after the trim:\n got %v\nwant %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+			}
+
+			msg, err := trimFile(path)
+			if err != nil || !strings.Contains(msg, "already trimmed") {
+				t.Errorf("second run = %q, %v; want a no-op", msg, err)
+			}
+			if again, _ := os.ReadFile(path); !slices.Equal(again, out) {
+				t.Error("second run changed the file")
+			}
+		})
+	}
+}
+
+func TestTrimRefuses(t *testing.T) {
+	exports := append([]string{"proxy_on_memory_allocate", plugin.SDKABIExport}, plugin.TrimmedExports...)
+	partial, err := wasmexports.Rewrite(module(exports...), wasmexports.Edit{Drop: plugin.TrimmedExports[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		wasm []byte
+		want string
+	}{
+		{"not wasm", []byte("not a module"), "not a WebAssembly module"},
+		{"truncated", module(exports...)[:40], "truncated"},
+		{"no export section", []byte("\x00asm\x01\x00\x00\x00"), "no export section"},
+		{"trimmed export missing", partial, `cannot drop "` + plugin.TrimmedExports[0] + `"`},
+		{"no ABI marker", module(slices.Delete(slices.Clone(exports), 1, 2)...), `cannot rename "` + plugin.SDKABIExport + `"`},
+		{"both ABI markers", module(append(slices.Clone(exports), plugin.ABIExport)...), `exports "` + plugin.ABIExport + `" twice`},
+		{"not a function", moduleWithGlobal(exports, plugin.TrimmedExports[1]), "not a function"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "plugin.wasm")
+			if err := os.WriteFile(path, tc.wasm, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := trimFile(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want %q", err, tc.want)
+			}
+			if got, _ := os.ReadFile(path); !slices.Equal(got, tc.wasm) {
+				t.Error("a refused file was changed")
+			}
+			if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+				t.Errorf("temporary files left: %v", entries)
+			}
+		})
+	}
+}
+
+// module assembles a module exporting a function () -> () under each name.
+func module(names ...string) []byte {
+	return moduleWithGlobal(names, "")
+}
+
+// moduleWithGlobal is module with global, if not empty, exported as a global instead of a function.
+func moduleWithGlobal(names []string, global string) []byte {
+	var funcs []string
+	for _, n := range names {
+		if n != global {
+			funcs = append(funcs, n)
+		}
+	}
+	sec := func(b []byte, id byte, payload []byte) []byte {
+		return append(uleb(append(b, id), len(payload)), payload...)
+	}
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = sec(b, 1, []byte{1, 0x60, 0, 0})
+	b = sec(b, 3, append(uleb(nil, len(funcs)), make([]byte, len(funcs))...))
+	if global != "" {
+		b = sec(b, 6, []byte{1, 0x7f, 0, 0x41, 0, 0x0b}) // one immutable i32 global = 0
+	}
+	exp := uleb(nil, len(names))
+	fi := 0
+	for _, n := range names {
+		exp = append(uleb(exp, len(n)), n...)
+		if n == global {
+			exp = append(exp, 3, 0)
+			continue
+		}
+		exp = uleb(append(exp, 0), fi)
+		fi++
+	}
+	b = sec(b, 7, exp)
+	code := uleb(nil, len(funcs))
+	for range funcs {
+		code = append(code, 2, 0, 0x0b)
+	}
+	return sec(b, 10, code)
+}
+
+func uleb(b []byte, v int) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
