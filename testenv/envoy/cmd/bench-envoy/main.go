@@ -44,6 +44,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/meshtrace/meshtrace/filter/plugin"
+	"github.com/meshtrace/meshtrace/filter/wasmexports"
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/envoy"
 	"github.com/meshtrace/meshtrace/testenv/envoy/load"
@@ -74,7 +76,7 @@ const tagPolicy = `{
 }`
 
 // priceOps are the host calls the price list measures (see package pricelist).
-var priceOps = []string{"clock", "property", "log-property", "headers", "header", "replace", "expr"}
+var priceOps = []string{"clock", "property", "log-property", "headers", "header", "replace", "expr", "end-props", "end-expr"}
 
 // request is what every connection sends: it joins an incoming trace and matches all three rules.
 var request = load.Request{
@@ -93,6 +95,7 @@ type config struct {
 	set            string
 	builds         builds
 	calls          int
+	ops            string
 	conns          int
 	round, warmup  time.Duration
 	requests       int
@@ -120,6 +123,7 @@ func main() {
 	flag.StringVar(&cfg.set, "set", "main", "Envoys to run: main, tags (main plus tag-only mode) or price (the host-call price list)")
 	flag.Var(&cfg.builds, "build", "name=path: one more TinyGo build of the filter, run with the same policy (repeatable)")
 	flag.IntVar(&cfg.calls, "calls", 10, "host calls per request in the price list")
+	flag.StringVar(&cfg.ops, "ops", strings.Join(priceOps, ","), "the price list's calls")
 	flag.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections")
 	flag.DurationVar(&cfg.round, "round", 5*time.Second, "duration of one measured round")
 	flag.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "unmeasured warm-up per Envoy")
@@ -419,15 +423,52 @@ func plan(cfg config, dir string) ([]*variant, error) {
 		if err != nil {
 			return nil, err
 		}
-		ref := &variant{name: "price:none", plugin: pl[0].Path, config: "none 0"}
-		vs := []*variant{none, ref}
-		for _, op := range priceOps {
-			vs = append(vs, &variant{name: "price:" + op, plugin: pl[0].Path,
+		// The same module as the shipped filter is built: no-op HTTP callbacks trimmed, ABI 0.2.1.
+		trimmed := filepath.Join(dir, "pricelist-trimmed.wasm")
+		if err := trim(pl[0].Path, trimmed, plugin.TrimmedExports, plugin.ABIExport); err != nil {
+			return nil, err
+		}
+		// The SDK's module as built (ABI 0.2.0), and with only the callbacks trimmed: the first pair prices
+		// the two callbacks a request without a body makes into no-op exports (response headers and body),
+		// the second what ABI 0.2.1 changes for a request header write (Envoy's route cache).
+		abi020 := filepath.Join(dir, "pricelist-abi020.wasm")
+		if err := trim(pl[0].Path, abi020, plugin.TrimmedExports, ""); err != nil {
+			return nil, err
+		}
+		ref := &variant{name: "price:none", plugin: trimmed, config: "none 0"}
+		untrimmed := &variant{name: "price:untrimmed", plugin: pl[0].Path, config: "none 0", calls: 2}
+		ref020 := &variant{name: "price:none@0.2.0", plugin: abi020, config: "none 0"}
+		vs := []*variant{none, ref, untrimmed, ref020}
+		for _, op := range strings.Split(cfg.ops, ",") {
+			if !slices.Contains(priceOps, op) {
+				return nil, fmt.Errorf("-ops: unknown call %q (want some of %s)", op, strings.Join(priceOps, ","))
+			}
+			vs = append(vs, &variant{name: "price:" + op, plugin: trimmed,
 				config: fmt.Sprintf("%s %d", op, cfg.calls), calls: cfg.calls, ref: ref})
 		}
+		vs = append(vs, &variant{name: "price:replace@0.2.0", plugin: abi020,
+			config: fmt.Sprintf("replace %d", cfg.calls), calls: cfg.calls, ref: ref020})
+		untrimmed.ref = ref020
 		return vs, nil
 	}
 	return nil, fmt.Errorf("-set %q: want main, tags or price", cfg.set)
+}
+
+// trim writes src to dst without the exports drop and, unless abi is empty, with the SDK's ABI marker
+// renamed to abi: what `make filter` does to the shipped builds (filter/internal/wasmtrim).
+func trim(src, dst string, drop []string, abi string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	e := wasmexports.Edit{Drop: drop}
+	if abi != "" {
+		e.Rename = map[string]string{plugin.SDKABIExport: abi}
+	}
+	if b, err = wasmexports.Rewrite(b, e); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // done reports whether every variant served enough requests (and at least three rounds were run).
@@ -512,8 +553,16 @@ func report(ctx context.Context, variants []*variant) error {
 			fmt.Printf("%-6s plugin counters: %v\n", v.name, stats)
 		}
 	}
-	if cfg := priceList(variants); cfg != "" {
-		fmt.Print(cfg)
+	if list := priceList(variants); list != "" {
+		fmt.Print(list)
+		// What the expressions evaluated to, as the plugin logged it on its first stream.
+		for _, v := range variants {
+			for _, line := range strings.Split(v.proc.Log(), "\n") {
+				if _, msg, ok := strings.Cut(line, "pricelist: "); ok && v.ref != nil {
+					fmt.Printf("%-20s logged: %s\n", strings.TrimPrefix(v.name, "price:"), msg)
+				}
+			}
+		}
 	}
 	// Connections opened to the collector: a handful when the collector reads each export before answering.
 	for _, v := range variants {
@@ -543,9 +592,10 @@ func priceList(variants []*variant) string {
 			per[i] = (v.cpu[i] - v.ref.cpu[i]) / float64(v.calls)
 		}
 		if b.Len() == 0 {
-			fmt.Fprintf(&b, "\nprice list: worker CPU per host call, over the no-call plugin (%d calls per request, median (min..max) over rounds)\n", v.calls)
+			fmt.Fprintf(&b, "\nprice list: worker CPU per call over the same module making none, median (min..max) over rounds\n")
 		}
-		fmt.Fprintf(&b, "%-20s %s us\n", strings.TrimPrefix(v.name, "price:"), spread(per, "%+.2f"))
+		fmt.Fprintf(&b, "%-20s %s us  (%d per request, over %s)\n", strings.TrimPrefix(v.name, "price:"),
+			spread(per, "%+.2f"), v.calls, v.ref.name)
 	}
 	return b.String()
 }

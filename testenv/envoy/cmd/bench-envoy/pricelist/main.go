@@ -12,10 +12,14 @@
 //	replace       replace_header_map_value of one request header
 //	expr          Envoy's expr_evaluate foreign function on a CEL expression (source.address) compiled
 //	              once at plugin start with expr_create
+//	end-props     at the end of the stream, what the filter's log phase reads one call at a time: four
+//	              properties (response code, flags and code details, the cluster), the peer and upstream
+//	              addresses and the traceparent header (N times the set)
+//	end-expr      the same values from one expr_evaluate of a CEL expression joining them (N times)
 //
-// Every value read is checked to be non-empty once per stream, so a host call that quietly fails (a
-// property Envoy does not serve, a foreign function it was built without) stops the benchmark instead of
-// pricing an error path.
+// The first stream's first value is checked to be non-empty, so a host call that quietly fails (a property
+// Envoy does not serve, a foreign function it was built without) stops the benchmark instead of pricing an
+// error path. (Only the first: a stream the client resets has no response code in the log phase.)
 package main
 
 import (
@@ -38,9 +42,10 @@ func (*vm) NewPluginContext(uint32) types.PluginContext { return &plugin{} }
 
 type plugin struct {
 	types.DefaultPluginContext
-	op    string
-	n     int
-	token []byte // expr_create's token for op expr
+	op      string
+	n       int
+	token   []byte // expr_create's token for op expr
+	checked bool   // the first stream's result was checked
 }
 
 func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
@@ -63,9 +68,13 @@ func (p *plugin) configure(cfg string) error {
 	}
 	p.op, p.n = op, count
 	switch op {
-	case "none", "clock", "property", "log-property", "headers", "header", "replace":
-	case "expr":
-		tok, err := proxywasm.CallForeignFunction("expr_create", []byte("source.address"))
+	case "none", "clock", "property", "log-property", "headers", "header", "replace", "end-props":
+	case "expr", "end-expr":
+		expr := "source.address"
+		if op == "end-expr" {
+			expr = endExpr
+		}
+		tok, err := proxywasm.CallForeignFunction("expr_create", []byte(expr))
 		if err != nil || len(tok) != 4 {
 			return fmt.Errorf("expr_create: %v (token %d bytes)", err, len(tok))
 		}
@@ -83,15 +92,33 @@ type stream struct {
 	p *plugin
 }
 
+// endExpr joins the log phase's values, one per line, each empty when Envoy has none.
+const endExpr = `(has(response.code) ? string(response.code) : '') + '\n' +
+(has(response.flags) ? string(response.flags) : '') + '\n' +
+(has(response.code_details) ? response.code_details : '') + '\n' +
+(has(xds.cluster_name) ? xds.cluster_name : '') + '\n' +
+(has(source.address) ? source.address : '') + '\n' +
+(has(upstream.address) ? upstream.address : '') + '\n' +
+('traceparent' in request.headers ? request.headers['traceparent'] : '')`
+
+// endPaths are the properties end-props reads.
+var endPaths = [][]string{
+	{"response", "code"}, {"response", "flags"}, {"response", "code_details"}, {"xds", "cluster_name"},
+	{"source", "address"}, {"upstream", "address"},
+}
+
+// atEnd reports whether op runs at the end of the stream.
+func atEnd(op string) bool { return op == "log-property" || op == "end-props" || op == "end-expr" }
+
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
-	if s.p.op != "log-property" {
+	if !atEnd(s.p.op) {
 		s.run()
 	}
 	return types.ActionContinue
 }
 
 func (s *stream) OnHttpStreamDone() {
-	if s.p.op == "log-property" {
+	if atEnd(s.p.op) {
 		s.run()
 	}
 }
@@ -133,14 +160,28 @@ func (s *stream) run() {
 		case "replace":
 			err = proxywasm.ReplaceHttpRequestHeader("x-price-list", "1")
 			n = 1
-		case "expr":
+		case "expr", "end-expr":
 			var b []byte
 			b, err = proxywasm.CallForeignFunction("expr_evaluate", s.p.token)
 			n = len(b)
+			if i == 0 && !s.p.checked {
+				proxywasm.LogInfof("pricelist: %s = %q", s.p.op, b)
+			}
+		case "end-props":
+			for _, path := range endPaths {
+				b, _ := proxywasm.GetProperty(path)
+				n += len(b)
+			}
+			var v string
+			v, err = proxywasm.GetHttpRequestHeader("traceparent")
+			n += len(v)
 		}
-		if i == 0 && (err != nil || n == 0) {
-			proxywasm.LogCriticalf("pricelist: %s: %v (%d bytes)", s.p.op, err, n)
-			panic("pricelist: host call failed")
+		if i == 0 && !s.p.checked {
+			if err != nil || n == 0 {
+				proxywasm.LogCriticalf("pricelist: %s: %v (%d bytes)", s.p.op, err, n)
+				panic("pricelist: host call failed")
+			}
+			s.p.checked = true
 		}
 	}
 }
