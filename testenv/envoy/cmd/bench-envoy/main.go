@@ -93,6 +93,7 @@ var request = load.Request{
 type config struct {
 	tinygo, golang string
 	set            string
+	only           string
 	builds         builds
 	calls          int
 	ops            string
@@ -122,6 +123,7 @@ func main() {
 	flag.StringVar(&cfg.golang, "go", envOr("MESHTRACE_FILTER_GO_WASM", "build/filter-go.wasm"), "Go build of the filter")
 	flag.StringVar(&cfg.set, "set", "main", "Envoys to run: main, tags (main plus tag-only mode) or price (the host-call price list)")
 	flag.Var(&cfg.builds, "build", "name=path: one more TinyGo build of the filter, run with the same policy (repeatable)")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated Envoys of the set to run (the no-filter one always runs); default all")
 	flag.IntVar(&cfg.calls, "calls", 10, "host calls per request in the price list")
 	flag.StringVar(&cfg.ops, "ops", strings.Join(priceOps, ","), "the price list's calls")
 	flag.IntVar(&cfg.conns, "conns", 16, "concurrent keep-alive connections")
@@ -161,6 +163,7 @@ type variant struct {
 	rounds  []float64 // requests/s per round
 	cpu     []float64 // worker CPU per request per round, us
 	cpuDiff []float64 // cpu minus the no-filter Envoy's in the same round, us
+	cpuRel  []float64 // cpu over the no-filter Envoy's in the same round
 	total   load.Result
 	rssWarm int64
 	rss     []int64 // after each round
@@ -280,6 +283,15 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.only != "" {
+		keep := map[*variant]bool{variants[0]: true}
+		for _, v := range variants {
+			if slices.Contains(strings.Split(cfg.only, ","), v.name) {
+				keep[v], keep[v.ref] = true, v.ref != nil // a price is measured against its reference
+			}
+		}
+		variants = slices.DeleteFunc(variants, func(v *variant) bool { return !keep[v] })
+	}
 
 	upstream, err := start(ctx, dir, "upstream", envoy.Bootstrap{
 		Listeners: []envoy.Listener{{Name: "app", Direct: &envoy.DirectResponse{Status: 200, Body: "ok\n"}}},
@@ -370,6 +382,7 @@ func run(ctx context.Context, cfg config) error {
 		args := []any{"n", round + 1}
 		for _, v := range variants {
 			v.cpuDiff = append(v.cpuDiff, last(v.cpu)-last(variants[0].cpu))
+			v.cpuRel = append(v.cpuRel, last(v.cpu)/last(variants[0].cpu))
 			args = append(args, v.name+"_rps", int(last(v.rounds)), v.name+"_us", fmt.Sprintf("%.1f", last(v.cpu)))
 		}
 		slog.Info("round", args...)
@@ -518,11 +531,12 @@ func start(ctx context.Context, dir, name string, b envoy.Bootstrap) (*envoy.Pro
 func report(ctx context.Context, variants []*variant) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	base := variants[0]
-	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tvs none\tworker us/req (min-max)\tminus none (min-max)\tp50\tp99\terrors\tnon-2xx\texports\texport MB\tRSS warm / 25% / 50% / 75% / end (MB)\t")
+	fmt.Fprintln(w, "envoy\trequests\trounds\tmedian req/s\tvs none\tworker us/req (min-max)\tminus none (min-max)\tx none (min-max)\tp50\tp99\terrors\tnon-2xx\texports\texport MB\tRSS warm / 25% / 50% / 75% / end (MB)\t")
 	for _, v := range variants {
 		t := &v.total
-		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%.3f\t%s\t%s\t%v\t%v\t%d\t%d\t%d\t%.1f\t%s\t\n", v.name, t.Requests, len(v.rounds),
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%.3f\t%s\t%s\t%s\t%v\t%v\t%d\t%d\t%d\t%.1f\t%s\t\n", v.name, t.Requests, len(v.rounds),
 			median(v.rounds), median(v.rounds)/median(base.rounds), spread(v.cpu, "%.1f"), spread(v.cpuDiff, "%+.1f"),
+			spread(v.cpuRel, "%.3f"),
 			us(t.Percentile(0.5)), us(t.Percentile(0.99)), t.Errors, t.Non2xx,
 			v.sink.posts.Load(), mb(v.sink.bytes.Load()), v.rssPath())
 	}
@@ -538,6 +552,23 @@ func report(ctx context.Context, variants []*variant) error {
 			float64(v.total.Percentile(0.5)-base.total.Percentile(0.5))/1e3,
 			float64(v.total.Percentile(0.99)-base.total.Percentile(0.99))/1e3,
 			mb(last(v.rss)-v.rssWarm), v.total.Requests)
+	}
+	// Each -build against the filter as built now, round by round (the machine's speed drifts between
+	// rounds more than between neighbouring Envoys of one round).
+	if tinygo := find(variants, "tinygo"); tinygo != nil {
+		for _, v := range variants {
+			if v.plugin == "" || v == tinygo || v.tracer || v.config != policy {
+				continue
+			}
+			d := make([]float64, len(v.cpu))
+			r := make([]float64, len(v.cpu))
+			for i := range v.cpu {
+				d[i], r[i] = v.cpu[i]-tinygo.cpu[i], v.cpu[i]/tinygo.cpu[i]
+			}
+			if v.name != "go" {
+				fmt.Printf("%-6s vs tinygo: worker CPU %s us per request, x %s\n", v.name, spread(d, "%+.1f"), spread(r, "%.3f"))
+			}
+		}
 	}
 	fmt.Printf("none   RSS growth %+.1f MB over %d requests (Envoy without the filter, for reference)\n",
 		mb(last(base.rss)-base.rssWarm), base.total.Requests)
@@ -577,6 +608,16 @@ func report(ctx context.Context, variants []*variant) error {
 		fmt.Printf("%-6s export connections: %v\n", v.name, stats)
 	}
 	return errors.Join(errs...)
+}
+
+// find returns the variant called name, or nil.
+func find(variants []*variant, name string) *variant {
+	for _, v := range variants {
+		if v.name == name {
+			return v
+		}
+	}
+	return nil
 }
 
 // priceList formats the price list: each op's worker CPU over the no-call plugin's in the same round,
