@@ -81,10 +81,10 @@ func TestOverlays(t *testing.T) {
 	}{
 		{"base", map[string]int{"Namespace": 1, "StatefulSet": 2, "Deployment": 0, "Service": 2, "ConfigMap": 1,
 			"ServiceAccount": 2, "NetworkPolicy": 2, "Job": 1, "Role": 1, "RoleBinding": 1}},
-		{"overlays/istio", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 0}},
+		{"overlays/istio", map[string]int{"WasmPlugin": 3, "StatefulSet": 2, "Deployment": 0}},
 		{"overlays/gloo", map[string]int{"Upstream": 1, "Gateway": 1, "WasmPlugin": 0}},
-		{"overlays/scale-out", map[string]int{"WasmPlugin": 2, "StatefulSet": 2, "Deployment": 1, "Service": 4, "NetworkPolicy": 3}},
-		{"overlays/telemetry", map[string]int{"WasmPlugin": 2, "Telemetry": 1}},
+		{"overlays/scale-out", map[string]int{"WasmPlugin": 3, "StatefulSet": 2, "Deployment": 1, "Service": 4, "NetworkPolicy": 3}},
+		{"overlays/telemetry", map[string]int{"WasmPlugin": 3, "Telemetry": 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {
@@ -103,6 +103,7 @@ func TestOverlays(t *testing.T) {
 			c.checkServices(t)
 			c.checkNetworkPolicies(t)
 			c.checkExportTargets(t)
+			c.checkHTTPPluginSides(t)
 			c.checkTelemetry(t)
 			c.checkCollector(t)
 		})
@@ -423,6 +424,51 @@ func (c *cluster) checkExportTargets(t *testing.T) {
 		}
 		if err := c.resolveCluster(p.Export.Cluster); err != nil {
 			t.Errorf("%s: export.cluster %q: %v", o, p.Export.Cluster, err)
+		}
+	}
+}
+
+// checkHTTPPluginSides: every HTTP WasmPlugin fixes its direction to the side its match mode selects, so no
+// stream reads Envoy's listener direction: SERVER runs inbound, CLIENT (sidecar outbound and gateways)
+// client; and the HTTP plugins of one build differ in nothing else.
+func (c *cluster) checkHTTPPluginSides(t *testing.T) {
+	want := map[string]policy.Direction{"SERVER": policy.DirectionInbound, "CLIENT": policy.DirectionClient}
+	var first string
+	for _, o := range c.objs {
+		if o.Kind != "WasmPlugin" {
+			continue
+		}
+		var wp struct {
+			Spec map[string]any `json:"spec"`
+		}
+		decode(t, o, &wp)
+		if wp.Spec["type"] != "HTTP" {
+			continue
+		}
+		var mode any
+		if m, ok := wp.Spec["match"].([]any); ok && len(m) == 1 {
+			mode = m[0].(map[string]any)["mode"]
+			m[0].(map[string]any)["mode"] = nil
+		}
+		raw, _ := pluginConfigOf(t, o)
+		p, err := policy.Parse(raw)
+		if err != nil {
+			t.Errorf("%s: policy: %v", o, err)
+			continue
+		}
+		dir, ok := want[fmt.Sprint(mode)]
+		if !ok || p.Direction != dir {
+			t.Errorf("%s: match mode %v with direction %v; want SERVER with inbound or CLIENT with client", o, mode, p.Direction)
+		}
+		wp.Spec["pluginConfig"].(map[string]any)["direction"] = nil
+		rest, err := json.Marshal(wp.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == "" {
+			first = string(rest)
+		} else if string(rest) != first {
+			t.Errorf("%s differs from the build's other HTTP WasmPlugin beyond mode and direction:\n%s\n%s", o, rest, first)
 		}
 	}
 }

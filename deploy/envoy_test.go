@@ -33,13 +33,14 @@ func TestDeployedPoliciesInEnvoy(t *testing.T) {
 		name      string
 		direction envoy.Direction
 	}{
-		{"overlays/istio", "WasmPlugin", "meshtrace-http", envoy.Inbound},
-		{"overlays/telemetry", "WasmPlugin", "meshtrace-http", envoy.Inbound},
-		{"overlays/scale-out", "WasmPlugin", "meshtrace-http", envoy.Outbound},
+		{"overlays/istio", "WasmPlugin", "meshtrace-http-inbound", envoy.Inbound},
+		{"overlays/istio", "WasmPlugin", "meshtrace-http-outbound", envoy.Outbound},
+		{"overlays/telemetry", "WasmPlugin", "meshtrace-http-inbound", envoy.Inbound},
+		{"overlays/scale-out", "WasmPlugin", "meshtrace-http-outbound", envoy.Outbound},
 		{"overlays/gloo", "Gateway", "gateway-proxy", envoy.Unspecified},
 	}
 	for _, tc := range cases {
-		t.Run(tc.overlay, func(t *testing.T) {
+		t.Run(tc.overlay+"/"+tc.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := pluginConfig(t, build(t, v, tc.overlay), tc.kind, tc.name)
 			pol, err := policy.Parse(cfg)

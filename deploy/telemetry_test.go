@@ -36,7 +36,7 @@ type telemetry struct {
 func TestTelemetryOverlayIsConsistent(t *testing.T) {
 	v := manifesttest.Validator(t)
 	objs := build(t, v, "overlays/telemetry")
-	pol, err := policy.Parse(pluginConfig(t, objs, "WasmPlugin", "meshtrace-http"))
+	pol, err := policy.Parse(pluginConfig(t, objs, "WasmPlugin", "meshtrace-http-inbound"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ type rootContext struct {
 	types.DefaultPluginContext
 	contextID uint32
 	policy    *policy.Policy
-	direction policy.Direction // resolved direction when the policy fixes it; DirectionAuto otherwise
+	direction policy.Direction // resolved at start (never client); DirectionAuto: read per stream
 	// trustBaggage: incoming baggage is read by tag rules and its propagated members forwarded.
 	trustBaggage bool
 	propagates   bool // some tag rule has propagate
@@ -70,9 +70,11 @@ func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
 		return types.OnPluginStartStatusFailed
 	}
 	r.policy = p
+	// auto and client resolve here, once: at an Istio gateway (whose listeners say outbound, yet it is the
+	// edge) both run as gateway; elsewhere client runs as outbound and auto stays, read per stream.
 	r.direction = p.Direction
-	if r.direction == policy.DirectionAuto && istioGateway() {
-		r.direction = policy.DirectionGateway // an Istio gateway's listeners say outbound: it is the edge
+	if r.direction.NeedsNode() {
+		r.direction = r.direction.Resolve(istioGateway())
 	}
 	r.trustBaggage = p.TrustsBaggageAt(r.direction)
 	for i := range p.Tags {
@@ -87,8 +89,8 @@ func (r *rootContext) OnPluginStart(int) types.OnPluginStartStatus {
 	// Whether Envoy's own tracer is on cannot be told from here (proxy-wasm exposes no attribute for the
 	// connection manager's tracing configuration), so filter mode next to an active tracer is not warned
 	// about: see docs/filter.md.
-	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules, %d routes, trace mode %s, baggage trusted: %t",
-		serviceName(res), len(p.Tags), len(p.Routes), p.Trace.Mode, r.trustBaggage)
+	proxywasm.LogInfof("meshtrace: started for service %q with %d tag rules, %d routes, direction %s, trace mode %s, baggage trusted: %t",
+		serviceName(res), len(p.Tags), len(p.Routes), r.direction, p.Trace.Mode, r.trustBaggage)
 	return types.OnPluginStartStatusOK
 }
 
@@ -141,7 +143,8 @@ func (r *rootContext) startNew(dir policy.Direction) bool {
 	return dir != policy.DirectionOutbound
 }
 
-// streamDirection resolves the direction of the current stream (reading listener_direction when auto).
+// streamDirection resolves the direction of the current stream: the one fixed at start, or, for auto
+// only, Envoy's listener_direction read from the stream.
 func (r *rootContext) streamDirection() policy.Direction {
 	if r.direction != policy.DirectionAuto {
 		return r.direction

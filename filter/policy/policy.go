@@ -21,18 +21,39 @@ const NetworkRootID = "meshtrace-network"
 // Direction says which side of the proxy the filter runs on; it decides span kinds.
 type Direction uint8
 
-// Directions. Auto reads Envoy's listener_direction property at run time.
+// Directions. Auto reads Envoy's listener_direction property on every stream (except at an Istio gateway,
+// where it resolves to gateway at plugin start). Client is the CLIENT side of an Istio WasmPlugin (sidecar
+// outbound listeners and all of a gateway's traffic): it resolves once at plugin start, to gateway on an
+// Istio gateway and to outbound elsewhere, so no stream reads the listener direction.
 const (
 	DirectionAuto Direction = iota
 	DirectionInbound
 	DirectionOutbound
 	DirectionGateway
+	DirectionClient
 )
 
-var directionNames = []string{"auto", "inbound", "outbound", "gateway"}
+var directionNames = []string{"auto", "inbound", "outbound", "gateway", "client"}
 
 // String returns the configuration spelling of d.
 func (d Direction) String() string { return directionNames[d] }
+
+// Resolve returns the direction a filter configured with d runs as at plugin start, on an Istio gateway
+// when gateway is true: auto becomes gateway there (a gateway's listeners say outbound, yet it is the edge)
+// and stays auto, read per stream, elsewhere; client becomes gateway or outbound; the others are fixed.
+func (d Direction) Resolve(gateway bool) Direction {
+	switch {
+	case d == DirectionAuto && gateway, d == DirectionClient && gateway:
+		return DirectionGateway
+	case d == DirectionClient:
+		return DirectionOutbound
+	}
+	return d
+}
+
+// NeedsNode reports whether Resolve depends on its gateway argument (whether the proxy is an Istio
+// gateway), so a caller may skip finding that out for the other directions.
+func (d Direction) NeedsNode() bool { return d == DirectionAuto || d == DirectionClient }
 
 // SourceKind is where a tag value is read from.
 type SourceKind uint8
@@ -99,8 +120,8 @@ type Trace struct {
 	TrustBaggage *bool
 }
 
-// TrustsBaggageAt resolves TrustBaggage for a filter running in direction dir (the policy's, or the one the
-// plugin resolved "auto" to at start): trusted unless dir is a gateway.
+// TrustsBaggageAt resolves TrustBaggage for a filter running in direction dir (the one the plugin resolved
+// the policy's to at start, see Direction.Resolve): trusted unless dir is a gateway.
 func (p *Policy) TrustsBaggageAt(dir Direction) bool {
 	if p.Trace.TrustBaggage != nil {
 		return *p.Trace.TrustBaggage
@@ -332,7 +353,7 @@ func (d *decoder) direction(v *fastjson.Value, path string, dir *Direction) {
 			return
 		}
 	}
-	d.fail(path, "must be one of auto, inbound, outbound, gateway")
+	d.fail(path, "must be one of auto, inbound, outbound, gateway, client")
 }
 
 func (d *decoder) trace(v *fastjson.Value, path string, t *Trace) {

@@ -73,7 +73,7 @@ func TestParseErrors(t *testing.T) {
 		{"buffer below batch", `{"export": {"batch_size": 100, "max_buffered": 10}}`, "export.max_buffered: must be at least export.batch_size"},
 		{"relative path", `{"export": {"path": "v1/traces"}}`, "export.path: must start with '/'"},
 		{"empty cluster", `{"export": {"cluster": ""}}`, "export.cluster: must not be empty"},
-		{"bad direction", `{"direction": "sideways"}`, "direction: must be one of auto, inbound, outbound, gateway"},
+		{"bad direction", `{"direction": "sideways"}`, "direction: must be one of auto, inbound, outbound, gateway, client"},
 		{"bad regex", `{"tags": [` + tag(`, "regex": "(["`) + `]}`, "tags[0].regex: error parsing regexp: "},
 		{"hash without key", `{"tags": [` + tag("") + `,{"attribute": "b", "from": [{"header": "x"}], "hash": true}]}`, `tags[1].hash: requires "hmac_key"`},
 		{"duplicate attribute", `{"tags": [` + tag("") + `,` + tag("") + `]}`, `tags[1].attribute: duplicate attribute "a"`},
@@ -140,6 +140,51 @@ func TestParseTraceModeAndBaggageTrust(t *testing.T) {
 			}
 			if p.Trace.Mode != tc.mode || p.TrustsBaggageAt(p.Direction) != tc.trusted {
 				t.Fatalf("mode %v, trusts baggage %v; want %v, %v", p.Trace.Mode, p.TrustsBaggageAt(p.Direction), tc.mode, tc.trusted)
+			}
+		})
+	}
+}
+
+func TestParseDirection(t *testing.T) {
+	// Resolve runs as the plugin's start does: gateway says whether the node is an Istio gateway (router~).
+	tests := []struct {
+		in                string
+		want              Direction
+		atSidecar, atGate Direction
+		needsNode         bool
+		trustedAtSidecar  bool
+		trustedAtGateway  bool
+	}{
+		{"auto", DirectionAuto, DirectionAuto, DirectionGateway, true, true, false},
+		{"inbound", DirectionInbound, DirectionInbound, DirectionInbound, false, true, true},
+		{"outbound", DirectionOutbound, DirectionOutbound, DirectionOutbound, false, true, true},
+		{"gateway", DirectionGateway, DirectionGateway, DirectionGateway, false, false, false},
+		{"client", DirectionClient, DirectionOutbound, DirectionGateway, true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			p, err := Parse([]byte(`{"direction": "` + tc.in + `"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := p.Direction
+			if d != tc.want || d.String() != tc.in {
+				t.Fatalf("direction %v (%d), want %v", d, d, tc.want)
+			}
+			if got := d.Resolve(false); got != tc.atSidecar {
+				t.Errorf("Resolve(sidecar) = %v, want %v", got, tc.atSidecar)
+			}
+			if got := d.Resolve(true); got != tc.atGate {
+				t.Errorf("Resolve(gateway) = %v, want %v", got, tc.atGate)
+			}
+			if d.NeedsNode() != tc.needsNode {
+				t.Errorf("NeedsNode = %v, want %v", d.NeedsNode(), tc.needsNode)
+			}
+			if got := p.TrustsBaggageAt(d.Resolve(false)); got != tc.trustedAtSidecar {
+				t.Errorf("trusts baggage at a sidecar = %v, want %v", got, tc.trustedAtSidecar)
+			}
+			if got := p.TrustsBaggageAt(d.Resolve(true)); got != tc.trustedAtGateway {
+				t.Errorf("trusts baggage at a gateway = %v, want %v", got, tc.trustedAtGateway)
 			}
 		})
 	}

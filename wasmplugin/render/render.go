@@ -5,6 +5,7 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func ParseTargetRef(s string) (TargetRef, error) {
 
 // Istio holds what an Istio WasmPlugin needs besides the policy.
 type Istio struct {
-	Name      string // base name; "-http" and "-network" are appended
+	Name      string // base name; "-http" (or "-http-inbound" and "-http-outbound") and "-network" are appended
 	Namespace string
 	URL       string // oci://registry/repo:tag, file:// or http(s)://
 	// SHA256 pins the module: the image manifest digest for oci:// (what `wasmplugin push` prints), the
@@ -58,8 +59,10 @@ type Istio struct {
 	Phase           string            // AUTHN, AUTHZ, STATS (default) or UNSPECIFIED_PHASE
 	Priority        *int32            // order among plugins of the same phase, higher first; nil leaves Istio's 0
 	FailStrategy    string            // FAIL_OPEN (default), FAIL_CLOSE or FAIL_RELOAD
-	HTTPMode        string            // CLIENT, SERVER or CLIENT_AND_SERVER (default: Istio's, all traffic)
-	HTTPPorts       []uint32          // ports the HTTP plugin applies to; empty: all
+	// HTTPMode is CLIENT, SERVER or CLIENT_AND_SERVER; by default the policy's direction decides (see sides:
+	// with direction auto, one HTTP WasmPlugin per side).
+	HTTPMode  string
+	HTTPPorts []uint32 // ports the HTTP plugin applies to; empty: all
 	// NetworkMode and NetworkPorts select connections for the NETWORK plugin; ports default to the
 	// policy's Kafka ports and peer service ports, mode to CLIENT (connections the workload opens).
 	NetworkMode  string
@@ -98,7 +101,8 @@ func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
 	return p, s, nil
 }
 
-// IstioPlugins renders one WasmPlugin per requested type as a YAML stream.
+// IstioPlugins renders the WasmPlugins of the requested types (default both) as a YAML stream: one NETWORK
+// plugin, and one HTTP plugin per side the policy's direction needs (see sides).
 func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, error) {
 	if o.Name == "" {
 		return nil, errors.New("name is required")
@@ -138,58 +142,129 @@ func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, erro
 	}
 	var out bytes.Buffer
 	for _, t := range types {
-		mode, ports := o.HTTPMode, o.HTTPPorts
-		if t == Network {
-			mode, ports = o.NetworkMode, o.NetworkPorts
-			if mode == "" {
-				mode = "CLIENT"
-			}
-			if len(ports) == 0 {
-				ports = networkPorts(pol)
-			}
-		} else if t != HTTP {
+		if t != HTTP && t != Network {
 			return nil, fmt.Errorf("plugin type %q: want HTTP or NETWORK", t)
 		}
-		spec := &istioExt.WasmPlugin{
-			Url:             o.URL,
-			Sha256:          o.SHA256,
-			ImagePullPolicy: istioExt.PullPolicy(pull),
-			ImagePullSecret: o.ImagePullSecret,
-			PluginConfig:    cfg,
-			Phase:           istioExt.PluginPhase(phase),
-			FailStrategy:    istioExt.FailStrategy(fail),
-			Type:            istioExt.PluginType(istioExt.PluginType_value[string(t)]),
+		sds, err := sides(t, pol.Direction, o)
+		if err != nil {
+			return nil, err
 		}
-		if t == Network {
-			spec.PluginName = policy.NetworkRootID // the root id that makes the plugin a network filter
-		}
-		if o.Priority != nil {
-			spec.Priority = wrapperspb.Int32(*o.Priority)
-		}
-		if len(o.Selector) > 0 {
-			spec.Selector = &istioType.WorkloadSelector{MatchLabels: o.Selector}
-		}
-		for _, r := range o.TargetRefs {
-			spec.TargetRefs = append(spec.TargetRefs, &istioType.PolicyTargetReference{
-				Group: r.Group, Kind: r.Kind, Name: r.Name})
-		}
-		if mode != "" || len(ports) > 0 {
-			m, err := enum(istioType.WorkloadMode_value, mode, "UNDEFINED", "match mode")
-			if err != nil {
+		for _, sd := range sds {
+			if err := writePlugin(&out, o, t, sd, pol, cfg, phase, fail, pull); err != nil {
 				return nil, err
 			}
-			sel := &istioExt.WasmPlugin_TrafficSelector{Mode: istioType.WorkloadMode(m)}
-			for _, p := range ports {
-				sel.Ports = append(sel.Ports, &istioType.PortSelector{Number: p})
-			}
-			spec.Match = []*istioExt.WasmPlugin_TrafficSelector{sel}
-		}
-		name := o.Name + "-" + strings.ToLower(string(t))
-		if err := writeObject(&out, "extensions.istio.io/v1alpha1", "WasmPlugin", name, o.Namespace, spec); err != nil {
-			return nil, err
 		}
 	}
 	return out.Bytes(), nil
+}
+
+// side is one WasmPlugin of a type: its name suffix after the type's, its match mode and the direction
+// its pluginConfig carries in place of the policy's (empty: the policy's as written).
+type side struct {
+	suffix, mode, direction string
+}
+
+// sides lists the WasmPlugins rendered for plugin type t. The NETWORK plugin is one, in NetworkMode
+// (default CLIENT). The HTTP plugin of a policy with direction auto is one per side, so that no stream has
+// to read Envoy's listener direction: "-http-inbound" in SERVER mode with direction inbound, and
+// "-http-outbound" in CLIENT mode (sidecar outbound listeners, and all of a gateway's traffic) with
+// direction client (outbound on a sidecar, gateway on an Istio gateway); an HTTPMode of SERVER or CLIENT
+// keeps only that side, CLIENT_AND_SERVER (or UNDEFINED) both. With an explicit direction the HTTP plugin
+// is one, "-http", in the mode the direction implies (SERVER for inbound; CLIENT for outbound, client and
+// gateway) unless HTTPMode says otherwise; an HTTPMode of the other side contradicts the direction and is
+// refused.
+func sides(t PluginType, dir policy.Direction, o Istio) ([]side, error) {
+	if t == Network {
+		return []side{{mode: cmp.Or(o.NetworkMode, "CLIENT")}}, nil
+	}
+	mode := o.HTTPMode
+	if dir != policy.DirectionAuto {
+		implied := "CLIENT"
+		if dir == policy.DirectionInbound {
+			implied = "SERVER"
+		}
+		switch mode {
+		case "":
+			mode = implied
+		case "SERVER", "CLIENT":
+			if mode != implied {
+				return nil, fmt.Errorf("http mode %s: the policy's direction %s runs on the %s side", mode, dir, implied)
+			}
+		}
+		return []side{{mode: mode}}, nil
+	}
+	inbound := side{suffix: "-inbound", mode: "SERVER", direction: policy.DirectionInbound.String()}
+	outbound := side{suffix: "-outbound", mode: "CLIENT", direction: policy.DirectionClient.String()}
+	switch mode {
+	case "SERVER":
+		return []side{inbound}, nil
+	case "CLIENT":
+		return []side{outbound}, nil
+	case "", "CLIENT_AND_SERVER", "UNDEFINED":
+		return []side{inbound, outbound}, nil
+	}
+	return []side{{mode: mode}}, nil // not a mode: writePlugin refuses it
+}
+
+// writePlugin appends the WasmPlugin of type t for one side.
+func writePlugin(out *bytes.Buffer, o Istio, t PluginType, sd side, pol *policy.Policy, cfg *structpb.Struct,
+	phase, fail, pull int32) error {
+	mode, ports := sd.mode, o.HTTPPorts
+	if t == Network {
+		ports = o.NetworkPorts
+		if len(ports) == 0 {
+			ports = networkPorts(pol)
+		}
+	}
+	if sd.direction != "" {
+		cfg = withDirection(cfg, sd.direction)
+	}
+	spec := &istioExt.WasmPlugin{
+		Url:             o.URL,
+		Sha256:          o.SHA256,
+		ImagePullPolicy: istioExt.PullPolicy(pull),
+		ImagePullSecret: o.ImagePullSecret,
+		PluginConfig:    cfg,
+		Phase:           istioExt.PluginPhase(phase),
+		FailStrategy:    istioExt.FailStrategy(fail),
+		Type:            istioExt.PluginType(istioExt.PluginType_value[string(t)]),
+	}
+	if t == Network {
+		spec.PluginName = policy.NetworkRootID // the root id that makes the plugin a network filter
+	}
+	if o.Priority != nil {
+		spec.Priority = wrapperspb.Int32(*o.Priority)
+	}
+	if len(o.Selector) > 0 {
+		spec.Selector = &istioType.WorkloadSelector{MatchLabels: o.Selector}
+	}
+	for _, r := range o.TargetRefs {
+		spec.TargetRefs = append(spec.TargetRefs, &istioType.PolicyTargetReference{
+			Group: r.Group, Kind: r.Kind, Name: r.Name})
+	}
+	if mode != "" || len(ports) > 0 {
+		m, err := enum(istioType.WorkloadMode_value, mode, "UNDEFINED", "match mode")
+		if err != nil {
+			return err
+		}
+		sel := &istioExt.WasmPlugin_TrafficSelector{Mode: istioType.WorkloadMode(m)}
+		for _, p := range ports {
+			sel.Ports = append(sel.Ports, &istioType.PortSelector{Number: p})
+		}
+		spec.Match = []*istioExt.WasmPlugin_TrafficSelector{sel}
+	}
+	name := o.Name + "-" + strings.ToLower(string(t)) + sd.suffix
+	return writeObject(out, "extensions.istio.io/v1alpha1", "WasmPlugin", name, o.Namespace, spec)
+}
+
+// withDirection returns a copy of the pluginConfig cfg (nil: the plugin's defaults) whose direction is dir.
+func withDirection(cfg *structpb.Struct, dir string) *structpb.Struct {
+	c := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	if cfg != nil {
+		c = proto.Clone(cfg).(*structpb.Struct)
+	}
+	c.Fields["direction"] = structpb.NewStringValue(dir)
+	return c
 }
 
 // checkURL applies the WasmPlugin CRD's rule on url: a scheme of oci, http, https or file (none means oci).

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"encoding/json"
 	"os"
 	"strings"
@@ -23,31 +24,65 @@ func examplePolicy(t *testing.T) []byte {
 
 func int32p(v int32) *int32 { return &v }
 
+// policyWithDirection returns the example policy with its direction ("auto") replaced by dir.
+func policyWithDirection(t *testing.T, dir string) []byte {
+	t.Helper()
+	pol := examplePolicy(t)
+	out := strings.Replace(string(pol), `"direction": "auto"`, `"direction": "`+dir+`"`, 1)
+	if out == string(pol) && dir != "auto" {
+		t.Fatal(`example policy has no "direction": "auto"`)
+	}
+	return []byte(out)
+}
+
 func TestIstioPlugins(t *testing.T) {
 	v := manifesttest.Validator(t)
-	pol := examplePolicy(t)
 	base := Istio{Name: "meshtrace", Namespace: "istio-system", URL: "oci://ghcr.io/meshtrace/filter:v1", SHA256: digest}
+	network := map[string]any{"type": "NETWORK", "pluginName": "meshtrace-network", "match.0.mode": "CLIENT",
+		"match.0.ports.0.number": 5432.0, "match.0.ports.1.number": 9092.0, "pluginConfig.direction": "auto"}
 
 	cases := []struct {
-		name  string
-		opts  func(o *Istio)
-		types []PluginType
+		name      string
+		direction string // the policy's; default auto (the example's)
+		opts      func(o *Istio)
+		types     []PluginType
 		// want are spec paths (dot-joined, as in the rendered JSON) and their values, per plugin name.
 		want map[string]map[string]any
 	}{
 		{
-			name: "defaults with selector",
+			name: "auto: one HTTP plugin per side, with selector",
 			opts: func(o *Istio) { o.Selector = map[string]string{"app": "checkout"} },
 			want: map[string]map[string]any{
-				"meshtrace-http": {"type": "HTTP", "phase": "STATS", "failStrategy": "FAIL_OPEN", "sha256": digest,
-					"url": base.URL, "selector.matchLabels.app": "checkout",
+				"meshtrace-http-inbound": {"type": "HTTP", "phase": "STATS", "failStrategy": "FAIL_OPEN", "sha256": digest,
+					"url": base.URL, "selector.matchLabels.app": "checkout", "match.0.mode": "SERVER",
+					"pluginConfig.direction":      "inbound",
 					"pluginConfig.export.cluster": "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local"},
-				"meshtrace-network": {"type": "NETWORK", "pluginName": "meshtrace-network", "match.0.mode": "CLIENT",
-					"match.0.ports.0.number": 5432.0, "match.0.ports.1.number": 9092.0},
+				"meshtrace-http-outbound": {"type": "HTTP", "phase": "STATS", "failStrategy": "FAIL_OPEN", "sha256": digest,
+					"url": base.URL, "selector.matchLabels.app": "checkout", "match.0.mode": "CLIENT",
+					"pluginConfig.direction":      "client",
+					"pluginConfig.export.cluster": "outbound|4318||meshtrace-indexer.meshtrace.svc.cluster.local"},
+				"meshtrace-network": network,
 			},
 		},
 		{
-			name: "gateway target ref, priority, fail close, server http ports",
+			name: "auto: both sides share priority, fail strategy, phase and ports",
+			opts: func(o *Istio) {
+				o.Priority = int32p(7)
+				o.FailStrategy = "FAIL_RELOAD"
+				o.Phase = "AUTHN"
+				o.HTTPPorts = []uint32{8080}
+				o.HTTPMode = "CLIENT_AND_SERVER"
+			},
+			types: []PluginType{HTTP},
+			want: map[string]map[string]any{
+				"meshtrace-http-inbound": {"priority": 7.0, "failStrategy": "FAIL_RELOAD", "phase": "AUTHN",
+					"match.0.mode": "SERVER", "match.0.ports.0.number": 8080.0, "pluginConfig.direction": "inbound"},
+				"meshtrace-http-outbound": {"priority": 7.0, "failStrategy": "FAIL_RELOAD", "phase": "AUTHN",
+					"match.0.mode": "CLIENT", "match.0.ports.0.number": 8080.0, "pluginConfig.direction": "client"},
+			},
+		},
+		{
+			name: "auto: gateway target ref, priority, fail close, server http ports",
 			opts: func(o *Istio) {
 				o.TargetRefs = []TargetRef{{Group: "gateway.networking.k8s.io", Kind: "Gateway", Name: "ingress"}}
 				o.Priority = int32p(10)
@@ -58,18 +93,54 @@ func TestIstioPlugins(t *testing.T) {
 			},
 			types: []PluginType{HTTP},
 			want: map[string]map[string]any{
-				"meshtrace-http": {"targetRefs.0.kind": "Gateway", "targetRefs.0.name": "ingress", "priority": 10.0,
+				"meshtrace-http-inbound": {"targetRefs.0.kind": "Gateway", "targetRefs.0.name": "ingress", "priority": 10.0,
 					"failStrategy": nil, // FAIL_CLOSE is the enum's zero value: omitted, and Istio's default
 					"match.0.mode": "SERVER", "match.0.ports.0.number": 8080.0,
-					"imagePullPolicy": "Always"},
+					"imagePullPolicy": "Always", "pluginConfig.direction": "inbound"},
 			},
+		},
+		{
+			name: "auto: client mode keeps the client side",
+			opts: func(o *Istio) { o.HTTPMode = "CLIENT" },
+			want: map[string]map[string]any{
+				"meshtrace-http-outbound": {"match.0.mode": "CLIENT", "pluginConfig.direction": "client"},
+				"meshtrace-network":       network,
+			},
+		},
+		{
+			name: "inbound: one plugin in server mode", direction: "inbound", types: []PluginType{HTTP},
+			want: map[string]map[string]any{"meshtrace-http": {"match.0.mode": "SERVER", "pluginConfig.direction": "inbound"}},
+		},
+		{
+			name: "outbound: one plugin in client mode", direction: "outbound", types: []PluginType{HTTP},
+			want: map[string]map[string]any{"meshtrace-http": {"match.0.mode": "CLIENT", "pluginConfig.direction": "outbound"}},
+		},
+		{
+			name: "client: one plugin in client mode", direction: "client",
+			want: map[string]map[string]any{
+				"meshtrace-http":    {"match.0.mode": "CLIENT", "pluginConfig.direction": "client"},
+				"meshtrace-network": {"match.0.mode": "CLIENT", "pluginConfig.direction": "client"},
+			},
+		},
+		{
+			name: "gateway: one plugin in client mode", direction: "gateway", types: []PluginType{HTTP},
+			opts: func(o *Istio) { o.Selector = map[string]string{"istio": "ingressgateway"} },
+			want: map[string]map[string]any{"meshtrace-http": {"match.0.mode": "CLIENT", "pluginConfig.direction": "gateway",
+				"selector.matchLabels.istio": "ingressgateway"}},
+		},
+		{
+			name: "gateway: an explicit http mode is kept", direction: "gateway", types: []PluginType{HTTP},
+			opts: func(o *Istio) { o.HTTPMode = "CLIENT_AND_SERVER" },
+			want: map[string]map[string]any{"meshtrace-http": {"match.0.mode": "CLIENT_AND_SERVER", "pluginConfig.direction": "gateway"}},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := base
-			tc.opts(&o)
-			out, err := IstioPlugins(o, pol, tc.types...)
+			if tc.opts != nil {
+				tc.opts(&o)
+			}
+			out, err := IstioPlugins(o, policyWithDirection(t, cmp.Or(tc.direction, "auto")), tc.types...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,6 +151,7 @@ func TestIstioPlugins(t *testing.T) {
 			if len(objs) != len(tc.want) {
 				t.Fatalf("got %d objects, want %d:\n%s", len(objs), len(tc.want), out)
 			}
+			specs := map[string]map[string]any{}
 			for _, obj := range objs {
 				want, ok := tc.want[obj.Name]
 				if !ok {
@@ -90,8 +162,45 @@ func TestIstioPlugins(t *testing.T) {
 						t.Errorf("%s spec.%s = %#v, want %#v", obj.Name, path, got, val)
 					}
 				}
+				specs[obj.Name], _ = lookup(t, obj, "spec").(map[string]any)
+			}
+			// The two sides differ in their match mode and pluginConfig direction only.
+			in, out2 := specs["meshtrace-http-inbound"], specs["meshtrace-http-outbound"]
+			if in != nil && out2 != nil {
+				for _, spec := range []map[string]any{in, out2} {
+					spec["match"].([]any)[0].(map[string]any)["mode"] = nil
+					spec["pluginConfig"].(map[string]any)["direction"] = nil
+				}
+				if a, b := mustJSON(t, in), mustJSON(t, out2); a != b {
+					t.Errorf("the HTTP plugins differ beyond mode and direction:\n%s\n%s", a, b)
+				}
 			}
 		})
+	}
+}
+
+// TestIstioPluginsKeepThePolicy checks that the per-side HTTP plugins carry the policy as written but for
+// the direction: each pluginConfig parses to the policy with its direction replaced.
+func TestIstioPluginsKeepThePolicy(t *testing.T) {
+	pol := examplePolicy(t)
+	out, err := IstioPlugins(Istio{Name: "m", URL: "oci://r/f:1"}, pol, HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifesttest.Validator(t).Check(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range objs {
+		cfg := lookup(t, obj, "spec.pluginConfig").(map[string]any)
+		dir := cfg["direction"].(string)
+		want := map[string]any{}
+		if err := json.Unmarshal(policyWithDirection(t, dir), &want); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := mustJSON(t, cfg), mustJSON(t, want); a != b {
+			t.Errorf("%s pluginConfig = %s, want %s", obj.Name, a, b)
+		}
 	}
 }
 
@@ -104,8 +213,16 @@ func TestIstioPluginsBlankPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := lookup(t, objs[0], "spec.pluginConfig"); got != nil {
-		t.Errorf("pluginConfig = %v, want none (the plugin's defaults)", got)
+	// The blank policy's direction is auto: one plugin per side, whose pluginConfig says only the side's
+	// direction (the plugin's defaults otherwise).
+	want := map[string]string{"m-http-inbound": `{"direction":"inbound"}`, "m-http-outbound": `{"direction":"client"}`}
+	if len(objs) != len(want) {
+		t.Fatalf("got %d objects, want %d:\n%s", len(objs), len(want), out)
+	}
+	for _, obj := range objs {
+		if got := mustJSON(t, lookup(t, obj, "spec.pluginConfig")); got != want[obj.Name] {
+			t.Errorf("%s pluginConfig = %s, want %s", obj.Name, got, want[obj.Name])
+		}
 	}
 }
 
@@ -127,6 +244,10 @@ func TestIstioPluginsRefuses(t *testing.T) {
 		}, "", "exclusive"},
 		{"unknown phase", func(o *Istio) { o.Phase = "LATE" }, "", "phase"},
 		{"unknown mode", func(o *Istio) { o.HTTPMode = "BOTH" }, "", "match mode"},
+		{"unknown mode, explicit direction", func(o *Istio) { o.HTTPMode = "BOTH" }, `{"direction": "client"}`, "match mode"},
+		{"client mode for inbound", func(o *Istio) { o.HTTPMode = "CLIENT" }, `{"direction": "inbound"}`, "http mode CLIENT"},
+		{"server mode for a gateway", func(o *Istio) { o.HTTPMode = "SERVER" }, `{"direction": "gateway"}`, "http mode SERVER"},
+		{"server mode for client", func(o *Istio) { o.HTTPMode = "SERVER" }, `{"direction": "client"}`, "http mode SERVER"},
 		{"no url", func(o *Istio) { o.URL = "" }, "", "url"},
 		{"url scheme", func(o *Istio) { o.URL = "ftp://r/f.wasm" }, "", "url"},
 		{"selector wildcard", func(o *Istio) { o.Selector = map[string]string{"app": "*"} }, "", "wildcard"},
