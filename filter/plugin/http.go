@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"encoding/binary"
-	"strconv"
 	"strings"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
@@ -34,6 +33,8 @@ type httpContext struct {
 	// external: the request goes to a host of the policy's egress.hosts, outside the mesh; the filter then
 	// adds no envoy_header copies and no propagated baggage members to it, and removes any it carries.
 	external bool
+	// clientForwarded: client.address came from X-Forwarded-For, so the peer address does not name it.
+	clientForwarded bool
 }
 
 // OnHttpRequestHeaders joins or starts the trace, evaluates the tag rules and rewrites the propagation
@@ -128,40 +129,29 @@ func b3Context(get func(string) string) (tc.SpanContext, bool) {
 
 // tracerContext returns the trace context Envoy's own tracer injected into the request after the filter
 // ran, when it differs from the one the filter wrote: the router rewrites the request's traceparent
-// (OpenTelemetry tracer) or B3 headers (Zipkin tracer) in place, and the log phase reads them back. The
+// (OpenTelemetry tracer) or B3 headers (Zipkin tracer) in place, and the log phase reads them back (e). The
 // filter's span then takes those ids, so it is the very span the next hop names as its parent, in the
 // tracer's trace: one connected trace per request whatever the tracer samples or where it sends its spans.
-func (h *httpContext) tracerContext() (tc.SpanContext, bool) {
+func (h *httpContext) tracerContext(e *streamEnd) (tc.SpanContext, bool) {
 	s := &h.span
 	differs := func(c tc.SpanContext) bool { return c.TraceID != s.TraceID || c.SpanID != s.SpanID }
-	if c, ok := tc.ParseTraceparent(requestHeader(tc.HeaderTraceparent)); ok && differs(c) {
+	if c, ok := tc.ParseTraceparent(e.traceparent); ok && differs(c) {
 		return c, true
 	}
 	if !h.root.policy.Trace.B3 {
 		return tc.SpanContext{}, false
 	}
-	// Reads the single header, else the span id first: without a tracer no B3 arrived and the filter wrote
-	// none, so a stream costs two header reads here, not five.
 	var c tc.SpanContext
 	ok := false
-	if v := requestHeader(tc.HeaderB3); v != "" {
-		c, ok = tc.ParseB3Single(v)
-	} else if sid := requestHeader(tc.HeaderB3SpanID); sid != "" {
-		c, ok = tc.ParseB3Multi(requestHeader(tc.HeaderB3TraceID), sid, requestHeader(tc.HeaderB3Sampled), requestHeader(tc.HeaderB3Flags))
+	if e.b3 != "" {
+		c, ok = tc.ParseB3Single(e.b3)
+	} else if e.b3SpanID != "" {
+		c, ok = tc.ParseB3Multi(e.b3TraceID, e.b3SpanID, e.b3Sampled, e.b3Flag)
 	}
 	if ok && differs(c) {
 		return c, true
 	}
 	return tc.SpanContext{}, false
-}
-
-// requestHeader reads a request header from the host ("" when absent or unreadable).
-func requestHeader(name string) string {
-	v, err := proxywasm.GetHttpRequestHeader(name)
-	if err != nil {
-		return ""
-	}
-	return v
 }
 
 // requestAttributes names the span ("{method} {route}", or the method alone when no route of the policy
@@ -197,20 +187,15 @@ func (h *httpContext) requestAttributes(dir policy.Direction) {
 	if v := h.header("user-agent"); v != "" {
 		s.Attrs = append(s.Attrs, span.String("user_agent.original", clip(v)))
 	}
+	// The client is the first X-Forwarded-For hop, else the peer (source.address), which the log phase
+	// reads with the rest of the stream's end.
+	h.clientForwarded = false
 	if dir != policy.DirectionOutbound {
-		peer, port := splitHostPort(propertyString(pathSourceAddress))
-		client := peer
 		if xff := h.header("x-forwarded-for"); xff != "" {
 			first, _, _ := strings.Cut(xff, ",")
-			client = strings.TrimSpace(first)
-		}
-		if client != "" {
-			s.Attrs = append(s.Attrs, span.String("client.address", clip(client)))
-		}
-		if peer != "" {
-			s.Attrs = append(s.Attrs, span.String("network.peer.address", peer))
-			if port > 0 {
-				s.Attrs = append(s.Attrs, span.Int("network.peer.port", port))
+			if client := strings.TrimSpace(first); client != "" {
+				s.Attrs = append(s.Attrs, span.String("client.address", clip(client)))
+				h.clientForwarded = true
 			}
 		}
 	}
@@ -341,34 +326,35 @@ func (h *httpContext) OnHttpStreamDone() {
 	h.active = false
 	s := &h.span
 	s.EndUnixNano = hostNow()
-	if c, ok := h.tracerContext(); ok {
+	e := h.root.readEnd(s.Kind)
+	if c, ok := h.tracerContext(&e); ok {
 		s.TraceID, s.SpanID = c.TraceID, c.SpanID
 		h.root.noteTracer()
 	}
-	code, ok := propertyInt(pathResponseCode)
-	if !ok { // hosts without the property: the response headers are still readable in the log phase
-		if v, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
-			code, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
+	code := e.code
 	if code > 0 {
 		s.Attrs = append(s.Attrs, span.Int("http.response.status_code", code))
 	}
-	if cluster := propertyString(pathClusterName); cluster != "" {
-		s.Attrs = append(s.Attrs, span.String("envoy.upstream.cluster", cluster))
+	if e.cluster != "" {
+		s.Attrs = append(s.Attrs, span.String("envoy.upstream.cluster", e.cluster))
 	}
+	peer := e.peer
 	if s.Kind == span.KindClient {
-		if addr, port := splitHostPort(propertyString(pathUpstreamAddress)); addr != "" {
-			s.Attrs = append(s.Attrs, span.String("network.peer.address", addr))
-			if port > 0 {
-				s.Attrs = append(s.Attrs, span.Int("network.peer.port", port))
-			}
+		peer = e.upstream
+	} else if peer != "" && !h.clientForwarded {
+		host, _ := splitHostPort(peer)
+		s.Attrs = append(s.Attrs, span.String("client.address", clip(host)))
+	}
+	if addr, port := splitHostPort(peer); addr != "" {
+		s.Attrs = append(s.Attrs, span.String("network.peer.address", addr))
+		if port > 0 {
+			s.Attrs = append(s.Attrs, span.Int("network.peer.port", port))
 		}
 	}
-	if flags, ok := propertyInt(pathResponseFlags); ok && flags != 0 {
-		s.Attrs = append(s.Attrs, span.String("envoy.response_flags", responseFlags(uint64(flags))))
+	if e.flags != 0 {
+		s.Attrs = append(s.Attrs, span.String("envoy.response_flags", responseFlags(e.flags)))
 	}
-	details := propertyString(pathResponseDetails)
+	details := e.details
 	local := details != "" && details != viaUpstream
 	if local {
 		s.Attrs = append(s.Attrs, span.String("envoy.response_code_details", details))

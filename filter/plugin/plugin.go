@@ -44,6 +44,7 @@ type rootContext struct {
 	scratch      []byte        // header values being written to the host (a VM runs one callback at a time)
 	freeAttrs    [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
 	tracerSeen   bool          // Envoy's tracer was seen injecting its context (logged once)
+	endExprs     [2]endExpr    // the stream end expressions, server and client kind (see readEnd)
 }
 
 // noteTracer logs, once per plugin, that Envoy's own tracer rewrites the trace context after the filter and
