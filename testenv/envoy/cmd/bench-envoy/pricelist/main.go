@@ -123,9 +123,6 @@ func (s *stream) OnHttpStreamDone() {
 	}
 }
 
-//go:wasmimport env proxy_get_current_time_nanoseconds
-func proxyGetCurrentTimeNanoseconds(returnTime *uint64) uint32
-
 // run makes the configured calls; the first result is checked.
 func (s *stream) run() {
 	for i := range s.p.n {
