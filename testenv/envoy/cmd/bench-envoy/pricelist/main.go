@@ -12,10 +12,10 @@
 //	replace       replace_header_map_value of one request header
 //	expr          Envoy's expr_evaluate foreign function on a CEL expression (source.address) compiled
 //	              once at plugin start with expr_create
-//	end-props     at the end of the stream, what the filter's log phase reads one call at a time: four
-//	              properties (response code, flags and code details, the cluster), the peer and upstream
-//	              addresses and the traceparent header (N times the set)
-//	end-expr      the same values from one expr_evaluate of a CEL expression joining them (N times)
+//	end-props     at the end of the stream, what the filter's log phase reads for a server span one call at
+//	              a time: five properties (response code, flags and code details, the cluster, the peer
+//	              address) and the traceparent header (N times the set)
+//	end-expr      the same values from one expr_evaluate of the CEL map the filter evaluates (N times)
 //
 // The first stream's first value is checked to be non-empty, so a host call that quietly fails (a property
 // Envoy does not serve, a foreign function it was built without) stops the benchmark instead of pricing an
@@ -92,19 +92,15 @@ type stream struct {
 	p *plugin
 }
 
-// endExpr joins the log phase's values, one per line, each empty when Envoy has none.
-const endExpr = `(has(response.code) ? string(response.code) : '') + '\n' +
-(has(response.flags) ? string(response.flags) : '') + '\n' +
-(has(response.code_details) ? response.code_details : '') + '\n' +
-(has(xds.cluster_name) ? xds.cluster_name : '') + '\n' +
-(has(source.address) ? source.address : '') + '\n' +
-(has(upstream.address) ? upstream.address : '') + '\n' +
-('traceparent' in request.headers ? request.headers['traceparent'] : '')`
+// endExpr is the map the filter's log phase evaluates for a server span (filter/plugin endExprSource):
+// Envoy serializes it as proxy-wasm pairs.
+const endExpr = `{'c': response.code, 'f': response.flags, 'd': response.code_details, 'k': xds.cluster_name, ` +
+	`'s': source.address, 't': request.headers['traceparent']}`
 
 // endPaths are the properties end-props reads.
 var endPaths = [][]string{
 	{"response", "code"}, {"response", "flags"}, {"response", "code_details"}, {"xds", "cluster_name"},
-	{"source", "address"}, {"upstream", "address"},
+	{"source", "address"},
 }
 
 // atEnd reports whether op runs at the end of the stream.
