@@ -16,7 +16,7 @@
 //
 // -set tags adds the filter in tag-only mode (trace.mode envoy: tag rules, envoy_header copies and
 // baggage, no span, no trace context rewrite), alone and beside the tracer, as Istio with tracing on runs
-// it. -build name=path adds more TinyGo builds of the filter with the same policy (an earlier build, or
+// it, and the filter with direction auto (the listener direction read per stream). -build name=path adds more TinyGo builds of the filter with the same policy (an earlier build, or
 // one compiled with other flags), so a change is measured against its predecessor in one run.
 //
 // -set price runs the price list instead: Envoys with package pricelist making -calls host calls of one
@@ -425,6 +425,9 @@ func plan(cfg config, dir string) ([]*variant, error) {
 			vs = append(vs,
 				&variant{name: "tags", plugin: cfg.tinygo, config: tagPolicy},
 				&variant{name: "otel+tags", plugin: cfg.tinygo, config: tagPolicy, tracer: true},
+				// direction auto: the listener direction read on every stream, as before the Istio
+				// rendering fixed it per WasmPlugin side.
+				&variant{name: "auto", plugin: cfg.tinygo, config: strings.Replace(policy, `"inbound"`, `"auto"`, 1)},
 			)
 		}
 		return vs, nil
