@@ -191,7 +191,7 @@ func renderCmd() *cobra.Command {
 	f.StringVar(&o.FailStrategy, "fail-strategy", "FAIL_OPEN", "FAIL_OPEN, FAIL_CLOSE or FAIL_RELOAD")
 	f.StringVar(&o.ImagePullPolicy, "image-pull-policy", "", "IfNotPresent or Always")
 	f.StringVar(&o.ImagePullSecret, "image-pull-secret", "", "Secret with registry credentials")
-	f.StringVar(&o.HTTPMode, "http-mode", "", "CLIENT, SERVER or CLIENT_AND_SERVER (default: all)")
+	f.StringVar(&o.HTTPMode, "http-mode", "", "CLIENT, SERVER or CLIENT_AND_SERVER: the side(s) the HTTP WasmPlugin selects (default: both; a direction auto policy renders one WasmPlugin per side, a fixed direction one in the mode it implies)")
 	f.UintSliceVar(&rf.httpPorts, "http-ports", nil, "HTTP plugin destination ports")
 	f.StringVar(&o.NetworkMode, "network-mode", "", "NETWORK plugin mode (default CLIENT)")
 	f.UintSliceVar(&rf.netPorts, "network-ports", nil, "NETWORK plugin ports (default: the policy's Kafka and peer service ports)")
