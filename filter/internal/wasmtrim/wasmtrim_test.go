@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/meshtrace/meshtrace/filter/plugin"
 	"github.com/meshtrace/meshtrace/filter/wasmexports"
 	"github.com/meshtrace/meshtrace/testenv/artifact"
