@@ -107,7 +107,7 @@ func parseEnd(b []byte, keys []string) (streamEnd, error) {
 		return e, errEndFormat
 	}
 	sizes, data := b[4:4+8*n], b[4+8*n:]
-	var seen uint32
+	var seen uint32 // one bit per key: an expression has at most 11
 	for i := range n {
 		ks, vs := int(binary.LittleEndian.Uint32(sizes[8*i:])), int(binary.LittleEndian.Uint32(sizes[8*i+4:]))
 		if ks+vs+2 > len(data) || data[ks] != 0 || data[ks+1+vs] != 0 {
@@ -115,7 +115,7 @@ func parseEnd(b []byte, keys []string) (streamEnd, error) {
 		}
 		key, val := data[:ks], data[ks+1:ks+1+vs]
 		data = data[ks+vs+2:]
-		j := indexOf(keys, string(key))
+		j := indexOf(keys, key)
 		if j < 0 || seen&(1<<j) != 0 {
 			return e, errEndFormat
 		}
@@ -173,9 +173,15 @@ func (e *streamEnd) set(key string, v []byte) error {
 	return nil
 }
 
-func indexOf(keys []string, k string) int {
+// indexOf returns the index of k among keys, or -1; k is compared in place (a conversion to string would
+// allocate in the guest on every stream).
+func indexOf(keys []string, k []byte) int {
+	if len(k) == 0 {
+		return -1
+	}
+	ks := unsafe.String(&k[0], len(k))
 	for i, key := range keys {
-		if key == k {
+		if key == ks {
 			return i
 		}
 	}
