@@ -165,7 +165,7 @@ type side struct {
 }
 
 // sides lists the WasmPlugins rendered for plugin type t. The NETWORK plugin is one, in NetworkMode
-// (default CLIENT). The HTTP plugin of a policy with direction auto is one per side, so that no stream has
+// (default CLIENT), with direction client (CLIENT) or inbound (SERVER) for a direction auto policy. The HTTP plugin of a policy with direction auto is one per side, so that no stream has
 // to read Envoy's listener direction: "-http-inbound" in SERVER mode with direction inbound, and
 // "-http-outbound" in CLIENT mode (sidecar outbound listeners, and all of a gateway's traffic) with
 // direction client (outbound on a sidecar, gateway on an Istio gateway); an HTTPMode of SERVER or CLIENT
@@ -175,7 +175,17 @@ type side struct {
 // refused.
 func sides(t PluginType, dir policy.Direction, o Istio) ([]side, error) {
 	if t == Network {
-		return []side{{mode: cmp.Or(o.NetworkMode, "CLIENT")}}, nil
+		// A direction auto policy gets the side's direction fixed, so no connection reads it either.
+		sd := side{mode: cmp.Or(o.NetworkMode, "CLIENT")}
+		if dir == policy.DirectionAuto {
+			switch sd.mode {
+			case "CLIENT":
+				sd.direction = policy.DirectionClient.String()
+			case "SERVER":
+				sd.direction = policy.DirectionInbound.String()
+			}
+		}
+		return []side{sd}, nil
 	}
 	mode := o.HTTPMode
 	if dir != policy.DirectionAuto {

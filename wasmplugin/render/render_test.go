@@ -39,7 +39,7 @@ func TestIstioPlugins(t *testing.T) {
 	v := manifesttest.Validator(t)
 	base := Istio{Name: "meshtrace", Namespace: "istio-system", URL: "oci://ghcr.io/meshtrace/filter:v1", SHA256: digest}
 	network := map[string]any{"type": "NETWORK", "pluginName": "meshtrace-network", "match.0.mode": "CLIENT",
-		"match.0.ports.0.number": 5432.0, "match.0.ports.1.number": 9092.0, "pluginConfig.direction": "auto"}
+		"match.0.ports.0.number": 5432.0, "match.0.ports.1.number": 9092.0, "pluginConfig.direction": "client"}
 
 	cases := []struct {
 		name      string
@@ -106,6 +106,16 @@ func TestIstioPlugins(t *testing.T) {
 				"meshtrace-http-outbound": {"match.0.mode": "CLIENT", "pluginConfig.direction": "client"},
 				"meshtrace-network":       network,
 			},
+		},
+		{
+			name: "auto: a network plugin on the server side is inbound", types: []PluginType{Network},
+			opts: func(o *Istio) { o.NetworkMode = "SERVER" },
+			want: map[string]map[string]any{"meshtrace-network": {"match.0.mode": "SERVER", "pluginConfig.direction": "inbound"}},
+		},
+		{
+			name: "auto: a network plugin on both sides keeps auto", types: []PluginType{Network},
+			opts: func(o *Istio) { o.NetworkMode = "CLIENT_AND_SERVER" },
+			want: map[string]map[string]any{"meshtrace-network": {"match.0.mode": "CLIENT_AND_SERVER", "pluginConfig.direction": "auto"}},
 		},
 		{
 			name: "inbound: one plugin in server mode", direction: "inbound", types: []PluginType{HTTP},
