@@ -30,11 +30,11 @@ func functionExports(t *testing.T, wasm []byte) map[string]bool {
 	return names
 }
 
-// TestTrimSDKBuilds trims the bench-envoy no-op plugin (the SDK's exports and nothing else) built with
-// TinyGo and Go: the trimmed callbacks are gone, the ABI marker renamed, every other export kept; a second
-// run is a no-op.
+// TestTrimSDKBuilds trims the bench-envoy price-list plugin (the SDK's exports and none of its own), built
+// with TinyGo and Go: the trimmed callbacks are gone, the ABI marker renamed, every other export kept; a
+// second run is a no-op.
 func TestTrimSDKBuilds(t *testing.T) {
-	builds, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/noop", t.TempDir())
+	builds, err := artifact.BuildPlugin("./testenv/envoy/cmd/bench-envoy/pricelist", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Command bench-envoy measures what the meshtrace filter costs inside Envoy: requests per second and p50/p99
 // latency through an Envoy sidecar inbound listener without the filter, with a do-nothing TinyGo plugin
-// (package noop: the cost of Envoy's Wasm machinery alone), with the filter's TinyGo build and with its Go
+// (package pricelist making no call: the cost of Envoy's Wasm machinery alone), with the filter's TinyGo build and with its Go
 // build, with Envoy's native OpenTelemetry tracer alone (100 % sampling, OTLP/HTTP export, custom tags as
 // Istio sets them) and with that tracer plus the TinyGo build, in one run, in alternating rounds (the
 // machine is shared and noisy, so only side-by-side ratios mean anything), and each Envoy's resident memory
