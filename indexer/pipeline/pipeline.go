@@ -112,9 +112,6 @@ type Pipeline struct {
 
 	keys []int // reader-owned scratch of partition
 
-	oldestMu sync.Mutex
-	oldest   []time.Time // append time of the first record of each batch read and not committed, in order
-
 	written, batchesDone, writeErrors, deadLettered atomic.Int64
 }
 
@@ -182,14 +179,22 @@ func (p *Pipeline) Stats() Stats {
 }
 
 // Lag is how long ago the oldest span that was acknowledged and is not yet searchable was acknowledged; zero
-// when everything acknowledged is in the store.
+// when everything acknowledged is in the store. It is the age of the log's oldest uncommitted record, read or
+// not: a batch is committed only once the store holds it. If the log cannot say (an I/O error, logged), it is
+// the age of the log's oldest segment, an upper bound.
 func (p *Pipeline) Lag() time.Duration {
-	p.oldestMu.Lock()
-	defer p.oldestMu.Unlock()
-	if len(p.oldest) == 0 {
+	t, ok, err := p.wal.Oldest()
+	if err != nil {
+		p.cfg.Logger.Warn("index lag: the write-ahead log's oldest record is unreadable; reporting its oldest segment's age", "err", err)
+		if t = p.wal.Stats().OldestStart; t.IsZero() {
+			return 0
+		}
+		ok = true
+	}
+	if !ok {
 		return 0
 	}
-	return time.Since(p.oldest[0])
+	return time.Since(t)
 }
 
 // read turns log records into batches until Close or the end of the log.
@@ -228,9 +233,6 @@ func (p *Pipeline) collect(rd *wal.Reader) (*batch, []document.Span, error) {
 		}
 		if b == nil {
 			b = &batch{done: make(chan struct{})}
-			p.oldestMu.Lock()
-			p.oldest = append(p.oldest, rec.Time)
-			p.oldestMu.Unlock()
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(p.readCtx, p.cfg.BatchTimeout)
 			defer cancel()
@@ -349,9 +351,6 @@ func (p *Pipeline) commit() {
 		for _, t := range b.times {
 			p.m.lag.Observe(now.Sub(t).Seconds())
 		}
-		p.oldestMu.Lock()
-		p.oldest = p.oldest[1:]
-		p.oldestMu.Unlock()
 		p.batchesDone.Add(1)
 	}
 }

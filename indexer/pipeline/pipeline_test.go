@@ -64,7 +64,12 @@ func start(t testing.TB, st store.Store, w *wal.WAL, cfg Config) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close(context.Background()) })
+	t.Cleanup(func() {
+		// A test that failed with its store down must not wait for it forever.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
 	return p
 }
 
@@ -359,6 +364,29 @@ func TestStoreOutageIsRetriedUntilItRecovers(t *testing.T) {
 	checkStored(t, f, want, distinct)
 	if p.Stats().WriteErrors < 10 {
 		t.Fatalf("write errors %d", p.Stats().WriteErrors)
+	}
+}
+
+// TestLagCountsTheUnreadBacklog starts a pipeline on a log that already holds records (a restart): the lag is
+// their age from the start, before the reader has read anything, and zero once the store holds them.
+func TestLagCountsTheUnreadBacklog(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, dir)
+	records, want, distinct := traffic()
+	for _, r := range records {
+		appendSpans(t, w, r)
+	}
+	f := &flaky{Store: openStore(t)}
+	f.set(true, nil)
+	p := start(t, f, w, Config{Shards: 1, BatchTimeout: time.Millisecond, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	if lag := p.Lag(); lag <= 0 {
+		t.Fatalf("lag %v with %d records not yet in the store", lag, len(records))
+	}
+	f.set(false, nil)
+	waitCommitted(t, w)
+	checkStored(t, f, want, distinct)
+	if lag := p.Lag(); lag != 0 {
+		t.Fatalf("lag %v once everything is committed", lag)
 	}
 }
 

@@ -99,9 +99,11 @@ func readRecord(f io.ReaderAt, off, end int64, maxData int, buf []byte) (time.Ti
 	if crc != binary.LittleEndian.Uint32(h[4:8]) {
 		return time.Time{}, nil, 0, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
-	t := time.Unix(0, int64(binary.LittleEndian.Uint64(h[8:16])))
-	return t, data, off + recordHeader + n, nil
+	return recordTime(h[:]), data, off + recordHeader + n, nil
 }
+
+// recordTime is the append time in a record header.
+func recordTime(h []byte) time.Time { return time.Unix(0, int64(binary.LittleEndian.Uint64(h[8:16]))) }
 
 // scanResult is what a segment holds: where its valid records end, how many there are, the first one's time,
 // and, when the file holds more bytes than that, why the rest is unreadable.

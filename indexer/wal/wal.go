@@ -403,6 +403,36 @@ func (w *WAL) normalLocked(pos Position) Position {
 	return pos
 }
 
+// Oldest returns the append time of the oldest durable record not yet committed, and false when every
+// durable record is committed. It reads that record's header from disk, so it is exact whether or not a
+// reader has reached the record yet (after a restart, the whole backlog is uncommitted and unread).
+func (w *WAL) Oldest() (time.Time, bool, error) {
+	w.commitMu.Lock() // no segment is deleted while its header is read
+	defer w.commitMu.Unlock()
+	w.mu.Lock()
+	pos := w.normalLocked(w.committed)
+	var end int64
+	for _, s := range w.segs {
+		if s.seq == pos.Segment {
+			end = s.end
+		}
+	}
+	w.mu.Unlock()
+	if pos.Offset >= end {
+		return time.Time{}, false, nil
+	}
+	f, err := os.Open(filepath.Join(w.cfg.Dir, segmentName(pos.Segment)))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("wal: %w", err)
+	}
+	defer f.Close()
+	var h [recordHeader]byte
+	if _, err := f.ReadAt(h[:], pos.Offset); err != nil {
+		return time.Time{}, false, fmt.Errorf("wal: read the record at %d of %s: %w", pos.Offset, segmentName(pos.Segment), err)
+	}
+	return recordTime(h[:]), true, nil
+}
+
 // Committed returns the committed position: where a reader starts after a restart.
 func (w *WAL) Committed() Position {
 	w.mu.Lock()

@@ -409,3 +409,45 @@ func TestRecycledDataIsReadInto(t *testing.T) {
 		rd.Recycle(rec.Data)
 	}
 }
+
+// TestOldestIsTheFirstUncommittedRecord checks Oldest against the records' own times as commits move through
+// segments, and after a restart, before any reader has read the backlog.
+func TestOldestIsTheFirstUncommittedRecord(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), SegmentBytes: 100}
+	w, _ := open(t, cfg)
+	oldest := func(w *WAL) (time.Time, bool) {
+		t.Helper()
+		ts, ok, err := w.Oldest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts, ok
+	}
+	if _, ok := oldest(w); ok {
+		t.Fatal("an empty log has an uncommitted record")
+	}
+	recs := records("r", 12)
+	for _, r := range recs {
+		appendAll(t, w, r)
+		time.Sleep(time.Millisecond) // distinct append times
+	}
+	got := readN(t, w, len(recs))
+	for i := range got {
+		if ts, ok := oldest(w); !ok || !ts.Equal(got[i].Time) {
+			t.Fatalf("after committing %d records: oldest %v %v, want record %d's %v", i, ts, ok, i, got[i].Time)
+		}
+		if err := w.Commit(got[i].Next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := oldest(w); ok {
+		t.Fatal("everything is committed, yet a record is reported uncommitted")
+	}
+	appendAll(t, w, "x", "y")
+	w.Close()
+	w2, _ := open(t, cfg)
+	unread := readN(t, w2, 2) // a reader of its own: w2's state is not moved by it
+	if ts, ok := oldest(w2); !ok || !ts.Equal(unread[0].Time) {
+		t.Fatalf("after a restart: oldest %v %v, want the backlog's first record's %v", ts, ok, unread[0].Time)
+	}
+}

@@ -128,7 +128,7 @@ func (l *load) verify(t *testing.T, server string, sample int) {
 		t.Fatal(err)
 	}
 	if total.Total < 5*len(l.acked) {
-		t.Fatalf("the index holds %d spans, %d were acknowledged", total.Total, 5*len(l.acked))
+		t.Errorf("the index holds %d spans, %d were acknowledged", total.Total, 5*len(l.acked)) // which: below
 	}
 	missing, checked := 0, 0
 	for id, n := range l.acked {
