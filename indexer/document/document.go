@@ -16,7 +16,8 @@ import (
 
 // Span is the search document of one span.
 type Span struct {
-	ID            string         `json:"id"` // "<trace_id>-<span_id>", lower-case hex
+	ID            string         `json:"id"`               // SpanDocID: "<trace_id>-<span_id>", lower-case hex, after "<tenant>_" when there is one
+	Tenant        string         `json:"tenant,omitempty"` // set at ingest from where the span came from (package tenant)
 	TraceID       string         `json:"trace_id"`
 	SpanID        string         `json:"span_id"`
 	ParentSpanID  string         `json:"parent_span_id,omitempty"`
@@ -58,6 +59,24 @@ func (s *Span) OverflowAttributes() (map[string]any, error) {
 	return m, nil
 }
 
+// SpanDocID is the document id of span spanID of trace traceID sent by tenant: "<trace_id>-<span_id>", after
+// "<tenant>_" when tenant is not empty, so that tenants never overwrite each other's spans.
+func SpanDocID(tenant, traceID, spanID string) string {
+	if tenant == "" {
+		return traceID + "-" + spanID
+	}
+	return tenant + "_" + traceID + "-" + spanID
+}
+
+// TraceDocID is the id of the trace document of tenant's part of trace traceID: the trace id, after
+// "<tenant>_" when tenant is not empty.
+func TraceDocID(tenant, traceID string) string {
+	if tenant == "" {
+		return traceID
+	}
+	return tenant + "_" + traceID
+}
+
 // Event is a span event.
 type Event struct {
 	Name string         `json:"name"`
@@ -75,7 +94,8 @@ type Link struct {
 // Trace is the rolled-up document of one trace. It converges to the right values however its spans arrive
 // (out of order, in several batches, late, more than once): package rollup computes it.
 type Trace struct {
-	ID          string              `json:"id"` // the trace id, lower-case hex
+	ID          string              `json:"id"`               // TraceDocID: the trace id, lower-case hex, after "<tenant>_" when there is one
+	Tenant      string              `json:"tenant,omitempty"` // the tenant of its spans: a trace crossing tenants has a document per tenant
 	TraceID     string              `json:"trace_id"`
 	RootService string              `json:"root_service,omitempty"` // empty until the root span is seen
 	RootName    string              `json:"root_name,omitempty"`

@@ -67,6 +67,7 @@ var SpanFields = map[string]Kind{
 	"events.name":    KindStrings,
 	"links.trace_id": KindStrings,
 	"links.span_id":  KindStrings,
+	"tenant":         KindString,
 }
 
 // TraceFields lists the fixed fields of trace documents by path.
@@ -81,6 +82,7 @@ var TraceFields = map[string]Kind{
 	"span_count":   KindNumber,
 	"error_count":  KindNumber,
 	"services":     KindStrings,
+	"tenant":       KindString,
 }
 
 // SpanSearchable are the span fields free text is matched against (whole words, in order,
