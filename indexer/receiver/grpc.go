@@ -37,6 +37,10 @@ func (r *Receiver) GRPCServer() *grpc.Server {
 // Refusals carry RetryInfo where a retry helps, which OTLP clients honour as the delay.
 func (r *Receiver) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
 	began := time.Now()
+	tn, err := r.tenants.of(grpcHeader(ctx))
+	if err != nil {
+		return nil, r.refuseGRPC(err)
+	}
 	need := int64(proto.Size(req)) * decodeFactor
 	if !r.reserve(need) {
 		return nil, r.refuseGRPC(errBudget)
@@ -46,7 +50,7 @@ func (r *Receiver) Export(ctx context.Context, req *coltracepb.ExportTraceServic
 	if err != nil {
 		return nil, r.refuseGRPC(err)
 	}
-	partial, err := r.export(ctx, a)
+	partial, err := r.export(ctx, tn, a)
 	if err != nil {
 		r.m.spans.WithLabelValues("grpc", "refused").Add(float64(a.spans))
 		return nil, r.refuseGRPC(err)

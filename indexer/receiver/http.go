@@ -66,6 +66,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("unsupported content type %q: use application/x-protobuf or application/json", ct))
 		return
 	}
+	tn, err := r.tenants.of(httpHeader(req))
+	if err != nil {
+		r.refuseHTTP(w, enc, err)
+		return
+	}
 	body, held, err := r.readBody(w, req)
 	defer r.release(held)
 	if err != nil {
@@ -100,7 +105,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refuseHTTP(w, enc, err)
 		return
 	}
-	partial, err := r.export(req.Context(), a)
+	partial, err := r.export(req.Context(), tn, a)
 	if err != nil {
 		reuse = false
 		r.m.spans.WithLabelValues("http", "refused").Add(float64(a.spans))
@@ -240,6 +245,9 @@ func (r *Receiver) refuseHTTP(w http.ResponseWriter, enc encoding, err error) {
 	r.m.requests.WithLabelValues("http", f.reason).Inc()
 	if f.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(f.retryAfter.Seconds()))))
+	}
+	if f.http == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meshtrace-ingest"`)
 	}
 	r.writeStatus(w, enc, f.http, f.grpc, f.msg)
 }

@@ -16,7 +16,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrace_receiver_requests_total",
-			Help: "Export requests by transport (http, grpc, zipkin) and outcome (accepted, or the refusal: invalid, limit, too_large, busy, log_full, log_error, stopping, cancelled)."},
+			Help: "Export requests by transport (http, grpc, zipkin) and outcome (accepted, or the refusal: unauthenticated, invalid, limit, too_large, busy, rate_limited, log_full, log_error, stopping, cancelled)."},
 			[]string{"transport", "outcome"}),
 		spans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrace_receiver_spans_total",

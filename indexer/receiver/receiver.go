@@ -62,7 +62,11 @@ type Config struct {
 	MaxConnectionIdle, MaxConnectionAge, MaxConnectionAgeGrace time.Duration
 	// MaxConcurrentStreams bounds the calls in progress on one gRPC connection.
 	MaxConcurrentStreams uint32
-	Logger               *slog.Logger
+	// Tenancy decides each request's tenant (see Tenancy); nil: no tenancy, every span is of the empty tenant.
+	Tenancy Tenancy
+	// TenantLimits bound each tenant's ingest (the empty tenant's too); zero: none.
+	TenantLimits TenantLimits
+	Logger       *slog.Logger
 	// Registerer receives the receiver's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
 }
@@ -123,6 +127,7 @@ type Receiver struct {
 	cfg      Config
 	budget   *semaphore.Weighted
 	decoders sync.Pool // *otlpjson.Decoder
+	tenants  *tenants
 	m        *metrics
 }
 
@@ -133,8 +138,13 @@ func New(l Log, cfg Config) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxSpans := cfg.Limits.MaxSpans
+	if maxSpans <= 0 {
+		maxSpans = flatten.DefaultLimits.MaxSpans
+	}
 	return &Receiver{log: l, cfg: cfg, budget: semaphore.NewWeighted(cfg.MaxInflightBytes), m: m,
-		decoders: sync.Pool{New: func() any { return new(otlpjson.Decoder) }}}, nil
+		decoders: sync.Pool{New: func() any { return new(otlpjson.Decoder) }},
+		tenants:  &tenants{tenancy: cfg.Tenancy, limits: cfg.TenantLimits, maxSpans: maxSpans, maxBytes: int(cfg.MaxBodyBytes)}}, nil
 }
 
 // DecodeError is an undecodable request body, or one that breaks a limit (it then wraps *flatten.LimitError).
@@ -192,11 +202,14 @@ func (r *Receiver) decodeMessage(req *coltracepb.ExportTraceServiceRequest) (acc
 	return a, nil
 }
 
-// export logs an accepted request. The partial success is nil when every span was accepted. A request whose
-// spans were all rejected is not logged.
-func (r *Receiver) export(ctx context.Context, a accepted) (*coltracepb.ExportTracePartialSuccess, error) {
+// export logs an accepted request of tenant tn, within the tenant's limits. The partial success is nil when
+// every span was accepted. A request whose spans were all rejected is not logged.
+func (r *Receiver) export(ctx context.Context, tn string, a accepted) (*coltracepb.ExportTracePartialSuccess, error) {
 	if a.spans > 0 {
-		if err := r.log.Append(ctx, a.record); err != nil {
+		if err := r.tenants.allow(tn, a.spans, len(a.record)); err != nil {
+			return nil, err
+		}
+		if err := r.log.Append(ctx, encode(tn, a.record)); err != nil {
 			return nil, err
 		}
 	}

@@ -37,7 +37,13 @@ func (r *Receiver) refusalOf(err error) refusal {
 	var de *DecodeError
 	var le *flatten.LimitError
 	var je *otlpjson.Error
+	var ue *errUnauthenticated
+	var rl *rateLimited
 	switch {
+	case errors.As(err, &ue):
+		return refusal{401, codes.Unauthenticated, 0, err.Error(), "unauthenticated"}
+	case errors.As(err, &rl):
+		return refusal{429, codes.ResourceExhausted, rl.retryAfter, err.Error(), "rate_limited"}
 	case errors.As(err, &je) && je.TooLarge, errors.Is(err, errJSONTooLarge):
 		return refusal{413, codes.InvalidArgument, 0, err.Error(), "too_large"}
 	case errors.As(err, &le) && le.TooLarge():

@@ -31,6 +31,11 @@ func (r *Receiver) serveZipkin(w http.ResponseWriter, req *http.Request) {
 			http.StatusUnsupportedMediaType)
 		return
 	}
+	tn, err := r.tenants.of(httpHeader(req))
+	if err != nil {
+		r.refuseZipkin(w, err)
+		return
+	}
 	body, held, err := r.readBody(w, req)
 	defer r.release(held)
 	if err != nil {
@@ -54,7 +59,7 @@ func (r *Receiver) serveZipkin(w http.ResponseWriter, req *http.Request) {
 	}
 	a, err := r.decodeMessage(otlp)
 	if err == nil {
-		_, err = r.export(req.Context(), a)
+		_, err = r.export(req.Context(), tn, a)
 	}
 	if err != nil {
 		r.m.spans.WithLabelValues("zipkin", "refused").Add(float64(a.spans))
