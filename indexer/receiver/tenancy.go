@@ -151,4 +151,3 @@ func encode(tn string, otlp []byte) []byte {
 	}
 	return record.Encode(make([]byte, 0, len(otlp)+record.Overhead), tn, otlp)
 }
-
