@@ -5,6 +5,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // storeLoader reads stored documents back for the rollup (rollup.Loader). It reads the store directly, not
@@ -17,7 +18,7 @@ func (l storeLoader) GetTraces(ctx context.Context, ids []string) ([]document.Tr
 	return l.st.GetTraces(ctx, ids)
 }
 
-// TraceSpans implements rollup.Loader with store.TraceSpans.
-func (l storeLoader) TraceSpans(ctx context.Context, traceID string) ([]document.Span, error) {
-	return store.TraceSpans(ctx, l.st, traceID)
+// TraceSpans implements rollup.Loader with store.TraceSpans, restricted to the one tenant.
+func (l storeLoader) TraceSpans(ctx context.Context, tn, traceID string) ([]document.Span, error) {
+	return store.TraceSpans(ctx, l.st, traceID, tenant.Only(tn))
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
+	"github.com/meshtrace/meshtrace/indexer/record"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/wal"
@@ -252,10 +253,17 @@ func (p *Pipeline) collect(rd *wal.Reader) (*batch, []document.Span, error) {
 	return b, docs, nil
 }
 
-// decode appends the span documents of one record. A record that does not decode (it was validated when it
-// was accepted, so only damage or a changed limit can cause this) goes to the dead-letter file.
+// decode appends the span documents of one record, each of the record's tenant (package record). A record
+// that does not decode (it was validated when it was accepted, so only damage or a changed limit can cause
+// this) goes to the dead-letter file.
 func (p *Pipeline) decode(docs []document.Span, rec wal.Record) []document.Span {
-	out, rej, err := flatten.FromProtobuf(docs, rec.Data, accepted)
+	tn, otlp, err := record.Decode(rec.Data)
+	n := len(docs)
+	var out []document.Span
+	var rej flatten.Rejected
+	if err == nil {
+		out, rej, err = flatten.FromProtobuf(docs, otlp, accepted)
+	}
 	if err != nil {
 		p.cfg.Logger.Error("undecodable record in the write-ahead log; kept in the dead-letter file",
 			"segment", rec.Pos.Segment, "offset", rec.Pos.Offset, "err", err)
@@ -263,6 +271,12 @@ func (p *Pipeline) decode(docs []document.Span, rec wal.Record) []document.Span 
 		return docs
 	}
 	_ = rej // counted and answered when the record was accepted
+	if tn != "" {
+		for i := n; i < len(out); i++ {
+			out[i].Tenant = tn
+			out[i].ID = document.SpanDocID(tn, out[i].TraceID, out[i].SpanID)
+		}
+	}
 	return out
 }
 

@@ -28,11 +28,15 @@ func (s *Service) Dependencies(ctx context.Context, since, until time.Time) ([]D
 	if until.Before(since) {
 		return nil, fmt.Errorf("%w: the window ends (%s) before it starts (%s)", store.ErrBadRequest, until, since)
 	}
+	rd, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
 	filter := &query.And{Terms: []query.Expr{
 		&query.Compare{Field: "start", Op: query.Ge, Value: query.Int(since.UnixMicro())},
 		&query.Compare{Field: "start", Op: query.Le, Value: query.Int(until.UnixMicro())},
 	}}
-	counts, err := s.st.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)
+	counts, err := rd.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)
 	if err != nil {
 		return nil, err
 	}
@@ -52,11 +56,15 @@ func (s *Service) Dependencies(ctx context.Context, since, until time.Time) ([]D
 // counts only the traces holding a match, at most the most recent store.MaxLimit of them; partial reports
 // that the join reached that bound (or that the store answered partially): counts are then lower bounds.
 func (s *Service) QueryDependencies(ctx context.Context, q *query.Query) (deps []Dependency, partial bool, err error) {
+	rd, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, false, err
+	}
 	filter := query.Conjoin(q.Trace, window(q))
 	if q.Span != nil || len(q.Text) > 0 {
 		join := store.Request{Index: store.Spans, Filter: query.Conjoin(q.Span, window(q)), Text: q.Text, Distinct: "trace_id",
 			Limit: store.MaxLimit, Fields: []string{"trace_id"}}
-		ids, total, cut, err := traceIDs(ctx, s.st, join)
+		ids, total, cut, err := traceIDs(ctx, rd, join)
 		if err != nil {
 			return nil, false, err
 		}
@@ -68,7 +76,7 @@ func (s *Service) QueryDependencies(ctx context.Context, q *query.Query) (deps [
 		partial = cut || total > len(ids) || len(ids) >= store.MaxLimit
 		filter = query.Conjoin(filter, &query.In{Field: "trace_id", Values: ids})
 	}
-	counts, err := s.st.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)
+	counts, err := rd.Facet(ctx, store.Traces, filter, "edges", store.MaxFacetValues)
 	if err != nil {
 		return nil, false, err
 	}

@@ -34,7 +34,7 @@ func TestDependencies(t *testing.T) {
 		{Value: "frontend>checkout", Count: 7}, {Value: "checkout>topic:orders", Count: 2}, {Value: "broken", Count: 1},
 	}}
 	since, until := time.UnixMicro(1_000_000), time.UnixMicro(2_000_000)
-	got, err := New(st, Config{}).Dependencies(context.Background(), since, until)
+	got, err := New(st, Config{}).Dependencies(admin, since, until)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestDependencies(t *testing.T) {
 	if st.index != store.Traces || st.field != "edges" || st.limit != store.MaxFacetValues || !reflect.DeepEqual(st.filter, wantFilter) {
 		t.Errorf("Facet(%s, %v, %q, %d), want the traces' edges started in the window, %d values", st.index, st.filter, st.field, st.limit, store.MaxFacetValues)
 	}
-	if _, err := New(st, Config{}).Dependencies(context.Background(), until, since); !errors.Is(err, store.ErrBadRequest) {
+	if _, err := New(st, Config{}).Dependencies(admin, until, since); !errors.Is(err, store.ErrBadRequest) {
 		t.Errorf("window ending before it starts: err = %v, want ErrBadRequest", err)
 	}
 }
@@ -57,7 +57,7 @@ func TestDependencies(t *testing.T) {
 func TestQueryDependenciesTraceConditions(t *testing.T) {
 	st := &facetStore{counts: []store.FacetCount{{Value: "frontend>checkout", Count: 3}}}
 	q := &query.Query{Trace: &query.Compare{Field: "error_count", Op: query.Gt, Value: query.Int(0)}, Since: 5}
-	got, partial, err := New(st, Config{}).QueryDependencies(context.Background(), q)
+	got, partial, err := New(st, Config{}).QueryDependencies(admin, q)
 	if err != nil || partial {
 		t.Fatal(err, partial)
 	}
@@ -92,7 +92,7 @@ func TestQueryDependenciesJoin(t *testing.T) {
 		traces = append(traces, document.Trace{ID: id, TraceID: id, Start: start, End: start + 5, Duration: 5, SpanCount: 1, Services: []string{"a"},
 			Edges: []string{edge}})
 	}
-	if err := st.Write(context.Background(), spans, traces); err != nil {
+	if err := st.Write(admin, spans, traces); err != nil {
 		t.Fatal(err)
 	}
 	svc := New(st, Config{})
@@ -102,7 +102,7 @@ func TestQueryDependenciesJoin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deps, partial, err := svc.QueryDependencies(context.Background(), q)
+		deps, partial, err := svc.QueryDependencies(admin, q)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ type Page struct {
 // plans run for every store, so the backends differ only in how they answer one store.Request; storetest
 // checks them through Execute, with and without keys. The time window applies to the start of every document
 // searched, span and trace alike. Free text is matched against spans. Service.Search calls it.
-func Execute(ctx context.Context, s store.Store, q *query.Query, p Page, keys []string) (store.Result, error) {
+func Execute(ctx context.Context, s Reader, q *query.Query, p Page, keys []string) (store.Result, error) {
 	pl, err := planQuery(ctx, s, q, p, keys)
 	if err != nil || pl.empty {
 		return store.Result{Partial: pl.partial}, err
@@ -51,7 +51,7 @@ type plan struct {
 }
 
 // planQuery runs the joins of q (see Execute) and returns the request that answers it.
-func planQuery(ctx context.Context, s store.Store, q *query.Query, p Page, keys []string) (plan, error) {
+func planQuery(ctx context.Context, s Reader, q *query.Query, p Page, keys []string) (plan, error) {
 	spanFilter := query.Conjoin(q.Span, window(q))
 	traceFilter := query.Conjoin(q.Trace, window(q))
 	sort, err := sortFor(q)
@@ -96,7 +96,7 @@ func planQuery(ctx context.Context, s store.Store, q *query.Query, p Page, keys 
 // keeps those holding a span of the join, and restricts main to them. Each step is a small search (a
 // handful of trace ids instead of every trace the span conditions match). ok is false, and nothing is
 // planned, when nothing is implied or the candidates do not fit in store.MaxLimit: then the plain join runs.
-func narrowedJoin(ctx context.Context, s store.Store, main, join store.Request, traceFilter query.Expr, implied []query.Expr) (plan, bool, error) {
+func narrowedJoin(ctx context.Context, s Reader, main, join store.Request, traceFilter query.Expr, implied []query.Expr) (plan, bool, error) {
 	if len(implied) == 0 {
 		return plan{}, false, nil
 	}
@@ -164,7 +164,7 @@ func implied(e query.Expr, keys []string) []query.Expr {
 // the store reported its answer partial. It first asks for every match in any order and without Distinct,
 // which is far cheaper (sorting and Distinct are most of a large Meilisearch search); only when the matches
 // do not all fit in r.Limit does it run r itself: the most recent r.Limit distinct traces.
-func traceIDs(ctx context.Context, s store.Store, r store.Request) ([]query.Value, int, bool, error) {
+func traceIDs(ctx context.Context, s Reader, r store.Request) ([]query.Value, int, bool, error) {
 	fast := r
 	fast.Distinct, fast.Unordered = "", true
 	res, err := s.Search(ctx, fast)

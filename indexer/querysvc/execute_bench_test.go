@@ -1,7 +1,6 @@
 package querysvc_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -23,7 +22,7 @@ func BenchmarkExecuteSortKeys(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	ctx := context.Background()
+	ctx := admin
 	err = storetest.Generate(20_000, 1, func(sp []document.Span, tr document.Trace) error {
 		return s.Write(ctx, sp, []document.Trace{tr})
 	})

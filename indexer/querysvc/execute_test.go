@@ -10,6 +10,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // recorder is a store.Store that answers searches from canned results and records the requests.
@@ -52,7 +53,7 @@ func TestExecuteJoinsTracesToSpans(t *testing.T) {
 		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}}, Total: 1500},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
-	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 "reset" trace.duration>1s since=1h sort=-duration`), Page{Limit: 5}, nil)
+	res, err := Execute(admin, r, compile(t, `customer_id=123 "reset" trace.duration>1s since=1h sort=-duration`), Page{Limit: 5}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestExecuteJoinThatFitsIsNotSorted(t *testing.T) {
 		{Spans: []document.Span{{TraceID: "a"}, {TraceID: "b"}, {TraceID: "a"}}, Total: 3},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
-	res, err := Execute(context.Background(), r, compile(t, `customer_id=123 trace.duration>1s`), Page{}, nil)
+	res, err := Execute(admin, r, compile(t, `customer_id=123 trace.duration>1s`), Page{}, nil)
 	if err != nil || len(r.reqs) != 2 || !r.reqs[0].Unordered || r.reqs[0].Distinct != "" || r.reqs[1].Unordered || res.Partial ||
 		r.reqs[1].Filter.String() != "duration > 1000000 AND trace_id IN [a, b]" {
 		t.Errorf("Execute = %+v, %v after requests %+v; want one unordered join and the main search", res, err, r.reqs)
@@ -97,7 +98,7 @@ func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
 	r := &recorder{answers: []store.Result{{}}}
 	q := compile(t, "service=a trace.error_count>0")
 	q.Target = query.SpanScope
-	res, err := Execute(context.Background(), r, q, Page{}, nil)
+	res, err := Execute(admin, r, q, Page{}, nil)
 	if err != nil || len(r.reqs) != 1 || r.reqs[0].Index != store.Traces || len(res.Spans) != 0 {
 		t.Errorf("Execute = %+v, %v after %d requests; want one trace request and no hits", res, err, len(r.reqs))
 	}
@@ -105,7 +106,7 @@ func TestExecuteEmptyJoinSkipsSecondSearch(t *testing.T) {
 
 func TestExecuteSingleScope(t *testing.T) {
 	r := &recorder{answers: []store.Result{{Total: 3}}}
-	res, err := Execute(context.Background(), r, compile(t, "service=a"), Page{Offset: 10, Limit: 20}, nil)
+	res, err := Execute(admin, r, compile(t, "service=a"), Page{Offset: 10, Limit: 20}, nil)
 	if err != nil || len(r.reqs) != 1 || res.Total != 3 || res.Partial {
 		t.Fatalf("Execute = %+v, %v", res, err)
 	}
@@ -116,7 +117,7 @@ func TestExecuteSingleScope(t *testing.T) {
 
 func TestExecuteSortOutOfScope(t *testing.T) {
 	q := compile(t, "service=a sort=trace.span_count")
-	_, err := Execute(context.Background(), &recorder{}, q, Page{}, nil)
+	_, err := Execute(admin, &recorder{}, q, Page{}, nil)
 	if !errors.Is(err, store.ErrBadRequest) {
 		t.Errorf("sorting spans by a trace field: err = %v, want ErrBadRequest", err)
 	}
@@ -148,7 +149,7 @@ func TestExecuteDropsRepeatedSortKeys(t *testing.T) {
 			}
 			q.Target = tt.target
 			r := &recorder{answers: []store.Result{{Traces: []document.Trace{{TraceID: "a"}}}, {}}}
-			if _, err := Execute(context.Background(), r, q, Page{}, nil); err != nil {
+			if _, err := Execute(admin, r, q, Page{}, nil); err != nil {
 				t.Fatal(err)
 			}
 			var got []string
@@ -207,7 +208,7 @@ func TestExecuteNarrowsJoinByImpliedConditions(t *testing.T) {
 		{Spans: []document.Span{{TraceID: "b"}}, Total: 1},
 		{Traces: []document.Trace{{ID: "b"}}, Total: 1},
 	}}
-	res, err := Execute(context.Background(), r, compile(t, src), Page{}, []string{"customer_id"})
+	res, err := Execute(admin, r, compile(t, src), Page{}, []string{"customer_id"})
 	if err != nil || len(r.reqs) != 3 || len(res.Traces) != 1 || res.Partial {
 		t.Fatalf("Execute = %+v, %v after %d requests; want 3 requests, one trace", res, err, len(r.reqs))
 	}
@@ -230,8 +231,11 @@ func TestExecuteNarrowsJoinByImpliedConditions(t *testing.T) {
 		{Spans: []document.Span{{TraceID: "a"}}, Total: 1},
 		{Traces: []document.Trace{{ID: "a"}}, Total: 1},
 	}}
-	if _, err := Execute(context.Background(), r, compile(t, src), Page{}, []string{"customer_id"}); err != nil || len(r.reqs) != 3 ||
+	if _, err := Execute(admin, r, compile(t, src), Page{}, []string{"customer_id"}); err != nil || len(r.reqs) != 3 ||
 		r.reqs[1].Filter.String() != "attr.customer_id = 123 AND service = inventory" {
 		t.Errorf("after candidates that do not fit: err %v, requests %+v; want the plain join", err, r.reqs)
 	}
 }
+
+// admin is the context of a read that sees every tenant.
+var admin = tenant.NewContext(context.Background(), tenant.All())

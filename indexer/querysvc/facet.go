@@ -145,17 +145,21 @@ func (s *Service) Facet(ctx context.Context, q *query.Query, field string, limit
 	if err != nil {
 		return FacetResult{}, fmt.Errorf("field %q: %w", field, err)
 	}
+	rd, _, err := s.reader(ctx)
+	if err != nil {
+		return FacetResult{}, err
+	}
 	out := FacetResult{Field: f.Path, Values: []store.FacetCount{}}
 	tq := *q
 	tq.Target, tq.Sort = f.Scope, nil
-	pl, err := planQuery(ctx, s.st, &tq, Page{}, s.keys)
+	pl, err := planQuery(ctx, rd, &tq, Page{}, s.keys)
 	if err != nil || pl.empty {
 		out.Partial = pl.partial
 		return out, err
 	}
 	filter := pl.main.Filter
 	if len(pl.main.Text) > 0 {
-		res, err := s.st.Search(ctx, store.Request{Index: store.Spans, Filter: filter, Text: pl.main.Text, Limit: store.MaxLimit, Fields: []string{"id"}})
+		res, err := rd.Search(ctx, store.Request{Index: store.Spans, Filter: filter, Text: pl.main.Text, Limit: store.MaxLimit, Fields: []string{"id"}})
 		if err != nil {
 			return FacetResult{}, err
 		}
@@ -183,7 +187,11 @@ func (s *Service) Facet(ctx context.Context, q *query.Query, field string, limit
 // store.MaxFacetValues). It asks the store for one value more, so truncated reports that more distinct
 // values exist; at store.MaxFacetValues it reports that the store returned that many.
 func (s *Service) facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) ([]store.FacetCount, bool, error) {
-	counts, err := s.st.Facet(ctx, index, filter, field, min(limit+1, store.MaxFacetValues))
+	rd, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	counts, err := rd.Facet(ctx, index, filter, field, min(limit+1, store.MaxFacetValues))
 	if err != nil {
 		return nil, false, err
 	}

@@ -70,7 +70,7 @@ func TestServices(t *testing.T) {
 		{Window{Since: since, Until: until}, []string{"c-svc"}},
 		{Window{Since: since}, []string{"b-svc", "c-svc"}},
 	} {
-		got, truncated, err := svc.Services(context.Background(), c.w)
+		got, truncated, err := svc.Services(admin, c.w)
 		if err != nil || truncated || !slices.Equal(got, c.want) {
 			t.Errorf("Services(%+v) = %v, %v, %v; want %v", c.w, got, truncated, err, c.want)
 		}
@@ -78,7 +78,7 @@ func TestServices(t *testing.T) {
 	if want := (facetCall{store.Spans, "", "service", store.MaxFacetValues}); st.calls[0] != want {
 		t.Errorf("Facet call %+v, want %+v", st.calls[0], want)
 	}
-	if got, _, err := New(&countStore{}, Config{}).Services(context.Background(), Window{}); err != nil || got == nil || len(got) != 0 {
+	if got, _, err := New(&countStore{}, Config{}).Services(admin, Window{}); err != nil || got == nil || len(got) != 0 {
 		t.Errorf("no services: %#v, %v; want empty, not nil", got, err)
 	}
 }
@@ -89,7 +89,7 @@ func TestServicesTruncated(t *testing.T) {
 		many[i] = fmt.Sprintf("svc-%04d", i)
 	}
 	st := &countStore{answers: map[string][]store.FacetCount{"service|": values(len(many)+1, many...)}}
-	got, truncated, err := New(st, Config{}).Services(context.Background(), Window{})
+	got, truncated, err := New(st, Config{}).Services(admin, Window{})
 	if err != nil || !truncated || len(got) != store.MaxFacetValues || got[len(got)-1] != many[store.MaxFacetValues-1] {
 		t.Errorf("Services past the cap: %d names, truncated %v, %v; want the %d busiest, truncated", len(got), truncated, err, store.MaxFacetValues)
 	}
@@ -116,7 +116,7 @@ func TestOperations(t *testing.T) {
 		{OperationQuery{Service: "nobody"}, []Operation{}, 1},
 	} {
 		st.calls = nil
-		got, truncated, err := svc.Operations(context.Background(), c.oq)
+		got, truncated, err := svc.Operations(admin, c.oq)
 		if err != nil || truncated || got == nil || !slices.Equal(got, c.want) || len(st.calls) != c.calls {
 			t.Errorf("Operations(%+v) = %#v, %v, %v in %d facets; want %v in %d", c.oq, got, truncated, err, len(st.calls), c.want, c.calls)
 		}
@@ -155,7 +155,7 @@ func TestFacet(t *testing.T) {
 			facetCall{store.Spans, "service = nope", "service", store.DefaultFacetLimit + 1}},
 	} {
 		st.calls = nil
-		got, err := svc.Facet(context.Background(), q(c.src), c.field, c.limit)
+		got, err := svc.Facet(admin, q(c.src), c.field, c.limit)
 		if err != nil || !reflect.DeepEqual(got, c.want) {
 			t.Errorf("Facet(%q, %s, %d) = %+v, %v; want %+v", c.src, c.field, c.limit, got, err, c.want)
 		}
@@ -167,7 +167,7 @@ func TestFacet(t *testing.T) {
 		field string
 		limit int
 	}{{"trace_id", 0}, {"duration", 0}, {"trace.duration", 0}, {"attr.*", 0}, {"service", -1}, {"service", store.MaxFacetValues + 1}} {
-		if _, err := svc.Facet(context.Background(), q(""), bad.field, bad.limit); !errors.Is(err, store.ErrBadRequest) {
+		if _, err := svc.Facet(admin, q(""), bad.field, bad.limit); !errors.Is(err, store.ErrBadRequest) {
 			t.Errorf("Facet(%q, limit %d): err = %v, want ErrBadRequest", bad.field, bad.limit, err)
 		}
 	}
@@ -182,12 +182,12 @@ func TestFacetJoins(t *testing.T) {
 		{Total: 0},
 	}}}
 	svc := New(st, Config{})
-	got, err := svc.Facet(context.Background(), compile(t, "trace.error_count>0"), "service", 0)
+	got, err := svc.Facet(admin, compile(t, "trace.error_count>0"), "service", 0)
 	if err != nil || got.Partial || len(st.calls) != 1 || st.calls[0].filter != "trace_id IN [a, b]" {
 		t.Errorf("trace condition: %+v, %v, calls %+v; want the services of traces a and b", got, err, st.calls)
 	}
 	st.calls = nil
-	got, err = svc.Facet(context.Background(), compile(t, `"connection reset"`), "service", 0)
+	got, err = svc.Facet(admin, compile(t, `"connection reset"`), "service", 0)
 	if err != nil || !got.Partial || len(st.calls) != 1 || st.calls[0].filter != "id IN [a-1, b-2]" {
 		t.Errorf("free text: %+v, %v, calls %+v; want the services of spans a-1 and b-2, partial", got, err, st.calls)
 	}
@@ -195,7 +195,7 @@ func TestFacetJoins(t *testing.T) {
 		t.Errorf("free-text search %+v, want spans, the phrase, %d hits", r, store.MaxLimit)
 	}
 	st.calls = nil
-	got, err = svc.Facet(context.Background(), compile(t, `nothing`), "service", 0)
+	got, err = svc.Facet(admin, compile(t, `nothing`), "service", 0)
 	if err != nil || got.Values == nil || len(got.Values) != 0 || len(st.calls) != 0 {
 		t.Errorf("free text matching nothing: %#v, %v, calls %+v; want no values and no facet", got, err, st.calls)
 	}

@@ -11,7 +11,11 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
+
+// admin is the context of a read that sees every tenant.
+var admin = tenant.NewContext(context.Background(), tenant.All())
 
 func openStore(t *testing.T) store.Store {
 	t.Helper()
@@ -40,15 +44,15 @@ func TestTrace(t *testing.T) {
 	st := openStore(t)
 	spans := makeSpans(1, 3, 1_700_000_000_000_000, "svc", 1)
 	doc := document.Trace{ID: spans[0].TraceID, TraceID: spans[0].TraceID, SpanCount: 3, Services: []string{"svc"}}
-	if err := st.Write(context.Background(), spans, []document.Trace{doc}); err != nil {
+	if err := st.Write(admin, spans, []document.Trace{doc}); err != nil {
 		t.Fatal(err)
 	}
 	svc := querysvc.New(st, querysvc.Config{})
-	got, found, err := svc.Trace(context.Background(), doc.ID)
+	got, found, err := svc.Trace(admin, doc.ID)
 	if err != nil || !found || got.Trace.SpanCount != 3 || len(got.Spans) != 3 {
 		t.Fatalf("Trace = %+v, %v, %v", got, found, err)
 	}
-	if _, found, err := svc.Trace(context.Background(), "0123456789abcdef0123456789abcdef"); err != nil || found {
+	if _, found, err := svc.Trace(admin, "0123456789abcdef0123456789abcdef"); err != nil || found {
 		t.Fatalf("unknown trace: found %v, err %v", found, err)
 	}
 }
@@ -61,11 +65,11 @@ func TestJaegerReads(t *testing.T) {
 	a, b := makeSpans(1, 4, base, "b-svc", 3), makeSpans(2, 2, base+1000, "a-svc", 1)
 	docs := []document.Trace{{ID: a[0].TraceID, TraceID: a[0].TraceID, Start: a[0].Start, SpanCount: 4, Services: []string{"b-svc"}},
 		{ID: b[0].TraceID, TraceID: b[0].TraceID, Start: b[0].Start, SpanCount: 2, Services: []string{"a-svc"}}}
-	if err := st.Write(context.Background(), append(a, b...), docs); err != nil {
+	if err := st.Write(admin, append(a, b...), docs); err != nil {
 		t.Fatal(err)
 	}
 	svc := querysvc.New(st, querysvc.Config{})
-	ctx := context.Background()
+	ctx := admin
 	byID, err := svc.TracesByID(ctx, []string{b[0].TraceID, "0123456789abcdef0123456789abcdef", a[0].TraceID, b[0].TraceID})
 	if err != nil || len(byID) != 2 || byID[0].Trace.TraceID != b[0].TraceID || len(byID[0].Spans) != 2 ||
 		byID[1].Trace.TraceID != a[0].TraceID || len(byID[1].Spans) != 4 {

@@ -53,10 +53,11 @@ type Config struct {
 
 // Loader reads back what the store holds for traces that are no longer cached.
 type Loader interface {
-	// GetTraces returns the stored trace documents among ids (missing ids are omitted).
+	// GetTraces returns the stored trace documents among ids (document ids, document.TraceDocID; missing ids
+	// are omitted).
 	GetTraces(ctx context.Context, ids []string) ([]document.Trace, error)
-	// TraceSpans returns every stored span document of one trace.
-	TraceSpans(ctx context.Context, traceID string) ([]document.Span, error)
+	// TraceSpans returns every stored span document of tenant's part of one trace.
+	TraceSpans(ctx context.Context, tenant, traceID string) ([]document.Span, error)
 }
 
 // Rollup computes trace documents. Create it with New.
@@ -79,9 +80,13 @@ type Rollup struct {
 	edgeSet []string
 }
 
+// entry is one tenant's part of a trace: a trace crossing tenants gets a document per tenant, each built
+// from that tenant's spans only.
 type entry struct {
-	id    string
-	spans map[string]summary // by span id
+	id      string // document.TraceDocID
+	tenant  string
+	traceID string
+	spans   map[string]summary // by span id
 	last  time.Time
 	elem  *list.Element
 }
@@ -139,7 +144,7 @@ func (r *Rollup) Apply(ctx context.Context, spans []document.Span, now time.Time
 		r.order, r.missing = order[:0], missing[:0]
 	}()
 	for i := range spans {
-		id := spans[i].TraceID
+		id := document.TraceDocID(spans[i].Tenant, spans[i].TraceID)
 		if seen[id] {
 			continue
 		}
@@ -154,9 +159,10 @@ func (r *Rollup) Apply(ctx context.Context, spans []document.Span, now time.Time
 	}
 	for i := range spans {
 		s := &spans[i]
-		e := r.traces[s.TraceID]
+		id := document.TraceDocID(s.Tenant, s.TraceID)
+		e := r.traces[id]
 		if e == nil {
-			e = r.insert(s.TraceID, now)
+			e = r.insert(id, s.Tenant, s.TraceID, now)
 		}
 		if _, dup := e.spans[s.SpanID]; !dup {
 			r.cached++
@@ -184,11 +190,11 @@ func (r *Rollup) load(ctx context.Context, ids []string, now time.Time) error {
 		return fmt.Errorf("rollup: look up stored traces: %w", err)
 	}
 	for _, t := range stored {
-		spans, err := r.loader.TraceSpans(ctx, t.TraceID)
+		spans, err := r.loader.TraceSpans(ctx, t.Tenant, t.TraceID)
 		if err != nil {
-			return fmt.Errorf("rollup: load spans of trace %s: %w", t.TraceID, err)
+			return fmt.Errorf("rollup: load spans of trace %s: %w", t.ID, err)
 		}
-		e := r.insert(t.TraceID, now)
+		e := r.insert(t.ID, t.Tenant, t.TraceID, now)
 		for i := range spans {
 			if _, dup := e.spans[spans[i].SpanID]; !dup {
 				r.cached++
@@ -199,8 +205,8 @@ func (r *Rollup) load(ctx context.Context, ids []string, now time.Time) error {
 	return nil
 }
 
-func (r *Rollup) insert(id string, now time.Time) *entry {
-	e := &entry{id: id, spans: map[string]summary{}, last: now}
+func (r *Rollup) insert(id, tenant, traceID string, now time.Time) *entry {
+	e := &entry{id: id, tenant: tenant, traceID: traceID, spans: map[string]summary{}, last: now}
 	e.elem = r.lru.PushFront(e)
 	r.traces[id] = e
 	return e
@@ -296,7 +302,7 @@ func keyValues(v any) []string {
 
 // document computes the trace document of e from its span summaries.
 func (r *Rollup) document(e *entry) document.Trace {
-	t := document.Trace{ID: e.id, TraceID: e.id, SpanCount: len(e.spans)}
+	t := document.Trace{ID: e.id, Tenant: e.tenant, TraceID: e.traceID, SpanCount: len(e.spans)}
 	first := true
 	var rootID string
 	var root summary

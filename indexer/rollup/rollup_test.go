@@ -46,10 +46,10 @@ func (m *memStore) GetTraces(_ context.Context, ids []string) ([]document.Trace,
 	return out, nil
 }
 
-func (m *memStore) TraceSpans(_ context.Context, traceID string) ([]document.Span, error) {
+func (m *memStore) TraceSpans(_ context.Context, tenant, traceID string) ([]document.Span, error) {
 	var out []document.Span
 	for _, s := range m.spans {
-		if s.TraceID == traceID {
+		if s.TraceID == traceID && s.Tenant == tenant {
 			out = append(out, s)
 		}
 	}

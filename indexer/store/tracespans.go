@@ -8,14 +8,21 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/query"
 )
 
+// Searcher is the part of a Store that TraceSpans reads with.
+type Searcher interface {
+	Search(ctx context.Context, r Request) (Result, error)
+}
+
 // TraceSpans returns every stored span of a trace in start order, reading s with Search. Searches return
 // at most MaxLimit hits, so larger traces are read in pages keyed on the start time (start >= the last start
 // seen); it fails when more than MaxLimit spans of the trace start at the same microsecond.
 //
+// within, when not nil, is a further condition on the spans: the rollup's one tenant, querysvc's scope.
+//
 // It serves both sides: the rollup reads a trace's spans back with it when recomputing a trace document (the
 // write path, which must see the store as it is), and querysvc.Service builds its trace fetches on it.
-func TraceSpans(ctx context.Context, s Store, traceID string) ([]document.Span, error) {
-	byTrace := &query.Compare{Field: "trace_id", Op: query.Eq, Value: query.Value{Str: traceID}}
+func TraceSpans(ctx context.Context, s Searcher, traceID string, within query.Expr) ([]document.Span, error) {
+	byTrace := query.Conjoin(&query.Compare{Field: "trace_id", Op: query.Eq, Value: query.Value{Str: traceID}}, within)
 	sort := []query.Sort{{Field: query.Resolve("start")}} // ties: id ascending (Request)
 	var out []document.Span
 	seen := map[string]bool{}

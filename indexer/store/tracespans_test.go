@@ -39,7 +39,7 @@ func TestTraceSpansPagesLargeTraces(t *testing.T) {
 	if err := st.Write(context.Background(), spans, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.TraceSpans(context.Background(), st, spans[0].TraceID)
+	got, err := store.TraceSpans(context.Background(), st, spans[0].TraceID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,6 +94,15 @@ func (s Scope) Filter() query.Expr {
 	return in
 }
 
+// Only is the condition matching the documents of tenant t alone: "tenant = t", or, for the empty tenant,
+// "NOT tenant EXISTS" (documents of an indexer without tenancy have no tenant field).
+func Only(t string) query.Expr {
+	if t == "" {
+		return &query.Not{X: &query.Exists{Field: Field}}
+	}
+	return &query.Compare{Field: Field, Op: query.Eq, Value: query.Value{Str: t}}
+}
+
 // String describes the scope for logs: "all tenants" or the tenants, comma-separated.
 func (s Scope) String() string {
 	if s.all {
