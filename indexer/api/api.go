@@ -39,10 +39,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshtrace/meshtrace/indexer/auth"
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // DefaultQueryTimeout is the time budget of one request's store work when Config.QueryTimeout is 0.
@@ -67,6 +69,10 @@ type Config struct {
 	Logger *slog.Logger
 	// RollupKeys are the business keys the rollup copies into trace documents (querysvc.Config.Keys).
 	RollupKeys []string
+	// Auth authenticates every request but the open paths (auth.Config.OpenPaths) and gives the tenant
+	// scope its reads are restricted to (package querysvc enforces it); nil: no authentication, every
+	// request sees every tenant (auth.New in unauthenticated mode says so in the log).
+	Auth *auth.Authenticator
 }
 
 // Server answers searches from a store, reading it only through a querysvc.Service. Create it with New; it
@@ -76,6 +82,7 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
+	handler http.Handler // mux behind the authentication
 	timeout time.Duration // Config.QueryTimeout
 	lag     func() time.Duration
 	latency *prometheus.HistogramVec
@@ -121,11 +128,17 @@ func New(st store.Store, c Config) *Server {
 	s.mux.HandleFunc("GET /api/v1/facets", s.budget("GET /api/v1/facets", s.facets))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.Handle("GET /", webHandler())
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mux.ServeHTTP(w, r.WithContext(tenant.NewContext(r.Context(), tenant.All())))
+	})
+	if c.Auth != nil {
+		s.handler = c.Auth.Middleware(s.mux)
+	}
 	return s
 }
 
-// ServeHTTP routes a request to the API, the Jaeger API or the web page.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP authenticates a request and routes it to the API, the Jaeger API or the web page.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // errBudget is the cause of the context of a request whose time budget ran out.
 var errBudget = errors.New("query time budget exceeded")
@@ -162,6 +175,8 @@ type SearchResponse struct {
 type TraceResponse struct {
 	Trace document.Trace  `json:"trace"`
 	Spans []document.Span `json:"spans"`
+	// HiddenSpans counts the spans of the trace that belong to tenants the caller may not see (not returned).
+	HiddenSpans int `json:"hidden_spans,omitempty"`
 	// IndexLagSeconds is as in SearchResponse: spans of the trace acknowledged within it may still be missing.
 	IndexLagSeconds float64 `json:"index_lag_seconds"`
 }
@@ -256,7 +271,7 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "trace " + id + " not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, IndexLagSeconds: s.lag().Seconds()})
+	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, HiddenSpans: t.Hidden, IndexLagSeconds: s.lag().Seconds()})
 }
 
 // traceID normalises a trace id: lower-case hex, shorter ids left-padded to 32 digits as Jaeger does.

@@ -1,6 +1,7 @@
 // Package auth authenticates requests to the indexer's read API (search, traces, the Jaeger routes, the web
 // page) and puts the caller's tenant.Scope in the request context (tenant.NewContext), where package querysvc
-// finds it.
+// finds it; and (Ingest) decides the tenant of OTLP exports from their ingest token or the sender's verified
+// mesh identity, for package receiver.
 //
 // A request carries "Authorization: Bearer <token>". The token is either
 //
@@ -232,7 +233,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (tenant.Scope, error) {
 	if a.unauth {
 		return tenant.All(), nil
 	}
-	raw, err := bearer(r.Header)
+	raw, err := bearer(r.Header.Values("Authorization"))
 	if err != nil {
 		return tenant.Scope{}, err
 	}
@@ -248,10 +249,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (tenant.Scope, error) {
 	return a.jwtScope(r.Context(), raw)
 }
 
-// bearer returns the token of the Authorization header of h, which must be "Bearer <token>" (the scheme in
-// any case), and only one.
-func bearer(h http.Header) (string, error) {
-	vals := h.Values("Authorization")
+// bearer returns the token of the Authorization header values vals, which must be one "Bearer <token>"
+// (the scheme in any case).
+func bearer(vals []string) (string, error) {
 	switch {
 	case len(vals) == 0:
 		return "", fmt.Errorf("%w: no Authorization header: send \"Authorization: Bearer <token>\"", ErrUnauthenticated)
