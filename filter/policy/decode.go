@@ -15,7 +15,8 @@ import (
 
 // decoder walks the JSON tree and keeps the first error.
 type decoder struct {
-	err *Error
+	err       *Error
+	inlineKey bool // hmac_key was given (even empty)
 }
 
 func (d *decoder) fail(path, reason string) {
@@ -128,6 +129,17 @@ func lower(s string) string {
 		}
 	}
 	return s
+}
+
+// isEnvName reports whether s is a portable environment variable name: [A-Za-z_][A-Za-z0-9_]*.
+func isEnvName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // isHeaderName reports whether s is a lower-case token, as Envoy stores header names.

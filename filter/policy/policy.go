@@ -5,6 +5,7 @@
 package policy
 
 import (
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -190,10 +191,16 @@ type Policy struct {
 	Direction Direction
 	Trace     Trace
 	Export    Export
-	HMACKey   string
-	Tags      []Tag
-	Network   Network
-	Egress    Egress
+	// HMACKey is the key of the hashed tags: hmac_key as written, or the value of the environment
+	// variable hmac_key_env names, read when the policy is parsed (at plugin configure time).
+	HMACKey string
+	// HMACKeyEnv is hmac_key_env: the name of the Wasm VM's environment variable holding the key.
+	HMACKeyEnv string
+	// Warnings are what is accepted but unsafe (an inline hmac_key); Parse also logs them.
+	Warnings []string
+	Tags     []Tag
+	Network  Network
+	Egress   Egress
 	// Routes name HTTP spans "{method} {route}" and set http.route: the first template matching the
 	// request path wins; with none the span is named by its method alone.
 	Routes []Route
@@ -234,9 +241,29 @@ func (e *Error) Error() string {
 	return e.Path + ": " + e.Reason
 }
 
-// Parse parses and validates a JSON policy. Empty or whitespace-only input yields Default(). The error, if
-// any, is an *Error naming the first offending field.
+// Parse parses and validates a JSON policy, reading the key hmac_key_env names from the process
+// environment (in Envoy, the Wasm VM's: vm_config.environment_variables), and logs its Warnings through the
+// proxy's log when it runs under a proxy-wasm host (see logWarning). Empty or whitespace-only input yields
+// Default(). The error, if any, is an *Error naming the first offending field. The plugin calls it at
+// configure time (proxy_on_configure).
 func Parse(data []byte) (*Policy, error) {
+	p, err := ParseEnv(data, os.LookupEnv)
+	if p != nil {
+		for _, w := range p.Warnings {
+			logWarning("meshtrace: policy: " + w)
+		}
+	}
+	return p, err
+}
+
+// LookupEnv reads an environment variable, as os.LookupEnv does.
+type LookupEnv func(name string) (string, bool)
+
+// ParseEnv is Parse with lookup as the environment, and without logging. A nil lookup checks the policy
+// without reading the key hmac_key_env names (HMACKey stays empty): for tools that validate a policy away
+// from the proxy, such as wasmplugin render. Such a Policy must not transform values of hashed tags
+// (Tag.Transform panics).
+func ParseEnv(data []byte, lookup LookupEnv) (*Policy, error) {
 	p := Default()
 	if isBlank(data) {
 		return p, nil
@@ -259,6 +286,11 @@ func Parse(data []byte) (*Policy, error) {
 			d.export(v, path, &p.Export)
 		case "hmac_key":
 			p.HMACKey = d.str(v, path)
+			d.inlineKey = true
+		case "hmac_key_env":
+			if p.HMACKeyEnv = d.nonEmpty(v, path); d.err == nil && !isEnvName(p.HMACKeyEnv) {
+				d.fail(path, "must be an environment variable name (letters, digits and '_', not starting with a digit)")
+			}
 		case "tags":
 			d.array(v, path, func(i int, v *fastjson.Value, path string) {
 				p.Tags = append(p.Tags, d.tag(v, path))
@@ -275,6 +307,9 @@ func Parse(data []byte) (*Policy, error) {
 		return true
 	})
 	if d.err == nil {
+		d.key(p, lookup)
+	}
+	if d.err == nil {
 		d.check(p)
 	}
 	if d.err != nil {
@@ -282,6 +317,36 @@ func Parse(data []byte) (*Policy, error) {
 	}
 	return p, nil
 }
+
+// key resolves the HMAC key: hmac_key_env is read through lookup (none: left unread), exclusive with an
+// inline hmac_key, which is accepted with a warning.
+func (d *decoder) key(p *Policy, lookup LookupEnv) {
+	switch {
+	case p.HMACKeyEnv != "" && d.inlineKey:
+		d.fail("hmac_key_env", "cannot be combined with \"hmac_key\"")
+	case p.HMACKeyEnv != "":
+		if lookup == nil {
+			return
+		}
+		k, ok := lookup(p.HMACKeyEnv)
+		switch {
+		case !ok:
+			d.fail("hmac_key_env", "environment variable \""+p.HMACKeyEnv+"\" is not set in the Wasm VM "+
+				"(Envoy: vm_config.environment_variables; Istio WasmPlugin: spec.vmConfig.env)")
+		case k == "":
+			d.fail("hmac_key_env", "environment variable \""+p.HMACKeyEnv+"\" is empty")
+		default:
+			p.HMACKey = k
+		}
+	case p.HMACKey != "":
+		p.Warnings = append(p.Warnings, InlineKeyWarning)
+	}
+}
+
+// InlineKeyWarning is the warning of a policy with an inline hmac_key.
+const InlineKeyWarning = "hmac_key is inline: anyone who can read the WasmPlugin (or the Envoy configuration) " +
+	"can read the key, and with it reverse hashed values of a small id space by hashing every candidate; " +
+	"put the key in a Secret and name the variable holding it in hmac_key_env (see docs/filter.md)"
 
 // check runs the validations that span several fields.
 func (d *decoder) check(p *Policy) {
@@ -311,8 +376,8 @@ func (d *decoder) check(p *Policy) {
 		switch {
 		case seen[t.Attribute]:
 			d.fail(path+".attribute", "duplicate attribute \""+t.Attribute+"\"")
-		case t.Hash && p.HMACKey == "":
-			d.fail(path+".hash", "requires \"hmac_key\"")
+		case t.Hash && p.HMACKey == "" && p.HMACKeyEnv == "":
+			d.fail(path+".hash", "requires \"hmac_key\" or \"hmac_key_env\"")
 		case t.EnvoyHeader != "" && headers[t.EnvoyHeader]:
 			d.fail(path+".envoy_header", "duplicate envoy_header \""+t.EnvoyHeader+"\"")
 		}
@@ -323,7 +388,7 @@ func (d *decoder) check(p *Policy) {
 		if t.EnvoyHeader != "" {
 			headers[t.EnvoyHeader] = true
 		}
-		if t.Hash {
+		if t.Hash && p.HMACKey != "" {
 			t.hmacKey = []byte(p.HMACKey)
 		}
 	}

@@ -71,6 +71,9 @@ func (t *Tag) Transform(raw string) (string, bool) {
 // single-threaded), so the HMAC state is kept and reset rather than rebuilt for every value.
 func (t *Tag) hmacHex(v string) string {
 	if t.mac == nil {
+		if len(t.hmacKey) == 0 {
+			panic("policy: tag " + t.Attribute + " hashes with no key: its policy was parsed without reading hmac_key_env (ParseEnv with a nil lookup)")
+		}
 		t.mac = hmac.New(sha256.New, t.hmacKey)
 	}
 	t.mac.Reset()

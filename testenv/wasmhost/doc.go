@@ -93,6 +93,8 @@
 //     proxy_continue_stream and proxy_close_stream (counted per stream), proxy_done;
 //   - the clock: Config.Now drives WASI clock_time_get (the Go and TinyGo time.Now) and
 //     proxy_get_current_time_nanoseconds;
+//   - the environment: Config.Env is what WASI environ_get returns (the Go and TinyGo os.Getenv), as
+//     Envoy passes vm_config.environment_variables (host_env_keys and key_values) to the VM;
 //   - proxy_call_foreign_function answers NotFound; any other "env" import is linked to a stub that logs an
 //     error and returns Unimplemented, so plugins built with other SDKs still load.
 //

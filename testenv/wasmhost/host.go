@@ -111,6 +111,9 @@ func (m *Module) Load(ctx context.Context, cfg Config) (*Host, error) {
 		WithStdout(io.MultiWriter(orDiscard(cfg.Stdout), &h.output)).
 		WithStderr(io.MultiWriter(orDiscard(cfg.Stderr), &h.output)).
 		WithRandSource(rand.Reader)
+	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
+		mc = mc.WithEnv(k, cfg.Env[k])
+	}
 	if cfg.Now == nil {
 		mc = mc.WithSysWalltime().WithSysNanotime()
 	} else {

@@ -139,4 +139,8 @@ type Config struct {
 	LogLevel LogLevel
 	// Stdout and Stderr receive the guest's WASI output (default: discarded).
 	Stdout, Stderr io.Writer
+	// Env is the VM's environment, read by the guest through WASI environ_get (os.Getenv in Go and
+	// TinyGo), as Envoy's vm_config.environment_variables hands it over; passed in key order. Default:
+	// empty (the test process's own environment is never passed).
+	Env map[string]string
 }
