@@ -41,8 +41,14 @@ func GlooGateway(g Gloo, policyJSON []byte) ([]byte, error) {
 	if (g.Image == "") == (g.FilePath == "") {
 		return nil, errors.New("exactly one of image and file path is required")
 	}
-	if _, _, err := Policy(policyJSON); err != nil {
+	pol, _, err := Policy(policyJSON)
+	if err != nil {
 		return nil, err
+	}
+	if pol.HMACKeyEnv != "" {
+		return nil, errors.New("policy: hmac_key_env: Gloo's wasm filter options cannot set the Wasm VM's environment " +
+			"(Envoy vm_config.environment_variables), so the filter could not read the key; render for Istio, " +
+			"or use an inline hmac_key (readable by whoever reads the Gateway)")
 	}
 	stage, err := enum(glooWasm.FilterStage_Stage_value, g.Stage, "AuthNStage", "stage")
 	if err != nil {
@@ -81,6 +87,7 @@ func GlooGateway(g Gloo, policyJSON []byte) ([]byte, error) {
 		spec["proxyNames"] = g.ProxyNames
 	}
 	var out bytes.Buffer
+	writeNotes(&out, pol)
 	if err := writeDoc(&out, "gateway.solo.io/v1", "Gateway", g.Name, g.Namespace, spec); err != nil {
 		return nil, err
 	}

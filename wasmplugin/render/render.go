@@ -81,9 +81,10 @@ const (
 var sha256Hex = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
 // Policy validates a policy document and returns it parsed and as a protobuf Struct for pluginConfig (nil
-// for a blank document).
+// for a blank document). The environment variable hmac_key_env names is not read: it is the proxy's, not
+// this process's (the plugin reads it at configure time).
 func Policy(data []byte) (*policy.Policy, *structpb.Struct, error) {
-	p, err := policy.Parse(data)
+	p, err := policy.ParseEnv(data, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy: %w", err)
 	}
@@ -141,6 +142,7 @@ func IstioPlugins(o Istio, policyJSON []byte, types ...PluginType) ([]byte, erro
 		return nil, err
 	}
 	var out bytes.Buffer
+	writeNotes(&out, pol)
 	for _, t := range types {
 		if t != HTTP && t != Network {
 			return nil, fmt.Errorf("plugin type %q: want HTTP or NETWORK", t)
@@ -242,6 +244,11 @@ func writePlugin(out *bytes.Buffer, o Istio, t PluginType, sd side, pol *policy.
 	if t == Network {
 		spec.PluginName = policy.NetworkRootID // the root id that makes the plugin a network filter
 	}
+	if pol.HMACKeyEnv != "" {
+		// HOST: Envoy passes its own process's variable (host_env_keys), which it inherits from the
+		// istio-proxy container; the value never appears in the WasmPlugin or the Envoy configuration.
+		spec.VmConfig = &istioExt.VmConfig{Env: []*istioExt.EnvVar{{Name: pol.HMACKeyEnv, ValueFrom: istioExt.EnvValueSource_HOST}}}
+	}
 	if o.Priority != nil {
 		spec.Priority = wrapperspb.Int32(*o.Priority)
 	}
@@ -265,6 +272,30 @@ func writePlugin(out *bytes.Buffer, o Istio, t PluginType, sd side, pol *policy.
 	}
 	name := o.Name + "-" + strings.ToLower(string(t)) + sd.suffix
 	return writeObject(out, "extensions.istio.io/v1alpha1", "WasmPlugin", name, o.Namespace, spec)
+}
+
+// writeNotes starts the YAML stream with comments on what the WasmPlugins need besides themselves: the
+// istio-proxy container's variable holding the HMAC key (hmac_key_env), or the policy's warnings (an
+// inline hmac_key).
+func writeNotes(out *bytes.Buffer, pol *policy.Policy) {
+	if v := pol.HMACKeyEnv; v != "" {
+		fmt.Fprintf(out, `# The filter reads its HMAC key (hmac_key_env) from the environment variable %[1]s of the
+# istio-proxy container (vmConfig.env, valueFrom HOST): without it the plugin refuses to start. Set it
+# from a Secret in the pod template of every workload these WasmPlugins select (and of gateway
+# Deployments), with a container named istio-proxy that the sidecar injector merges into the one it
+# injects:
+#   containers:
+#   - name: istio-proxy
+#     image: auto
+#     env:
+#     - name: %[1]s
+#       valueFrom: {secretKeyRef: {name: meshtrace-hmac-key, key: key}}
+# See docs/filter.md#the-hmac-key.
+`, v)
+	}
+	for _, w := range pol.Warnings {
+		out.WriteString("# WARNING: " + w + "\n")
+	}
 }
 
 // withDirection returns a copy of the pluginConfig cfg (nil: the plugin's defaults) whose direction is dir.

@@ -398,11 +398,14 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"network":{"kafka":{"ports":[9092,9093]},"peer_services":[{"port":5432,"service":"pg"}]}}`))
 	f.Add([]byte(`{"export":{"batch_size":-1}}`))
 	f.Add([]byte(``))
+	f.Add([]byte(`{"hmac_key_env":"MESHTRACE_HMAC_KEY","tags":[{"attribute":"a","from":[{"header":"x-a"}],"hash":true}]}`))
 	v := manifesttest.Validator(f)
 	f.Fuzz(func(t *testing.T, pol []byte) {
 		out, err := IstioPlugins(Istio{Name: "m", Namespace: "ns", URL: "oci://r/f:1"}, pol)
 		gw, gerr := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, pol)
-		if (err == nil) != (gerr == nil) {
+		// Gloo cannot give the VM an environment, so it refuses hmac_key_env, which Istio renders.
+		glooOnly := err == nil && gerr != nil && strings.HasPrefix(gerr.Error(), "policy: hmac_key_env: Gloo")
+		if (err == nil) != (gerr == nil) && !glooOnly {
 			t.Fatalf("Istio and Gloo disagree on the policy: %v / %v", err, gerr)
 		}
 		if err != nil {
@@ -411,8 +414,93 @@ func FuzzRender(f *testing.F) {
 		if _, err := v.Check(out); err != nil {
 			t.Fatalf("accepted policy renders invalid WasmPlugins: %v\n%s", err, out)
 		}
+		if glooOnly {
+			return
+		}
 		if _, err := v.Check(gw); err != nil {
 			t.Fatalf("accepted policy renders an invalid Gateway: %v\n%s", err, gw)
 		}
 	})
+}
+
+// TestIstioPluginsHMACKeyEnv checks that a policy reading its key from the environment renders WasmPlugins
+// that pass the variable from the istio-proxy container to the VM (valueFrom HOST, never the value), with a
+// note on setting it from a Secret, and that rendering does not need the variable itself.
+func TestIstioPluginsHMACKeyEnv(t *testing.T) {
+	const keyVar = "MESHTRACE_RENDER_TEST_HMAC_KEY" // not set here: the proxy's, not the renderer's
+	if _, ok := os.LookupEnv(keyVar); ok {
+		t.Fatalf("%s is set", keyVar)
+	}
+	pol := strings.Replace(string(examplePolicy(t)), `"hmac_key": "change-me"`, `"hmac_key_env": "`+keyVar+`"`, 1)
+	if !strings.Contains(pol, keyVar) {
+		t.Fatal(`example policy has no "hmac_key": "change-me"`)
+	}
+	out, err := IstioPlugins(Istio{Name: "m", Namespace: "shop", URL: "oci://r/f:1"}, []byte(pol))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifesttest.Validator(t).Check(out)
+	if err != nil {
+		t.Fatalf("rendered YAML fails validation: %v\n%s", err, out)
+	}
+	if len(objs) != 3 {
+		t.Fatalf("got %d objects, want the two HTTP sides and the network plugin:\n%s", len(objs), out)
+	}
+	for _, obj := range objs {
+		env := mustJSON(t, lookup(t, obj, "spec.vmConfig.env"))
+		if want := `[{"name":"` + keyVar + `","valueFrom":"HOST"}]`; env != want {
+			t.Errorf("%s spec.vmConfig.env = %s, want %s", obj.Name, env, want)
+		}
+		if got := lookup(t, obj, "spec.pluginConfig.hmac_key_env"); got != keyVar {
+			t.Errorf("%s pluginConfig.hmac_key_env = %v", obj.Name, got)
+		}
+	}
+	for _, want := range []string{"# The filter reads its HMAC key (hmac_key_env) from the environment variable " + keyVar,
+		"#   - name: istio-proxy", "#     - name: " + keyVar, "secretKeyRef", "docs/filter.md"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "WARNING") {
+		t.Errorf("a warning with the key in the environment:\n%s", out)
+	}
+	// Gloo's wasm filter cannot set the VM's environment: refused rather than a filter that cannot start.
+	if _, err := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, []byte(pol)); err == nil || !strings.Contains(err.Error(), "hmac_key_env") {
+		t.Errorf("Gloo with hmac_key_env: error %v", err)
+	}
+}
+
+// TestRenderInlineKeyWarns checks that an inline hmac_key is rendered as written, with the plugin's warning
+// as a comment, and that other policies get neither the comment nor a vmConfig.
+func TestRenderInlineKeyWarns(t *testing.T) {
+	pol := examplePolicy(t) // "hmac_key": "change-me"
+	istio, err := IstioPlugins(Istio{Name: "m", URL: "oci://r/f:1"}, pol, HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gloo, err := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string][]byte{"istio": istio, "gloo": gloo} {
+		if !strings.HasPrefix(string(out), "# WARNING: hmac_key is inline: anyone who can read the WasmPlugin") {
+			t.Errorf("%s output does not start with the warning:\n%s", name, out)
+		}
+	}
+	objs, err := manifesttest.Validator(t).Check(istio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range objs {
+		if got := lookup(t, obj, "spec.vmConfig"); got != nil {
+			t.Errorf("%s has a vmConfig: %v", obj.Name, got)
+		}
+	}
+	plain, err := IstioPlugins(Istio{Name: "m", URL: "oci://r/f:1"}, []byte(`{"direction": "inbound"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(plain), "#") || strings.Contains(string(plain), "vmConfig") {
+		t.Errorf("a policy without a key got notes or a vmConfig:\n%s", plain)
+	}
 }
