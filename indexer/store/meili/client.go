@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -153,32 +154,42 @@ func (s *Store) wait(ctx context.Context, uid int64) error {
 // routes whose answers meilisearch-go cannot decode (settings holding granular filterable rules). A refusal
 // is an APIError and a transport failure unreachable, so retry treats them like the client's.
 func (s *Store) getJSON(ctx context.Context, path string) (any, error) {
+	return s.getJSONWith(ctx, s.cfg.APIKey, path, "GET "+path)
+}
+
+// getJSONWith is getJSON with key (none if empty) instead of the index management key; errors name the
+// request what (so that a path holding a key never reaches an error message or a log).
+func (s *Store) getJSONWith(ctx context.Context, key, path, what string) (any, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.cfg.URL, "/")+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+s.cfg.APIKey)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, &unreachable{what: "GET " + path, err: err}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a key
+		}
+		return nil, &unreachable{what: what, err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, &unreachable{what: "GET " + path, err: err}
+		return nil, &unreachable{what: what, err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		var me struct{ Message, Code string }
 		if json.Unmarshal(body, &me) != nil || me.Message == "" {
 			me.Message = string(body)
 		}
-		return nil, &APIError{Op: "GET " + path, Status: resp.StatusCode, Code: me.Code, Message: me.Message}
+		return nil, &APIError{Op: what, Status: resp.StatusCode, Code: me.Code, Message: me.Message}
 	}
 	var v any
 	if err := json.Unmarshal(body, &v); err != nil {
-		return nil, fmt.Errorf("meili: GET %s: %w", path, err)
+		return nil, fmt.Errorf("meili: %s: %w", what, err)
 	}
 	return v, nil
 }

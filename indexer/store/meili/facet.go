@@ -48,11 +48,18 @@ const recountBatch = 100
 //     generated spans (storetest.Generate) on 2 cores: a string field with 1,000 values and more, 3 ms; a
 //     numeric one with 1,000 values returned, 230 ms (1,000 recounts); one with 2 values (status codes), 2 ms.
 //     Counting the two kinds apart without recounts would need the documents to say which fields hold numbers.
+//   - Under a restricted tenant scope the search and its recounts are sent with the scope's tenant token
+//     (tenant.go), so only the scope's documents are counted.
 func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr, field string, limit int) ([]store.FacetCount, error) {
 	limit, err := store.CheckFacet(index, field, limit)
 	if err != nil {
 		return nil, err
 	}
+	rd, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter = query.Conjoin(rd.filter, filter)
 	if err := s.checkRanges(filter); err != nil {
 		return nil, err
 	}
@@ -67,7 +74,7 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 	}
 	uid := s.uid(index)
 	raw, err := retry(ctx, s, "facet search "+uid, func() (*json.RawMessage, error) {
-		return s.search.Index(uid).SearchRawWithContext(ctx, "", req)
+		return rd.client.Index(uid).SearchRawWithContext(ctx, "", req)
 	})
 	if err != nil {
 		return nil, err
@@ -93,15 +100,15 @@ func (s *Store) Facet(ctx context.Context, index store.Index, filter query.Expr,
 		}
 		out = append(out, store.FacetCount{Value: v, Count: n})
 	}
-	if err := s.recount(ctx, uid, filter, field, out, numeric); err != nil {
+	if err := s.recount(ctx, rd, uid, filter, field, out, numeric); err != nil {
 		return nil, err
 	}
 	return store.SortFacets(out, limit), nil
 }
 
 // recount replaces the counts of the values out[i] (i in which) by the number of documents matching
-// `filter AND field = value`, with multi-search requests of recountBatch searches.
-func (s *Store) recount(ctx context.Context, uid string, filter query.Expr, field string, out []store.FacetCount, which []int) error {
+// `filter AND field = value`, with multi-search requests of recountBatch searches sent with rd's client.
+func (s *Store) recount(ctx context.Context, rd reader, uid string, filter query.Expr, field string, out []store.FacetCount, which []int) error {
 	zero := int64(0)
 	for len(which) > 0 {
 		batch := which[:min(len(which), recountBatch)]
@@ -115,7 +122,7 @@ func (s *Store) recount(ctx context.Context, uid string, filter query.Expr, fiel
 			multi.Queries = append(multi.Queries, &meilisearch.SearchRequest{IndexUID: uid, Filter: f, Page: 1, HitsPerPage: &zero})
 		}
 		resp, err := retry(ctx, s, "facet recount "+uid, func() (*meilisearch.MultiSearchResponse, error) {
-			return s.search.MultiSearchWithContext(ctx, multi)
+			return rd.client.MultiSearchWithContext(ctx, multi)
 		})
 		if err != nil {
 			return err

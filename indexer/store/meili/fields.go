@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // fieldsIndex names the index (after IndexPrefix) that records the attribute field names of the span index.
@@ -52,8 +53,13 @@ func fieldsSchema() *meilisearch.Settings {
 }
 
 // Fields implements store.Store: the top-level fields of the span index (from its stats, fieldDistribution)
-// and the attribute field names recorded in the fields index.
+// and the attribute field names recorded in the fields index. The names are every tenant's, read through
+// routes tenant tokens do not restrict, so under a restricted tenant scope Fields fails closed
+// (ErrScopeNotEnforced).
 func (s *Store) Fields(ctx context.Context) ([]string, error) {
+	if sc, ok := tenant.FromContext(ctx); ok && !sc.IsAll() {
+		return nil, fmt.Errorf("%w: Fields lists the field names of every tenant (refused for %s)", ErrScopeNotEnforced, sc)
+	}
 	uid := s.uid(store.Spans)
 	stats, err := retry(ctx, s, "get stats of "+uid, func() (*meilisearch.StatsIndex, error) {
 		return s.client.Index(uid).GetStatsWithContext(ctx, nil)

@@ -15,6 +15,11 @@
 // fails every Write in it with Meilisearch's error message (TaskError). Document ids are checked before
 // anything is sent.
 //
+// A read whose context carries a restricted tenant scope (package tenant) is sent with a tenant token whose
+// search rules restrict both indexes to the scope's tenants, so that Meilisearch itself enforces the scope;
+// tenant.go says how Open finds the key's uid, what each read path does under a restricted scope and when
+// Meilisearch cannot enforce scopes.
+//
 // Every request is retried with exponential backoff while Meilisearch is unreachable or answers 5xx/429, for
 // up to RetryFor; other errors are returned at once. Retention deletes documents by filter on "start" when
 // the store opens and every RetentionEvery after.
@@ -42,7 +47,16 @@ type Config struct {
 	URL    string // e.g. http://meilisearch:7700
 	APIKey string // an API key allowed to manage the indexes (or the master key); empty for an unprotected server
 	// SearchAPIKey is used for searches (a key whose only action is "search" on the indexes); empty uses APIKey.
+	// It also signs the tenant tokens that make Meilisearch enforce the tenant scope of a read (tenant.go).
 	SearchAPIKey string
+	// SearchAPIKeyUID is the uid of the search key (SearchAPIKey, else APIKey), which tenant tokens name.
+	// Empty: Open looks it up (GET /keys, allowed to the master key or a key with keys.get) or recognizes a
+	// key `indexer meili-keys` made; set it for another key that may not read keys. A wrong one fails Open.
+	SearchAPIKeyUID string
+	// RequireTenantTokens makes Open fail when Meilisearch cannot enforce tenant scopes with the configured
+	// keys (no key, or the search key is the master key) instead of logging it and leaving the scope's filter
+	// to the store (see tenant.go).
+	RequireTenantTokens bool
 
 	// IndexPrefix is prepended to the index names "spans" and "traces" (default "meshtrace-").
 	IndexPrefix string
@@ -117,6 +131,12 @@ type Store struct {
 	ranged map[string]bool // "attr." + each of cfg.RangeAttributes
 	log    *slog.Logger
 
+	// tokens makes the tenant tokens of restricted reads; nil when Meilisearch cannot enforce tenant scopes
+	// with the configured keys, for the reason unenforced (logged once, at the first restricted read).
+	tokens         *tenantTokens
+	unenforced     string
+	unenforcedOnce sync.Once
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	closeErr error
@@ -133,7 +153,8 @@ var _ store.Store = (*Store)(nil)
 const BatchSize = 25_000
 
 // Open connects to Meilisearch (retrying while it is unreachable), creates the indexes, applies their
-// settings and waits for those tasks, then applies retention once.
+// settings and waits for those tasks, finds the search key's uid for tenant tokens (failing when it cannot:
+// see tenant.go), then applies retention once.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("meili: no URL configured")
@@ -157,6 +178,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.fields = &fieldRegistry{uid: cfg.IndexPrefix + fieldsIndex, known: map[string]bool{}}
 	if err := s.setup(ctx, s.fields.uid, schema{settings: fieldsSchema()}); err != nil {
+		return nil, err
+	}
+	if err := s.setupTenantTokens(ctx); err != nil {
 		return nil, err
 	}
 	if cfg.Retention > 0 {

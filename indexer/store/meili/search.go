@@ -17,12 +17,18 @@ import (
 
 // Search runs one request on the span or trace index. Hits are sorted by the request's keys (default start
 // descending), ties broken by id ascending. Pages are asked for with page/hitsPerPage, which makes
-// Meilisearch count every match exactly (up to MaxTotalHits) instead of estimating.
+// Meilisearch count every match exactly (up to MaxTotalHits) instead of estimating. Under a restricted
+// tenant scope it is sent with the scope's tenant token (tenant.go).
 func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, error) {
 	limit, err := r.PageSize()
 	if err != nil {
 		return store.Result{}, err
 	}
+	rd, err := s.reader(ctx)
+	if err != nil {
+		return store.Result{}, err
+	}
+	r.Filter = query.Conjoin(rd.filter, r.Filter)
 	if r.Index == store.Traces && len(r.Text) > 0 {
 		return store.Result{}, fmt.Errorf("%w: free text applies to spans only", store.ErrBadRequest)
 	}
@@ -55,7 +61,7 @@ func (s *Store) Search(ctx context.Context, r store.Request) (store.Result, erro
 	}
 	uid := s.uid(r.Index)
 	raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
-		return s.search.Index(uid).SearchRawWithContext(ctx, "", req)
+		return rd.client.Index(uid).SearchRawWithContext(ctx, "", req)
 	})
 	if err != nil {
 		return store.Result{}, err
@@ -158,8 +164,17 @@ func sortParam(r store.Request) []string {
 // getTracesChunk bounds the ids per fetch request, keeping the filter small.
 const getTracesChunk = 1000
 
-// GetTraces fetches trace documents by id through the documents route (not capped by maxTotalHits).
+// GetTraces fetches trace documents by id through the documents route (not capped by maxTotalHits). Under
+// a restricted tenant scope, which the documents route cannot enforce, it searches for them with the
+// scope's tenant token instead (searchTraces).
 func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, error) {
+	rd, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rd.restricted {
+		return s.searchTraces(ctx, rd, ids)
+	}
 	uid := s.uid(store.Traces)
 	var out []document.Trace
 	for len(ids) > 0 {
@@ -188,6 +203,40 @@ func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, 
 			}
 			out = append(out, t)
 		}
+	}
+	return out, nil
+}
+
+// searchTraces is GetTraces under a restricted scope: searches on the trace index with rd's client (the
+// scope's tenant token) for at most min(getTracesChunk, MaxTotalHits) ids each, unsorted.
+func (s *Store) searchTraces(ctx context.Context, rd reader, ids []string) ([]document.Trace, error) {
+	uid := s.uid(store.Traces)
+	chunkSize := int(min(int64(getTracesChunk), s.cfg.MaxTotalHits))
+	var out []document.Trace
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), chunkSize)]
+		ids = ids[len(chunk):]
+		vals := make([]query.Value, len(chunk))
+		for i, id := range chunk {
+			vals[i] = query.Value{Str: id}
+		}
+		filter, err := compileFilter(query.Conjoin(rd.filter, &query.In{Field: primaryKey, Values: vals}))
+		if err != nil {
+			return nil, err
+		}
+		perPage := int64(len(chunk))
+		req := &meilisearch.SearchRequest{Filter: filter, Page: 1, HitsPerPage: &perPage}
+		raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
+			return rd.client.Index(uid).SearchRawWithContext(ctx, "", req)
+		})
+		if err != nil {
+			return nil, err
+		}
+		traces, _, _, err := decodeHits[document.Trace](*raw, 0)
+		if err != nil {
+			return nil, fmt.Errorf("meili: search %s: decoding the response: %w", uid, err)
+		}
+		out = append(out, traces...)
 	}
 	return out, nil
 }

@@ -2,12 +2,14 @@ package meili
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/meilisearch/meilisearch-go"
 
 	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // TestReopenSendsNoSettings checks on a real server that opening a store on indexes that already have its
@@ -65,4 +67,24 @@ func TestReopenSendsNoSettings(t *testing.T) {
 // rangeOn is `NOT field > 5`, a range filter on field.
 func rangeOn(field string) query.Expr {
 	return &query.Not{X: &query.Compare{Field: field, Op: query.Gt, Value: query.Int(5)}}
+}
+
+// TestTenantFilterable: the tenant field, in the query language's field tables, is filterable (equality) in
+// both indexes; TestTenantTokens filters on it against a real server.
+func TestTenantFilterable(t *testing.T) {
+	for _, sc := range []schema{spanSchema(DefaultConfig()), traceSchema(DefaultConfig())} {
+		found := false
+		for _, r := range sc.filterable {
+			rule := r.(meilisearch.AttributeRule)
+			if slices.Contains(rule.AttributePatterns, tenant.Field) {
+				found = true
+				if !rule.Features.Filter.Equality {
+					t.Errorf("%s index: %s is not filterable with equality", sc.index, tenant.Field)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s index: %s is not filterable (rules %+v)", sc.index, tenant.Field, sc.filterable)
+		}
+	}
 }
