@@ -51,17 +51,22 @@ func (o Op) String() string {
 // Value is a literal. Str is the text (unquoted); Num holds its numeric value when IsNum is set. Quotes only
 // let a value hold spaces or keywords: "123" and 123 mean the same. After
 // Compile, durations and times are integer microseconds with Str their decimal form, booleans are "true" or
-// "false", and Quoted is cleared.
+// "false", a hash("...") value is the hex HMAC-SHA256 of Str, and Quoted and Hashed are cleared.
 type Value struct {
 	Str    string
 	Num    float64
 	IsNum  bool
 	Quoted bool // written between quotes
-	At     int  // 1-based offset in the query text
+	// Hashed: written hash("Str"), the value a tag with "hash": true records for Str (see WithHMACKey).
+	Hashed bool
+	At     int // 1-based offset in the query text
 }
 
 // String renders the value in query syntax.
 func (v Value) String() string {
+	if v.Hashed {
+		return hashFunc + "(" + Quote(v.Str) + ")"
+	}
 	if v.IsNum && !v.Quoted {
 		return v.Str
 	}

@@ -1,6 +1,9 @@
 package query
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -30,19 +33,34 @@ type Sort struct {
 
 // Compile parses src and resolves it against the document schema. Relative times (since=1h) count back
 // from now. Queries past the limits (MaxQueryBytes, MaxTerms, MaxDepth, MaxSortKeys) are refused with an
-// *Error, as are repeated sort keys.
-func Compile(src string, now time.Time) (*Query, error) {
+// *Error, as are repeated sort keys. Options add what the query may need besides the text: WithHMACKey.
+func Compile(src string, now time.Time, opts ...Option) (*Query, error) {
 	e, err := Parse(src)
 	if err != nil {
 		return nil, err
 	}
-	return CompileExpr(e, now)
+	return CompileExpr(e, now, opts...)
+}
+
+// Option configures Compile and CompileExpr.
+type Option func(*compiler)
+
+// WithHMACKey gives the compiler the key the filter hashes tag values with (the policy's hmac_key, or the
+// value of the variable hmac_key_env names), so that hash("v"), the value of =, != and IN, compiles to the
+// hex HMAC-SHA256 of v under key: what a tag with "hash": true records for v. Without a key (or with an
+// empty one) hash(...) is an *Error. The key stays in the indexer: searchers write hash("v") and never
+// see it.
+func WithHMACKey(key []byte) Option {
+	return func(c *compiler) { c.hmacKey = key }
 }
 
 // CompileExpr resolves a parsed expression; see Compile. It checks the sort keys (MaxSortKeys, no field
 // twice); the other limits are the parser's.
-func CompileExpr(e Expr, now time.Time) (*Query, error) {
+func CompileExpr(e Expr, now time.Time, opts ...Option) (*Query, error) {
 	c := &compiler{now: now}
+	for _, o := range opts {
+		o(c)
+	}
 	q := &Query{}
 	var spans, traces []Expr
 	var top []Expr
@@ -79,6 +97,7 @@ func CompileExpr(e Expr, now time.Time) (*Query, error) {
 
 type compiler struct {
 	now      time.Time
+	hmacKey  []byte // see WithHMACKey
 	windowAt int
 	sortAt   map[sortField]int // position of each sort key so far
 }
@@ -109,6 +128,9 @@ func (c *compiler) special(q *Query, t Expr) (bool, error) {
 		return true, errorf(cmp.At, "expected \"=\" after %s, found %q", name, cmp.Op.String())
 	}
 	v := cmp.Value
+	if v.Hashed {
+		return true, errorf(v.At, "hash(...) is a value to compare a hashed tag with (=, != or IN), not a %s setting", name)
+	}
 	switch name {
 	case "sort":
 		if len(q.Sort) == MaxSortKeys {
@@ -227,7 +249,7 @@ func (c *compiler) resolve(e Expr) (Expr, Scope, error) {
 		f := Resolve(x.Field)
 		vals := make([]Value, len(x.Values))
 		for i, v := range x.Values {
-			cv, err := canonical(f, x.Field, Eq, v)
+			cv, err := c.value(f, x.Field, Eq, v)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -239,7 +261,7 @@ func (c *compiler) resolve(e Expr) (Expr, Scope, error) {
 			return nil, 0, errorf(x.At, "%s must be a top-level condition: it cannot appear inside parentheses, OR or NOT", x.Field)
 		}
 		f := Resolve(x.Field)
-		v, err := canonical(f, x.Field, x.Op, x.Value)
+		v, err := c.value(f, x.Field, x.Op, x.Value)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -264,6 +286,25 @@ func termsOf(e Expr) []Expr {
 		return a.Terms
 	}
 	return e.(*Or).Terms
+}
+
+// value returns the canonical value of the literal v compared with field f (written name) by op: a
+// hash("...") value becomes its hex HMAC-SHA256 under the compiler's key, the others are canonical's.
+func (c *compiler) value(f Field, name string, op Op, v Value) (Value, error) {
+	if !v.Hashed {
+		return canonical(f, name, op, v)
+	}
+	switch {
+	case op != Eq && op != Ne:
+		return Value{}, errorf(v.At, "hash(...) is compared with =, != or IN, found %q", op.String())
+	case f.Kind != KindString && f.Kind != KindStrings && f.Kind != KindAny:
+		return Value{}, errorf(v.At, "%s is not text: hash(...) is the hex text a hashed tag records, compared with attributes", name)
+	case len(c.hmacKey) == 0:
+		return Value{}, errorf(v.At, "hash(...) needs the indexer's --hmac-key-file (the key the filter hashes tags with); this indexer has none")
+	}
+	m := hmac.New(sha256.New, c.hmacKey)
+	m.Write([]byte(v.Str))
+	return Value{Str: hex.EncodeToString(m.Sum(nil))}, nil
 }
 
 // canonical checks a literal against the field's kind and returns its canonical value.

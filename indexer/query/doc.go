@@ -27,6 +27,11 @@
 //   - Free text (a word or a quoted phrase) must occur as whole words, in order, case-insensitively, within
 //     one value of a span's searchable fields (SpanSearchable): no prefixes, no typos. Compile moves it out of
 //     the filter into Query.Text, so it is a top-level term and may not sit under OR or NOT.
+//   - hash("v") as the value of =, != or IN (customer_id = hash("1234567")) stands for what a filter tag
+//     with "hash": true records for v: its hex HMAC-SHA256 under the filter's key, which the compiler is
+//     given (WithHMACKey; the indexer's --hmac-key-file) so that searchers never hold it. v is compared as
+//     the tag's transforms leave it (lowercase, regex, max_length): hash("Cust-42") is not hash("42").
+//     Without a key hash(...) is a compile error.
 //   - since=, until= and between= bound the start of every document searched (Query.Since, Query.Until);
 //     sort= orders the hits by numeric fields (Query.Sort; default: most recent first). They are top-level
 //     terms.

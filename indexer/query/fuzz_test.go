@@ -12,6 +12,7 @@ func FuzzParse(f *testing.F) {
 		`customer_id=123 service=inventory-service duration>500ms since=1h error=true "connection reset"`,
 		"trace.customer_id=123 trace.services=inventory-service trace.duration>500ms since=1h",
 		"(a=1 OR b!=2) NOT c IN [x, 'y z'] d EXISTS e NOT EXISTS between=2h..1h sort=-duration",
+		`customer_id=hash("123") trace.customer_id IN [hash(7), hash('a b')] user!=HASH("x")`,
 	} {
 		f.Add(s)
 	}
@@ -24,9 +25,11 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if _, err := CompileExpr(e, now); err != nil {
-			if qe, ok := err.(*Error); !ok || qe.Pos < 0 || qe.Pos > len(src)+1 {
-				t.Fatalf("Compile(%q) error %v: want *Error with a position", src, err)
+		for _, opts := range [][]Option{nil, {WithHMACKey([]byte("key"))}} {
+			if _, err := CompileExpr(e, now, opts...); err != nil {
+				if qe, ok := err.(*Error); !ok || qe.Pos < 0 || qe.Pos > len(src)+1 {
+					t.Fatalf("Compile(%q) error %v: want *Error with a position", src, err)
+				}
 			}
 		}
 		if e == nil {

@@ -3,6 +3,7 @@ package query
 import (
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Parse parses a query into its syntax tree, with field names as written. An empty query yields a nil Expr
@@ -21,6 +22,7 @@ import (
 //	        | word | string                       (free text)
 //	op      = "=" | "!=" | "<" | "<=" | ">" | ">="
 //	value   = word | string
+//	        | "hash(" ( word | string ) ")"        (no space before "("; see WithHMACKey)
 //	field   = word matching [A-Za-z_][A-Za-z0-9_.\-]*
 func Parse(src string) (Expr, error) {
 	if len(src) > MaxQueryBytes {
@@ -262,12 +264,31 @@ func (p *parser) value(ctx string) (Value, error) {
 		p.next()
 		return Value{Str: t.text, Quoted: true, At: t.pos}, nil
 	case tWord:
+		if open := p.peekAt(1); strings.EqualFold(t.text, hashFunc) && open.kind == tLParen && open.pos == t.pos+len(t.text) {
+			return p.hashValue()
+		}
 		if keyword(t.text) == "" {
 			p.next()
 			return wordValue(t.text, t.pos), nil
 		}
 	}
 	return Value{}, errorf(t.pos, "expected a value %s, found %s (quote values that are keywords or contain spaces)", ctx, t.describe())
+}
+
+// hashFunc is the function-like literal of a hashed value, hash("..."), matched case-insensitively.
+const hashFunc = "hash"
+
+// hashValue parses hash("v") (or hash(v)), the word and the "(" next to it being the current tokens.
+func (p *parser) hashValue() (Value, error) {
+	name, open := p.next(), p.next()
+	arg := p.next()
+	if arg.kind != tString && (arg.kind != tWord || keyword(arg.text) != "") {
+		return Value{}, errorf(arg.pos, `expected the value to hash inside hash(...), like hash("123"), found %s`, arg.describe())
+	}
+	if c := p.next(); c.kind != tRParen {
+		return Value{}, errorf(c.pos, `expected ")" to close hash( at position %d, found %s`, open.pos, c.describe())
+	}
+	return Value{Str: arg.text, Quoted: arg.kind == tString, Hashed: true, At: name.pos}, nil
 }
 
 // wordValue makes the value of an unquoted word, noting whether it reads as a number.

@@ -30,6 +30,12 @@ func TestParse(t *testing.T) {
 		{"start>=2026-11-22T01:00:00Z", "start >= 2026-11-22T01:00:00Z"},
 		{`k="AND"`, `k = "AND"`},
 		{"x=-1.5", "x = -1.5"},
+		{`customer_id = hash("123")`, `customer_id = hash("123")`},
+		{`customer_id=HASH(123) trace.customer_id != hash('a "b"')`, `customer_id = hash("123") AND trace.customer_id != hash("a \"b\"")`},
+		{`customer_id IN [hash("1"), 2, hash(3)]`, `customer_id IN [hash("1"), 2, hash("3")]`},
+		{`customer_id=hash ("1")`, `customer_id = hash AND "1"`}, // not a call: a space before "("
+		{`hash("1")`, `"hash" AND "1"`}, // free text, as before
+		{`a="hash" b=hash`, `a = "hash" AND b = hash`},
 	}
 	for _, tt := range tests {
 		e, err := Parse(tt.src)
@@ -76,6 +82,11 @@ func TestParseErrors(t *testing.T) {
 		{"a=OR", 3, "expected a value"},
 		{"= 3", 1, "expected a condition"},
 		{strings.Repeat("(", 200) + "a", 33, "nested too deeply: the limit is 32 levels"},
+		{"a=hash(", 8, `expected the value to hash inside hash(...), like hash("123"), found end of query`},
+		{"a=hash()", 8, `expected the value to hash inside hash(...)`},
+		{"a=hash(OR)", 8, `expected the value to hash inside hash(...)`},
+		{`a=hash("1"`, 11, `expected ")" to close hash( at position 7, found end of query`},
+		{`a IN [hash("1", "2")]`, 15, `expected ")" to close hash( at position 11, found ","`},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.src)
