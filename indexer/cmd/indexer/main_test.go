@@ -24,12 +24,16 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 )
 
-// startServer runs `serve` on loopback ports with an embedded store in a temporary directory.
-func startServer(t *testing.T) (listeners, func() error) {
+// startServer runs `serve` on loopback ports with an embedded store in a temporary directory, its config changed
+// by configure.
+func startServer(t *testing.T, configure ...func(*serveConfig)) (listeners, func() error) {
 	t.Helper()
 	c := newServeConfig()
 	c.otlpHTTPAddr, c.otlpGRPCAddr, c.apiAddr, c.dataDir = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 	c.shutdownTimeout, c.pipeline.BatchTimeout = 10*time.Second, 5*time.Millisecond
+	for _, f := range configure {
+		f(&c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan listeners, 1)
 	done := make(chan error, 1)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -41,18 +40,6 @@ type keySpec struct {
 var keySpecs = []keySpec{
 	{role: "indexer", env: indexerKeyEnv, actions: meili.IndexerActions},
 	{role: "search", env: searchKeyEnv, actions: meili.SearchActions},
-}
-
-// keyUID is the fixed uid of a key for an index prefix: a UUID (version 4 layout) derived from the role and
-// the prefix, so running `indexer meili-keys` again finds the keys it made, two installations with different
-// prefixes on one Meilisearch get different keys, and a key deleted and made again has the same value
-// (Meilisearch derives a key's value from its uid and the master key).
-func keyUID(role, prefix string) string {
-	sum := sha256.Sum256([]byte("meshtrace meili-keys\x00" + role + "\x00" + prefix))
-	u := sum[:16]
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // apiKey is a key made by ensureKeys.
@@ -187,7 +174,7 @@ func ensureKeys(ctx context.Context, url, master, prefix string, log *slog.Logge
 	indexes := []string{prefix + "*"}
 	var keys []apiKey
 	for _, spec := range keySpecs {
-		uid := keyUID(spec.role, prefix)
+		uid := meili.KeyUID(spec.role, prefix)
 		want := &meilisearch.Key{
 			UID:         uid,
 			Name:        "meshtrace " + spec.role,

@@ -287,7 +287,7 @@ func TestMeiliKeysLeastPrivilege(t *testing.T) {
 	})
 
 	t.Run("RecreatesChangedKey", func(t *testing.T) {
-		uid := keyUID("search", "meshtrace-")
+		uid := meili.KeyUID("search", "meshtrace-")
 		if _, err := master.DeleteKey(uid); err != nil {
 			t.Fatal(err)
 		}
@@ -315,9 +315,9 @@ func TestKeyUID(t *testing.T) {
 	seen := map[string]bool{}
 	for _, role := range []string{"indexer", "search"} {
 		for _, prefix := range []string{"meshtrace-", "staging-"} {
-			u := keyUID(role, prefix)
-			if !v4.MatchString(u) || seen[u] || keyUID(role, prefix) != u {
-				t.Fatalf("keyUID(%q, %q) = %q: not a fixed, distinct UUID", role, prefix, u)
+			u := meili.KeyUID(role, prefix)
+			if !v4.MatchString(u) || seen[u] || meili.KeyUID(role, prefix) != u {
+				t.Fatalf("meili.KeyUID(%q, %q) = %q: not a fixed, distinct UUID", role, prefix, u)
 			}
 			seen[u] = true
 		}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/meshtrace/meshtrace/indexer/api"
+	"github.com/meshtrace/meshtrace/indexer/auth"
 	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
@@ -42,6 +43,8 @@ type serveConfig struct {
 	pipeline                            pipeline.Config
 	attributeKeys                       int
 	api                                 api.Config
+	auth                                auth.Config
+	ingest                              auth.IngestConfig
 	shutdownTimeout                     time.Duration
 	logLevel, logFormat                 string
 }
@@ -57,6 +60,7 @@ func newServeConfig() serveConfig {
 		pipeline:        pipeline.DefaultConfig(),
 		attributeKeys:   fieldcap.DefaultCap,
 		api:             api.Config{QueryTimeout: api.DefaultQueryTimeout},
+		auth:            auth.DefaultConfig(),
 		shutdownTimeout: 30 * time.Second,
 		logLevel:        "info", logFormat: "text",
 	}
@@ -95,6 +99,8 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.StringVar(&c.meili.URL, "meili-url", "", "Meilisearch URL; empty selects the embedded store")
 	f.StringVar(&c.meili.APIKey, "meili-key", "", "Meilisearch API key allowed to manage the indexes (made by indexer meili-keys; prefer MESHTRACE_MEILI_KEY, which ps does not show)")
 	f.StringVar(&c.meili.SearchAPIKey, "meili-search-key", "", "Meilisearch API key for searches, allowed only \"search\" (made by indexer meili-keys; prefer MESHTRACE_MEILI_SEARCH_KEY); empty: --meili-key")
+	f.StringVar(&c.meili.SearchAPIKeyUID, "meili-search-key-uid", "", "uid of --meili-search-key, which signs the tenant tokens that make Meilisearch itself restrict a tenant's searches (empty: looked up, or derived as indexer meili-keys makes it)")
+	f.BoolVar(&c.meili.RequireTenantTokens, "meili-require-tenant-tokens", false, "refuse to start when Meilisearch cannot enforce tenant scopes itself with tenant tokens (instead of only the indexer's filter)")
 	f.StringSliceVar(&c.meili.RangeAttributes, "meili-range-attributes", c.meili.RangeAttributes, "span attributes (without attr.) that support <, <=, >, >= in Meilisearch; others support =, !=, IN, EXISTS (changing the list re-indexes the spans)")
 	f.DurationVar(&c.meili.SearchCutoff, "meili-search-cutoff", c.meili.SearchCutoff, "Meilisearch's searchCutoffMs: a search stopped there answers what it found, marked partial")
 	f.StringSliceVar(&c.pipeline.Rollup.Keys, "keys", c.pipeline.Rollup.Keys, "business keys rolled up into trace documents")
@@ -108,6 +114,17 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.IntVar(&c.pipeline.Rollup.MaxSpans, "rollup-max-spans", c.pipeline.Rollup.MaxSpans, "span summaries the rollup cache holds, over all shards")
 	f.IntVar(&c.attributeKeys, "max-attribute-keys", c.attributeKeys, "distinct attribute keys indexed (span, resource, event and link attributes; at most 60,000); attributes with new keys past it are kept in each span's overflow field, not searchable")
 	f.DurationVar(&c.api.QueryTimeout, "query-timeout", c.api.QueryTimeout, "time budget of one API request's store work; past it the work stops and the request answers 503")
+	f.StringVar(&c.auth.TokensFile, "api-tokens-file", "", "API tokens for scripts, one \"<token> <tenant>[,<tenant>...]\" or \"<token> *\" (every tenant) per line (a mounted Secret); with neither this nor --oidc-issuer the API is open to anyone who reaches it, for every tenant")
+	f.StringVar(&c.auth.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer whose JWT bearer tokens the API accepts (Grafana or an oauth2-proxy forwarding the user's token)")
+	f.StringVar(&c.auth.OIDCJWKSURL, "oidc-jwks-url", "", "JWKS URL of the issuer's keys (empty: OpenID discovery from --oidc-issuer)")
+	f.StringVar(&c.auth.OIDCAudience, "oidc-audience", "", "audience the JWTs must carry (empty: not checked, logged as a warning)")
+	f.StringVar(&c.auth.TenantClaim, "oidc-tenant-claim", c.auth.TenantClaim, "JWT claim (a string or a list) naming the caller's tenants")
+	f.StringVar(&c.auth.TenantMapFile, "oidc-tenant-map", "", "file of \"<claim value> <tenant>[,<tenant>...]\" lines mapping claim values (e.g. groups) to tenants; empty: a value that is a tenant name is that tenant")
+	f.StringVar(&c.auth.AdminValue, "oidc-admin-value", "", "claim value that grants every tenant (e.g. a platform team's group)")
+	f.StringVar(&c.ingest.TokensFile, "ingest-tokens-file", "", "OTLP ingest tokens, one \"<token> <tenant>\" per line (a mounted Secret): a request's spans are of its token's tenant, a request without a known token is refused (401)")
+	f.BoolVar(&c.ingest.TrustXFCC, "ingest-tenant-from-mesh", false, "a request without a token is of the namespace of its sender's mesh identity, from the x-forwarded-client-cert header the indexer's own Istio sidecar sets (only with mTLS STRICT on the indexer's ports)")
+	f.Float64Var(&c.receiver.TenantLimits.SpansPerSecond, "tenant-spans-per-second", 0, "spans each tenant may send per second (429 beyond; 0: no limit)")
+	f.Float64Var(&c.receiver.TenantLimits.BytesPerSecond, "tenant-bytes-per-second", 0, "request bytes each tenant may send per second (429 beyond; 0: no limit)")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long shutdown may take to write logged spans to the store")
 	f.StringVar(&c.logLevel, "log-level", c.logLevel, "debug, info, warn or error")
 	f.StringVar(&c.logFormat, "log-format", c.logFormat, "text or json")
@@ -199,9 +216,21 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 		defer cancel()
 		pipe.Close(ctx)
 	}()
+	ingest, err := auth.NewIngest(c.ingest)
+	if err != nil {
+		return err
+	}
+	if ingest != nil {
+		c.receiver.Tenancy = ingest
+	} else {
+		log.Warn("OTLP ingest is not authenticated: anyone who reaches the OTLP ports can write spans (set --ingest-tokens-file or --ingest-tenant-from-mesh)")
+	}
 	c.receiver.Logger, c.receiver.Registerer = log, reg
 	recv, err := receiver.New(w, c.receiver)
 	if err != nil {
+		return err
+	}
+	if c.api.Auth, err = auth.New(ctx, c.auth, log); err != nil {
 		return err
 	}
 

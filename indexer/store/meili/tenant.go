@@ -79,9 +79,8 @@ func tokenLifetime(retryFor time.Duration) (ttl, keep time.Duration) {
 }
 
 // KeyUID is the uid `indexer meili-keys` gives the key of role ("indexer" or "search") for the index prefix
-// prefix: a UUID (version 4 layout) derived from both. It must stay identical to the command's own
-// derivation (indexer/cmd/indexer/meilikeys.go, keyUID): Open relies on it to sign tenant tokens with a
-// search key that may not read its own uid.
+// prefix: a UUID (version 4 layout) derived from both, so that running the command again finds its keys,
+// and Open can sign tenant tokens with a search key that may not read its own uid.
 func KeyUID(role, prefix string) string {
 	sum := sha256.Sum256([]byte("meshtrace meili-keys\x00" + role + "\x00" + prefix))
 	u := sum[:16]
