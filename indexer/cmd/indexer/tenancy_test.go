@@ -160,13 +160,17 @@ func testTenancy(t *testing.T, store func(*serveConfig)) {
 	waitFor := func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			var res api.SearchResponse
-			if code, body := call(t, server+"/api/v1/search?q=since%3D1h&limit=1", admin); code == 200 && json.Unmarshal([]byte(body), &res) == nil && res.Total == 9 {
+			var spans, traces api.SearchResponse
+			_, body := call(t, server+"/api/v1/search?q=since%3D1h&limit=1", admin)
+			json.Unmarshal([]byte(body), &spans)
+			_, body = call(t, server+"/api/v1/search?target=traces&q=since%3D1h&limit=1", admin)
+			json.Unmarshal([]byte(body), &traces)
+			if spans.Total == 9 && traces.Total == 3 {
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Fatal("the 9 spans never became searchable")
+		t.Fatal("the 9 spans and 3 trace documents never became searchable")
 	}
 	waitFor()
 
