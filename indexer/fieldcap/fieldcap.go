@@ -68,15 +68,24 @@ func WithKeys(keys ...string) Option {
 	}
 }
 
+// WithTenantCap lets each tenant (document.Span.Tenant) create at most n of the names, so that one team's
+// key explosion (a request id used as a key, say) cannot spend the whole cap for every team: past its share a
+// tenant's new keys overflow while other tenants' new keys are still admitted. Names are counted against the
+// tenant whose span created them since the Limiter was made (names primed from the store, or created before
+// a restart, belong to no tenant). n <= 0: no per-tenant cap.
+func WithTenantCap(n int) Option { return func(l *Limiter) { l.tenantCap = n } }
+
 // Limiter enforces the cap on a stream of span documents. It is safe for concurrent use.
 type Limiter struct {
-	cap   int
-	log   *slog.Logger
-	prime []string // names added by WithKeys
+	cap       int
+	tenantCap int // names each tenant may create (WithTenantCap); 0: no per-tenant cap
+	log       *slog.Logger
+	prime     []string // names added by WithKeys
 
 	mu    sync.RWMutex
-	known [4]map[string]struct{} // per document.AttributePaths entry, names after "<path>."
-	count int                    // sum of the sizes of known
+	known   [4]map[string]struct{} // per document.AttributePaths entry, names after "<path>."
+	count   int                    // sum of the sizes of known
+	created map[string]int         // names created, by tenant (with a tenant cap)
 
 	keys, spans, attrs atomic.Int64
 
@@ -95,7 +104,7 @@ func New(limit int, known []string, opts ...Option) *Limiter {
 		limit = DefaultCap
 	}
 	limit = min(limit, MaxCap)
-	l := &Limiter{cap: limit, log: slog.Default()}
+	l := &Limiter{cap: limit, log: slog.Default(), created: map[string]int{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -150,7 +159,7 @@ func (l *Limiter) Apply(spans []document.Span) {
 	var over [2]int64
 	var sample string
 	l.mu.Lock()
-	b := batch{l: l, filtered: map[uintptr]filtered{}}
+	b := batch{l: l, filtered: map[mapOf]filtered{}}
 	for i := range spans {
 		if n := b.span(&spans[i], &sample); n > 0 {
 			over[0]++
@@ -217,17 +226,19 @@ func (l *Limiter) names(p int, k string, v any) []string {
 	return names
 }
 
-// admit decides whether attribute k of path p stays indexed, registering its new names if so. l.mu is held.
-func (l *Limiter) admit(p int, k string, v any) bool {
+// admit decides whether attribute k of path p, in a span of tenant tn, stays indexed, registering its new
+// names if so. l.mu is held.
+func (l *Limiter) admit(p int, k string, v any, tn string) bool {
 	if _, isList := v.([]any); !isList {
 		if _, ok := l.known[p][k]; ok {
 			return true
 		}
-		if l.count >= l.cap {
+		if !l.room(1, tn) {
 			return false
 		}
 		l.known[p][k] = struct{}{}
 		l.count++
+		l.created[tn]++
 		return true
 	}
 	var unknown []string
@@ -236,21 +247,36 @@ func (l *Limiter) admit(p int, k string, v any) bool {
 			unknown = append(unknown, rest)
 		}
 	}
-	if l.count+len(unknown) > l.cap {
+	if len(unknown) == 0 {
+		return true
+	}
+	if !l.room(len(unknown), tn) {
 		return false
 	}
 	for _, rest := range unknown {
 		l.known[p][rest] = struct{}{}
 	}
 	l.count += len(unknown)
+	l.created[tn] += len(unknown)
 	return true
+}
+
+// room reports whether n more names fit under the cap and tenant tn's share of it. l.mu is held.
+func (l *Limiter) room(n int, tn string) bool {
+	return l.count+n <= l.cap && (l.tenantCap <= 0 || l.created[tn]+n <= l.tenantCap)
 }
 
 // batch is one Apply call under the exclusive lock. filtered remembers what became of each attribute map, so
 // that documents sharing a map (spans of one resource) share the result and get the same decision.
 type batch struct {
 	l        *Limiter
-	filtered map[uintptr]filtered
+	filtered map[mapOf]filtered
+}
+
+// mapOf identifies an attribute map of a tenant's span: the same map decides the same way for one tenant.
+type mapOf struct {
+	ptr    uintptr
+	tenant string
 }
 
 // filtered is the outcome for one attribute map: the map to index (the original when nothing overflowed)
@@ -260,18 +286,18 @@ type filtered struct {
 	over map[string]any
 }
 
-// filter applies the cap to the attribute map m of path p.
-func (b *batch) filter(p int, m map[string]any) filtered {
+// filter applies the cap to the attribute map m of path p of a span of tenant tn.
+func (b *batch) filter(p int, m map[string]any, tn string) filtered {
 	if len(m) == 0 {
 		return filtered{keep: m}
 	}
-	ptr := reflect.ValueOf(m).Pointer()
-	if f, ok := b.filtered[ptr]; ok {
+	id := mapOf{reflect.ValueOf(m).Pointer(), tn}
+	if f, ok := b.filtered[id]; ok {
 		return f
 	}
 	f := filtered{keep: m}
 	for k, v := range m {
-		if !b.l.admit(p, k, v) {
+		if !b.l.admit(p, k, v, tn) {
 			if f.over == nil {
 				f.over = map[string]any{}
 			}
@@ -289,7 +315,7 @@ func (b *batch) filter(p int, m map[string]any) filtered {
 			f.keep = nil
 		}
 	}
-	b.filtered[ptr] = f
+	b.filtered[id] = f
 	return f
 }
 
@@ -307,17 +333,17 @@ func (b *batch) span(s *document.Span, sample *string) int {
 			}
 		}
 	}
-	if f := b.filter(0, s.Attr); f.over != nil {
+	if f := b.filter(0, s.Attr, s.Tenant); f.over != nil {
 		s.Attr = f.keep
 		add(document.AttrPath+".", f)
 	}
-	if f := b.filter(1, s.Resource); f.over != nil {
+	if f := b.filter(1, s.Resource, s.Tenant); f.over != nil {
 		s.Resource = f.keep
 		add(document.ResourcePath+".", f)
 	}
 	copied := false
 	for i := range s.Events {
-		if f := b.filter(2, s.Events[i].Attr); f.over != nil {
+		if f := b.filter(2, s.Events[i].Attr, s.Tenant); f.over != nil {
 			if !copied {
 				s.Events, copied = append([]document.Event(nil), s.Events...), true
 			}
@@ -327,7 +353,7 @@ func (b *batch) span(s *document.Span, sample *string) int {
 	}
 	copied = false
 	for i := range s.Links {
-		if f := b.filter(3, s.Links[i].Attr); f.over != nil {
+		if f := b.filter(3, s.Links[i].Attr, s.Tenant); f.over != nil {
 			if !copied {
 				s.Links, copied = append([]document.Link(nil), s.Links...), true
 			}

@@ -344,3 +344,29 @@ func TestWithKeysAreAlwaysIndexed(t *testing.T) {
 		t.Fatalf("after Apply: %+v", spans[0])
 	}
 }
+
+// TestTenantCap gives each tenant 2 of a cap of 5 names: team-a's third new key overflows, team-b still gets
+// two, a key team-a created costs team-b nothing, and the global cap still holds.
+func TestTenantCap(t *testing.T) {
+	l := New(5, nil, quiet(), WithTenantCap(2))
+	span := func(tn string, keys ...string) document.Span {
+		m := map[string]any{}
+		for _, k := range keys {
+			m[k] = 1
+		}
+		return document.Span{ID: tn + "_1", Tenant: tn, Attr: m}
+	}
+	spans := []document.Span{span("team-a", "a1"), span("team-a", "a2"), span("team-a", "a3"), span("team-b", "a1", "b1", "b2"),
+		span("team-c", "c1", "c2")}
+	l.Apply(spans)
+	indexed := func(s document.Span) int { return len(s.Attr) }
+	if indexed(spans[0]) != 1 || indexed(spans[1]) != 1 || indexed(spans[2]) != 0 || spans[2].Overflow != `{"attr.a3":1}` {
+		t.Errorf("team-a: %+v; want a1 and a2 indexed, a3 overflowed", spans[:3])
+	}
+	if indexed(spans[3]) != 3 || spans[3].Overflow != "" {
+		t.Errorf("team-b: %d keys indexed (a1 known already), overflow %q; want all 3", indexed(spans[3]), spans[3].Overflow)
+	}
+	if indexed(spans[4]) != 1 || l.Stats().Keys != 5 {
+		t.Errorf("team-c: %d keys indexed with %d of 5 names used; want the global cap to leave room for 1", indexed(spans[4]), l.Stats().Keys)
+	}
+}

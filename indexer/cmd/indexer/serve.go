@@ -41,7 +41,7 @@ type serveConfig struct {
 	wal                                 wal.Config
 	receiver                            receiver.Config
 	pipeline                            pipeline.Config
-	attributeKeys                       int
+	attributeKeys, tenantAttributeKeys  int
 	api                                 api.Config
 	auth                                auth.Config
 	ingest                              auth.IngestConfig
@@ -123,6 +123,7 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.StringVar(&c.auth.AdminValue, "oidc-admin-value", "", "claim value that grants every tenant (e.g. a platform team's group)")
 	f.StringVar(&c.ingest.TokensFile, "ingest-tokens-file", "", "OTLP ingest tokens, one \"<token> <tenant>\" per line (a mounted Secret): a request's spans are of its token's tenant, a request without a known token is refused (401)")
 	f.BoolVar(&c.ingest.TrustXFCC, "ingest-tenant-from-mesh", false, "a request without a token is of the namespace of its sender's mesh identity, from the x-forwarded-client-cert header the indexer's own Istio sidecar sets (only with mTLS STRICT on the indexer's ports)")
+	f.IntVar(&c.tenantAttributeKeys, "tenant-max-attribute-keys", 0, "distinct attribute keys each tenant may add to the index (of --max-attribute-keys; past it its new keys go to the overflow field; 0: no per-tenant share)")
 	f.Float64Var(&c.receiver.TenantLimits.SpansPerSecond, "tenant-spans-per-second", 0, "spans each tenant may send per second (429 beyond; 0: no limit)")
 	f.Float64Var(&c.receiver.TenantLimits.BytesPerSecond, "tenant-bytes-per-second", 0, "request bytes each tenant may send per second (429 beyond; 0: no limit)")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.shutdownTimeout, "how long shutdown may take to write logged spans to the store")
@@ -198,7 +199,8 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	if err := w.RegisterMetrics(reg); err != nil {
 		return err
 	}
-	c.pipeline.Fields, err = fieldcap.Load(ctx, st, c.attributeKeys, fieldcap.WithLogger(log), fieldcap.WithKeys(c.pipeline.Rollup.Keys...))
+	c.pipeline.Fields, err = fieldcap.Load(ctx, st, c.attributeKeys, fieldcap.WithLogger(log), fieldcap.WithKeys(c.pipeline.Rollup.Keys...),
+		fieldcap.WithTenantCap(c.tenantAttributeKeys))
 	if err != nil {
 		return err
 	}
