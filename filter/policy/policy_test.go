@@ -206,6 +206,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`{"tags": [{"attribute": "a", "from": [{"header": "x"}], "regex": "a(b)"}]}`))
 	f.Add([]byte(`{"routes": ["/api/orders/{id}", "/api/cart/*", "/"]}`))
+	f.Add([]byte(`{"hmac_key_env": "MESHTRACE_HMAC_KEY", "tags": [{"attribute": "a", "from": [{"header": "x"}], "hash": true}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if (p == nil) == (err == nil) {
