@@ -91,7 +91,7 @@ func (b *blockingStore) Facet(ctx context.Context, _ store.Index, _ query.Expr, 
 }
 
 func (b *blockingStore) Write(context.Context, []document.Span, []document.Trace) error { return nil }
-func (b *blockingStore) DeleteBefore(context.Context, time.Time) error                  { return nil }
+func (b *blockingStore) DeleteBefore(context.Context, time.Time, query.Expr) error      { return nil }
 func (b *blockingStore) Close() error                                                   { return nil }
 func (b *blockingStore) Fields(context.Context) ([]string, error)                       { return nil, nil }
 

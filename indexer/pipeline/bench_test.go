@@ -88,8 +88,8 @@ func (*discard) GetTraces(context.Context, []string) ([]document.Trace, error) {
 func (*discard) Search(context.Context, store.Request) (store.Result, error) {
 	return store.Result{}, nil
 }
-func (*discard) DeleteBefore(context.Context, time.Time) error { return nil }
-func (*discard) Fields(context.Context) ([]string, error)      { return nil, nil }
+func (*discard) DeleteBefore(context.Context, time.Time, query.Expr) error { return nil }
+func (*discard) Fields(context.Context) ([]string, error)                  { return nil, nil }
 func (*discard) Facet(context.Context, store.Index, query.Expr, string, int) ([]store.FacetCount, error) {
 	return nil, nil
 }

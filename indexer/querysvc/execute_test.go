@@ -21,7 +21,7 @@ type recorder struct {
 
 func (r *recorder) Write(context.Context, []document.Span, []document.Trace) error { return nil }
 func (r *recorder) GetTraces(context.Context, []string) ([]document.Trace, error)  { return nil, nil }
-func (r *recorder) DeleteBefore(context.Context, time.Time) error                  { return nil }
+func (r *recorder) DeleteBefore(context.Context, time.Time, query.Expr) error      { return nil }
 func (r *recorder) Close() error                                                   { return nil }
 func (r *recorder) Fields(context.Context) ([]string, error)                       { return nil, nil }
 func (r *recorder) Facet(context.Context, store.Index, query.Expr, string, int) ([]store.FacetCount, error) {

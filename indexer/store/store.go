@@ -27,8 +27,10 @@ type Store interface {
 	GetTraces(ctx context.Context, ids []string) ([]document.Trace, error)
 	// Search runs one request over one index (spans or traces).
 	Search(ctx context.Context, r Request) (Result, error)
-	// DeleteBefore removes span and trace documents that started before t (retention).
-	DeleteBefore(ctx context.Context, t time.Time) error
+	// DeleteBefore removes span and trace documents that started before t (retention), only those matching
+	// filter when it is not nil (one tenant's, for a tenant's own retention). The filter names fields of both
+	// indexes (tenant, trace_id, start): Meilisearch refuses a field an index cannot filter.
+	DeleteBefore(ctx context.Context, t time.Time, filter query.Expr) error
 	// Fields returns the names of the fields the span index has created so far, in no particular order:
 	// dotted document paths such as "name", "attr.http.method" or "events.attr.exception.type" (internal
 	// fields of the engine are left out). Meilisearch keeps every field name forever and fails past 65,535

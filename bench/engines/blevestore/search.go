@@ -134,7 +134,10 @@ func sortOrder(keys []query.Sort, sortable map[string]bool) (search.SortOrder, e
 }
 
 // DeleteBefore implements store.Store.
-func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time, filter query.Expr) error {
+	if filter != nil {
+		return fmt.Errorf("%w: the bleve engine deletes by time only", store.ErrBadRequest)
+	}
 	before := float64(t.UnixMicro())
 	for _, x := range []*idx{s.spans, s.traces} {
 		if err := x.deleteBefore(ctx, before); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -246,5 +247,34 @@ func TestWriteTreeOrphansAndOrder(t *testing.T) {
 `
 	if out.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestRetentionPasses(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		retention time.Duration
+		perTenant map[string]time.Duration
+		want      string
+	}{
+		{"default only", 168 * time.Hour, nil, "[168h0m0s]"},
+		{"forever", 0, nil, "[]"},
+		{"tenants", 168 * time.Hour, map[string]time.Duration{"team-b": 24 * time.Hour, "team-a": 0},
+			`[24h0m0s of tenant = team-b 168h0m0s of NOT tenant IN [team-a, team-b]]`},
+		{"tenant only", 0, map[string]time.Duration{"team-a": time.Hour}, "[1h0m0s of tenant = team-a]"},
+	} {
+		if got := fmt.Sprint(retentionPasses(tc.retention, tc.perTenant)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	var m map[string]time.Duration
+	v := tenantDurations{&m}
+	if err := v.Set("team-a=720h,team-b=0s"); err != nil || v.String() != "team-a=720h0m0s,team-b=0s" {
+		t.Errorf("Set: %v, %s", err, v.String())
+	}
+	for _, bad := range []string{"team-a", "Team_A=1h", "team-a=-1h", "team-a=soon"} {
+		if err := v.Set(bad); err == nil {
+			t.Errorf("--tenant-retention %q accepted", bad)
+		}
 	}
 }

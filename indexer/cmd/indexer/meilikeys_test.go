@@ -101,7 +101,7 @@ func exercise(ctx context.Context, cfg meili.Config) error {
 	if res, err := s.Search(ctx, store.Request{Index: store.Spans, Limit: 1}); err != nil || res.Total != len(f.Spans) {
 		return errorOr(err, "Search total %d, want %d", res.Total, len(f.Spans))
 	}
-	return s.DeleteBefore(ctx, storetest.Now.Add(-time.Hour))
+	return s.DeleteBefore(ctx, storetest.Now.Add(-time.Hour), nil)
 }
 
 func errorOr(err error, format string, args ...any) error {

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,11 +25,13 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/auth"
 	"github.com/meshtrace/meshtrace/indexer/fieldcap"
 	"github.com/meshtrace/meshtrace/indexer/pipeline"
+	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/receiver"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/meili"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 	"github.com/meshtrace/meshtrace/indexer/wal"
 )
 
@@ -38,6 +42,7 @@ type serveConfig struct {
 	dataDir, walDir                     string
 	meili                               meili.Config
 	retention                           time.Duration
+	tenantRetention                     map[string]time.Duration
 	wal                                 wal.Config
 	receiver                            receiver.Config
 	pipeline                            pipeline.Config
@@ -105,6 +110,7 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.DurationVar(&c.meili.SearchCutoff, "meili-search-cutoff", c.meili.SearchCutoff, "Meilisearch's searchCutoffMs: a search stopped there answers what it found, marked partial")
 	f.StringSliceVar(&c.pipeline.Rollup.Keys, "keys", c.pipeline.Rollup.Keys, "business keys rolled up into trace documents")
 	f.DurationVar(&c.retention, "retention", c.retention, "delete documents older than this (0 keeps them forever)")
+	f.Var(tenantDurations{&c.tenantRetention}, "tenant-retention", "retention of given tenants, overriding --retention: team-a=720h,team-b=24h (0 keeps a tenant's documents forever)")
 	f.Int64Var(&c.receiver.MaxBodyBytes, "max-body-bytes", c.receiver.MaxBodyBytes, "largest OTLP request, compressed or not (413 above)")
 	f.Int64Var(&c.receiver.MaxInflightBytes, "max-inflight-bytes", c.receiver.MaxInflightBytes, "bytes all OTLP requests being read and decoded may hold together (429 beyond); at least 4 x --max-body-bytes")
 	f.IntVar(&c.pipeline.BatchSize, "batch-size", 0, "spans per store write (0: the store's choice, 5,000 for the embedded store, 10,000 for Meilisearch)")
@@ -267,7 +273,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 		ready(listeners{lis[0].Addr(), lis[1].Addr(), lis[2].Addr()})
 	}
 	retentionDone := make(chan struct{})
-	go func() { defer close(retentionDone); retain(ctx, st, c.retention, log) }()
+	go func() {
+		defer close(retentionDone)
+		retain(ctx, st, retentionPasses(c.retention, c.tenantRetention), log)
+	}()
 
 	var runErr error
 	select {
@@ -322,17 +331,56 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// retain deletes documents older than the retention at start and then hourly, until ctx ends.
-func retain(ctx context.Context, st store.Store, retention time.Duration, log *slog.Logger) {
-	if retention <= 0 {
+// retentionPass is one deletion of a retention round: documents older than age, of those filter matches
+// (nil: all).
+type retentionPass struct {
+	age    time.Duration
+	filter query.Expr
+}
+
+// String describes the pass: "24h0m0s of tenant = team-b", or "168h0m0s" for every document.
+func (p retentionPass) String() string {
+	if p.filter == nil {
+		return p.age.String()
+	}
+	return p.age.String() + " of " + p.filter.String()
+}
+
+// retentionPasses plans a retention round: each tenant with a retention of its own (0: kept forever) is
+// deleted on its own, and the default retention (0: forever) applies to every other document, the empty
+// tenant's included.
+func retentionPasses(retention time.Duration, perTenant map[string]time.Duration) []retentionPass {
+	var passes []retentionPass
+	others := &query.In{Field: tenant.Field}
+	for _, tn := range slices.Sorted(maps.Keys(perTenant)) {
+		others.Values = append(others.Values, query.Value{Str: tn})
+		if age := perTenant[tn]; age > 0 {
+			passes = append(passes, retentionPass{age, tenant.Only(tn)})
+		}
+	}
+	if retention > 0 {
+		var rest query.Expr
+		if len(others.Values) > 0 {
+			rest = &query.Not{X: others}
+		}
+		passes = append(passes, retentionPass{retention, rest})
+	}
+	return passes
+}
+
+// retain runs the retention passes at start and then hourly, until ctx ends.
+func retain(ctx context.Context, st store.Store, passes []retentionPass, log *slog.Logger) {
+	if len(passes) == 0 {
 		return
 	}
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		cutoff := time.Now().Add(-retention)
-		if err := st.DeleteBefore(ctx, cutoff); err != nil && ctx.Err() == nil {
-			log.Error("retention", "before", cutoff, "err", err)
+		for _, p := range passes {
+			cutoff := time.Now().Add(-p.age)
+			if err := st.DeleteBefore(ctx, cutoff, p.filter); err != nil && ctx.Err() == nil {
+				log.Error("retention", "pass", p, "before", cutoff, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -341,3 +389,42 @@ func retain(ctx context.Context, st store.Store, retention time.Duration, log *s
 		}
 	}
 }
+
+// tenantDurations is a flag of "<tenant>=<duration>" pairs, comma-separated.
+type tenantDurations struct{ m *map[string]time.Duration }
+
+// String implements pflag.Value.
+func (v tenantDurations) String() string {
+	if v.m == nil || len(*v.m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, tn := range slices.Sorted(maps.Keys(*v.m)) {
+		parts = append(parts, tn+"="+(*v.m)[tn].String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set implements pflag.Value.
+func (v tenantDurations) Set(s string) error {
+	m := map[string]time.Duration{}
+	for _, pair := range strings.Split(s, ",") {
+		tn, d, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return fmt.Errorf("%q: want <tenant>=<duration>", pair)
+		}
+		if err := tenant.Check(tn); err != nil {
+			return err
+		}
+		age, err := time.ParseDuration(d)
+		if err != nil || age < 0 {
+			return fmt.Errorf("tenant %s: %q is not a duration of 0 or more", tn, d)
+		}
+		m[tn] = age
+	}
+	*v.m = m
+	return nil
+}
+
+// Type implements pflag.Value.
+func (tenantDurations) Type() string { return "tenant=duration,..." }

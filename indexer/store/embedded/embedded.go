@@ -179,12 +179,15 @@ func (s *Store) Fields(ctx context.Context) ([]string, error) {
 }
 
 // DeleteBefore implements store.Store.
-func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time, filter query.Expr) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := check(filter); err != nil {
+		return err
+	}
 	before := t.UnixMicro()
-	if err := errors.Join(s.spans.deleteBefore(before), s.traces.deleteBefore(before)); err != nil {
+	if err := errors.Join(s.spans.deleteBefore(before, filter), s.traces.deleteBefore(before, filter)); err != nil {
 		return fmt.Errorf("embedded store: retention: %w", err)
 	}
 	return nil

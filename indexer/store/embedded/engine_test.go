@@ -122,7 +122,7 @@ func TestRetentionDropsWholeSegments(t *testing.T) {
 	}
 	before := files()
 	// Two hours and a half before the last: two segments go whole, the third loses half its rows.
-	if err := s.DeleteBefore(ctx, time.UnixMicro(base+2*hour+50)); err != nil {
+	if err := s.DeleteBefore(ctx, time.UnixMicro(base+2*hour+50), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s, store.Spans, nil); n != 150 {
@@ -460,7 +460,7 @@ func TestConcurrentWritesSearchesMergesAndRetention(t *testing.T) {
 	go func() { // retention of the first tenth of the time range, twice
 		for range 2 {
 			time.Sleep(20 * time.Millisecond)
-			if err := s.DeleteBefore(ctx, time.UnixMicro(base+batches*perBatch/10)); err != nil {
+			if err := s.DeleteBefore(ctx, time.UnixMicro(base+batches*perBatch/10), nil); err != nil {
 				errs <- err
 				return
 			}

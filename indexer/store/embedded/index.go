@@ -15,6 +15,8 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/meshtrace/meshtrace/indexer/query"
 )
 
 // index is one document kind (spans or traces): a directory of immutable segments, the rows deleted from
@@ -390,9 +392,10 @@ func (x *index) signal() {
 	}
 }
 
-// deleteBefore removes the documents whose start is before t (microseconds): whole segments when all of
-// their rows are, deleted rows otherwise (merges reclaim them).
-func (x *index) deleteBefore(t int64) error {
+// deleteBefore removes the documents whose start is before t (microseconds) and that match filter (checked;
+// nil: all): whole segments when all of their rows are (without a filter), deleted rows otherwise (merges
+// reclaim them).
+func (x *index) deleteBefore(t int64, filter query.Expr) error {
 	x.commitMu.Lock()
 	defer x.commitMu.Unlock()
 	c := change{drop: map[*segment]bool{}, del: map[*segment]*roaring.Bitmap{}}
@@ -400,7 +403,7 @@ func (x *index) deleteBefore(t int64) error {
 	for _, l := range x.segs {
 		s := l.seg
 		switch {
-		case s.rows() == 0 || s.dir.MaxStart < t:
+		case s.rows() == 0 || s.dir.MaxStart < t && filter == nil:
 			c.drop[s] = true
 		case s.dir.MinStart < t:
 			bm := roaring.New()
@@ -408,6 +411,9 @@ func (x *index) deleteBefore(t int64) error {
 				if !isMissing(v) && v < float64(t) {
 					bm.Add(uint32(r))
 				}
+			}
+			if filter != nil {
+				bm.And(evaluator{x: x, seg: s}.eval(filter))
 			}
 			c.del[s] = bm
 		}

@@ -184,7 +184,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if cfg.Retention > 0 {
-		if err := s.DeleteBefore(ctx, time.Now().Add(-cfg.Retention)); err != nil {
+		if err := s.DeleteBefore(ctx, time.Now().Add(-cfg.Retention), nil); err != nil {
 			return nil, fmt.Errorf("meili: retention: %w", err)
 		}
 		s.wg.Add(1)
@@ -268,7 +268,7 @@ func (s *Store) retentionLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RetryFor)
-			if err := s.DeleteBefore(ctx, time.Now().Add(-s.cfg.Retention)); err != nil {
+			if err := s.DeleteBefore(ctx, time.Now().Add(-s.cfg.Retention), nil); err != nil {
 				s.log.Error("retention failed", "err", err)
 			}
 			cancel()

@@ -242,9 +242,9 @@ func (s *Store) searchTraces(ctx context.Context, rd reader, ids []string) ([]do
 }
 
 // DeleteBefore deletes, in both indexes, the documents whose start is before t, and waits for the tasks.
-func (s *Store) DeleteBefore(ctx context.Context, t time.Time) error {
-	filter, err := compileFilter(&query.Compare{Field: "start", Op: query.Lt,
-		Value: query.Value{Str: strconv.FormatInt(t.UnixMicro(), 10), Num: float64(t.UnixMicro()), IsNum: true}})
+func (s *Store) DeleteBefore(ctx context.Context, t time.Time, within query.Expr) error {
+	filter, err := compileFilter(query.Conjoin(&query.Compare{Field: "start", Op: query.Lt,
+		Value: query.Value{Str: strconv.FormatInt(t.UnixMicro(), 10), Num: float64(t.UnixMicro()), IsNum: true}}, within))
 	if err != nil {
 		return err
 	}
