@@ -82,7 +82,7 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
-	handler http.Handler // mux behind the authentication
+	handler http.Handler  // mux behind the authentication
 	timeout time.Duration // Config.QueryTimeout
 	lag     func() time.Duration
 	latency *prometheus.HistogramVec

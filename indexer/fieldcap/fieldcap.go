@@ -82,7 +82,7 @@ type Limiter struct {
 	log       *slog.Logger
 	prime     []string // names added by WithKeys
 
-	mu    sync.RWMutex
+	mu      sync.RWMutex
 	known   [4]map[string]struct{} // per document.AttributePaths entry, names after "<path>."
 	count   int                    // sum of the sizes of known
 	created map[string]int         // names created, by tenant (with a tenant cap)

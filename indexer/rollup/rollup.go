@@ -87,8 +87,8 @@ type entry struct {
 	tenant  string
 	traceID string
 	spans   map[string]summary // by span id
-	last  time.Time
-	elem  *list.Element
+	last    time.Time
+	elem    *list.Element
 }
 
 // summary is what a trace document needs from one span.

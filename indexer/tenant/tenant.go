@@ -114,7 +114,9 @@ func (s Scope) String() string {
 type ctxKey struct{}
 
 // NewContext returns ctx carrying scope s.
-func NewContext(ctx context.Context, s Scope) context.Context { return context.WithValue(ctx, ctxKey{}, s) }
+func NewContext(ctx context.Context, s Scope) context.Context {
+	return context.WithValue(ctx, ctxKey{}, s)
+}
 
 // FromContext returns the scope ctx carries; ok is false when it carries none.
 func FromContext(ctx context.Context) (s Scope, ok bool) {
