@@ -73,6 +73,9 @@ type Config struct {
 	// scope its reads are restricted to (package querysvc enforces it); nil: no authentication, every
 	// request sees every tenant (auth.New in unauthenticated mode says so in the log).
 	Auth *auth.Authenticator
+	// HMACKey is the filter's HMAC key (--hmac-key-file): with it, a query's hash("value") is the value as a
+	// hashed tag holds it, so a searcher finds hashed values without holding the key. Nil: hash() is refused.
+	HMACKey []byte
 }
 
 // Server answers searches from a store, reading it only through a querysvc.Service. Create it with New; it
@@ -86,6 +89,7 @@ type Server struct {
 	timeout time.Duration // Config.QueryTimeout
 	lag     func() time.Duration
 	latency *prometheus.HistogramVec
+	hmacKey []byte // Config.HMACKey
 }
 
 // New returns the API server for st.
@@ -100,7 +104,7 @@ func New(st store.Store, c Config) *Server {
 	if c.IndexLag == nil {
 		c.IndexLag = func() time.Duration { return 0 }
 	}
-	s := &Server{svc: querysvc.New(st, querysvc.Config{Keys: c.RollupKeys}), log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag,
+	s := &Server{svc: querysvc.New(st, querysvc.Config{Keys: c.RollupKeys}), log: log, now: time.Now, mux: http.NewServeMux(), timeout: c.QueryTimeout, lag: c.IndexLag, hmacKey: c.HMACKey,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "meshtrace_query_duration_seconds",
 			Help: "Duration of API requests that read the store, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)},
 			[]string{"route"})}
@@ -201,9 +205,9 @@ func writeQueryError(w http.ResponseWriter, err error) {
 
 // compileQ compiles the q parameter of r (relative times counting back from now), answering a query that
 // does not compile itself (writeQueryError): ok is false when it did.
-func compileQ(w http.ResponseWriter, r *http.Request, now time.Time) (src string, q *query.Query, ok bool) {
+func (s *Server) compileQ(w http.ResponseWriter, r *http.Request, now time.Time) (src string, q *query.Query, ok bool) {
 	src = r.URL.Query().Get("q")
-	q, err := query.Compile(src, now)
+	q, err := query.Compile(src, now, query.WithHMACKey(s.hmacKey))
 	if err != nil {
 		writeQueryError(w, err)
 		return src, nil, false
@@ -212,7 +216,7 @@ func compileQ(w http.ResponseWriter, r *http.Request, now time.Time) (src string
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request) {
-	src, q, ok := compileQ(w, r, s.now())
+	src, q, ok := s.compileQ(w, r, s.now())
 	if !ok {
 		return
 	}

@@ -21,7 +21,7 @@ type DependenciesResponse struct {
 // Query errors answer 400 with their position, as GET /api/v1/search does.
 func (s *Server) queryDependencies(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
-	src, q, ok := compileQ(w, r, now)
+	src, q, ok := s.compileQ(w, r, now)
 	if !ok {
 		return
 	}

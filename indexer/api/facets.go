@@ -32,7 +32,7 @@ var errFacetField = errors.New("field is required: the field to count, as a quer
 // store.DefaultFacetLimit) to store.MaxFacetValues. A query that does not compile, a missing field, a field
 // that cannot be counted or a bad limit answer 400 with the reason.
 func (s *Server) facets(w http.ResponseWriter, r *http.Request) {
-	src, q, ok := compileQ(w, r, s.now())
+	src, q, ok := s.compileQ(w, r, s.now())
 	if !ok {
 		return
 	}

@@ -43,6 +43,7 @@ type serveConfig struct {
 	meili                               meili.Config
 	retention                           time.Duration
 	tenantRetention                     map[string]time.Duration
+	hmacKeyFile                         string
 	wal                                 wal.Config
 	receiver                            receiver.Config
 	pipeline                            pipeline.Config
@@ -127,6 +128,7 @@ what it can within --shutdown-timeout and exits; what is left stays in the log f
 	f.StringVar(&c.auth.TenantClaim, "oidc-tenant-claim", c.auth.TenantClaim, "JWT claim (a string or a list) naming the caller's tenants")
 	f.StringVar(&c.auth.TenantMapFile, "oidc-tenant-map", "", "file of \"<claim value> <tenant>[,<tenant>...]\" lines mapping claim values (e.g. groups) to tenants; empty: a value that is a tenant name is that tenant")
 	f.StringVar(&c.auth.AdminValue, "oidc-admin-value", "", "claim value that grants every tenant (e.g. a platform team's group)")
+	f.StringVar(&c.hmacKeyFile, "hmac-key-file", "", "file holding the filter's HMAC key (the Secret its policy's hmac_key_env reads), byte for byte: queries may then say customer_id=hash(\"123\") to find a hashed value without the searcher holding the key")
 	f.StringVar(&c.ingest.TokensFile, "ingest-tokens-file", "", "OTLP ingest tokens, one \"<token> <tenant>\" per line (a mounted Secret): a request's spans are of its token's tenant, a request without a known token is refused (401)")
 	f.BoolVar(&c.ingest.TrustXFCC, "ingest-tenant-from-mesh", false, "a request without a token is of the namespace of its sender's mesh identity, from the x-forwarded-client-cert header the indexer's own Istio sidecar sets (only with mTLS STRICT on the indexer's ports)")
 	f.IntVar(&c.tenantAttributeKeys, "tenant-max-attribute-keys", 0, "distinct attribute keys each tenant may add to the index (of --max-attribute-keys; past it its new keys go to the overflow field; 0: no per-tenant share)")
@@ -240,6 +242,11 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger, ready func(list
 	}
 	if c.api.Auth, err = auth.New(ctx, c.auth, log); err != nil {
 		return err
+	}
+	if c.hmacKeyFile != "" {
+		if c.api.HMACKey, err = readKey(c.hmacKeyFile); err != nil {
+			return err
+		}
 	}
 
 	var lc net.ListenConfig
@@ -428,3 +435,21 @@ func (v tenantDurations) Set(s string) error {
 
 // Type implements pflag.Value.
 func (tenantDurations) Type() string { return "tenant=duration,..." }
+
+// maxKeyBytes is the largest HMAC key file --hmac-key-file reads.
+const maxKeyBytes = 4096
+
+// readKey reads an HMAC key file, unchanged (the filter uses its variable's value byte for byte): at most
+// maxKeyBytes, not empty.
+func readKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("--hmac-key-file: %w", err)
+	case len(b) == 0:
+		return nil, fmt.Errorf("--hmac-key-file %s is empty", path)
+	case len(b) > maxKeyBytes:
+		return nil, fmt.Errorf("--hmac-key-file %s holds %d bytes, more than the %d accepted", path, len(b), maxKeyBytes)
+	}
+	return b, nil
+}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,7 +105,8 @@ func export(t *testing.T, l listeners, grpc bool, tok string, tid trace.TraceID,
 		stubs = append(stubs, tracetest.SpanStub{Name: fmt.Sprintf("op-%d", i), Resource: res, SpanKind: trace.SpanKindServer,
 			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{first, byte(i + 1)}}),
 			StartTime:   now.Add(time.Duration(i) * time.Millisecond), EndTime: now.Add(10 * time.Millisecond),
-			Attributes: []attribute.KeyValue{attribute.String("tenant", "team-b"), attribute.String("customer_id", "123")}})
+			Attributes: []attribute.KeyValue{attribute.String("tenant", "team-b"), attribute.String("customer_id", "123"),
+				attribute.String("customer_hash", hmacHex(hmacKey, "123"))}})
 	}
 	if err := exp.ExportSpans(ctx, stubs.Snapshots()); err != nil {
 		t.Fatalf("export of %s: %v", svc, err)
@@ -146,6 +151,7 @@ func testTenancy(t *testing.T, store func(*serveConfig)) {
 		c.ingest.TokensFile = write("ingest", "ingest-token-team-a team-a\ningest-token-team-b team-b\n")
 		c.auth.TokensFile = write("api", "script-token-of-team-b team-b\n")
 		c.auth.OIDCIssuer, c.auth.OIDCAudience, c.auth.AdminValue = is.url, "meshtrace", "platform"
+		c.hmacKeyFile = write("hmac", hmacKey)
 		if store != nil {
 			store(c)
 		}
@@ -225,6 +231,11 @@ func testTenancy(t *testing.T, store func(*serveConfig)) {
 					t.Errorf("span %s of %s has tenant %q (attribute %v): the tenant must be the sender's", sp.ID, sp.Service, sp.Tenant, sp.Attr["tenant"])
 				}
 			}
+			var hashed api.SearchResponse
+			_, body = call(t, server+"/api/v1/search?q="+url.QueryEscape(`since=1h customer_hash=hash("123")`), tc.token)
+			if json.Unmarshal([]byte(body), &hashed); hashed.Total != tc.spans {
+				t.Errorf("hash(\"123\") finds %d spans, want %d: %s", hashed.Total, tc.spans, body)
+			}
 			var tr api.TraceResponse
 			_, body = call(t, server+"/api/v1/traces/"+tid.String(), tc.token)
 			json.Unmarshal([]byte(body), &tr)
@@ -270,4 +281,14 @@ func call(t *testing.T, url, token string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// hmacKey is the HMAC key of the test's hashed tags, as the filter's policy and --hmac-key-file hold it.
+const hmacKey = "a-key-only-filter-and-indexer-hold\n"
+
+// hmacHex is a hashed tag's value: the hex HMAC-SHA256 of v (what the filter writes).
+func hmacHex(key, v string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(v))
+	return hex.EncodeToString(m.Sum(nil))
 }
