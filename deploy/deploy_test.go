@@ -85,6 +85,8 @@ func TestOverlays(t *testing.T) {
 		{"overlays/gloo", map[string]int{"Upstream": 1, "Gateway": 1, "WasmPlugin": 0}},
 		{"overlays/scale-out", map[string]int{"WasmPlugin": 3, "StatefulSet": 2, "Deployment": 1, "Service": 4, "NetworkPolicy": 3}},
 		{"overlays/telemetry", map[string]int{"WasmPlugin": 3, "Telemetry": 1}},
+		{"overlays/tenants", map[string]int{"WasmPlugin": 3, "StatefulSet": 2, "ConfigMap": 2, "NetworkPolicy": 3,
+			"PeerAuthentication": 1, "AuthorizationPolicy": 1, "Secret": 0}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

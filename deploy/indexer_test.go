@@ -32,7 +32,7 @@ func TestIndexerConfiguration(t *testing.T) {
 	}
 
 	v := manifesttest.Validator(t)
-	for _, dir := range []string{"base", "overlays/scale-out"} {
+	for _, dir := range []string{"base", "overlays/scale-out", "overlays/tenants"} {
 		t.Run(dir, func(t *testing.T) {
 			c := newCluster(t, build(t, v, dir))
 			found := false
