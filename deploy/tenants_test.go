@@ -66,8 +66,8 @@ func istioSpec(newMsg func() proto.Message) func([]byte) error {
 	}
 }
 
-// tenantsBuild builds the tenants overlay and returns it with its indexer workload and container.
-func tenantsBuild(t *testing.T, dir string) (*cluster, workload, corev1.Container) {
+// indexerBuild builds the tree dir and returns it with its indexer workload and container.
+func indexerBuild(t *testing.T, dir string) (*cluster, workload, corev1.Container) {
 	t.Helper()
 	c := newCluster(t, build(t, manifesttest.Validator(t), dir))
 	for _, w := range c.workloads {
@@ -90,7 +90,7 @@ func tenantsBuild(t *testing.T, dir string) (*cluster, workload, corev1.Containe
 // it reads no other Secret besides its Meilisearch keys, and it runs with the sidecar whose identity checks
 // --ingest-tenant-from-mesh relies on. (TestIndexerConfiguration checks that every variable is a serve flag.)
 func TestTenantsIndexer(t *testing.T) {
-	c, w, ctr := tenantsBuild(t, tenantsDir)
+	c, w, ctr := indexerBuild(t, tenantsDir)
 	env := c.indexerEnv(t, w.ns, ctr)
 
 	for name, want := range map[string]string{
@@ -167,8 +167,11 @@ func TestTenantsIndexer(t *testing.T) {
 	}
 
 	// The mesh identity needs the indexer's own sidecar; Meilisearch stays out of the mesh.
-	if got := w.template.Annotations["sidecar.istio.io/inject"]; got != "true" {
-		t.Errorf("%s: sidecar.istio.io/inject %q: --ingest-tenant-from-mesh needs the indexer's sidecar", w.id, got)
+	// Istio injects a pod of a namespace without istio-injection when its label says so (the webhook's object
+	// selector); an annotation "false" would still opt it out.
+	if lbl, ann := w.template.Labels["sidecar.istio.io/inject"], w.template.Annotations["sidecar.istio.io/inject"]; lbl != "true" || ann == "false" {
+		t.Errorf("%s: sidecar.istio.io/inject label %q, annotation %q: --ingest-tenant-from-mesh needs the indexer's sidecar (label \"true\")",
+			w.id, lbl, ann)
 	}
 	for _, o := range c.workloads {
 		if o.template.Labels["app.kubernetes.io/name"] == "meilisearch" && o.template.Annotations["sidecar.istio.io/inject"] != "false" {
@@ -246,7 +249,7 @@ func TestTenantsExamples(t *testing.T) {
 // Grafana's service account and meshtrace's own pods call the read API, nobody without a verified identity.
 // The same questions on the istio overlay (no such policies) must answer otherwise, so the check can fail.
 func TestTenantsMeshIdentity(t *testing.T) {
-	c, w, ctr := tenantsBuild(t, tenantsDir)
+	c, w, ctr := indexerBuild(t, tenantsDir)
 	pod := labels.Set(w.template.Labels)
 
 	strict := 0
@@ -296,7 +299,7 @@ func TestTenantsMeshIdentity(t *testing.T) {
 	}
 
 	// The control: without the overlay's policies, team-a reaches the read API.
-	ci, wi, _ := tenantsBuild(t, "overlays/istio")
+	ci, wi, _ := indexerBuild(t, "overlays/istio")
 	if !ci.authzAllows(t, wi, teamA, search) {
 		t.Error("the evaluation refuses team-a on overlays/istio, which has no AuthorizationPolicy: it cannot tell")
 	}
@@ -409,7 +412,7 @@ func containerPort(t *testing.T, ctr corev1.Container, name string) int32 {
 // base, the search port only from Grafana's namespace and meshtrace. The istio overlay, which opens the search
 // port to the mesh, must answer otherwise.
 func TestTenantsNetworkPolicy(t *testing.T) {
-	c, w, ctr := tenantsBuild(t, tenantsDir)
+	c, w, ctr := indexerBuild(t, tenantsDir)
 	grafanaNS := grafanaNamespace(t, c)
 	nsLabels := func(name string, extra ...string) labels.Set {
 		s := labels.Set{"kubernetes.io/metadata.name": name}
@@ -436,7 +439,7 @@ func TestTenantsNetworkPolicy(t *testing.T) {
 		}
 	}
 
-	ci, wi, ctri := tenantsBuild(t, "overlays/istio")
+	ci, wi, ctri := indexerBuild(t, "overlays/istio")
 	if !ci.netAdmits(t, wi, ctri, teamA, labels.Set{"app": "x"}, "search") {
 		t.Error("the evaluation refuses team-a's search on overlays/istio, whose policy admits it: it cannot tell")
 	}
@@ -570,7 +573,7 @@ var envRef = regexp.MustCompile(`^Bearer \$\{([A-Z][A-Z0-9_]*)\}$`)
 // one forwarding the user's OpenID token; every data source points at the indexer's read API Service, names
 // unique.
 func TestTenantsGrafana(t *testing.T) {
-	c, w, ctr := tenantsBuild(t, tenantsDir)
+	c, w, ctr := indexerBuild(t, tenantsDir)
 	cm, sources := grafanaProvisioning(t, c)
 	if cm.Labels["grafana_datasource"] != "1" {
 		t.Errorf("ConfigMap %s/%s: no label grafana_datasource=1 (the Grafana chart's sidecar picks data sources by it)", cm.Namespace, cm.Name)
