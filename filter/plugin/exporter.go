@@ -58,6 +58,9 @@ func newExporter(cfg policy.Export, res *otlp.Resource, nonce uint64) *exporter 
 		dropped:  proxywasm.DefineCounterMetric(MetricSpansDropped),
 		failures: proxywasm.DefineCounterMetric(MetricExportFailures),
 	}
+	if cfg.Token != "" { // the indexer's ingest token (export.token_env), never logged
+		e.headers = append(e.headers, [2]string{"authorization", "Bearer " + cfg.Token})
+	}
 	id, err := proxywasm.RegisterSharedQueue("meshtrace.flush." + strconv.FormatUint(nonce, 16))
 	if err != nil {
 		logProblem("no flush queue, batches are sent on ticks only", err)

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,10 +41,13 @@ func keyPolicy(keyFields string) string {
 		`"from": [{"header": "x-customer-id"}], "hash": true, "envoy_header": "x-meshtrace-customer-id"}]}`
 }
 
-// vm is one started plugin: it answers the header a request ends up with and the plugin's warn logs.
+// vm is one started plugin: it answers the header a request ends up with, the headers of the export call
+// a traced request leads to, and the plugin's warn logs (or all its logs).
 type vm interface {
 	request(t *testing.T, headers [][2]string) [][2]string
+	exportHeaders(t *testing.T) [][2]string
 	warnings() []string
+	logs() []string
 }
 
 // loadFunc starts the plugin with a policy and the VM environment env; the error carries the plugin's
@@ -99,7 +104,29 @@ func (n nativeVM) request(t *testing.T, headers [][2]string) [][2]string {
 	return h
 }
 
+// exportHeaders runs one traced request, ticks, and returns the headers of the one export call the tick
+// dispatched, as the host received them.
+func (n nativeVM) exportHeaders(t *testing.T) [][2]string {
+	before := len(n.host.GetCalloutAttributesFromContext(proxytest.PluginContextID))
+	id := n.host.InitializeHttpContext()
+	n.host.CallOnRequestHeaders(id, [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "shop"}}, true)
+	n.host.CallOnResponseHeaders(id, [][2]string{{":status", "200"}}, true)
+	n.host.CompleteHttpContext(id)
+	n.host.Tick()
+	calls := n.host.GetCalloutAttributesFromContext(proxytest.PluginContextID)[before:]
+	if len(calls) != 1 {
+		t.Fatalf("%d export calls after a tick, want 1", len(calls))
+	}
+	n.host.CallOnHttpCallResponse(calls[0].CalloutID, [][2]string{{":status", "200"}}, nil, nil)
+	return calls[0].Headers
+}
+
 func (n nativeVM) warnings() []string { return n.host.GetWarnLogs() }
+
+func (n nativeVM) logs() []string {
+	return slices.Concat(n.host.GetTraceLogs(), n.host.GetDebugLogs(), n.host.GetInfoLogs(), n.host.GetWarnLogs(),
+		n.host.GetErrorLogs(), n.host.GetCriticalLogs())
+}
 
 type wasmVM struct{ host *wasmhost.Host }
 
@@ -126,6 +153,38 @@ func (w wasmVM) request(t *testing.T, headers [][2]string) [][2]string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+func (w wasmVM) exportHeaders(t *testing.T) [][2]string {
+	s := w.host.NewHTTPStream(nil)
+	if _, err := s.RequestHeaders([][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "shop"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ResponseHeaders([][2]string{{":status", "200"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.host.Tick(); err != nil {
+		t.Fatal(err)
+	}
+	calls := w.host.PendingHTTPCalls()
+	if len(calls) != 1 {
+		t.Fatalf("%d export calls after a tick, want 1", len(calls))
+	}
+	if err := w.host.RespondHTTPCall(calls[0].ID, wasmhost.HTTPCallResponse{Headers: [][2]string{{":status", "200"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return calls[0].Headers
+}
+
+func (w wasmVM) logs() []string {
+	var out []string
+	for _, l := range w.host.Logs() {
+		out = append(out, l.Message)
+	}
+	return out
 }
 
 func (w wasmVM) warnings() []string {
@@ -226,4 +285,119 @@ func TestPluginInlineKeyWarns(t *testing.T) {
 			t.Fatalf("%d warnings %q, want 1: %q", n, want, v.warnings())
 		}
 	})
+}
+
+// tokenVar names the variable the token cases put the ingest token in.
+const tokenVar = "MESHTRACE_TEST_INGEST_TOKEN"
+
+// tokenPolicy exports to cluster "otlp" with the export fields given.
+func tokenPolicy(exportFields string) string {
+	return `{"direction": "inbound", "export": {"cluster": "otlp", "authority": "indexer.test"` + exportFields + `}}`
+}
+
+// TestPluginIngestToken checks that every export call carries "authorization: Bearer <token>" with the
+// token read, at configure time, from the VM's environment variable export.token_env names, that no log
+// line holds the token, and that without token_env the call has no authorization header.
+func TestPluginIngestToken(t *testing.T) {
+	const token = "ingest-7f3a9c0d2e1b"
+	forEachRunner(t, func(t *testing.T, load loadFunc) {
+		t.Run("token_env", func(t *testing.T) {
+			// With a hashed tag whose key comes from the environment too: both variables are read.
+			pol := `{"direction": "inbound", "hmac_key_env": "` + keyVar + `", "export": {"cluster": "otlp", "token_env": "` + tokenVar + `"}, ` +
+				`"tags": [{"attribute": "customer_id", "from": [{"header": "x-customer-id"}], "hash": true}]}`
+			v, err := load(t, pol, map[string]string{tokenVar: token, keyVar: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 { // every call, not only the first
+				h := v.exportHeaders(t)
+				if got := header(h, "authorization"); got != "Bearer "+token {
+					t.Fatalf("export call %d: authorization %q, want the bearer token (headers %v)", i, got, h)
+				}
+				if got := header(h, ":path"); got != "/v1/traces" {
+					t.Fatalf("export call %d: :path %q", i, got)
+				}
+			}
+			for _, l := range v.logs() {
+				if strings.Contains(l, token) {
+					t.Errorf("a log line holds the token: %s", l)
+				}
+			}
+		})
+		t.Run("no token_env", func(t *testing.T) {
+			v, err := load(t, tokenPolicy(""), map[string]string{tokenVar: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := v.exportHeaders(t)
+			for _, kv := range h {
+				if strings.EqualFold(kv[0], "authorization") {
+					t.Fatalf("export call without token_env has %s: %s", kv[0], kv[1])
+				}
+			}
+			if got := header(h, ":authority"); got != "indexer.test" {
+				t.Fatalf(":authority %q (headers %v)", got, h)
+			}
+		})
+	})
+}
+
+// TestPluginIngestTokenRefused checks that the plugin refuses to start, naming export.token_env and never
+// the token, when the variable is missing, empty or not a bearer token, or its name is invalid.
+func TestPluginIngestTokenRefused(t *testing.T) {
+	const secret = "ingest-secret-9e8d"
+	tests := []struct {
+		name, exportFields string
+		env                map[string]string
+		want               string
+	}{
+		{"missing variable", `, "token_env": "` + missingVar + `"`, nil,
+			`export.token_env: environment variable "` + missingVar + `" is not set in the Wasm VM`},
+		{"empty value", `, "token_env": "` + tokenVar + `"`, map[string]string{tokenVar: ""},
+			`export.token_env: environment variable "` + tokenVar + `" is empty`},
+		{"trailing newline", `, "token_env": "` + tokenVar + `"`, map[string]string{tokenVar: secret + "\n"},
+			`export.token_env: environment variable "` + tokenVar + `" holds a character a bearer token cannot have`},
+		{"invalid name", `, "token_env": "MESHTRACE-TOKEN"`, map[string]string{tokenVar: secret},
+			`export.token_env: must be an environment variable name`},
+	}
+	forEachRunner(t, func(t *testing.T, load loadFunc) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := load(t, tokenPolicy(tc.exportFields), tc.env)
+				if err == nil {
+					t.Fatal("plugin started")
+				}
+				if !strings.Contains(err.Error(), "meshtrace: invalid policy: "+tc.want) {
+					t.Fatalf("error %q does not name %q", err, tc.want)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("error quotes the token: %q", err)
+				}
+			})
+		}
+	})
+}
+
+// TestTinyGoBuildLinksNoLibcMalloc checks that the TinyGo build has no wasi-libc allocator: built with
+// -tags custommalloc, any libc call that allocates (getenv, through TinyGo's os.LookupEnv, did) links
+// dlmalloc, whose sbrk takes pages of the linear memory TinyGo's heap owns, and the two heaps corrupt each
+// other a few requests later (see env_tinygo.go). The module's name section names every function.
+func TestTinyGoBuildLinksNoLibcMalloc(t *testing.T) {
+	for _, b := range artifact.Builds(t) {
+		if b.Name != "tinygo" {
+			continue
+		}
+		wasm, err := os.ReadFile(b.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(wasm, []byte("proxy_on_configure")) {
+			t.Fatalf("%s: no proxy_on_configure: not the filter?", b.Path)
+		}
+		for _, fn := range []string{"dlmalloc", "sbrk", "__wasilibc_initialize_environ"} {
+			if bytes.Contains(wasm, []byte(fn)) {
+				t.Errorf("%s links wasi-libc's %s: something calls libc's malloc", b.Path, fn)
+			}
+		}
+	}
 }

@@ -5,7 +5,6 @@
 package policy
 
 import (
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -140,6 +139,12 @@ type Export struct {
 	FlushIntervalMS int    // tick period; a non-empty batch is sent at least this often
 	TimeoutMS       int    // export call timeout
 	MaxRetries      int    // retries of a failed export call before its spans are dropped
+	// TokenEnv is token_env: the name of the Wasm VM's environment variable holding the indexer's ingest
+	// token (empty: no token is sent).
+	TokenEnv string
+	// Token is the value of TokenEnv, read when the policy is parsed (at plugin configure time); every
+	// export call carries "authorization: Bearer <Token>". It is never logged.
+	Token string
 }
 
 // PeerService names the remote service of a TCP connection by port or by upstream cluster.
@@ -241,13 +246,13 @@ func (e *Error) Error() string {
 	return e.Path + ": " + e.Reason
 }
 
-// Parse parses and validates a JSON policy, reading the key hmac_key_env names from the process
-// environment (in Envoy, the Wasm VM's: vm_config.environment_variables), and logs its Warnings through the
-// proxy's log when it runs under a proxy-wasm host (see logWarning). Empty or whitespace-only input yields
+// Parse parses and validates a JSON policy, reading the key hmac_key_env and the token export.token_env
+// name from the process environment (in Envoy, the Wasm VM's: vm_config.environment_variables), and logs
+// its Warnings through the proxy's log when it runs under a proxy-wasm host (see logWarning). Empty or whitespace-only input yields
 // Default(). The error, if any, is an *Error naming the first offending field. The plugin calls it at
 // configure time (proxy_on_configure).
 func Parse(data []byte) (*Policy, error) {
-	p, err := ParseEnv(data, os.LookupEnv)
+	p, err := ParseEnv(data, lookupEnv)
 	if p != nil {
 		for _, w := range p.Warnings {
 			logWarning("meshtrace: policy: " + w)
@@ -260,9 +265,9 @@ func Parse(data []byte) (*Policy, error) {
 type LookupEnv func(name string) (string, bool)
 
 // ParseEnv is Parse with lookup as the environment, and without logging. A nil lookup checks the policy
-// without reading the key hmac_key_env names (HMACKey stays empty): for tools that validate a policy away
-// from the proxy, such as wasmplugin render. Such a Policy must not transform values of hashed tags
-// (Tag.Transform panics).
+// without reading the variables hmac_key_env and export.token_env name (HMACKey and Export.Token stay
+// empty): for tools that validate a policy away from the proxy, such as wasmplugin render. Such a Policy
+// must not transform values of hashed tags (Tag.Transform panics) nor configure an exporter.
 func ParseEnv(data []byte, lookup LookupEnv) (*Policy, error) {
 	p := Default()
 	if isBlank(data) {
@@ -288,9 +293,7 @@ func ParseEnv(data []byte, lookup LookupEnv) (*Policy, error) {
 			p.HMACKey = d.str(v, path)
 			d.inlineKey = true
 		case "hmac_key_env":
-			if p.HMACKeyEnv = d.nonEmpty(v, path); d.err == nil && !isEnvName(p.HMACKeyEnv) {
-				d.fail(path, "must be an environment variable name (letters, digits and '_', not starting with a digit)")
-			}
+			p.HMACKeyEnv = d.envName(v, path)
 		case "tags":
 			d.array(v, path, func(i int, v *fastjson.Value, path string) {
 				p.Tags = append(p.Tags, d.tag(v, path))
@@ -309,6 +312,9 @@ func ParseEnv(data []byte, lookup LookupEnv) (*Policy, error) {
 	if d.err == nil {
 		d.key(p, lookup)
 	}
+	if d.err == nil && p.Export.TokenEnv != "" {
+		d.token(&p.Export, lookup)
+	}
 	if d.err == nil {
 		d.check(p)
 	}
@@ -325,22 +331,78 @@ func (d *decoder) key(p *Policy, lookup LookupEnv) {
 	case p.HMACKeyEnv != "" && d.inlineKey:
 		d.fail("hmac_key_env", "cannot be combined with \"hmac_key\"")
 	case p.HMACKeyEnv != "":
-		if lookup == nil {
-			return
-		}
-		k, ok := lookup(p.HMACKeyEnv)
-		switch {
-		case !ok:
-			d.fail("hmac_key_env", "environment variable \""+p.HMACKeyEnv+"\" is not set in the Wasm VM "+
-				"(Envoy: vm_config.environment_variables; Istio WasmPlugin: spec.vmConfig.env)")
-		case k == "":
-			d.fail("hmac_key_env", "environment variable \""+p.HMACKeyEnv+"\" is empty")
-		default:
+		if k, ok := d.readEnv("hmac_key_env", p.HMACKeyEnv, lookup); ok {
 			p.HMACKey = k
 		}
 	case p.HMACKey != "":
 		p.Warnings = append(p.Warnings, InlineKeyWarning)
 	}
+}
+
+// token resolves the ingest token export.token_env names, read through lookup (none: left unread). It
+// must fit an Authorization header as one bearer token: visible ASCII, no spaces. Errors never quote it.
+func (d *decoder) token(e *Export, lookup LookupEnv) {
+	tok, ok := d.readEnv("export.token_env", e.TokenEnv, lookup)
+	if !ok {
+		return
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c <= ' ' || c >= 0x7f {
+			d.fail("export.token_env", "environment variable \""+e.TokenEnv+"\" holds a character a bearer token "+
+				"cannot have (a space, a control character such as a trailing newline, or non-ASCII); the value is not shown")
+			return
+		}
+	}
+	e.Token = tok
+}
+
+// EnvVar is a Wasm VM environment variable a policy reads at configure time.
+type EnvVar struct {
+	Name  string // the variable
+	Field string // the policy field naming it: hmac_key_env, export.token_env
+	What  string // what it holds: "HMAC key", "ingest token"
+}
+
+// EnvVars returns the VM environment variables the policy reads (hmac_key_env, export.token_env), in that
+// order; a variable named by both fields is listed once per field. Tools rendering the proxy's
+// configuration give the VM each of them (Istio: WasmPlugin spec.vmConfig.env).
+func (p *Policy) EnvVars() []EnvVar {
+	var vs []EnvVar
+	if p.HMACKeyEnv != "" {
+		vs = append(vs, EnvVar{Name: p.HMACKeyEnv, Field: "hmac_key_env", What: "HMAC key"})
+	}
+	if p.Export.TokenEnv != "" {
+		vs = append(vs, EnvVar{Name: p.Export.TokenEnv, Field: "export.token_env", What: "ingest token"})
+	}
+	return vs
+}
+
+// envName decodes a field naming an environment variable: [A-Za-z_][A-Za-z0-9_]*.
+func (d *decoder) envName(v *fastjson.Value, path string) string {
+	s := d.nonEmpty(v, path)
+	if d.err == nil && !isEnvName(s) {
+		d.fail(path, "must be an environment variable name (letters, digits and '_', not starting with a digit)")
+	}
+	return s
+}
+
+// readEnv reads the variable name that the field at path names, through lookup; it fails the field when
+// the variable is missing or empty. With a nil lookup nothing is read and ok is false, without an error.
+func (d *decoder) readEnv(path, name string, lookup LookupEnv) (value string, ok bool) {
+	if lookup == nil {
+		return "", false
+	}
+	v, ok := lookup(name)
+	switch {
+	case !ok:
+		d.fail(path, "environment variable \""+name+"\" is not set in the Wasm VM "+
+			"(Envoy: vm_config.environment_variables; Istio WasmPlugin: spec.vmConfig.env)")
+	case v == "":
+		d.fail(path, "environment variable \""+name+"\" is empty")
+	default:
+		return v, true
+	}
+	return "", false
 }
 
 // InlineKeyWarning is the warning of a policy with an inline hmac_key.
@@ -473,6 +535,8 @@ func (d *decoder) export(v *fastjson.Value, path string, e *Export) {
 			e.TimeoutMS = d.integer(v, path, 1)
 		case "max_retries":
 			e.MaxRetries = d.integer(v, path, 0)
+		case "token_env":
+			e.TokenEnv = d.envName(v, path)
 		default:
 			return false
 		}
