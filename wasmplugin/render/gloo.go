@@ -45,10 +45,8 @@ func GlooGateway(g Gloo, policyJSON []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pol.HMACKeyEnv != "" {
-		return nil, errors.New("policy: hmac_key_env: Gloo's wasm filter options cannot set the Wasm VM's environment " +
-			"(Envoy vm_config.environment_variables), so the filter could not read the key; render for Istio, " +
-			"or use an inline hmac_key (readable by whoever reads the Gateway)")
+	if err := noVMEnv(pol, "Gloo's wasm filter options"); err != nil {
+		return nil, err
 	}
 	stage, err := enum(glooWasm.FilterStage_Stage_value, g.Stage, "AuthNStage", "stage")
 	if err != nil {

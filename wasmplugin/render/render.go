@@ -244,11 +244,7 @@ func writePlugin(out *bytes.Buffer, o Istio, t PluginType, sd side, pol *policy.
 	if t == Network {
 		spec.PluginName = policy.NetworkRootID // the root id that makes the plugin a network filter
 	}
-	if pol.HMACKeyEnv != "" {
-		// HOST: Envoy passes its own process's variable (host_env_keys), which it inherits from the
-		// istio-proxy container; the value never appears in the WasmPlugin or the Envoy configuration.
-		spec.VmConfig = &istioExt.VmConfig{Env: []*istioExt.EnvVar{{Name: pol.HMACKeyEnv, ValueFrom: istioExt.EnvValueSource_HOST}}}
-	}
+	spec.VmConfig = vmConfig(pol)
 	if o.Priority != nil {
 		spec.Priority = wrapperspb.Int32(*o.Priority)
 	}
@@ -274,24 +270,81 @@ func writePlugin(out *bytes.Buffer, o Istio, t PluginType, sd side, pol *policy.
 	return writeObject(out, "extensions.istio.io/v1alpha1", "WasmPlugin", name, o.Namespace, spec)
 }
 
+// secretVar is how the notes show a variable the policy reads (policy.EnvVar) set from a Secret, and where
+// the docs explain it, by the policy field naming it.
+type secretVar struct {
+	secret, key, docs string
+	glooHint          string // what to do instead under Gloo, which cannot set the VM's environment
+}
+
+var secretVars = map[string]secretVar{
+	"hmac_key_env": {"meshtrace-hmac-key", "key", "docs/filter.md#the-hmac-key",
+		"or use an inline hmac_key (readable by whoever reads the Gateway)"},
+	"export.token_env": {"meshtrace-ingest-token", "token", "docs/filter.md#the-ingest-token",
+		"an ingest token has no inline form"},
+}
+
+// vmConfig is the WasmPlugin vmConfig giving the VM every environment variable the policy reads (nil:
+// none), each once. HOST: Envoy passes its own process's variable (host_env_keys), which it inherits from
+// the istio-proxy container; the value never appears in the WasmPlugin or the Envoy configuration.
+func vmConfig(pol *policy.Policy) *istioExt.VmConfig {
+	var env []*istioExt.EnvVar
+	for _, v := range pol.EnvVars() {
+		if !slices.ContainsFunc(env, func(e *istioExt.EnvVar) bool { return e.Name == v.Name }) {
+			env = append(env, &istioExt.EnvVar{Name: v.Name, ValueFrom: istioExt.EnvValueSource_HOST})
+		}
+	}
+	if env == nil {
+		return nil
+	}
+	return &istioExt.VmConfig{Env: env}
+}
+
+// noVMEnv refuses a policy reading environment variables for a target that cannot give the VM any (Gloo).
+func noVMEnv(pol *policy.Policy, target string) error {
+	vars := pol.EnvVars()
+	if len(vars) == 0 {
+		return nil
+	}
+	v := vars[0]
+	return fmt.Errorf("policy: %s: %s cannot set the Wasm VM's environment (Envoy vm_config.environment_variables), "+
+		"so the filter could not read its %s; render for Istio, %s", v.Field, target, v.What, secretVars[v.Field].glooHint)
+}
+
 // writeNotes starts the YAML stream with comments on what the WasmPlugins need besides themselves: the
-// istio-proxy container's variable holding the HMAC key (hmac_key_env), or the policy's warnings (an
-// inline hmac_key).
+// istio-proxy container's variables holding the HMAC key (hmac_key_env) and the ingest token
+// (export.token_env), and the policy's warnings (an inline hmac_key).
 func writeNotes(out *bytes.Buffer, pol *policy.Policy) {
-	if v := pol.HMACKeyEnv; v != "" {
-		fmt.Fprintf(out, `# The filter reads its HMAC key (hmac_key_env) from the environment variable %[1]s of the
-# istio-proxy container (vmConfig.env, valueFrom HOST): without it the plugin refuses to start. Set it
-# from a Secret in the pod template of every workload these WasmPlugins select (and of gateway
+	vars := pol.EnvVars()
+	for _, v := range vars {
+		fmt.Fprintf(out, `# The filter reads its %s (%s) from the environment variable %s of the
+# istio-proxy container (vmConfig.env, valueFrom HOST): without it the plugin refuses to start.
+`, v.What, v.Field, v.Name)
+	}
+	if len(vars) > 0 {
+		it := "it"
+		if len(vars) > 1 {
+			it = "each"
+		}
+		out.WriteString(`# Set ` + it + ` from a Secret in the pod template of every workload these WasmPlugins select (and of gateway
 # Deployments), with a container named istio-proxy that the sidecar injector merges into the one it
 # injects:
 #   containers:
 #   - name: istio-proxy
 #     image: auto
 #     env:
-#     - name: %[1]s
-#       valueFrom: {secretKeyRef: {name: meshtrace-hmac-key, key: key}}
-# See docs/filter.md#the-hmac-key.
-`, v)
+`)
+		var names, docs []string
+		for _, v := range vars {
+			if sv := secretVars[v.Field]; !slices.Contains(names, v.Name) {
+				names = append(names, v.Name)
+				fmt.Fprintf(out, "#     - name: %s\n#       valueFrom: {secretKeyRef: {name: %s, key: %s}}\n", v.Name, sv.secret, sv.key)
+			}
+			if d := secretVars[v.Field].docs; !slices.Contains(docs, d) {
+				docs = append(docs, d)
+			}
+		}
+		out.WriteString("# See " + strings.Join(docs, " and ") + ".\n")
 	}
 	for _, w := range pol.Warnings {
 		out.WriteString("# WARNING: " + w + "\n")

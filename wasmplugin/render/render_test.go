@@ -399,12 +399,14 @@ func FuzzRender(f *testing.F) {
 	f.Add([]byte(`{"export":{"batch_size":-1}}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`{"hmac_key_env":"MESHTRACE_HMAC_KEY","tags":[{"attribute":"a","from":[{"header":"x-a"}],"hash":true}]}`))
+	f.Add([]byte(`{"export":{"token_env":"MESHTRACE_INGEST_TOKEN"},"hmac_key_env":"MESHTRACE_HMAC_KEY"}`))
 	v := manifesttest.Validator(f)
 	f.Fuzz(func(t *testing.T, pol []byte) {
 		out, err := IstioPlugins(Istio{Name: "m", Namespace: "ns", URL: "oci://r/f:1"}, pol)
 		gw, gerr := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, pol)
-		// Gloo cannot give the VM an environment, so it refuses hmac_key_env, which Istio renders.
-		glooOnly := err == nil && gerr != nil && strings.HasPrefix(gerr.Error(), "policy: hmac_key_env: Gloo")
+		// Gloo cannot give the VM an environment, so it refuses hmac_key_env and export.token_env, which
+		// Istio renders.
+		glooOnly := err == nil && gerr != nil && strings.Contains(gerr.Error(), ": Gloo's wasm filter options cannot set the Wasm VM's environment")
 		if (err == nil) != (gerr == nil) && !glooOnly {
 			t.Fatalf("Istio and Gloo disagree on the policy: %v / %v", err, gerr)
 		}
@@ -502,5 +504,81 @@ func TestRenderInlineKeyWarns(t *testing.T) {
 	}
 	if strings.Contains(string(plain), "#") || strings.Contains(string(plain), "vmConfig") {
 		t.Errorf("a policy without a key got notes or a vmConfig:\n%s", plain)
+	}
+}
+
+// TestIstioPluginsTokenEnv checks that a policy reading its ingest token from the environment renders
+// WasmPlugins passing the variable from the istio-proxy container (valueFrom HOST, never a value), through
+// the same path as hmac_key_env: both variables in one vmConfig.env, each once, one note listing both, and
+// Gloo refusing it. Rendering does not need the variable.
+func TestIstioPluginsTokenEnv(t *testing.T) {
+	const tokenVar, keyVar = "MESHTRACE_RENDER_TEST_TOKEN", "MESHTRACE_RENDER_TEST_HMAC_KEY"
+	for _, v := range []string{tokenVar, keyVar} {
+		if _, ok := os.LookupEnv(v); ok {
+			t.Fatalf("%s is set", v)
+		}
+	}
+	example := string(examplePolicy(t))
+	withToken := strings.Replace(example, `"max_retries": 2`, `"max_retries": 2, "token_env": "`+tokenVar+`"`, 1)
+	withBoth := strings.Replace(withToken, `"hmac_key": "change-me"`, `"hmac_key_env": "`+keyVar+`"`, 1)
+	sameVar := strings.Replace(withToken, `"hmac_key": "change-me"`, `"hmac_key_env": "`+tokenVar+`"`, 1)
+	if withToken == example || withBoth == withToken || sameVar == withToken {
+		t.Fatal("the example policy changed: no max_retries 2 or inline hmac_key to replace")
+	}
+	tests := []struct {
+		name, policy, env string
+		notes             []string
+	}{
+		{"token only", withToken, `[{"name":"` + tokenVar + `","valueFrom":"HOST"}]`, []string{
+			"# The filter reads its ingest token (export.token_env) from the environment variable " + tokenVar + " of the\n",
+			"# Set it from a Secret", "#     - name: " + tokenVar + "\n#       valueFrom: {secretKeyRef: {name: meshtrace-ingest-token, key: token}}",
+			"# See docs/filter.md#the-ingest-token.\n", "# WARNING: hmac_key is inline"}},
+		{"token and key", withBoth, `[{"name":"` + keyVar + `","valueFrom":"HOST"},{"name":"` + tokenVar + `","valueFrom":"HOST"}]`, []string{
+			"# The filter reads its HMAC key (hmac_key_env) from the environment variable " + keyVar,
+			"# The filter reads its ingest token (export.token_env) from the environment variable " + tokenVar,
+			"# Set each from a Secret", "#     - name: " + keyVar + "\n", "#     - name: " + tokenVar + "\n",
+			"# See docs/filter.md#the-hmac-key and docs/filter.md#the-ingest-token.\n"}},
+		{"one variable for both", sameVar, `[{"name":"` + tokenVar + `","valueFrom":"HOST"}]`, []string{
+			"(hmac_key_env) from the environment variable " + tokenVar, "(export.token_env) from the environment variable " + tokenVar}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := IstioPlugins(Istio{Name: "m", Namespace: "shop", URL: "oci://r/f:1"}, []byte(tc.policy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := manifesttest.Validator(t).Check(out)
+			if err != nil {
+				t.Fatalf("rendered YAML fails validation: %v\n%s", err, out)
+			}
+			if len(objs) != 3 {
+				t.Fatalf("got %d objects, want the two HTTP sides and the network plugin:\n%s", len(objs), out)
+			}
+			for _, obj := range objs {
+				if env := mustJSON(t, lookup(t, obj, "spec.vmConfig.env")); env != tc.env {
+					t.Errorf("%s spec.vmConfig.env = %s, want %s", obj.Name, env, tc.env)
+				}
+				if got := lookup(t, obj, "spec.pluginConfig.export.token_env"); got != tokenVar {
+					t.Errorf("%s pluginConfig.export.token_env = %v", obj.Name, got)
+				}
+			}
+			for _, want := range tc.notes {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			if n := strings.Count(string(out), "#     - name: "+tokenVar+"\n"); n != 1 {
+				t.Errorf("the note sets %s %d times:\n%s", tokenVar, n, out)
+			}
+			_, err = GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, []byte(tc.policy))
+			if err == nil || !strings.Contains(err.Error(), "Gloo's wasm filter options cannot set the Wasm VM's environment") {
+				t.Errorf("Gloo with token_env: error %v", err)
+			}
+		})
+	}
+	// Gloo names the field it cannot serve.
+	if _, err := GlooGateway(Gloo{Name: "gw", Image: "r/f:1"}, []byte(withToken)); err == nil ||
+		!strings.HasPrefix(err.Error(), "policy: export.token_env: Gloo's") || !strings.Contains(err.Error(), "ingest token") {
+		t.Errorf("Gloo with token_env: error %v", err)
 	}
 }
