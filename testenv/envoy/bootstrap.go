@@ -127,6 +127,10 @@ type Wasm struct {
 	Config string // plugin configuration, handed to the plugin as a string (JSON for meshtrace)
 	// FailOpen lets traffic pass when the VM has failed (Istio's failStrategy FAIL_OPEN).
 	FailOpen bool
+	// Env is the VM's environment (vm_config.environment_variables.key_values), which the plugin reads
+	// with os.Getenv: e.g. the variables a policy's hmac_key_env and export.token_env name. Istio passes
+	// the istio-proxy container's variables instead (host_env_keys); the values end up the same.
+	Env map[string]string
 }
 
 // Cluster is a static cluster with one endpoint.

@@ -149,6 +149,27 @@ func TestRenderRejectsInconsistentBootstrap(t *testing.T) {
 	}
 }
 
+// TestRenderWasmEnv checks that a plugin's Env becomes its VM's environment_variables.key_values, and that
+// a plugin without one gets no environment_variables.
+func TestRenderWasmEnv(t *testing.T) {
+	b := Bootstrap{Listeners: []Listener{
+		{Name: "with", Direct: &DirectResponse{Status: 200}, Wasm: &Wasm{Name: "p", VMID: "p", File: "/f.wasm", Config: "{}",
+			Env: map[string]string{"MESHTRACE_INGEST_TOKEN": "tok", "B": `quote"d`}}},
+		{Name: "without", Direct: &DirectResponse{Status: 200}, Wasm: &Wasm{Name: "q", VMID: "q", File: "/f.wasm", Config: "{}"}},
+	}}
+	out, err := b.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `code: {local: {filename: "/f.wasm"}}, environment_variables: {key_values: {"B":"quote\"d","MESHTRACE_INGEST_TOKEN":"tok"}}}}`
+	if n := strings.Count(string(out), want); n != 1 {
+		t.Errorf("%d plugins with %s, want 1:\n%s", n, want, out)
+	}
+	if n := strings.Count(string(out), "environment_variables"); n != 1 {
+		t.Errorf("environment_variables %d times, want once (the plugin without Env has none):\n%s", n, out)
+	}
+}
+
 func TestParseStats(t *testing.T) {
 	got := parseStats("a.b: 3\nwasmcustom.x.y: 42\ncluster.c.upstream_rq_time: P0(nan,1) P25(nan,2)\ng: -1\nnoise\n")
 	want := map[string]int64{"a.b": 3, "wasmcustom.x.y": 42, "g": -1}
