@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/meshtrace/meshtrace/indexer/auth"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
 )
@@ -69,7 +71,7 @@ func newBrowser(t *testing.T) context.Context {
 
 // newFixtureServer serves the real API over the embedded store holding the shared store fixture, with the
 // server's clock at the fixture's reference time so relative windows (since=1h) select the same traces.
-func newFixtureServer(t *testing.T) *httptest.Server {
+func newFixtureServer(t *testing.T, configure ...func(*Config)) *httptest.Server {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {
@@ -80,7 +82,11 @@ func newFixtureServer(t *testing.T) *httptest.Server {
 	if err := st.Write(context.Background(), f.Spans, f.Traces); err != nil {
 		t.Fatal(err)
 	}
-	s := New(st, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c := Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, f := range configure {
+		f(&c)
+	}
+	s := New(st, c)
 	s.now = func() time.Time { return storetest.Now }
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -478,4 +484,70 @@ func docScreenshot(ctx context.Context, t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// TestWebPageAsksForAToken runs the page against an indexer that requires API tokens: the page itself loads
+// without one, its first search is refused (401) and the page asks for a token, sends it with every call
+// from then on (the search, the trace view), and keeps it for the tab only.
+func TestWebPageAsksForAToken(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("a-token-for-every-team *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(context.Background(), auth.Config{TokensFile: tokens}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newFixtureServer(t, func(c *Config) { c.Auth = a })
+	for _, path := range []string{"/", "/app.js", "/style.css"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s without a token: %d, want the page's file", path, resp.StatusCode)
+		}
+	}
+	if resp, err := http.Get(srv.URL + "/api/v1/search?q=since%3D1h"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the API without a token: %v %v, want 401", resp.StatusCode, err)
+	}
+
+	ctx := newBrowser(t)
+	asked := make(chan string, 4)
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			answer := true
+			select {
+			case asked <- d.Message:
+			default:
+				answer = false // asked too often: dismiss, so that a page that keeps asking ends
+			}
+			go chromedp.Run(ctx, page.HandleJavaScriptDialog(answer).WithPromptText("a-token-for-every-team"))
+		}
+	})
+	var rows int
+	var kept string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(srv.URL+"/?q="+url.QueryEscape("customer_id=123 since=1h")+"&target=traces"),
+		settled,
+		chromedp.Evaluate(`document.querySelectorAll("table.results tbody tr").length`, &rows),
+		chromedp.Evaluate(`sessionStorage.getItem("meshtrace-api-token")`, &kept),
+	); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-asked:
+		if !strings.Contains(msg, "API token") {
+			t.Errorf("the page asked %q", msg)
+		}
+	default:
+		t.Fatal("the page never asked for a token")
+	}
+	if rows != 5 || kept != "a-token-for-every-team" {
+		t.Fatalf("after the token: %d rows (want 5), token kept %q", rows, kept)
+	}
+	if len(asked) != 0 {
+		t.Errorf("asked again: %q", <-asked)
+	}
 }

@@ -40,8 +40,26 @@ const value = (v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : 
 const keyAttr = (k) => /(^|[._])[a-z]*_?id$|route$|status_code$|destination\.name$|^peer\.service$/.test(k) &&
   !/^(trace|span|parent)_?id$/.test(k);
 
+// TOKEN_KEY keeps the API token the page sends as "Authorization: Bearer", for this browser tab only. There
+// is none when the indexer is open, or when a proxy in front of it (oauth2-proxy) adds the header itself.
+const TOKEN_KEY = 'meshtrace-api-token';
+
+// askToken asks for an API token after a 401; false when the user gives none.
+function askToken(message) {
+  const t = window.prompt(message + '\nAn API token for this indexer (kept for this tab only):');
+  if (!t || !t.trim()) return false;
+  sessionStorage.setItem(TOKEN_KEY, t.trim());
+  return true;
+}
+
 async function getJSON(url) {
-  const r = await fetch(url);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const r = await fetch(url, token ? {headers: {Authorization: 'Bearer ' + token}} : {});
+  if (r.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const body = await r.json().catch(() => ({}));
+    if (askToken(body.error || 'Unauthenticated.')) return getJSON(url);
+  }
   const body = await r.json().catch(() => ({error: r.status + ' ' + r.statusText}));
   if (!r.ok) throw Object.assign(new Error(body.error || r.statusText), {position: body.position || 0});
   return body;
@@ -450,7 +468,8 @@ async function showTrace(id, spanID) {
   }
   if (mine !== drawn) return;
   const {trace, spans} = res;
-  $('status').textContent = '';
+  $('status').textContent = res.hidden_spans ?
+    plural(res.hidden_spans, 'span') + ' of this trace belong to other teams and are not shown.' : '';
   const back = params();
   back.delete('trace');
   back.delete('span');
