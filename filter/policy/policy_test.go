@@ -207,6 +207,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"tags": [{"attribute": "a", "from": [{"header": "x"}], "regex": "a(b)"}]}`))
 	f.Add([]byte(`{"routes": ["/api/orders/{id}", "/api/cart/*", "/"]}`))
 	f.Add([]byte(`{"hmac_key_env": "MESHTRACE_HMAC_KEY", "tags": [{"attribute": "a", "from": [{"header": "x"}], "hash": true}]}`))
+	f.Add([]byte(`{"export": {"token_env": "PATH", "cluster": "c"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if (p == nil) == (err == nil) {
@@ -214,6 +215,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if p != nil && p.Export.BatchSize < 1 {
 			t.Fatalf("accepted batch size %d", p.Export.BatchSize)
+		}
+		if p != nil && strings.ContainsFunc(p.Export.Token, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			t.Fatalf("accepted a token with a space, control or non-ASCII character")
 		}
 	})
 }
