@@ -177,34 +177,46 @@ func (s *Store) GetTraces(ctx context.Context, ids []string) ([]document.Trace, 
 	}
 	uid := s.uid(store.Traces)
 	var out []document.Trace
+	err = byIDs(ids, getTracesChunk, nil, func(chunk []string, filter string) error {
+		var res meilisearch.DocumentsResult
+		_, err := retry(ctx, s, "fetch documents from "+uid, func() (struct{}, error) {
+			return struct{}{}, s.client.Index(uid).GetDocumentsWithContext(ctx,
+				&meilisearch.DocumentsQuery{Filter: filter, Limit: int64(len(chunk))}, &res)
+		})
+		if err != nil {
+			return err
+		}
+		for _, h := range res.Results {
+			var t document.Trace
+			if err := h.DecodeInto(&t); err != nil {
+				return fmt.Errorf("meili: fetch documents from %s: %w", uid, err)
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// byIDs calls f for each chunk of at most size ids with the Meilisearch filter matching them (and within,
+// when not nil), stopping at the first error.
+func byIDs(ids []string, size int, within query.Expr, f func(chunk []string, filter string) error) error {
 	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), getTracesChunk)]
+		chunk := ids[:min(len(ids), size)]
 		ids = ids[len(chunk):]
 		vals := make([]query.Value, len(chunk))
 		for i, id := range chunk {
 			vals[i] = query.Value{Str: id}
 		}
-		filter, err := compileFilter(&query.In{Field: primaryKey, Values: vals})
-		if err != nil {
-			return nil, err
+		filter, err := compileFilter(query.Conjoin(within, &query.In{Field: primaryKey, Values: vals}))
+		if err == nil {
+			err = f(chunk, filter)
 		}
-		var res meilisearch.DocumentsResult
-		_, err = retry(ctx, s, "fetch documents from "+uid, func() (struct{}, error) {
-			return struct{}{}, s.client.Index(uid).GetDocumentsWithContext(ctx,
-				&meilisearch.DocumentsQuery{Filter: filter, Limit: int64(len(chunk))}, &res)
-		})
 		if err != nil {
-			return nil, err
-		}
-		for _, h := range res.Results {
-			var t document.Trace
-			if err := h.DecodeInto(&t); err != nil {
-				return nil, fmt.Errorf("meili: fetch documents from %s: %w", uid, err)
-			}
-			out = append(out, t)
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // searchTraces is GetTraces under a restricted scope: searches on the trace index with rd's client (the
@@ -213,32 +225,23 @@ func (s *Store) searchTraces(ctx context.Context, rd reader, ids []string) ([]do
 	uid := s.uid(store.Traces)
 	chunkSize := int(min(int64(getTracesChunk), s.cfg.MaxTotalHits))
 	var out []document.Trace
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), chunkSize)]
-		ids = ids[len(chunk):]
-		vals := make([]query.Value, len(chunk))
-		for i, id := range chunk {
-			vals[i] = query.Value{Str: id}
-		}
-		filter, err := compileFilter(query.Conjoin(rd.filter, &query.In{Field: primaryKey, Values: vals}))
-		if err != nil {
-			return nil, err
-		}
+	err := byIDs(ids, chunkSize, rd.filter, func(chunk []string, filter string) error {
 		perPage := int64(len(chunk))
 		req := &meilisearch.SearchRequest{Filter: filter, Page: 1, HitsPerPage: &perPage}
 		raw, err := retry(ctx, s, "search "+uid, func() (*json.RawMessage, error) {
 			return rd.client.Index(uid).SearchRawWithContext(ctx, "", req)
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		traces, _, _, err := decodeHits[document.Trace](*raw, 0)
 		if err != nil {
-			return nil, fmt.Errorf("meili: search %s: decoding the response: %w", uid, err)
+			return fmt.Errorf("meili: search %s: decoding the response: %w", uid, err)
 		}
 		out = append(out, traces...)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // DeleteBefore deletes, in both indexes, the documents whose start is before t, and waits for the tasks.
