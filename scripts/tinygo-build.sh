@@ -11,7 +11,9 @@
 # and only otherwise from `proxy_on_memory_allocate`. TinyGo's malloc keeps each block alive until `free`,
 # which the SDK never calls, so with it Envoy's RSS grows with the request data of every request (measured:
 # +160 MB per 100k requests). Without it Envoy uses the SDK's proxy_on_memory_allocate, whose buffers the
-# garbage collector reclaims. Nothing in the plugin needs a C malloc; if that changes, the link fails.
+# garbage collector reclaims. Nothing in the plugin may need a C malloc: the link does not fail if something
+# does (wasi-libc links its own allocator, which then grows the same memory as TinyGo's heap and corrupts it;
+# os.Getenv did, through getenv), so filter/policy's TestTinyGoBuildLinksNoLibcMalloc checks the build.
 #
 # -opt=2 (speed) instead of TinyGo's default -opt=z (size), chosen by measurement: the traced stream of
 # BenchmarkRequestVersus costs 0.81x the -opt=z build's (-opt=s: 0.95x), for a module of 798 KB instead of
