@@ -32,13 +32,15 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/flatten"
 	"github.com/meshtrace/meshtrace/indexer/internal/defaults"
 	"github.com/meshtrace/meshtrace/indexer/otlpjson"
+	"github.com/meshtrace/meshtrace/indexer/record"
 )
 
-// Log is where accepted requests go: the write-ahead log (*wal.WAL). Append returns once the record is
-// durable, or with the reason it is not (wal.ErrFull, wal.ErrClosed, wal.ErrTooLarge, an I/O error). Once it
-// has returned nil it must not use record any more: the receiver reuses the buffer for later requests.
+// Log is where accepted requests go: the write-ahead log (*wal.WAL). Append writes the parts as one record
+// (their concatenation: package record's header, then the request) and returns once it is durable, or with
+// the reason it is not (wal.ErrFull, wal.ErrClosed, wal.ErrTooLarge, an I/O error). Once it has returned nil
+// it must not use the parts any more: the receiver reuses the buffer for later requests.
 type Log interface {
-	Append(ctx context.Context, record []byte) error
+	Append(ctx context.Context, record ...[]byte) error
 }
 
 // Config sets up a Receiver. DefaultConfig gives the defaults; New takes them for zero fields.
@@ -209,7 +211,7 @@ func (r *Receiver) export(ctx context.Context, tn string, a accepted) (*coltrace
 		if err := r.tenants.allow(tn, a.spans, len(a.record)); err != nil {
 			return nil, err
 		}
-		if err := r.log.Append(ctx, encode(tn, a.record)); err != nil {
+		if err := r.log.Append(ctx, record.Header(tn), a.record); err != nil {
 			return nil, err
 		}
 	}

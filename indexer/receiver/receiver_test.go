@@ -44,7 +44,7 @@ type recorder struct {
 	err     error // returned by every call when set
 }
 
-func (r *recorder) Append(_ context.Context, record []byte) error {
+func (r *recorder) Append(_ context.Context, parts ...[]byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
@@ -54,7 +54,7 @@ func (r *recorder) Append(_ context.Context, record []byte) error {
 	if r.calls <= r.refuse {
 		return fmt.Errorf("%w: 10 of 10 bytes used", wal.ErrFull)
 	}
-	r.records = append(r.records, bytes.Clone(record))
+	r.records = append(r.records, bytes.Join(parts, nil))
 	return nil
 }
 

@@ -10,8 +10,6 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/meshtrace/meshtrace/indexer/record"
 )
 
 // Tenancy decides the tenant an export request is accepted for, from its headers (HTTP headers or gRPC
@@ -142,12 +140,4 @@ func grpcHeader(ctx context.Context) func(string) string {
 		}
 		return ""
 	}
-}
-
-// encode makes the log record of an accepted request of tenant tn.
-func encode(tn string, otlp []byte) []byte {
-	if tn == "" {
-		return otlp
-	}
-	return record.Encode(make([]byte, 0, len(otlp)+record.Overhead), tn, otlp)
 }

@@ -146,7 +146,7 @@ func TestForgedRecordHeaderIsRefused(t *testing.T) {
 	rec := &recorder{}
 	srv := httptest.NewServer(newReceiver(t, rec, Config{}))
 	defer srv.Close()
-	forged := record.Encode(nil, "team-b", validBody(t))
+	forged := record.Encode("team-b", validBody(t))
 	resp, err := http.Post(srv.URL+TracesPath, "application/x-protobuf", bytes.NewReader(forged))
 	if err != nil {
 		t.Fatal(err)

@@ -20,18 +20,23 @@ const (
 	version = 0x01
 )
 
-// Overhead is the most bytes Encode adds to a request.
-const Overhead = 3 + tenant.MaxLen
+// Header returns what precedes the request in the record of tenant t (checked with tenant.Check unless
+// empty): nothing for the empty tenant. The record is the header followed by the request: the log takes the
+// two as parts of one record (wal.WAL.Append), so the request is not copied to make it.
+func Header(t string) []byte {
+	if t == "" {
+		return nil
+	}
+	return append([]byte{marker, version, byte(len(t))}, t...)
+}
 
-// Encode returns the record of request otlp accepted for tenant t (checked with tenant.Check unless empty):
-// otlp itself for the empty tenant, else a new slice (appended to dst[:0]).
-func Encode(dst []byte, t string, otlp []byte) []byte {
+// Encode returns the record of request otlp accepted for tenant t: Header(t) then otlp, in a new slice
+// (otlp itself for the empty tenant).
+func Encode(t string, otlp []byte) []byte {
 	if t == "" {
 		return otlp
 	}
-	dst = append(dst[:0], marker, version, byte(len(t)))
-	dst = append(dst, t...)
-	return append(dst, otlp...)
+	return append(Header(t), otlp...)
 }
 
 // ErrFormat marks a record that is not in this format.

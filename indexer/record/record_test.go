@@ -9,7 +9,10 @@ import (
 func TestRoundTrip(t *testing.T) {
 	otlp := []byte{0x0a, 0x02, 0x01, 0x02}
 	for _, tn := range []string{"", "team-a", "a", "0123456789012345678901234567890123456789012345678901234567890ab"} {
-		rec := Encode(nil, tn, otlp)
+		rec := Encode(tn, otlp)
+		if !bytes.Equal(rec, append(Header(tn), otlp...)) {
+			t.Errorf("tenant %q: the record is not its header and the request", tn)
+		}
 		got, body, err := Decode(rec)
 		if err != nil || got != tn || !bytes.Equal(body, otlp) {
 			t.Errorf("tenant %q: decoded %q % x %v", tn, got, body, err)
@@ -35,7 +38,7 @@ func TestDecodeRefuses(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(Encode(nil, "team-a", []byte{0x0a, 0x00}))
+	f.Add(Encode("team-a", []byte{0x0a, 0x00}))
 	f.Add([]byte{0x0a, 0x00})
 	f.Add([]byte{0x00, 0x01, 0x07})
 	f.Fuzz(func(t *testing.T, rec []byte) {
@@ -44,7 +47,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		if tn != "" {
-			if again := Encode(nil, tn, body); !bytes.Equal(again, rec) {
+			if again := Encode(tn, body); !bytes.Equal(again, rec) {
 				t.Fatalf("re-encoded % x, was % x", again, rec)
 			}
 		}

@@ -56,17 +56,26 @@ func listSegments(dir string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// appendRecord encodes one record (header and data) onto dst.
-func appendRecord(dst []byte, t time.Time, data []byte) []byte {
+// appendRecord encodes one record (header and data, the parts one after the other) onto dst.
+func appendRecord(dst []byte, t time.Time, parts [][]byte) []byte {
 	var h [recordHeader]byte
-	binary.LittleEndian.PutUint32(h[0:4], uint32(len(data)))
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	binary.LittleEndian.PutUint32(h[0:4], uint32(n))
 	binary.LittleEndian.PutUint64(h[8:16], uint64(t.UnixNano()))
 	crc := crc32.Update(0, castagnoli, h[0:4])
 	crc = crc32.Update(crc, castagnoli, h[8:16])
-	crc = crc32.Update(crc, castagnoli, data)
+	for _, p := range parts {
+		crc = crc32.Update(crc, castagnoli, p)
+	}
 	binary.LittleEndian.PutUint32(h[4:8], crc)
 	dst = append(dst, h[:]...)
-	return append(dst, data...)
+	for _, p := range parts {
+		dst = append(dst, p...)
+	}
+	return dst
 }
 
 // readRecord reads the record at off of f, whose valid bytes end at end, into buf when it has the room (a new

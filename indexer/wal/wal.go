@@ -132,7 +132,7 @@ type WAL struct {
 }
 
 type appendReq struct {
-	data []byte
+	data [][]byte
 	size int64
 	done chan error
 }
@@ -221,14 +221,20 @@ func (w *WAL) recover() error {
 	return nil
 }
 
-// Append writes data as one record and returns once it is durable, or with ErrFull, ErrTooLarge, ErrClosed,
-// or the I/O error that kept it from disk (nothing was acknowledged then). If ctx ends first Append returns
-// ctx.Err(); the record may still be written, from data. Otherwise data is no longer used once Append returns.
-func (w *WAL) Append(ctx context.Context, data []byte) error {
-	if len(data) > w.cfg.MaxRecordBytes {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), w.cfg.MaxRecordBytes)
+// Append writes data as one record (several parts one after the other, as one record of their concatenation,
+// so that a caller need not copy them together) and returns once it is durable, or with ErrFull, ErrTooLarge,
+// ErrClosed, or the I/O error that kept it from disk (nothing was acknowledged then). If ctx ends first Append
+// returns ctx.Err(); the record may still be written, from data. Otherwise data is no longer used once Append
+// returns.
+func (w *WAL) Append(ctx context.Context, data ...[]byte) error {
+	n := 0
+	for _, p := range data {
+		n += len(p)
 	}
-	size := int64(recordHeader + len(data))
+	if n > w.cfg.MaxRecordBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, w.cfg.MaxRecordBytes)
+	}
+	size := int64(recordHeader + n)
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()

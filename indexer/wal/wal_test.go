@@ -451,3 +451,18 @@ func TestOldestIsTheFirstUncommittedRecord(t *testing.T) {
 		t.Fatalf("after a restart: oldest %v %v, want the backlog's first record's %v", ts, ok, unread[0].Time)
 	}
 }
+
+// TestAppendPartsIsOneRecord appends a record in parts: it reads back as their concatenation, and the limit
+// applies to the whole.
+func TestAppendPartsIsOneRecord(t *testing.T) {
+	w, _ := open(t, Config{Dir: t.TempDir(), MaxRecordBytes: 8})
+	if err := w.Append(context.Background(), []byte("head"), nil, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	if got := datas(readN(t, w, 1)); got[0] != "headbody" {
+		t.Fatalf("read %q, want the parts together", got[0])
+	}
+	if err := w.Append(context.Background(), []byte("head"), []byte("body!")); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("9 bytes in two parts: %v, want ErrTooLarge", err)
+	}
+}
