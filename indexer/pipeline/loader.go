@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/query"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
@@ -18,7 +20,17 @@ func (l storeLoader) GetTraces(ctx context.Context, ids []string) ([]document.Tr
 	return l.st.GetTraces(ctx, ids)
 }
 
-// TraceSpans implements rollup.Loader with store.TraceSpans, restricted to the one tenant.
+// TraceSpans implements rollup.Loader with store.TraceSpans, keeping the one tenant's spans. A tenant is
+// selected in the search (an equality, cheap); the empty tenant's spans, which have no tenant field, are
+// picked from the trace's spans here, since "NOT tenant EXISTS" would cost a pass over every segment's rows.
 func (l storeLoader) TraceSpans(ctx context.Context, tn, traceID string) ([]document.Span, error) {
-	return store.TraceSpans(ctx, l.st, traceID, tenant.Only(tn))
+	var within query.Expr
+	if tn != "" {
+		within = tenant.Only(tn)
+	}
+	spans, err := store.TraceSpans(ctx, l.st, traceID, within)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(spans, func(s document.Span) bool { return s.Tenant != tn }), nil
 }

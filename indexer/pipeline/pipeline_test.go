@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshtrace/meshtrace/indexer/document"
+	"github.com/meshtrace/meshtrace/indexer/record"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
@@ -364,6 +365,50 @@ func TestStoreOutageIsRetriedUntilItRecovers(t *testing.T) {
 	checkStored(t, f, want, distinct)
 	if p.Stats().WriteErrors < 10 {
 		t.Fatalf("write errors %d", p.Stats().WriteErrors)
+	}
+}
+
+// TestTenantsOfOneTrace sends one trace id from two tenants and the empty tenant, each part in two records
+// with the rollup cache too small to keep any: every part is stamped with its record's tenant and tenant id,
+// and rolls up into a trace document of its own, merged through the store with its own earlier spans only.
+func TestTenantsOfOneTrace(t *testing.T) {
+	st := openStore(t)
+	w := openWAL(t, t.TempDir())
+	start(t, st, w, Config{Shards: 1, BatchSize: 1, BatchTimeout: time.Millisecond, Rollup: rollup.Config{MaxSpans: 1}})
+	spans := makeSpans(1, 6, time.Now().UnixMicro())
+	parts := map[string][]document.Span{"team-a": spans[0:2], "team-b": spans[2:5], "": spans[5:6]}
+	send := func(tn string, spans []document.Span) {
+		if err := w.Append(context.Background(), record.Header(tn), encode(t, spans)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tn := range []string{"team-a", "team-b", ""} {
+		send(tn, parts[tn][:1])
+	}
+	appendSpans(t, w, makeSpans(2, 1, time.Now().UnixMicro())) // evicts every part of trace 1
+	for _, tn := range []string{"team-a", "team-b"} {
+		send(tn, parts[tn][1:])
+	}
+	waitCommitted(t, w)
+	traceID := spans[0].TraceID
+	for tn, part := range parts {
+		id := document.TraceDocID(tn, traceID)
+		got, err := st.GetTraces(context.Background(), []string{id})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("tenant %q: GetTraces(%s) = %v, %v", tn, id, got, err)
+		}
+		if got[0].Tenant != tn || got[0].TraceID != traceID || got[0].SpanCount != len(part) {
+			t.Errorf("tenant %q: trace document %+v, want %d spans of its own", tn, got[0], len(part))
+		}
+		stored, err := store.TraceSpans(context.Background(), st, traceID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range stored {
+			if sp.ID != document.SpanDocID(sp.Tenant, sp.TraceID, sp.SpanID) {
+				t.Errorf("span %s of tenant %q: not its tenant id", sp.ID, sp.Tenant)
+			}
+		}
 	}
 }
 

@@ -92,13 +92,14 @@ func (s *Service) Trace(ctx context.Context, traceID string) (t Trace, found boo
 		t.Trace = s.merged(ctx, t.Spans)
 	}
 	if !sc.IsAll() {
-		// Counted outside the scope (the store's own tenant enforcement would hide them from a scoped read).
-		hidden, err := s.st.Search(tenant.NewContext(ctx, tenant.All()), store.Request{Index: store.Spans,
-			Filter: query.Conjoin(byTrace, &query.Not{X: sc.Filter()}), Limit: 1, Fields: []string{"id"}})
+		// All of the trace's spans counted outside the scope (the store's own tenant enforcement would hide them
+		// from a scoped read), less the visible ones.
+		all, err := s.st.Search(tenant.NewContext(ctx, tenant.All()), store.Request{Index: store.Spans,
+			Filter: byTrace, Limit: 1, Fields: []string{"id"}})
 		if err != nil {
 			return Trace{}, false, err
 		}
-		t.Hidden = hidden.Total
+		t.Hidden = max(0, all.Total-len(t.Spans))
 	}
 	return t, len(docs.Traces) > 0 || len(t.Spans) > 0, nil
 }

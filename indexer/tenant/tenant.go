@@ -94,12 +94,9 @@ func (s Scope) Filter() query.Expr {
 	return in
 }
 
-// Only is the condition matching the documents of tenant t alone: "tenant = t", or, for the empty tenant,
-// "NOT tenant EXISTS" (documents of an indexer without tenancy have no tenant field).
+// Only is the condition matching the documents of tenant t alone ("tenant = t"); t is a tenant name, not the
+// empty tenant (whose documents have no tenant field).
 func Only(t string) query.Expr {
-	if t == "" {
-		return &query.Not{X: &query.Exists{Field: Field}}
-	}
 	return &query.Compare{Field: Field, Op: query.Eq, Value: query.Value{Str: t}}
 }
 
