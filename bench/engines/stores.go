@@ -9,6 +9,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/querysvc"
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // engine is one candidate as the benchmark drives it: open a directory, take concurrent writes, close
@@ -58,7 +59,7 @@ func (e *storeEngine) search(ctx context.Context, c *queryCase) (store.Result, e
 	if c.Traces {
 		q.Target = query.TraceScope
 	}
-	return e.svc.Search(ctx, q, querysvc.Page{Limit: c.Limit})
+	return e.svc.Search(tenant.NewContext(ctx, tenant.All()), q, querysvc.Page{Limit: c.Limit}) // every tenant
 }
 
 // facet runs Store.Facet on the span index with the case's compiled filter and its time window.

@@ -21,10 +21,11 @@ type IngestConfig struct {
 	// Config.TokensFile otherwise.
 	TokensFile string
 	// TrustXFCC takes the tenant of a request without a token from the x-forwarded-client-cert header: the
-	// namespace of the sender's SPIFFE id (URI=spiffe://<trust domain>/ns/<namespace>/sa/<account>). Only
-	// safe when the indexer's ports are reached through its own Istio sidecar with mTLS STRICT, which
-	// replaces whatever a client sent in that header with the identity it verified (Istio's default
-	// SANITIZE_SET for inbound traffic): then the tenant is the sending workload's namespace.
+	// namespace of the sender's SPIFFE id (URI=spiffe://<trust domain>/ns/<namespace>/sa/<account>) in its
+	// last element. Only safe when the indexer's ports are reached through its own Istio sidecar with mTLS
+	// STRICT: the sidecar appends the identity it verified as the last element (Istio's inbound default,
+	// APPEND_FORWARD; SANITIZE_SET replaces the header instead), so whatever a client sent comes before it
+	// and is never read. FORWARD_ONLY or ALWAYS_FORWARD_ONLY on the indexer's proxy would make it unsafe.
 	TrustXFCC bool
 }
 

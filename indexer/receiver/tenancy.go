@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +35,12 @@ const maxTenantLimiters = 10_000
 // errUnauthenticated wraps what a Tenancy refused.
 type errUnauthenticated struct{ err error }
 
-func (e *errUnauthenticated) Error() string { return "unauthenticated: " + e.err.Error() }
+func (e *errUnauthenticated) Error() string {
+	if msg := e.err.Error(); strings.HasPrefix(msg, "unauthenticated") {
+		return msg // the Tenancy said it already (auth.ErrUnauthenticated)
+	}
+	return "unauthenticated: " + e.err.Error()
+}
 func (e *errUnauthenticated) Unwrap() error { return e.err }
 
 // rateLimited refuses a request of a tenant over its limit.

@@ -17,6 +17,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/rollup"
 	"github.com/meshtrace/meshtrace/indexer/store"
 	"github.com/meshtrace/meshtrace/indexer/store/storetest"
+	"github.com/meshtrace/meshtrace/indexer/tenant"
 )
 
 // BenchmarkWrite measures ingest: span documents per second, in batches of 5,000 (plus their traces).
@@ -185,7 +186,7 @@ func settle(b *testing.B, s *Store) {
 func BenchmarkQuery1M(b *testing.B) {
 	s := openBenchStore(b)
 	defer s.Close()
-	ctx := context.Background()
+	ctx := tenant.NewContext(context.Background(), tenant.All()) // the read side refuses a read without a scope
 	svc := querysvc.New(s, querysvc.Config{Keys: rollup.DefaultKeys})
 	// A trace id that exists: the most recent trace.
 	q, err := query.Compile("", storetest.Now)
