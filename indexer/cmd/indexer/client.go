@@ -18,11 +18,13 @@ import (
 // client calls a running indexer's search API.
 type client struct {
 	server string
+	token  string
 	http   *http.Client
 }
 
 func addClientFlags(f *pflag.FlagSet, c *client) {
 	f.StringVar(&c.server, "server", "http://localhost:8080", "address of a running `indexer serve` (its --api-addr)")
+	f.StringVar(&c.token, "token", "", "API token sent as \"Authorization: Bearer\" (a static token or a JWT) to an indexer that requires one; prefer MESHTRACE_TOKEN, which ps does not show")
 }
 
 // get fetches path (with query parameters) and decodes the JSON answer into out, or returns the server's error.
@@ -38,6 +40,9 @@ func (c *client) get(ctx context.Context, path string, params url.Values, out an
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

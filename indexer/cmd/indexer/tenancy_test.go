@@ -247,6 +247,17 @@ func testTenancy(t *testing.T, store func(*serveConfig)) {
 			}
 		})
 	}
+	// The CLI sends its token; without one it says why it was refused.
+	if out := run(t, "search", "--server", server, "--token", "script-token-of-team-b", "--spans", "since=1h"); !strings.Contains(out, "payments") || strings.Contains(out, "checkout") {
+		t.Errorf("indexer search with team b's token:\n%s", out)
+	}
+	cmd := newRootCmd()
+	cmd.SetArgs([]string{"search", "--server", server, "since=1h"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "unauthenticated") {
+		t.Errorf("indexer search without a token: %v, want unauthenticated", err)
+	}
 	// Open paths need no token; ingest without one is refused.
 	if code, _ := call(t, server+"/healthz", ""); code != 200 {
 		t.Errorf("/healthz without a token: %d", code)
