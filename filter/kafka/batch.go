@@ -7,14 +7,21 @@ import (
 
 // Record batch v2 layout: the fixed header is 61 bytes; the fields the decoder reads sit at these offsets.
 const (
-	batchHeaderLen     = 61
-	batchOffMagic      = 16
-	batchOffAttributes = 21
-	batchOffCount      = 57
-	batchLogOverhead   = 12 // baseOffset + batchLength, not counted by batchLength
+	batchHeaderLen         = 61
+	batchOffMagic          = 16
+	batchOffAttributes     = 21
+	batchOffFirstTimestamp = 27
+	batchOffMaxTimestamp   = 35
+	batchOffCount          = 57
+	batchLogOverhead       = 12 // baseOffset + batchLength, not counted by batchLength
+	// legacyMinLen is the smallest message size of magic v0 (crc, magic, attributes, null key, null value):
+	// enough to read the magic byte of any entry.
+	legacyMinLen = 14
 
-	attrCodecMask = 0x07
-	attrControl   = 0x20
+	attrCodecMask     = 0x07
+	attrLogAppendTime = 0x08
+	attrTransactional = 0x10
+	attrControl       = 0x20
 )
 
 // Well-known record header names, always collected.
@@ -26,43 +33,43 @@ const (
 
 // readRecordSet reads the record batches in one partition's records field into t. A trailing partial batch
 // that the broker cut (Fetch responses may end with one) is ignored; one that the decoder's frame limit cut
-// still counts, from its header, as undecoded records.
+// still counts, from its header, as undecoded records. Legacy messages (magic v0/v1: the magic byte sits at the
+// same position) count as one undecoded record each; control batches (transaction markers) are not counted.
 func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 	set := rs.b
 	for len(set) >= batchLogOverhead {
 		base := int64(binary.BigEndian.Uint64(set))
 		length := int(int32(binary.BigEndian.Uint32(set[8:])))
-		if length < batchHeaderLen-batchLogOverhead {
+		if length < legacyMinLen {
 			return
 		}
 		if length > len(set)-batchLogOverhead {
-			if rs.cut && len(set) >= batchHeaderLen {
-				d.countCutBatch(t, set)
+			if rs.cut && len(set) > batchOffMagic {
+				d.countCutBatch(t, base, set)
 			}
 			return
 		}
 		batch := set[:batchLogOverhead+length]
 		set = set[batchLogOverhead+length:]
+		if magic := batch[batchOffMagic]; magic != 2 {
+			if magic < 2 {
+				t.countLegacy(base)
+			}
+			continue // magic > 2: not a format the decoder knows
+		}
+		if len(batch) < batchHeaderLen {
+			return
+		}
 		attrs := int16(binary.BigEndian.Uint16(batch[batchOffAttributes:]))
-		if batch[batchOffMagic] != 2 || attrs&attrControl != 0 {
-			continue // a message set (magic v0/v1, not sent by Produce v3+) or a transaction marker
+		if attrs&attrControl != 0 {
+			continue // a transaction marker: no records
 		}
-		t.Batches++
 		count := int(int32(binary.BigEndian.Uint32(batch[batchOffCount:])))
-		if count < 0 {
-			count = 0
-		}
-		if t.Records == 0 || base < t.FirstOffset {
-			t.FirstOffset = base
-		}
-		t.Records += count
-		codec := Codec(attrs & attrCodecMask)
-		if codec != CodecNone && t.Compression == CodecNone {
-			t.Compression = codec
-		}
-		if !d.wantRecords(t) {
+		t.countBatch(base, attrs, count, batch)
+		if count <= 0 || !d.wantRecords(t) {
 			continue
 		}
+		codec := Codec(attrs & attrCodecMask)
 		body := batch[batchHeaderLen:]
 		if codec != CodecNone {
 			out, err := d.decompress(codec, body)
@@ -76,19 +83,60 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 	}
 }
 
-// countCutBatch counts the records of a batch whose body lies beyond the decoder's frame limit.
-func (d *Decoder) countCutBatch(t *Topic, batch []byte) {
-	attrs := int16(binary.BigEndian.Uint16(batch[batchOffAttributes:]))
-	count := int(int32(binary.BigEndian.Uint32(batch[batchOffCount:])))
-	if batch[batchOffMagic] != 2 || attrs&attrControl != 0 || count <= 0 {
-		return
-	}
+// countBatch adds a v2 batch's header to t: its records, first offset, compression, timestamps and whether
+// a transactional producer wrote it.
+func (t *Topic) countBatch(base int64, attrs int16, count int, header []byte) {
 	t.Batches++
+	count = max(count, 0)
+	if t.Records == 0 || base < t.FirstOffset {
+		t.FirstOffset = base
+	}
 	t.Records += count
-	t.Undecoded += count
 	if codec := Codec(attrs & attrCodecMask); codec != CodecNone && t.Compression == CodecNone {
 		t.Compression = codec
 	}
+	if attrs&attrTransactional != 0 {
+		t.Transactional = true
+	}
+	first := int64(binary.BigEndian.Uint64(header[batchOffFirstTimestamp:]))
+	last := int64(binary.BigEndian.Uint64(header[batchOffMaxTimestamp:]))
+	if attrs&attrLogAppendTime != 0 {
+		first = last // the broker's append time is in max timestamp; the record timestamps are the producer's
+	}
+	if first > 0 && (t.OldestTimestamp == 0 || first < t.OldestTimestamp) {
+		t.OldestTimestamp = first
+	}
+	if last > 0 && last > t.NewestTimestamp {
+		t.NewestTimestamp = last
+	}
+}
+
+// countLegacy counts a magic v0/v1 message (or a compressed wrapper of several, whose inner count is not
+// read) as one undecoded record.
+func (t *Topic) countLegacy(offset int64) {
+	if t.Records == 0 || offset < t.FirstOffset {
+		t.FirstOffset = offset
+	}
+	t.Batches++
+	t.Records++
+	t.Undecoded++
+}
+
+// countCutBatch counts the records of a batch whose body lies beyond the decoder's frame limit.
+func (d *Decoder) countCutBatch(t *Topic, base int64, batch []byte) {
+	if magic := batch[batchOffMagic]; magic < 2 {
+		t.countLegacy(base)
+		return
+	} else if magic > 2 || len(batch) < batchHeaderLen {
+		return
+	}
+	attrs := int16(binary.BigEndian.Uint16(batch[batchOffAttributes:]))
+	count := int(int32(binary.BigEndian.Uint32(batch[batchOffCount:])))
+	if attrs&attrControl != 0 || count <= 0 {
+		return
+	}
+	t.countBatch(base, attrs, count, batch)
+	t.Undecoded += count
 }
 
 // wantRecords reports whether reading individual records can still add anything to t.

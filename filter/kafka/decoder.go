@@ -4,7 +4,11 @@
 // proxy delivers them: frames split across calls and several frames in one call are both fine. It matches
 // responses to requests by correlation id and reports Produce requests and Fetch responses, summarised per
 // topic, to a Handler. It reads record batches (magic v2) including record headers, and decompresses gzip,
-// snappy, lz4 and zstd batches up to a size limit.
+// snappy, lz4 and zstd batches up to a size limit. Legacy message sets (magic v0/v1, which Kafka 4 removed)
+// are counted as undecoded records. The group ids of consumer group requests name the Fetch exchanges of the
+// same client id (Config.Groups). Requests the decoder does not read (ApiVersions, SaslHandshake,
+// SaslAuthenticate, ...) are skipped frame by frame, so decoding carries on after SASL PLAIN or SCRAM; TLS
+// bytes are not Kafka and stop it.
 //
 // The decoder never modifies, holds back or requires bytes: it only reads copies. Memory per connection is
 // bounded by Config (frames larger than MaxFrameBytes are read up to that size and the rest is skipped). Bytes
@@ -60,6 +64,10 @@ type Config struct {
 	// Topics resolves topic ids to names; share one between the decoders of a process so that ids learnt
 	// from Metadata on one connection name the topics of Produce and Fetch on another. Optional.
 	Topics *TopicNames
+	// Groups maps client ids to consumer groups; share one between the decoders of a process so that the group
+	// a client names to its coordinator on one connection names its Fetch exchanges on another (see
+	// Exchange.Group). Optional.
+	Groups *GroupNames
 }
 
 // Handler receives each completed exchange. The Exchange is only valid during the call.
@@ -228,7 +236,12 @@ func (d *Decoder) request(body []byte, truncated bool, now uint64) {
 		return
 	}
 	if key != APIProduce && key != APIFetch && key != APIMetadata {
-		return
+		if d.cfg.Groups != nil && clientID != nil {
+			if group := readGroupID(&r, key, version); group != nil {
+				d.cfg.Groups.Put(clientID, group)
+			}
+		}
+		return // other requests (ApiVersions, SASL, group membership, ...) are skipped whole
 	}
 	p := pending{correlation: corr, apiKey: key, version: version, start: now}
 	if key != APIMetadata {
@@ -303,6 +316,9 @@ func (d *Decoder) response(body []byte, truncated bool, now uint64) {
 		ex.reset()
 		ex.APIKey, ex.APIVersion, ex.CorrelationID, ex.ClientID = p.apiKey, p.version, p.correlation, p.clientID
 		ex.StartNanos, ex.EndNanos, ex.Answered, ex.Truncated = p.start, now, true, truncated
+		if d.cfg.Groups != nil && p.clientID != "" {
+			ex.Group = d.cfg.Groups.Lookup(p.clientID)
+		}
 		r.tags(p.version >= flexibleFetch)
 		d.keep = &ex.arena
 		d.readFetchResponse(&r, ex, truncated)

@@ -37,6 +37,8 @@ type Exchange struct {
 	APIVersion    int16
 	CorrelationID int32
 	ClientID      string
+	// Group is the consumer group of a Fetch exchange's client id, when Config.Groups knows it.
+	Group string
 	// Acks is the Produce request's acks setting.
 	Acks int16
 	// StartNanos is when the request was seen, EndNanos when the response was (or when the exchange was given
@@ -64,7 +66,7 @@ type Topic struct {
 	// most 64).
 	Partitions []int32
 	// Records counts records by the headers of the record batches (magic v2, control batches excluded);
-	// Batches counts those batches.
+	// Batches counts those batches. A legacy message (magic v0/v1) counts as a batch of one undecoded record.
 	Records, Batches int
 	// Undecoded counts the records among them whose contents could not be read (corrupt or truncated data,
 	// decompression limit).
@@ -75,6 +77,12 @@ type Topic struct {
 	ErrorCode int16
 	// FirstOffset is the lowest record offset seen (Fetch; Produce responses give the base offset).
 	FirstOffset int64
+	// OldestTimestamp is the lowest first timestamp and NewestTimestamp the highest max timestamp of the
+	// batches (Unix milliseconds; with LogAppendTime both are the broker's append time), 0 if no batch carried
+	// one. Now less these is how long the records waited in the topic.
+	OldestTimestamp, NewestTimestamp int64
+	// Transactional reports that a batch was written by a transactional producer (attribute bit 4).
+	Transactional bool
 	// Key is the key of the only record when Records == 1 and Config.RecordKey is set.
 	Key    []byte
 	HasKey bool
