@@ -16,6 +16,8 @@ TINYGO_VERSION := 0.41.1
 ENVOY_VERSION  := 1.40.0
 MEILI_VERSION  := 1.50.0
 MEILI_SHA256   := 05a096406de0cb06919a3f707f1a9d0bdb5bd84b51863190ede300046a92304b
+KAFKA_VERSION  := 4.4.0
+CONFLUENT_KAFKA_VERSION := 2.16.1
 
 TINYGO    := $(TOOLS)/tinygo-$(TINYGO_VERSION)/build/tinygo
 ENVOY     := $(TOOLS)/envoy-$(ENVOY_VERSION)/bin/envoy
@@ -26,12 +28,12 @@ export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
 export MESHTRACE_MEILI_BIN      := $(MEILI_EXE)
 
-.PHONY: all tools filter indexer wasmplugin test bench bench-envoy bench-ingest bench-engines demo fuzz lint test-meili meilisearch clean deploy-render
+.PHONY: all tools kafka filter indexer wasmplugin test bench bench-envoy bench-ingest bench-engines demo fuzz lint test-meili meilisearch clean deploy-render
 
 all: filter indexer wasmplugin
 
 # ---- tools ----------------------------------------------------------------------
-tools: $(TINYGO) $(ENVOY) meilisearch /usr/bin/chromium
+tools: $(TINYGO) $(ENVOY) meilisearch kafka /usr/bin/chromium
 
 $(TINYGO):
 	@scripts/install-tinygo.sh $(TINYGO_VERSION) $(TOOLS)/tinygo-$(TINYGO_VERSION)
@@ -45,6 +47,13 @@ $(ENVOY):
 meilisearch:
 	@scripts/install-meilisearch.sh $(MEILI_VERSION) $(MEILI_SHA256) $(MEILI_EXE) \
 		$(abspath $(ROOT)/../shared/tools/meilisearch-$(MEILI_VERSION)/meilisearch)
+
+# Apache Kafka for testenv/kafka: the broker's jars (kafka_2.13 and its runtime dependencies, pinned by
+# testenv/kafka/pom.xml), kafka-clients for the Java client (testenv/kafka/java/pom.xml), both from Maven Central
+# through a local repository in .tools/m2, and the confluent-kafka wheel (librdkafka) by pip --target. Each part
+# has a marker, so a rerun with nothing changed returns at once.
+kafka:
+	@scripts/install-kafka.sh $(KAFKA_VERSION) $(CONFLUENT_KAFKA_VERSION) $(TOOLS)
 
 # Headless browser for the web page test (Debian package).
 /usr/bin/chromium:

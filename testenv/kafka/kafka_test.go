@@ -1,0 +1,268 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+const (
+	traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	baggage     = "customer_id=c-42,tenant=acme"
+)
+
+// TestClients starts one broker that advertises a TCP forwarder in front of it (as a test puts Envoy there),
+// produces with the Java client and librdkafka through the forwarder (a codec each, idempotent, transactional),
+// and consumes with classic and KIP-848 groups, checking counts, keys and the traceparent and baggage headers.
+func TestClients(t *testing.T) {
+	fwd := newForwarder(t)
+	b := StartBroker(t, BrokerConfig{AdvertisedAddr: fwd.addr(), NumPartitions: 2})
+	fwd.target = b.Addr
+
+	// Metadata answered on the client listener names the forwarder, on the internal listener the broker.
+	if got := metadataBroker(t, b.Addr); got != fwd.addr() {
+		t.Fatalf("metadata on the client listener names %s, want the advertised %s", got, fwd.addr())
+	}
+	if got := metadataBroker(t, b.InternalAddr); got != b.InternalAddr {
+		t.Fatalf("metadata on the internal listener names %s, want %s", got, b.InternalAddr)
+	}
+
+	const n = 12
+	b.CreateTopic(t, "java-zstd", 3, nil)
+	b.CreateTopic(t, "librdkafka-lz4", 3, nil)
+	b.CreateTopic(t, "java-txn", 1, nil)
+	headers := []string{"--header", "traceparent=" + traceparent, "--header", "baggage=" + baggage}
+	boot := fwd.addr()
+
+	acks := RunJava(t, boot, append([]string{"produce", "--topic", "java-zstd", "--count", fmt.Sprint(n),
+		"--key", "order", "--compression", "zstd", "--idempotence", "true", "--linger-ms", "20", "--batch-size", "4096"},
+		headers...)...)
+	checkAcks(t, "java produce", acks, n, "order")
+	acks = RunPython(t, boot, append([]string{"produce", "--topic", "librdkafka-lz4", "--count", fmt.Sprint(n),
+		"--key", "cart", "--compression", "lz4", "--idempotence", "true", "--linger-ms", "20"}, headers...)...)
+	checkAcks(t, "librdkafka produce", acks, n, "cart")
+	acks = RunJava(t, boot, append([]string{"produce", "--topic", "java-txn", "--count", "5", "--key", "txn",
+		"--compression", "gzip", "--transactional-id", "meshtrace-test-txn"}, headers...)...)
+	checkAcks(t, "java transactional produce", acks, 5, "txn")
+
+	if hw := b.HighWatermarks(t, "java-zstd"); sum(hw) != n {
+		t.Errorf("java-zstd high watermarks %v, want %d records in all", hw, n)
+	}
+	if hw := b.HighWatermarks(t, "java-txn"); hw[0] != 6 {
+		t.Errorf("java-txn high watermark %v, want 6 (5 records and the commit marker)", hw)
+	}
+
+	// Each client consumes the other's records, once with each group protocol.
+	recs := RunPython(t, boot, "consume", "--topic", "java-zstd", "--group", "g-librdkafka-classic", "--count", fmt.Sprint(n))
+	checkConsumed(t, "librdkafka classic consume", recs, n, "order")
+	recs = RunJava(t, boot, "consume", "--topic", "librdkafka-lz4", "--group", "g-java-848", "--count", fmt.Sprint(n),
+		"--group-protocol", "consumer")
+	checkConsumed(t, "java KIP-848 consume", recs, n, "cart")
+	recs = RunJava(t, boot, "consume", "--topic", "java-txn", "--group", "g-java-classic", "--count", "5")
+	checkConsumed(t, "java classic consume (read_committed)", recs, 5, "txn")
+	recs = RunPython(t, boot, "consume", "--topic", "java-txn", "--group", "g-librdkafka-848", "--count", "5",
+		"--group-protocol", "consumer")
+	checkConsumed(t, "librdkafka KIP-848 consume (read_committed)", recs, 5, "txn")
+
+	// The groups committed: a second run of a group finds nothing left and times out.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Librdkafka, boot, "consume", "--topic", "java-zstd", "--group", "g-librdkafka-classic",
+		"--count", "1", "--timeout-ms", "3000")
+	if err == nil || len(res.Records) != 0 {
+		t.Errorf("a committed group consumed again: %d records, err %v", len(res.Records), err)
+	}
+
+	// Every client connection went through the forwarder: the bootstrap and the broker connections the
+	// metadata named, of nine runs.
+	if c := fwd.conns.Load(); c < 9 {
+		t.Errorf("the forwarder saw %d connections, want at least one per run", c)
+	}
+}
+
+// TestToolsMissing checks that a missing install fails naming `make tools`.
+func TestToolsMissing(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		env string
+		fn  func() (string, error)
+	}{
+		{BrokerLibsEnv, BrokerLibs},
+		{ClientLibsEnv, ClientLibs},
+		{PythonPathEnv, PythonPath},
+	} {
+		t.Setenv(tc.env, dir)
+		if _, err := tc.fn(); err == nil || !strings.Contains(err.Error(), "make tools") {
+			t.Errorf("%s=%s: err %v, want one naming `make tools`", tc.env, dir, err)
+		}
+	}
+}
+
+// TestProperties checks the listeners server.properties gets, and that BrokerConfig.Properties win.
+func TestProperties(t *testing.T) {
+	b := &Broker{Addr: "127.0.0.1:1", AdvertisedAddr: "127.0.0.1:9", InternalAddr: "127.0.0.1:2", Dir: "/d",
+		cfg: BrokerConfig{NumPartitions: 4, Properties: map[string]string{"num.io.threads": "3"}}}
+	p := b.properties("127.0.0.1:3")
+	for _, want := range []string{
+		"listeners=CLIENT://127.0.0.1:1,INTERNAL://127.0.0.1:2,CONTROLLER://127.0.0.1:3\n",
+		"advertised.listeners=CLIENT://127.0.0.1:9,INTERNAL://127.0.0.1:2\n",
+		"controller.quorum.voters=1@127.0.0.1:3\n",
+		"inter.broker.listener.name=INTERNAL\n",
+		"num.partitions=4\n",
+		"num.io.threads=3\n",
+		"auto.create.topics.enable=false\n",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("server.properties lacks %q:\n%s", want, p)
+		}
+	}
+}
+
+func checkAcks(t *testing.T, what string, acks []Record, n int, keyPrefix string) {
+	t.Helper()
+	if len(acks) != n {
+		t.Fatalf("%s: %d acks, want %d", what, len(acks), n)
+	}
+	for i, r := range acks {
+		if want := fmt.Sprintf("%s-%d", keyPrefix, i); r.KeyString() != want || r.Offset < 0 {
+			t.Errorf("%s: ack %d = %+v, want key %s and an offset", what, i, r, want)
+		}
+	}
+}
+
+func checkConsumed(t *testing.T, what string, recs []Record, n int, keyPrefix string) {
+	t.Helper()
+	if len(recs) != n {
+		t.Fatalf("%s: %d records, want %d", what, len(recs), n)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		seen[r.KeyString()] = true
+		if tp, _ := r.Header("traceparent"); tp != traceparent {
+			t.Errorf("%s: %s traceparent %q, want %q", what, r.KeyString(), tp, traceparent)
+		}
+		if bg, _ := r.Header("baggage"); bg != baggage {
+			t.Errorf("%s: %s baggage %q, want %q", what, r.KeyString(), bg, baggage)
+		}
+		if r.Value == nil || !strings.HasPrefix(*r.Value, "value-") {
+			t.Errorf("%s: %s value %v", what, r.KeyString(), r.Value)
+		}
+	}
+	for i := range n {
+		if k := fmt.Sprintf("%s-%d", keyPrefix, i); !seen[k] {
+			t.Errorf("%s: key %s not consumed", what, k)
+		}
+	}
+}
+
+func sum(m map[int32]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+// metadataBroker returns the host:port of the broker a metadata request to addr names.
+func metadataBroker(t *testing.T, addr string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// One raw MetadataRequest v12 on the connection: franz-go's client would follow the metadata itself.
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 12
+	body := req.AppendTo(nil)
+	msg := []byte{0, 0, 0, 0}
+	msg = append(msg, 0, byte(req.Key()), 0, byte(req.Version), 0, 0, 0, 7) // api key, version, correlation id
+	msg = append(msg, 0, 4, 't', 'e', 's', 't', 0)                         // client id, empty tagged fields
+	msg = append(msg, body...)
+	n := len(msg) - 4
+	msg[0], msg[1], msg[2], msg[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	resp := make([]byte, int(size[0])<<24|int(size[1])<<16|int(size[2])<<8|int(size[3]))
+	if _, err := io.ReadFull(conn, resp); err != nil {
+		t.Fatal(err)
+	}
+	m := kmsg.NewPtrMetadataResponse()
+	m.Version = 12
+	if err := m.ReadFrom(resp[5:]); err != nil { // correlation id, empty tagged fields
+		t.Fatal(err)
+	}
+	if len(m.Brokers) != 1 {
+		t.Fatalf("metadata from %s names %d brokers", addr, len(m.Brokers))
+	}
+	return net.JoinHostPort(m.Brokers[0].Host, fmt.Sprint(m.Brokers[0].Port))
+}
+
+// forwarder is a TCP proxy on loopback in front of target, counting its connections.
+type forwarder struct {
+	l      net.Listener
+	target string // set before the first connection
+	conns  atomic.Int64
+	wg     sync.WaitGroup
+}
+
+func newForwarder(t *testing.T) *forwarder {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{l: l}
+	var mu sync.Mutex
+	var open []net.Conn
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.conns.Add(1)
+			up, err := net.Dial("tcp", f.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			f.wg.Add(2)
+			go func() { defer f.wg.Done(); _, _ = io.Copy(up, c); up.Close() }()
+			go func() { defer f.wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *forwarder) addr() string { return f.l.Addr().String() }
