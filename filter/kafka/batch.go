@@ -98,6 +98,9 @@ func (t *Topic) countBatch(base int64, attrs int16, count int, header []byte) {
 	if attrs&attrTransactional != 0 {
 		t.Transactional = true
 	}
+	if count == 0 {
+		return // an empty batch (left by compaction) has no record whose age matters
+	}
 	first := int64(binary.BigEndian.Uint64(header[batchOffFirstTimestamp:]))
 	last := int64(binary.BigEndian.Uint64(header[batchOffMaxTimestamp:]))
 	if attrs&attrLogAppendTime != 0 {

@@ -30,6 +30,7 @@ type summary struct {
 	fetchedParents     []string // from Fetch
 	key                string
 	clientIDs          map[string]bool
+	groups             map[string]bool // of Fetch exchanges
 	unanswered         int
 	undecoded          int
 }
@@ -38,12 +39,13 @@ type summary struct {
 func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*summary {
 	t.Helper()
 	cfg.Topics = kafka.NewTopicNames(64)
+	cfg.Groups = kafka.NewGroupNames(16)
 	out := map[string]*summary{}
 	handle := func(ex *kafka.Exchange) {
 		for _, tp := range ex.Topics {
 			s := out[tp.Name]
 			if s == nil {
-				s = &summary{headers: map[string]string{}, clientIDs: map[string]bool{}, codec: "none"}
+				s = &summary{headers: map[string]string{}, clientIDs: map[string]bool{}, groups: map[string]bool{}, codec: "none"}
 				out[tp.Name] = s
 			}
 			s.clientIDs[ex.ClientID] = true
@@ -58,6 +60,7 @@ func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*su
 			}
 			if ex.APIKey == kafka.APIFetch {
 				s.consumed += tp.Records
+				s.groups[ex.Group] = true
 				s.fetchedParents = addContexts(s.fetchedParents, tp.Contexts)
 				continue
 			}
@@ -141,6 +144,9 @@ func check(t *testing.T, sc kafkatest.Scenario, got map[string]*summary) {
 		if s.undecoded != 0 || (s.unanswered != 0) != sc.NoAck {
 			t.Errorf("topic %q: %d undecoded records, %d unanswered produce requests (acks=0: %v)", topic, s.undecoded, s.unanswered, sc.NoAck)
 		}
+		if want.Consumed > 0 && (len(s.groups) != 1 || !s.groups[kafkatest.Group]) {
+			t.Errorf("topic %q: fetch groups %v, want only %q", topic, s.groups, kafkatest.Group)
+		}
 		if len(s.clientIDs) != 1 || !s.clientIDs[kafkatest.ClientID] {
 			t.Errorf("topic %q: client ids %v, want only %q", topic, s.clientIDs, kafkatest.ClientID)
 		}
@@ -222,11 +228,15 @@ func FuzzDecoder(f *testing.F) {
 		if err := c.UnmarshalBinary(data); err != nil || c.Conns() > 8 {
 			c = kafkatest.Capture{Chunks: []kafkatest.Chunk{{FromClient: true, Data: data}, {Data: data}}}
 		}
-		cfg := kafka.Config{Topics: kafka.NewTopicNames(4), MaxFrameBytes: 4096, MaxDecompressedBytes: 1 << 16,
+		cfg := kafka.Config{Topics: kafka.NewTopicNames(4), Groups: kafka.NewGroupNames(2), MaxFrameBytes: 4096, MaxDecompressedBytes: 1 << 16,
 			MaxInFlight: 4, Headers: []string{"x-customer-id"}, RecordKey: true}
 		handle := func(ex *kafka.Exchange) {
+			if len(ex.Group) > kafka.MaxGroupIDLen || (ex.Group != "" && ex.APIKey != kafka.APIFetch) {
+				t.Fatalf("impossible group %q on api key %d", ex.Group, ex.APIKey)
+			}
 			for _, tp := range ex.Topics {
-				if tp.Records < 0 || tp.Undecoded < 0 || tp.Undecoded > tp.Records || len(tp.Contexts) > kafka.DefaultMaxContexts {
+				if tp.Records < 0 || tp.Undecoded < 0 || tp.Undecoded > tp.Records || len(tp.Contexts) > kafka.DefaultMaxContexts ||
+					(tp.Records == 0 && (tp.OldestTimestamp != 0 || tp.NewestTimestamp != 0)) {
 					t.Fatalf("impossible topic summary %+v", tp)
 				}
 			}

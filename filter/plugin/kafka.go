@@ -22,11 +22,20 @@ const (
 	attrKafkaTopicID     = "meshtrace.kafka.topic_id"
 	attrKafkaTruncated   = "meshtrace.kafka.truncated"
 	attrKafkaParseError  = "meshtrace.kafka.parse_error"
+	// attrKafkaTimeInTopic is how long the oldest record of a receive span waited in the topic (the exchange's
+	// end less the oldest batch timestamp, in ms), attrKafkaTimeInTopicMin how long the newest did.
+	attrKafkaTimeInTopic    = "meshtrace.kafka.time_in_topic_ms"
+	attrKafkaTimeInTopicMin = "meshtrace.kafka.time_in_topic_min_ms"
+	attrKafkaTransactional  = "messaging.kafka.transactional"
 )
 
 // topicNames is shared by the connections of this VM: clients learn topic ids from Metadata, often on another
 // connection than the one that produces or fetches.
 var topicNames = kafka.NewTopicNames(4096)
+
+// groupNames is shared by the connections of this VM: a consumer names its group on the coordinator's
+// connection and fetches on the partition leaders' ones, with the same client id on all of them.
+var groupNames = kafka.NewGroupNames(1024)
 
 // kafkaStopped is the metric behind MetricKafkaStopped, defined on first use.
 var kafkaStopped *proxywasm.MetricCounter
@@ -47,6 +56,7 @@ func newKafkaConn(c *tcpContext) *kafkaConn {
 		Headers:   recordHeaderNames(p.Tags),
 		RecordKey: p.Network.Kafka.RecordKey,
 		Topics:    topicNames,
+		Groups:    groupNames,
 	}, k.exchange)
 	return k
 }
@@ -140,6 +150,19 @@ func (k *kafkaConn) topicSpan(ex *kafka.Exchange, t *kafka.Topic) {
 	if ex.ClientID != "" {
 		s.Attrs = append(s.Attrs, span.String("messaging.client.id", clip(ex.ClientID)))
 	}
+	if ex.APIKey == kafka.APIFetch {
+		if ex.Group != "" {
+			s.Attrs = append(s.Attrs, span.String("messaging.consumer.group.name", ex.Group))
+		}
+		if t.OldestTimestamp > 0 {
+			s.Attrs = append(s.Attrs, span.Int(attrKafkaTimeInTopic, ageMillis(ex.EndNanos, t.OldestTimestamp)))
+		}
+		if t.NewestTimestamp > 0 {
+			s.Attrs = append(s.Attrs, span.Int(attrKafkaTimeInTopicMin, ageMillis(ex.EndNanos, t.NewestTimestamp)))
+		}
+	} else if t.Transactional {
+		s.Attrs = append(s.Attrs, span.Bool(attrKafkaTransactional, true))
+	}
 	if t.Records == 1 && (ex.APIKey == kafka.APIFetch || ex.Answered) {
 		s.Attrs = append(s.Attrs, span.Int("messaging.kafka.offset", t.FirstOffset))
 	}
@@ -168,6 +191,16 @@ func (k *kafkaConn) topicSpan(ex *kafka.Exchange, t *kafka.Topic) {
 		s.Status, s.StatusMessage = span.StatusError, "no response"
 	}
 	r.submit(s)
+}
+
+// ageMillis returns the milliseconds from a record timestamp (Unix ms) to now (Unix ns), 0 if the timestamp
+// is later (clock skew between the producer or broker and this host).
+func ageMillis(nowNanos uint64, timestampMillis int64) int64 {
+	now := int64(nowNanos / 1e6)
+	if now <= timestampMillis {
+		return 0
+	}
+	return now - timestampMillis
 }
 
 // placeInTrace makes the first record's trace context the span's parent (a new trace without one). Fetch

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/meshtrace/meshtrace/filter/kafka/kafkatest"
@@ -110,6 +111,19 @@ func checkKafkaSpans(t *testing.T, sc kafkatest.Scenario, spans []*tracepb.Span,
 		}
 		if want.Key != "" && a["messaging.kafka.message.key"] != want.Key {
 			t.Errorf("%s: message key %q, want %q", s.Name, a["messaging.kafka.message.key"], want.Key)
+		}
+		if op == "receive" {
+			// the group the client named to its coordinator, on another connection than its fetches
+			if a["messaging.consumer.group.name"] != kafkatest.Group {
+				t.Errorf("%s: consumer group %q, want %q", s.Name, a["messaging.consumer.group.name"], kafkatest.Group)
+			}
+			oldest, err1 := strconv.Atoi(a["meshtrace.kafka.time_in_topic_ms"])
+			newest, err2 := strconv.Atoi(a["meshtrace.kafka.time_in_topic_min_ms"])
+			if err1 != nil || err2 != nil || newest < 0 || oldest < newest {
+				t.Errorf("%s: time in topic %q, min %q", s.Name, a["meshtrace.kafka.time_in_topic_ms"], a["meshtrace.kafka.time_in_topic_min_ms"])
+			}
+		} else if _, ok := a["messaging.consumer.group.name"]; ok {
+			t.Errorf("%s: consumer group on a send span", s.Name)
 		}
 		if s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 			t.Errorf("%s: error status %v", s.Name, s.Status)
@@ -228,6 +242,98 @@ func TestKafkaMemoryFlat(t *testing.T) {
 		checkMemoryFlat(t, warmMem, e.h.MemoryBytes(), "replay", warm, rounds)
 		if n := e.h.LiveContexts(); n != 1 {
 			t.Errorf("%d live contexts, want 1 (the root)", n)
+		}
+	})
+}
+
+// TestKafkaBatchHeaderSpans runs kmsg-encoded traffic through the compiled filter: a JoinGroup on a
+// coordinator connection names the group of the same client id's fetches on another; the receive spans carry
+// the time their records waited in the topic (clamped at 0 for timestamps ahead of the host clock); commit
+// markers are not counted; legacy (magic v0/v1) messages count as undecoded; SASL frames before a
+// transactional Produce do not stop decoding, and the send span says transactional.
+func TestKafkaBatchHeaderSpans(t *testing.T) {
+	forEachBuild(t, func(t *testing.T, m *wasmhost.Module) {
+		e := setup(t, m, networkPolicy, networkHost(2))
+		now := e.clock.now.UnixMilli()
+		var c kafkatest.Capture
+		add := func(conn int, req, resp []byte) {
+			c.Chunks = append(c.Chunks, kafkatest.Chunk{Conn: conn, FromClient: true, Data: req})
+			if resp != nil {
+				c.Chunks = append(c.Chunks, kafkatest.Chunk{Conn: conn, Data: resp})
+			}
+		}
+		var req, resp []byte
+		join := kmsg.NewPtrJoinGroupRequest()
+		join.Version, join.Group, join.ProtocolType = 9, kafkatest.Group, "consumer"
+		add(0, kafkatest.Request(join, 1, kafkatest.ClientID), nil)
+
+		records := append(
+			kafkatest.Batch{BaseOffset: 20, Records: 2, Attributes: 0x10, ProducerID: 4, FirstTimestamp: now - 5000, MaxTimestamp: now - 4000}.Encode(),
+			kafkatest.Batch{BaseOffset: 22, Records: 1, Attributes: 0x30, ProducerID: 4, FirstTimestamp: now - 100, MaxTimestamp: now - 100}.Encode()...)
+		records = append(records, kafkatest.Batch{BaseOffset: 23, Records: 1, FirstTimestamp: now - 1200, MaxTimestamp: now - 1200}.Encode()...)
+		req, resp = kafkatest.Fetch(12, 1, kafkatest.ClientID, "orders", records)
+		add(1, req, resp)
+		req, resp = kafkatest.Fetch(12, 2, "other-client", "events", kafkatest.Batch{Records: 1, FirstTimestamp: now + 10000, MaxTimestamp: now + 10000}.Encode())
+		add(1, req, resp)
+		legacy := append(kafkatest.LegacyMessage(0, 7), kafkatest.LegacyMessage(1, 8)...)
+		req, resp = kafkatest.Fetch(4, 1, kafkatest.ClientID, "payments", legacy)
+		add(2, req, resp)
+
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 1, "SCRAM-SHA-512"
+		hsr := hs.ResponseKind().(*kmsg.SASLHandshakeResponse)
+		hsr.SupportedMechanisms = []string{"SCRAM-SHA-512"}
+		add(3, kafkatest.Request(hs, 0, kafkatest.ClientID), kafkatest.Response(hsr, 0))
+		for i, tok := range []string{"n,,n=checkout,r=abc", "c=biws,r=abcdef,p=proof"} {
+			auth := kmsg.NewPtrSASLAuthenticateRequest()
+			auth.Version, auth.SASLAuthBytes = 2, []byte(tok)
+			authr := auth.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+			authr.SASLAuthBytes = []byte("r=abcdef,s=salt,i=4096")
+			add(3, kafkatest.Request(auth, int32(1+i), kafkatest.ClientID), kafkatest.Response(authr, int32(1+i)))
+		}
+		req, resp = kafkatest.Produce(9, 3, kafkatest.ClientID, "orders", kafkatest.Batch{Records: 2, Attributes: 0x10, ProducerID: 4, ProducerEpoch: 1}.Encode())
+		add(3, req, resp)
+
+		spans := e.replayKafka(&c)
+		if n := e.metric("meshtrace_kafka_parse_stopped_total"); n != 0 {
+			t.Errorf("decoder stopped on %d connections", n)
+		}
+		want := map[string]map[string]string{
+			"receive orders": {"messaging.batch.message_count": "3", "messaging.consumer.group.name": kafkatest.Group,
+				"meshtrace.kafka.time_in_topic_ms": "5000", "meshtrace.kafka.time_in_topic_min_ms": "1200"},
+			"receive events": {"messaging.batch.message_count": "1", "messaging.consumer.group.name": "",
+				"meshtrace.kafka.time_in_topic_ms": "0", "meshtrace.kafka.time_in_topic_min_ms": "0", "messaging.client.id": "other-client"},
+			"receive payments": {"messaging.batch.message_count": "2", "meshtrace.kafka.undecoded_records": "2",
+				"messaging.consumer.group.name": kafkatest.Group, "meshtrace.kafka.time_in_topic_ms": ""},
+			"send orders": {"messaging.batch.message_count": "2", "messaging.kafka.transactional": "true",
+				"messaging.consumer.group.name": ""},
+		}
+		tcp := 0
+		for _, s := range spans {
+			if strings.HasPrefix(s.Name, "tcp ") {
+				tcp++
+				continue
+			}
+			w, ok := want[s.Name]
+			if !ok {
+				t.Errorf("unexpected span %q", s.Name)
+				continue
+			}
+			delete(want, s.Name)
+			a := attrs(s.Attributes)
+			for k, v := range w {
+				if a[k] != v {
+					t.Errorf("%s: %s = %q, want %q", s.Name, k, a[k], v)
+				}
+			}
+			if s.Name == "receive orders" {
+				if _, ok := a["messaging.kafka.transactional"]; ok {
+					t.Errorf("%s: transactional on a receive span", s.Name)
+				}
+			}
+		}
+		if len(want) != 0 || tcp != 4 {
+			t.Errorf("missing spans %v; %d TCP spans, want 4", want, tcp)
 		}
 	})
 }
