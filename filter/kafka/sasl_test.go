@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"errors"
 	"strconv"
 	"testing"
 
@@ -130,5 +131,23 @@ func TestLegacyCutByFrameLimit(t *testing.T) {
 	d.Responses(resp, 2)
 	if d.Err() != nil || got.Records == 0 || got.Records >= 50 || got.Undecoded != got.Records {
 		t.Fatalf("got %d records, %d undecoded, error %v; want a few, all undecoded", got.Records, got.Undecoded, d.Err())
+	}
+}
+
+// TestSASLHandshakeV0 checks the limit docs/network-filter.md states: after SaslHandshake v0 the client sends
+// raw SASL tokens, which are not Kafka frames, and decoding stops.
+func TestSASLHandshakeV0(t *testing.T) {
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 0, "PLAIN"
+	token := []byte("\x00checkout\x00s3cret")
+	raw := append([]byte{0, 0, 0, byte(len(token))}, token...)
+	d := kafka.NewDecoder(kafka.Config{}, func(*kafka.Exchange) {})
+	d.Requests(kafkatest.Request(hs, 0, kafkatest.ClientID), 1)
+	if d.Err() != nil {
+		t.Fatalf("stopped on the handshake: %v", d.Err())
+	}
+	d.Requests(raw, 2)
+	if !errors.Is(d.Err(), kafka.ErrNotKafka) {
+		t.Fatalf("Err() = %v after a raw SASL token, want ErrNotKafka", d.Err())
 	}
 }
