@@ -188,7 +188,7 @@ func metadataBroker(t *testing.T, addr string) string {
 	body := req.AppendTo(nil)
 	msg := []byte{0, 0, 0, 0}
 	msg = append(msg, 0, byte(req.Key()), 0, byte(req.Version), 0, 0, 0, 7) // api key, version, correlation id
-	msg = append(msg, 0, 4, 't', 'e', 's', 't', 0)                         // client id, empty tagged fields
+	msg = append(msg, 0, 4, 't', 'e', 's', 't', 0)                          // client id, empty tagged fields
 	msg = append(msg, body...)
 	n := len(msg) - 4
 	msg[0], msg[1], msg[2], msg[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
