@@ -45,6 +45,7 @@ var DefaultRangeAttributes = []string{
 	"http.response.status_code", "http.status_code", "rpc.grpc.status_code",
 	"http.request.body.size", "http.response.body.size",
 	"messaging.kafka.offset", "messaging.kafka.message.offset", "messaging.batch.message_count",
+	"meshtrace.kafka.time_in_topic_ms", "meshtrace.kafka.time_in_topic_min_ms",
 }
 
 // spanSchema derives the span index settings from the query language's field table: time, duration and
