@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -182,6 +183,19 @@ func (p *Process) ListenerAddr(ctx context.Context, name string) (string, error)
 	if code != http.StatusOK {
 		return "", fmt.Errorf("envoy: /listeners: status %d", code)
 	}
+	addrs, err := ParseListeners(body)
+	if err != nil {
+		return "", err
+	}
+	if a, ok := addrs[name]; ok {
+		return a, nil
+	}
+	return "", fmt.Errorf("envoy: no listener %q", name)
+}
+
+// ParseListeners reads the answer of Envoy's admin /listeners?format=json: the bound host:port of each
+// listener, by name.
+func ParseListeners(body []byte) (map[string]string, error) {
 	var resp struct {
 		ListenerStatuses []struct {
 			Name         string `json:"name"`
@@ -194,15 +208,14 @@ func (p *Process) ListenerAddr(ctx context.Context, name string) (string, error)
 		} `json:"listener_statuses"`
 	}
 	if err := json.Unmarshal(body, &resp); err != nil {
-		return "", fmt.Errorf("envoy: /listeners: %w", err)
+		return nil, fmt.Errorf("envoy: /listeners: %w", err)
 	}
+	out := make(map[string]string, len(resp.ListenerStatuses))
 	for _, l := range resp.ListenerStatuses {
-		if l.Name == name {
-			sa := l.LocalAddress.SocketAddress
-			return fmt.Sprintf("%s:%d", sa.Address, sa.PortValue), nil
-		}
+		sa := l.LocalAddress.SocketAddress
+		out[l.Name] = net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue))
 	}
-	return "", fmt.Errorf("envoy: no listener %q", name)
+	return out, nil
 }
 
 // Stats returns the counters and gauges whose names match the regular expression filter (Envoy's /stats

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/meshtrace/meshtrace/indexer/receiver"
 	"github.com/meshtrace/meshtrace/indexer/store/embedded"
 	"github.com/meshtrace/meshtrace/indexer/wal"
+	"github.com/meshtrace/meshtrace/testenv/indexerproc"
 )
 
 // indexer is the meshtrace indexer with its default embedded store, run in the test process: the OTLP/HTTP
@@ -113,4 +115,28 @@ func (ix *indexer) trace(t *testing.T, id string) api.TraceResponse {
 	var r api.TraceResponse
 	ix.get(t, "/api/v1/traces/"+id, &r)
 	return r
+}
+
+// startIndexerProcess runs a real `indexer serve` with an embedded store under dir and the given flags, stops it
+// when the test ends (printing its log's tail if the test failed), and returns it with its OTLP/HTTP URL.
+func startIndexerProcess(t *testing.T, dir string, flags ...string) (*indexerproc.Process, *url.URL) {
+	t.Helper()
+	ix, err := indexerproc.Start(context.Background(), indexerproc.Build(t), dir,
+		append([]string{"--data-dir", filepath.Join(dir, "data"), "--batch-timeout", "20ms"}, flags...), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- indexer.log (tail) ---\n%s", indexerproc.Tail(ix.LogPath, 20))
+		}
+		if err := ix.Stop(10 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	otlp, err := url.Parse(ix.OTLPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix, otlp
 }

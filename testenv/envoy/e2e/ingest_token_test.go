@@ -53,23 +53,7 @@ func TestIngestToken(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte(token+" team-a\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ix, err := indexerproc.Start(context.Background(), indexerproc.Build(t), dir,
-		[]string{"--data-dir", filepath.Join(dir, "data"), "--batch-timeout", "20ms", "--ingest-tokens-file", tokens}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- indexer.log (tail) ---\n%s", indexerproc.Tail(ix.LogPath, 20))
-		}
-		if err := ix.Stop(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	otlp, err := url.Parse(ix.OTLPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, otlp := startIndexerProcess(t, dir, "--ingest-tokens-file", tokens)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	t.Cleanup(app.Close)
 

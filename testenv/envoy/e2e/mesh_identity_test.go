@@ -123,23 +123,7 @@ func TestMeshIdentityTenant(t *testing.T) {
 	dir := t.TempDir()
 	pki := newMeshPKI(t, dir)
 
-	ix, err := indexerproc.Start(context.Background(), indexerproc.Build(t), dir,
-		[]string{"--data-dir", filepath.Join(dir, "data"), "--batch-timeout", "20ms", "--ingest-tenant-from-mesh"}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- indexer.log (tail) ---\n%s", indexerproc.Tail(ix.LogPath, 20))
-		}
-		if err := ix.Stop(10 * time.Second); err != nil {
-			t.Error(err)
-		}
-	})
-	otlp, err := url.Parse(ix.OTLPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, otlp := startIndexerProcess(t, dir, "--ingest-tenant-from-mesh")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -493,28 +477,17 @@ func startSidecar(ctx context.Context, t *testing.T, bin, dir string, pki *meshP
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var ls struct {
-		ListenerStatuses []struct {
-			Name         string `json:"name"`
-			LocalAddress struct {
-				SocketAddress struct {
-					Address   string `json:"address"`
-					PortValue int    `json:"port_value"`
-				} `json:"socket_address"`
-			} `json:"local_address"`
-		} `json:"listener_statuses"`
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		sc.listeners, err = envoy.ParseListeners(body)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&ls); err != nil {
+	if err != nil {
 		t.Fatalf("sidecar envoy: /listeners: %v", err)
-	}
-	for _, l := range ls.ListenerStatuses {
-		sa := l.LocalAddress.SocketAddress
-		sc.listeners[l.Name] = net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue))
 	}
 	sc.admin = admin
 	for _, m := range xfccModes {
 		if sc.listeners[m.mode] == "" {
-			t.Fatalf("sidecar envoy: no listener %s in /listeners: %+v", m.mode, ls)
+			t.Fatalf("sidecar envoy: no listener %s in /listeners: %s", m.mode, body)
 		}
 	}
 	return sc
