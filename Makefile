@@ -27,6 +27,9 @@ export MESHTRACE_FILTER_WASM    := $(BUILD)/filter.wasm
 export MESHTRACE_FILTER_GO_WASM := $(BUILD)/filter-go.wasm
 export MESHTRACE_ENVOY          := $(ENVOY)
 export MESHTRACE_MEILI_BIN      := $(MEILI_EXE)
+export MESHTRACE_KAFKA_LIBS        := $(TOOLS)/kafka-$(KAFKA_VERSION)/libs
+export MESHTRACE_KAFKA_CLIENT_LIBS := $(TOOLS)/kafka-clients-$(KAFKA_VERSION)/libs
+export MESHTRACE_CONFLUENT_KAFKA   := $(TOOLS)/confluent-kafka-$(CONFLUENT_KAFKA_VERSION)
 
 .PHONY: all tools kafka filter indexer wasmplugin test bench bench-envoy bench-ingest bench-engines demo fuzz lint test-meili meilisearch clean deploy-render
 

@@ -44,8 +44,14 @@ maven_part() {
 	log "mvn dependency:copy-dependencies ($name $kafka_version) -> $dir/libs"
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$tools/m2" -f "$pom" \
-		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
+	local mvnlog=$tools/m2/$name.log
+	mkdir -p "$tools/m2"
+	if ! mvn -B -Dstyle.color=never -Dmaven.repo.local="$tools/m2" -f "$pom" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs" >"$mvnlog" 2>&1; then
+		tail -n 40 "$mvnlog" >&2
+		echo "install-kafka: mvn failed (log: $mvnlog)" >&2
+		exit 1
+	fi
 	if ! ls "$dir/libs/$name-$kafka_version.jar" >/dev/null 2>&1; then
 		echo "install-kafka: $dir/libs/$name-$kafka_version.jar missing after mvn" >&2
 		exit 1

@@ -7,6 +7,18 @@
 // line (compression, idempotence, transactions, record headers, classic or KIP-848 consumer groups) and
 // return the records they acknowledged or received.
 //
+// A proxy in front of the broker, e.g. Envoy's tcp_proxy with the network filter:
+//
+//	port, _ := kafka.FreePort()                 // the proxy's listener, known before the broker starts
+//	proxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+//	b := kafka.StartBroker(t, kafka.BrokerConfig{AdvertisedAddr: proxy, NumPartitions: 3})
+//	// start the proxy on proxy, forwarding to b.Addr
+//	b.CreateTopic(t, "orders", 3, nil)          // helpers use b.InternalAddr: no proxy needed
+//	acks := kafka.RunJava(t, proxy, "produce", "--topic", "orders", "--count", "10", "--key", "order",
+//		"--header", "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "--compression", "zstd")
+//	recs := kafka.RunPython(t, proxy, "consume", "--topic", "orders", "--group", "g", "--count", "10",
+//		"--group-protocol", "consumer")
+//
 // Everything runs from what `make tools` installs, pinned, under .tools (scripts/install-kafka.sh): the broker
 // jars, the kafka-clients jars and the confluent-kafka wheel. A test that needs them and cannot find them
 // fails, naming `make tools`; it is never skipped.
