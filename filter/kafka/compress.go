@@ -58,14 +58,10 @@ func (d *Decoder) inflate(codec Codec, src []byte, limit int) ([]byte, error) {
 		out, err = unlz4(d.scratch[:0], src, limit)
 	case CodecZstd:
 		if c.zstd == nil {
-			c.zstd, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-				zstd.WithDecoderMaxMemory(uint64(limit)))
+			c.zstd, err = newZstd()
 		}
 		if err == nil {
-			out, err = c.zstd.DecodeAll(src, d.scratch[:0])
-			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-				err = errLimit
-			}
+			out, err = unzstd(c.zstd, d.scratch[:0], src, limit)
 		}
 	default:
 		return nil, errors.New("kafka: unknown compression codec")
@@ -74,6 +70,40 @@ func (d *Decoder) inflate(codec Codec, src []byte, limit int) ([]byte, error) {
 		d.scratch = out[:0]
 	}
 	return out, err
+}
+
+// zstdMaxWindow is the largest window a zstd frame may declare: zstd's own default limit for decoders
+// (window log 27), which covers every level Kafka producers may set (up to 22). It costs no memory here:
+// DecodeAll uses its output as the window, and the output is bounded by the limit.
+const zstdMaxWindow = 1 << 27
+
+// newZstd makes the zstd decoder of one connection: single-threaded, decoding only into a buffer whose
+// capacity bounds the output.
+func newZstd() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow),
+		zstd.WithDecodeAllCapLimit(true))
+}
+
+// unzstd decodes src into dst, at most limit bytes. The window a frame declares (librdkafka's and the Java
+// client's are often larger than the limit) is allowed up to zstdMaxWindow; the output is what is bounded,
+// by the capacity DecodeAll may fill, so dst starts at a guess from the input and grows by doubling up to
+// limit, decoding again each time it was too small.
+func unzstd(dec *zstd.Decoder, dst, src []byte, limit int) ([]byte, error) {
+	size := min(max(cap(dst), 16*len(src), 64<<10), limit)
+	for {
+		if cap(dst) < size {
+			dst = make([]byte, 0, size)
+		}
+		out, err := dec.DecodeAll(src, dst[:0:size])
+		if !errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+			return out, err
+		}
+		if size >= limit {
+			return out, errLimit
+		}
+		size = min(2*size, limit)
+	}
 }
 
 // readLimited appends r's output to dst, stopping at limit bytes.
