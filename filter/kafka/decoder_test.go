@@ -5,11 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -33,6 +30,7 @@ type summary struct {
 	groups             map[string]bool // of Fetch exchanges
 	unanswered         int
 	undecoded          int
+	transactional      bool
 }
 
 // replay feeds a capture into one decoder per connection, sharing topic names, and totals the exchanges.
@@ -50,6 +48,7 @@ func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*su
 			}
 			s.clientIDs[ex.ClientID] = true
 			s.undecoded += tp.Undecoded
+			s.transactional = s.transactional || tp.Transactional
 			if tp.Compression != kafka.CodecNone {
 				s.codec = tp.Compression.String()
 			}
@@ -132,11 +131,14 @@ func check(t *testing.T, sc kafkatest.Scenario, got map[string]*summary) {
 				t.Errorf("topic %q: header %q = %q, want %q", topic, k, s.headers[k], v)
 			}
 		}
-		if !slices.Equal(s.traceParents, want.TraceParents) {
+		if want.Records > 0 && !slices.Equal(s.traceParents, want.TraceParents) {
 			t.Errorf("topic %q: produced trace contexts %q, want %q", topic, s.traceParents, want.TraceParents)
 		}
 		if want.Consumed > 0 && !slices.Equal(s.fetchedParents, want.TraceParents) {
 			t.Errorf("topic %q: fetched trace contexts %q, want %q", topic, s.fetchedParents, want.TraceParents)
+		}
+		if s.transactional != want.Transactional {
+			t.Errorf("topic %q: transactional %v, want %v", topic, s.transactional, want.Transactional)
 		}
 		if s.key != want.Key {
 			t.Errorf("topic %q: key %q, want %q", topic, s.key, want.Key)
@@ -144,11 +146,11 @@ func check(t *testing.T, sc kafkatest.Scenario, got map[string]*summary) {
 		if s.undecoded != 0 || (s.unanswered != 0) != sc.NoAck {
 			t.Errorf("topic %q: %d undecoded records, %d unanswered produce requests (acks=0: %v)", topic, s.undecoded, s.unanswered, sc.NoAck)
 		}
-		if want.Consumed > 0 && (len(s.groups) != 1 || !s.groups[kafkatest.Group]) {
-			t.Errorf("topic %q: fetch groups %v, want only %q", topic, s.groups, kafkatest.Group)
+		if want.Consumed > 0 && (len(s.groups) != 1 || !s.groups[sc.WantGroup()]) {
+			t.Errorf("topic %q: fetch groups %v, want only %q", topic, s.groups, sc.WantGroup())
 		}
-		if len(s.clientIDs) != 1 || !s.clientIDs[kafkatest.ClientID] {
-			t.Errorf("topic %q: client ids %v, want only %q", topic, s.clientIDs, kafkatest.ClientID)
+		if ids := keys(s.clientIDs); !slices.Equal(ids, sc.WantClientIDs()) {
+			t.Errorf("topic %q: client ids %v, want %v", topic, ids, sc.WantClientIDs())
 		}
 	}
 	for topic := range got {
@@ -183,8 +185,34 @@ func TestLiveTraffic(t *testing.T) {
 			check(t, sc, replay(t, c.Split(7), testConfig))
 			check(t, sc, replay(t, c.Merged(), testConfig))
 			if *update {
-				writeCapture(t, sc.Name, c)
+				if err := kafkatest.Save(sc.Name, c, nil); err != nil {
+					t.Fatal(err)
+				}
 			}
+		})
+	}
+}
+
+// TestRecordedClients replays the committed captures of the Java client and librdkafka against a real broker
+// (recorded by testenv/kafka's TestRecordClients) and checks them against what the clients reported, whole
+// and cut the ways a proxy may deliver them.
+func TestRecordedClients(t *testing.T) {
+	scs, err := kafkatest.LoadRecorded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scs) == 0 {
+		t.Fatal("no recorded client captures (record with `go test ./testenv/kafka -run TestRecordClients -update`)")
+	}
+	for _, sc := range scs {
+		t.Run(sc.Name, func(t *testing.T) {
+			c, err := kafkatest.Load(sc.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, sc, replay(t, c, testConfig))
+			check(t, sc, replay(t, c.Split(5), testConfig))
+			check(t, sc, replay(t, c.Merged(), testConfig))
 		})
 	}
 }
@@ -199,24 +227,6 @@ func TestCapturedFixtures(t *testing.T) {
 			}
 			check(t, sc, replay(t, c, testConfig))
 		})
-	}
-}
-
-func writeCapture(t *testing.T, name string, c *kafkatest.Capture) {
-	b, err := c.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kafkatest.Path(name), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	seed := "go test fuzz v1\n[]byte(" + strconv.Quote(string(b)) + ")\n"
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecoder")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(seed), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

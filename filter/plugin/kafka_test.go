@@ -42,10 +42,15 @@ func (e *env) replayKafka(c *kafkatest.Capture) []*tracepb.Span {
 	return e.spans()
 }
 
-// TestKafkaSpans runs the recorded kgo/kfake traffic through the compiled filter and checks the exported
-// send and receive spans against what each scenario produced and consumed.
+// TestKafkaSpans runs the recorded traffic (kgo against kfake, and the Java client and librdkafka against
+// Apache Kafka) through the compiled filter and checks the exported send and receive spans against what each
+// scenario produced and consumed.
 func TestKafkaSpans(t *testing.T) {
-	for _, sc := range kafkatest.Scenarios() {
+	recorded, err := kafkatest.LoadRecorded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range append(kafkatest.Scenarios(), recorded...) {
 		t.Run(sc.Name, func(t *testing.T) {
 			c, err := kafkatest.Load(sc.Name)
 			if err != nil {
@@ -96,7 +101,7 @@ func checkKafkaSpans(t *testing.T, sc kafkatest.Scenario, spans []*tracepb.Span,
 		}
 		for k, v := range map[string]string{
 			"messaging.system": "kafka", "messaging.operation.type": op, "messaging.destination.name": topic,
-			"messaging.client.id": kafkatest.ClientID, "server.address": "kafka.data.svc.cluster.local",
+			"messaging.client.id": sc.WantClientIDs()[0], "server.address": "kafka.data.svc.cluster.local",
 			"server.port": "9092", "peer.service": "kafka", "network.peer.address": "10.0.5.1",
 		} {
 			if a[k] != v {
@@ -114,8 +119,8 @@ func checkKafkaSpans(t *testing.T, sc kafkatest.Scenario, spans []*tracepb.Span,
 		}
 		if op == "receive" {
 			// the group the client named to its coordinator, on another connection than its fetches
-			if a["messaging.consumer.group.name"] != kafkatest.Group {
-				t.Errorf("%s: consumer group %q, want %q", s.Name, a["messaging.consumer.group.name"], kafkatest.Group)
+			if a["messaging.consumer.group.name"] != sc.WantGroup() {
+				t.Errorf("%s: consumer group %q, want %q", s.Name, a["messaging.consumer.group.name"], sc.WantGroup())
 			}
 			oldest, err1 := strconv.Atoi(a["meshtrace.kafka.time_in_topic_ms"])
 			newest, err2 := strconv.Atoi(a["meshtrace.kafka.time_in_topic_min_ms"])

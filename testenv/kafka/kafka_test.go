@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,13 +21,13 @@ const (
 // produces with the Java client and librdkafka through the forwarder (a codec each, idempotent, transactional),
 // and consumes with classic and KIP-848 groups, checking counts, keys and the traceparent and baggage headers.
 func TestClients(t *testing.T) {
-	fwd := newForwarder(t)
-	b := StartBroker(t, BrokerConfig{AdvertisedAddr: fwd.addr(), NumPartitions: 2})
-	fwd.target = b.Addr
+	fwd := NewForwarder(t)
+	b := StartBroker(t, BrokerConfig{AdvertisedAddr: fwd.Addr(), NumPartitions: 2})
+	fwd.SetTarget(b.Addr)
 
 	// Metadata answered on the client listener names the forwarder, on the internal listener the broker.
-	if got := metadataBroker(t, b.Addr); got != fwd.addr() {
-		t.Fatalf("metadata on the client listener names %s, want the advertised %s", got, fwd.addr())
+	if got := metadataBroker(t, b.Addr); got != fwd.Addr() {
+		t.Fatalf("metadata on the client listener names %s, want the advertised %s", got, fwd.Addr())
 	}
 	if got := metadataBroker(t, b.InternalAddr); got != b.InternalAddr {
 		t.Fatalf("metadata on the internal listener names %s, want %s", got, b.InternalAddr)
@@ -40,7 +38,7 @@ func TestClients(t *testing.T) {
 	b.CreateTopic(t, "librdkafka-lz4", 3, nil)
 	b.CreateTopic(t, "java-txn", 1, nil)
 	headers := []string{"--header", "traceparent=" + traceparent, "--header", "baggage=" + baggage}
-	boot := fwd.addr()
+	boot := fwd.Addr()
 
 	acks := RunJava(t, boot, append([]string{"produce", "--topic", "java-zstd", "--count", fmt.Sprint(n),
 		"--key", "order", "--compression", "zstd", "--idempotence", "true", "--linger-ms", "20", "--batch-size", "4096"},
@@ -83,7 +81,7 @@ func TestClients(t *testing.T) {
 
 	// Every client connection went through the forwarder: the bootstrap and the broker connections the
 	// metadata named, of nine runs.
-	if c := fwd.conns.Load(); c < 9 {
+	if c := fwd.Conns(); c < 9 {
 		t.Errorf("the forwarder saw %d connections, want at least one per run", c)
 	}
 }
@@ -214,55 +212,3 @@ func metadataBroker(t *testing.T, addr string) string {
 	}
 	return net.JoinHostPort(m.Brokers[0].Host, fmt.Sprint(m.Brokers[0].Port))
 }
-
-// forwarder is a TCP proxy on loopback in front of target, counting its connections.
-type forwarder struct {
-	l      net.Listener
-	target string // set before the first connection
-	conns  atomic.Int64
-	wg     sync.WaitGroup
-}
-
-func newForwarder(t *testing.T) *forwarder {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &forwarder{l: l}
-	var mu sync.Mutex
-	var open []net.Conn
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f.conns.Add(1)
-			up, err := net.Dial("tcp", f.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, c, up)
-			mu.Unlock()
-			f.wg.Add(2)
-			go func() { defer f.wg.Done(); _, _ = io.Copy(up, c); up.Close() }()
-			go func() { defer f.wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		f.wg.Wait()
-	})
-	return f
-}
-
-func (f *forwarder) addr() string { return f.l.Addr().String() }

@@ -5,11 +5,14 @@ package kafkatest
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 )
 
 // Chunk is the bytes of one read or write on one connection.
@@ -97,6 +100,56 @@ func Load(name string) (*Capture, error) {
 	}
 	c := &Capture{}
 	return c, c.UnmarshalBinary(b)
+}
+
+// Save writes a capture where Load finds it and, as a seed, into the decoder's fuzz corpus
+// (testdata/fuzz/FuzzDecoder/<name>); sc, when it has topics, is written beside the capture as <name>.json
+// for LoadRecorded.
+func Save(name string, c *Capture, sc *Scenario) error {
+	b, err := c.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(Path(name), b, 0o644); err != nil {
+		return err
+	}
+	if sc != nil {
+		js, err := json.MarshalIndent(sc, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(strings.TrimSuffix(Path(name), ".bin")+".json", append(js, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	seeds := filepath.Join(dir(), "testdata", "fuzz", "FuzzDecoder")
+	if err := os.MkdirAll(seeds, 0o755); err != nil {
+		return err
+	}
+	seed := "go test fuzz v1\n[]byte(" + strconv.Quote(string(b)) + ")\n"
+	return os.WriteFile(filepath.Join(seeds, name), []byte(seed), 0o644)
+}
+
+// LoadRecorded returns the scenarios stored with Save, in name order: the traffic of real clients against a
+// real broker, with what the clients reported.
+func LoadRecorded() ([]Scenario, error) {
+	files, err := filepath.Glob(filepath.Join(dir(), "testdata", "captures", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Scenario
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var sc Scenario
+		if err := json.Unmarshal(b, &sc); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, sc)
+	}
+	return out, nil
 }
 
 // dir returns the kafka package folder, which holds testdata.

@@ -33,15 +33,39 @@ type TopicExpect struct {
 	// TraceParents are the distinct traceparent header values, in production order.
 	TraceParents []string
 	Key          string // key of the only record, when Records == 1
+	// Transactional reports that the records were written by a transactional producer.
+	Transactional bool `json:",omitempty"`
 }
 
-// Scenario is a piece of client traffic to record.
+// Scenario is a piece of client traffic to record. The scenarios of Scenarios are kgo against kfake; those a
+// real client recorded against a real broker (testenv/kafka) are stored as JSON beside their capture (Save,
+// LoadRecorded), with what the clients reported as the expectation.
 type Scenario struct {
 	Name     string
-	Versions *kversion.Versions // caps the protocol versions the client uses; nil = the newest both support
-	Codec    kgo.CompressionCodec
-	NoAck    bool // produce with acks=0: the broker sends no Produce responses
+	Versions *kversion.Versions   `json:"-"` // caps the protocol versions kgo uses; nil = the newest both support
+	Codec    kgo.CompressionCodec `json:"-"`
+	NoAck    bool                 // produce with acks=0: the broker sends no Produce responses
 	Topics   map[string]*TopicExpect
+	// ClientIDs are the client ids of the exchanges; empty means ClientID.
+	ClientIDs []string `json:",omitempty"`
+	// Group is the consumer group of the Fetch exchanges; empty means Group.
+	Group string `json:",omitempty"`
+}
+
+// WantClientIDs returns the client ids the scenario's exchanges carry.
+func (sc Scenario) WantClientIDs() []string {
+	if len(sc.ClientIDs) == 0 {
+		return []string{ClientID}
+	}
+	return sc.ClientIDs
+}
+
+// WantGroup returns the consumer group of the scenario's Fetch exchanges.
+func (sc Scenario) WantGroup() string {
+	if sc.Group == "" {
+		return Group
+	}
+	return sc.Group
 }
 
 // TraceParent returns the traceparent of record i of a scenario: one trace, one parent span per record.
