@@ -78,19 +78,7 @@ func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*su
 			}
 		}
 	}
-	decoders := make([]*kafka.Decoder, c.Conns())
-	for i := range decoders {
-		decoders[i] = kafka.NewDecoder(cfg, handle)
-	}
-	for i, ch := range c.Chunks {
-		if ch.FromClient {
-			decoders[ch.Conn].Requests(ch.Data, uint64(i))
-		} else {
-			decoders[ch.Conn].Responses(ch.Data, uint64(i))
-		}
-	}
-	for i, d := range decoders {
-		d.Close(uint64(len(c.Chunks)))
+	for i, d := range c.Feed(cfg, handle) {
 		if err := d.Err(); err != nil {
 			t.Errorf("connection %d: decoder stopped: %v", i, err)
 		}
@@ -251,20 +239,7 @@ func FuzzDecoder(f *testing.F) {
 				}
 			}
 		}
-		decoders := make([]*kafka.Decoder, c.Conns())
-		for i := range decoders {
-			decoders[i] = kafka.NewDecoder(cfg, handle)
-		}
-		for _, ch := range c.Chunks {
-			if ch.FromClient {
-				decoders[ch.Conn].Requests(ch.Data, 1)
-			} else {
-				decoders[ch.Conn].Responses(ch.Data, 2)
-			}
-		}
-		for _, d := range decoders {
-			d.Close(3)
-		}
+		c.Feed(cfg, handle)
 	})
 }
 

@@ -130,27 +130,14 @@ type recorded struct {
 func decodeRecorded(c *kafkatest.Capture) recorded {
 	got := recorded{codec: "none"}
 	cfg := fkafka.Config{Topics: fkafka.NewTopicNames(16), Groups: fkafka.NewGroupNames(4)}
-	decoders := make([]*fkafka.Decoder, c.Conns())
-	for i := range decoders {
-		decoders[i] = fkafka.NewDecoder(cfg, func(ex *fkafka.Exchange) {
-			for _, tp := range ex.Topics {
-				got.records += tp.Records
-				got.undecoded += tp.Undecoded
-				if tp.Compression != fkafka.CodecNone {
-					got.codec = tp.Compression.String()
-				}
+	c.Feed(cfg, func(ex *fkafka.Exchange) {
+		for _, tp := range ex.Topics {
+			got.records += tp.Records
+			got.undecoded += tp.Undecoded
+			if tp.Compression != fkafka.CodecNone {
+				got.codec = tp.Compression.String()
 			}
-		})
-	}
-	for i, ch := range c.Chunks {
-		if ch.FromClient {
-			decoders[ch.Conn].Requests(ch.Data, uint64(i))
-		} else {
-			decoders[ch.Conn].Responses(ch.Data, uint64(i))
 		}
-	}
-	for _, d := range decoders {
-		d.Close(uint64(len(c.Chunks)))
-	}
+	})
 	return got
 }

@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/meshtrace/meshtrace/filter/kafka"
 )
 
 // Chunk is the bytes of one read or write on one connection.
@@ -182,4 +184,24 @@ func (c *Capture) Merged() *Capture {
 		out.Chunks = append(out.Chunks, Chunk{Conn: ch.Conn, FromClient: ch.FromClient, Data: append([]byte(nil), ch.Data...)})
 	}
 	return out
+}
+
+// Feed replays the capture into one decoder per connection, made with cfg and h (share cfg.Topics and
+// cfg.Groups across them as a filter does), at time = chunk index, closes them, and returns them for Err.
+func (c *Capture) Feed(cfg kafka.Config, h kafka.Handler) []*kafka.Decoder {
+	decoders := make([]*kafka.Decoder, c.Conns())
+	for i := range decoders {
+		decoders[i] = kafka.NewDecoder(cfg, h)
+	}
+	for i, ch := range c.Chunks {
+		if ch.FromClient {
+			decoders[ch.Conn].Requests(ch.Data, uint64(i))
+		} else {
+			decoders[ch.Conn].Responses(ch.Data, uint64(i))
+		}
+	}
+	for _, d := range decoders {
+		d.Close(uint64(len(c.Chunks)))
+	}
+	return decoders
 }
