@@ -79,8 +79,28 @@ func (d *Decoder) readRecordSet(t *Topic, rs recordSet) {
 			}
 			body = out
 		}
-		t.Undecoded += d.readRecords(t, body, count)
+		t.Undecoded += d.readRecords(t, body, count, batchTime(attrs, batch))
 	}
+}
+
+// recordTime turns a record's timestamp delta into its timestamp: the batch's first timestamp plus the
+// delta, or, with LogAppendTime, the broker's append time for every record.
+type recordTime struct {
+	first, appended int64
+}
+
+func batchTime(attrs int16, batch []byte) recordTime {
+	if attrs&attrLogAppendTime != 0 {
+		return recordTime{appended: int64(binary.BigEndian.Uint64(batch[batchOffMaxTimestamp:]))}
+	}
+	return recordTime{first: int64(binary.BigEndian.Uint64(batch[batchOffFirstTimestamp:]))}
+}
+
+func (rt recordTime) at(delta int64) int64 {
+	if rt.appended != 0 || rt.first <= 0 {
+		return rt.appended
+	}
+	return rt.first + delta
 }
 
 // countBatch adds a v2 batch's header to t: its records, first offset, compression, timestamps and whether
@@ -149,7 +169,7 @@ func (d *Decoder) wantRecords(t *Topic) bool {
 
 // readRecords reads the records of a batch's body, at most Config.MaxRecordsRead of them, and returns how
 // many of the count records it could not read because the body is malformed or cut.
-func (d *Decoder) readRecords(t *Topic, body []byte, count int) (undecoded int) {
+func (d *Decoder) readRecords(t *Topic, body []byte, count int, rt recordTime) (undecoded int) {
 	pos := 0
 	for n := 0; n < count; n++ {
 		if n == d.cfg.MaxRecordsRead || !d.wantRecords(t) {
@@ -160,7 +180,7 @@ func (d *Decoder) readRecords(t *Topic, body []byte, count int) (undecoded int) 
 			return count - n
 		}
 		pos = i + int(size)
-		if !d.readRecord(t, body[i:pos], count == 1) {
+		if !d.readRecord(t, body[i:pos], count == 1, rt) {
 			return count - n
 		}
 	}
@@ -168,9 +188,9 @@ func (d *Decoder) readRecords(t *Topic, body []byte, count int) (undecoded int) 
 }
 
 // readRecord reads one record (after its length): the key of a single record, the collected headers and
-// the trace context.
-func (d *Decoder) readRecord(t *Topic, rec []byte, single bool) bool {
-	_, i := svarint(rec, 1) // after the attributes byte: timestamp delta
+// the trace context with the record's timestamp.
+func (d *Decoder) readRecord(t *Topic, rec []byte, single bool, rt recordTime) bool {
+	delta, i := svarint(rec, 1) // after the attributes byte: timestamp delta
 	_, i = svarint(rec, i)  // offset delta
 	key, i := field(rec, i)
 	_, i = field(rec, i) // value
@@ -199,7 +219,7 @@ func (d *Decoder) readRecord(t *Topic, rec []byte, single bool) bool {
 		t.HasKey = true
 	}
 	if parent != nil {
-		d.addContext(t, parent, state)
+		d.addContext(t, parent, state, rt.at(delta))
 	}
 	return true
 }
@@ -250,16 +270,19 @@ func (d *Decoder) collectHeader(t *Topic, key, value []byte) {
 	}
 }
 
-func (d *Decoder) addContext(t *Topic, parent, state []byte) {
-	if len(t.Contexts) >= d.cfg.MaxContexts {
-		return
-	}
-	for _, c := range t.Contexts {
-		if bytes.Equal(c.TraceParent, parent) {
+func (d *Decoder) addContext(t *Topic, parent, state []byte, ts int64) {
+	for i := range t.Contexts {
+		if c := &t.Contexts[i]; bytes.Equal(c.TraceParent, parent) {
+			if ts > 0 && (c.Timestamp == 0 || ts < c.Timestamp) {
+				c.Timestamp = ts
+			}
 			return
 		}
 	}
-	c := Context{TraceParent: d.keep.copy(parent)}
+	if len(t.Contexts) >= d.cfg.MaxContexts {
+		return
+	}
+	c := Context{TraceParent: d.keep.copy(parent), Timestamp: max(ts, 0)}
 	if state != nil {
 		c.TraceState = d.keep.copy(state)
 	}

@@ -57,6 +57,15 @@ func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*su
 					s.headers[h.Key] = string(h.Value)
 				}
 			}
+			for _, c := range tp.Contexts {
+				if c.Timestamp != 0 && (c.Timestamp < tp.OldestTimestamp || c.Timestamp > tp.NewestTimestamp) {
+					t.Errorf("topic %q: context %s at %d, outside its batches' timestamps %d..%d",
+						tp.Name, c.TraceParent, c.Timestamp, tp.OldestTimestamp, tp.NewestTimestamp)
+				}
+				if c.Timestamp == 0 && tp.OldestTimestamp != 0 {
+					t.Errorf("topic %q: context %s without a timestamp in timestamped batches", tp.Name, c.TraceParent)
+				}
+			}
 			if ex.APIKey == kafka.APIFetch {
 				s.consumed += tp.Records
 				s.groups[ex.Group] = true
@@ -236,6 +245,11 @@ func FuzzDecoder(f *testing.F) {
 				if tp.Records < 0 || tp.Undecoded < 0 || tp.Undecoded > tp.Records || len(tp.Contexts) > kafka.DefaultMaxContexts ||
 					(tp.Records == 0 && (tp.OldestTimestamp != 0 || tp.NewestTimestamp != 0)) {
 					t.Fatalf("impossible topic summary %+v", tp)
+				}
+				for _, c := range tp.Contexts {
+					if c.Timestamp < 0 {
+						t.Fatalf("negative context timestamp %d", c.Timestamp)
+					}
 				}
 			}
 		}

@@ -106,6 +106,9 @@ type Header struct {
 type Context struct {
 	TraceParent []byte
 	TraceState  []byte
+	// Timestamp is the earliest timestamp (Unix milliseconds) of the records that carried this context: the
+	// producer's create time, or the broker's append time for topics with LogAppendTime; 0 if unknown.
+	Timestamp int64
 }
 
 // Header returns the value of the named collected header.

@@ -132,7 +132,7 @@ func (k *kafkaConn) topicSpan(ex *kafka.Exchange, t *kafka.Topic) {
 	s.Name = op + " " + dest
 	s.StartUnixNano, s.EndUnixNano = ex.StartNanos, ex.EndNanos
 	s.SpanID = spanID(r.ids.next())
-	k.placeInTrace(s, t, ex.APIKey == kafka.APIFetch)
+	k.placeInTrace(s, t, ex.APIKey == kafka.APIFetch, ex.EndNanos)
 
 	s.Attrs = append(s.Attrs,
 		span.String("messaging.system", "kafka"),
@@ -204,8 +204,10 @@ func ageMillis(nowNanos uint64, timestampMillis int64) int64 {
 }
 
 // placeInTrace makes the first record's trace context the span's parent (a new trace without one). Fetch
-// spans link to every producer context, Produce spans to the contexts after the first.
-func (k *kafkaConn) placeInTrace(s *span.Span, t *kafka.Topic, fetch bool) {
+// spans link to every producer context, each link with how long that context's first record waited in the
+// topic (attrKafkaTimeInTopic, from the record's timestamp to end); Produce spans link to the contexts after
+// the first.
+func (k *kafkaConn) placeInTrace(s *span.Span, t *kafka.Topic, fetch bool, end uint64) {
 	r := k.conn.root
 	joined := false
 	for i := range t.Contexts {
@@ -221,7 +223,16 @@ func (k *kafkaConn) placeInTrace(s *span.Span, t *kafka.Topic, fetch bool) {
 				continue
 			}
 		}
-		s.Links = append(s.Links, span.Link{TraceID: c.TraceID, SpanID: c.SpanID, TraceState: c.TraceState})
+		if len(s.Links) < cap(s.Links) {
+			s.Links = s.Links[:len(s.Links)+1] // the span's links are reused: keep this link's attribute slice
+		} else {
+			s.Links = append(s.Links, span.Link{})
+		}
+		l := &s.Links[len(s.Links)-1]
+		*l = span.Link{TraceID: c.TraceID, SpanID: c.SpanID, TraceState: c.TraceState, Attrs: l.Attrs[:0]}
+		if ts := t.Contexts[i].Timestamp; fetch && ts > 0 {
+			l.Attrs = append(l.Attrs, span.Int(attrKafkaTimeInTopic, ageMillis(end, ts)))
+		}
 	}
 	if !joined {
 		s.TraceID = traceID(r.ids.next(), r.ids.next())

@@ -127,6 +127,13 @@ func checkKafkaSpans(t *testing.T, sc kafkatest.Scenario, spans []*tracepb.Span,
 			if err1 != nil || err2 != nil || newest < 0 || oldest < newest {
 				t.Errorf("%s: time in topic %q, min %q", s.Name, a["meshtrace.kafka.time_in_topic_ms"], a["meshtrace.kafka.time_in_topic_min_ms"])
 			}
+			// each link: how long the first record of that producer context waited, within the span's range
+			for _, l := range s.Links {
+				la := attrs(l.Attributes)
+				if age, err := strconv.Atoi(la["meshtrace.kafka.time_in_topic_ms"]); err != nil || age < newest || age > oldest {
+					t.Errorf("%s: link time in topic %q, want %d..%d", s.Name, la["meshtrace.kafka.time_in_topic_ms"], newest, oldest)
+				}
+			}
 		} else if _, ok := a["messaging.consumer.group.name"]; ok {
 			t.Errorf("%s: consumer group on a send span", s.Name)
 		}

@@ -13,8 +13,9 @@ type Batch struct {
 	Records    int
 	// Attributes are the batch attributes: 0x08 LogAppendTime, 0x10 transactional, 0x20 control.
 	Attributes int16
-	// FirstTimestamp and MaxTimestamp are the batch timestamps in Unix milliseconds.
-	FirstTimestamp, MaxTimestamp int64
+	// FirstTimestamp and MaxTimestamp are the batch timestamps in Unix milliseconds; record i is
+	// FirstTimestamp + i*TimestampStep.
+	FirstTimestamp, MaxTimestamp, TimestampStep int64
 	// ProducerID and ProducerEpoch are -1 unless the producer is idempotent or transactional.
 	ProducerID    int64
 	ProducerEpoch int16
@@ -26,7 +27,7 @@ func (b Batch) Encode() []byte {
 	var body []byte
 	n := b.Records
 	for i := 0; i < n; i++ {
-		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte("v"), Headers: []kmsg.Header{
+		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta64: int64(i) * b.TimestampStep, Value: []byte("v"), Headers: []kmsg.Header{
 			{Key: "traceparent", Value: []byte(TraceParent(i))}}}
 		if b.Attributes&0x20 != 0 { // control record: key version 0, type 1 (commit)
 			r = kmsg.Record{OffsetDelta: int32(i), Key: []byte{0, 0, 0, 1}, Value: []byte{0, 0, 0, 0, 0, 0}}

@@ -127,6 +127,14 @@ func TestKafkaRealClients(t *testing.T) {
 			if g, ok := s.Attr["messaging.consumer.group.name"]; ok && g != "billing" {
 				t.Errorf("receive span group %v, want billing", g)
 			}
+			// every producer context it links to says how long its first record waited: at most the time since
+			// the first producer started
+			for _, l := range s.Links {
+				wait, err := strconv.Atoi(fmt.Sprint(l.Attr["meshtrace.kafka.time_in_topic_ms"]))
+				if err != nil || wait < 0 || time.Duration(wait)*time.Millisecond > time.Since(begin) {
+					t.Errorf("receive span link to %s: time in topic %v, want 0..%v", l.TraceID, l.Attr["meshtrace.kafka.time_in_topic_ms"], time.Since(begin))
+				}
+			}
 		}
 	}
 	t.Logf("java producer %d records, %d send spans; librdkafka producer %d records, %d send spans; consumer billing %d records, %d receive spans (%d); in %v",
