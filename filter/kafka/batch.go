@@ -191,7 +191,7 @@ func (d *Decoder) readRecords(t *Topic, body []byte, count int, rt recordTime) (
 // the trace context with the record's timestamp.
 func (d *Decoder) readRecord(t *Topic, rec []byte, single bool, rt recordTime) bool {
 	delta, i := svarint(rec, 1) // after the attributes byte: timestamp delta
-	_, i = svarint(rec, i)  // offset delta
+	_, i = svarint(rec, i)      // offset delta
 	key, i := field(rec, i)
 	_, i = field(rec, i) // value
 	headers, i := svarint(rec, i)
