@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/indexer/api"
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/envoy"
@@ -21,7 +22,8 @@ import (
 // with the filter as a network filter, and checks the send and receive spans the decoder makes of their bytes.
 func TestKafkaRealClients(t *testing.T) {
 	build := artifact.Builds(t)[0]
-	col := newCollector(t, nil)
+	ix := startIndexer(t)
+	col := newCollector(t, ix.Receiver)
 	port, err := kafka.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestKafkaRealClients(t *testing.T) {
 		"--header", "traceparent=00-"+javaTrace+"-00f067aa0ba902b7-01")
 	pyAcks := kafka.RunPython(t, proxy, "produce", "--topic", topic, "--count", strconv.Itoa(n), "--key", "p",
 		"--client-id", "rdkafka-producer", "--compression", "zstd",
-		"--header", "traceparent=00-"+pyTrace+"-00f067aa0ba902b8-01")
+		"--header", "traceparent=00-"+pyTrace+"-00f067aa0ba902b8-01", "--header", "x-order-id=o-77")
 	got := kafka.RunJava(t, proxy, "consume", "--topic", topic, "--group", "billing", "--client-id", "billing-consumer",
 		"--count", strconv.Itoa(2*n))
 	if len(javaAcks) != n || len(pyAcks) != n || len(got) != 2*n {
@@ -136,6 +138,25 @@ func TestKafkaRealClients(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// The journey question, asked of the real indexer: the messages of order o-77 in the topic that waited
+	// more than a given time. They waited less than a minute and at least 0 ms.
+	const journey = `messaging.destination.name = "payments" AND order_id = "o-77" AND meshtrace.kafka.time_in_topic_ms `
+	var waited api.SearchResponse
+	if !waitFor(30*time.Second, func() bool {
+		waited = ix.search(t, journey+">= 0", "spans")
+		return waited.Total > 0 && waited.IndexLagSeconds == 0
+	}) {
+		t.Fatalf("%q: %d spans", journey+">= 0", waited.Total)
+	}
+	for _, s := range waited.Spans {
+		if s.Name != "receive "+topic || s.Attr["order_id"] != "o-77" {
+			t.Errorf("%q found %s with order_id %v", journey+">= 0", s.Name, s.Attr["order_id"])
+		}
+	}
+	if r := ix.search(t, journey+"> 60000", "spans"); r.Total != 0 {
+		t.Errorf("%q: %d spans, want none", journey+"> 60000", r.Total)
 	}
 	t.Logf("java producer %d records, %d send spans; librdkafka producer %d records, %d send spans; consumer billing %d records, %d receive spans (%d); in %v",
 		sums[0], sendJava, sums[1], sendPy, sums[2], recv, len(got), time.Since(begin).Round(time.Millisecond))
