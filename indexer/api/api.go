@@ -190,6 +190,9 @@ type TraceResponse struct {
 	Spans []document.Span `json:"spans"`
 	// HiddenSpans counts the spans of the trace that belong to tenants the caller may not see (not returned).
 	HiddenSpans int `json:"hidden_spans,omitempty"`
+	// LinkedFrom are the spans, of this trace or others, that link to its producer spans or their parents: the consumers of its
+	// messages, each link with the wait in meshtrace.kafka.time_in_topic_ms (at most 100, in start order).
+	LinkedFrom []document.Span `json:"linked_from,omitempty"`
 	// IndexLagSeconds is as in SearchResponse: spans of the trace acknowledged within it may still be missing.
 	IndexLagSeconds float64 `json:"index_lag_seconds"`
 }
@@ -284,7 +287,8 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "trace " + id + " not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, HiddenSpans: t.Hidden, IndexLagSeconds: s.lag().Seconds()})
+	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, HiddenSpans: t.Hidden, LinkedFrom: t.LinkedFrom,
+		IndexLagSeconds: s.lag().Seconds()})
 }
 
 // traceID normalises a trace id: lower-case hex, shorter ids left-padded to 32 digits as Jaeger does.

@@ -57,7 +57,19 @@ type Trace struct {
 	// Hidden counts the spans of the trace that belong to tenants outside the scope: not returned, only
 	// counted, so that a view of a trace crossing teams says that part of it is someone else's.
 	Hidden int
+	// LinkedFrom are the spans, of this trace or others, that link to a producer span of this trace or to its
+	// parent (the context a record carries): the consumers that read its messages (a Kafka receive span links
+	// to every producer context it carried, with the wait in the link's meshtrace.kafka.time_in_topic_ms). At
+	// most MaxLinkedFrom, in start order.
+	LinkedFrom []document.Span
 }
+
+// MaxLinkedFrom bounds Trace.LinkedFrom, and MaxLinkedProducers the producer spans of a trace whose consumers
+// are looked up (the first ones in start order).
+const (
+	MaxLinkedFrom      = 100
+	MaxLinkedProducers = 100
+)
 
 // Search runs the compiled query q and returns one page of q.Target documents, as Execute describes:
 // conditions of both scopes are joined, Result.Partial reporting a cut join. An error wraps
@@ -101,7 +113,32 @@ func (s *Service) Trace(ctx context.Context, traceID string) (t Trace, found boo
 		}
 		t.Hidden = max(0, all.Total-len(t.Spans))
 	}
+	if t.LinkedFrom, err = linkedFrom(ctx, rd, t.Spans); err != nil {
+		return Trace{}, false, err
+	}
 	return t, len(docs.Traces) > 0 || len(t.Spans) > 0, nil
+}
+
+// linkedFrom returns the spans that link to the producer spans among spans, or to their parents: the other
+// way of the links. A record carries its producer's context: the producing application's PRODUCER span when
+// its instrumentation made one, else the span the send happened in, whose child is the filter's send span.
+func linkedFrom(ctx context.Context, rd Reader, spans []document.Span) ([]document.Span, error) {
+	var ids []query.Value
+	for _, sp := range spans {
+		if sp.Kind != "producer" || len(ids) >= 2*MaxLinkedProducers {
+			continue
+		}
+		ids = append(ids, query.Value{Str: sp.SpanID})
+		if sp.ParentSpanID != "" {
+			ids = append(ids, query.Value{Str: sp.ParentSpanID})
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	res, err := rd.Search(ctx, store.Request{Index: store.Spans, Filter: &query.In{Field: "links.span_id", Values: ids},
+		Sort: []query.Sort{{Field: query.Resolve("start")}}, Limit: MaxLinkedFrom})
+	return res.Spans, err
 }
 
 // merged is the trace document of spans of several tenants seen together: rolled up as one tenant's.

@@ -84,3 +84,65 @@ func TestJaegerReads(t *testing.T) {
 		t.Errorf("FindTraces(service=b-svc) = %+v, %v", traces, err)
 	}
 }
+
+// TestTraceLinkedFrom reads a producer's trace back with the spans of other traces that link to its producer
+// span or to that span's parent (the consumers of its messages), within the reader's scope: another tenant's
+// consumer is not shown.
+func TestTraceLinkedFrom(t *testing.T) {
+	st := openStore(t)
+	const base = 1_700_000_000_000_000
+	producer := makeSpans(1, 2, base, "orders", 2)
+	producer[1].Kind, producer[1].Tenant = "producer", "team-a"
+	producer[0].Tenant = "team-a"
+	consumers := makeSpans(2, 3, base+1000, "billing", 3)
+	for i := range consumers {
+		consumers[i].Kind, consumers[i].Tenant = "client", "team-a"
+	}
+	link := document.Link{TraceID: producer[1].TraceID, SpanID: producer[1].SpanID, Attr: map[string]any{"meshtrace.kafka.time_in_topic_ms": 7}}
+	consumers[0].Links = []document.Link{link}
+	producer[1].ParentSpanID = "00000000000000aa" // the context its record carried: a span not indexed
+	consumers[1].Links = []document.Link{{TraceID: producer[1].TraceID, SpanID: producer[1].ParentSpanID}}
+	consumers[2].Links = []document.Link{{TraceID: producer[0].TraceID, SpanID: producer[0].SpanID}} // not a producer span
+	other := makeSpans(3, 1, base+2000, "audit", 1)
+	other[0].Tenant, other[0].Links = "team-b", []document.Link{link}
+	all := append(append(append([]document.Span{}, producer...), consumers...), other...)
+	for i := range all {
+		all[i].ID = document.SpanDocID(all[i].Tenant, all[i].TraceID, all[i].SpanID)
+	}
+	if err := st.Write(admin, all, nil); err != nil {
+		t.Fatal(err)
+	}
+	svc := querysvc.New(st, querysvc.Config{})
+	teamA, err := tenant.Of("team-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want []string // service of each linking span, in start order
+	}{
+		{"admin", admin, []string{"billing", "billing", "audit"}},
+		{"team-a", tenant.NewContext(context.Background(), teamA), []string{"billing", "billing"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, found, err := svc.Trace(tc.ctx, producer[0].TraceID)
+			if err != nil || !found {
+				t.Fatalf("Trace: found %v, err %v", found, err)
+			}
+			var svcs []string
+			for _, s := range got.LinkedFrom {
+				svcs = append(svcs, s.Service)
+			}
+			if fmt.Sprint(svcs) != fmt.Sprint(tc.want) {
+				t.Fatalf("linked from %v, want %v", svcs, tc.want)
+			}
+			if w := got.LinkedFrom[0].Links[0].Attr["meshtrace.kafka.time_in_topic_ms"]; fmt.Sprint(w) != "7" {
+				t.Errorf("the link's time in topic %v, want 7", w)
+			}
+		})
+	}
+	if got, _, err := svc.Trace(admin, consumers[0].TraceID); err != nil || len(got.LinkedFrom) != 0 {
+		t.Errorf("a trace without producer spans: linked from %d spans, err %v", len(got.LinkedFrom), err)
+	}
+}

@@ -158,6 +158,19 @@ func TestKafkaRealClients(t *testing.T) {
 	if r := ix.search(t, journey+"> 60000", "spans"); r.Total != 0 {
 		t.Errorf("%q: %d spans, want none", journey+"> 60000", r.Total)
 	}
+	// Both ways: each producer's trace lists the consumer's receive span, whose link says how long it waited.
+	for _, id := range []string{javaTrace, pyTrace} {
+		tr := ix.trace(t, id)
+		found := false
+		for _, s := range tr.LinkedFrom {
+			for _, l := range s.Links {
+				found = found || (s.Name == "receive "+topic && l.TraceID == id && l.Attr["meshtrace.kafka.time_in_topic_ms"] != nil)
+			}
+		}
+		if !found {
+			t.Errorf("trace %s: linked from %d spans, none the receive span with a time in topic", id, len(tr.LinkedFrom))
+		}
+	}
 	t.Logf("java producer %d records, %d send spans; librdkafka producer %d records, %d send spans; consumer billing %d records, %d receive spans (%d); in %v",
 		sums[0], sendJava, sums[1], sendPy, sums[2], recv, len(got), time.Since(begin).Round(time.Millisecond))
 }
