@@ -34,6 +34,7 @@ type spec struct {
 	msg      string
 	attr     map[string]any
 	events   []string
+	link     int // a span of the same trace this one links to (as a receive span to its producer's context)
 }
 
 // traceSpec is one trace: its number, start (back from Now) and spans.
@@ -108,6 +109,9 @@ func NewFixture() *Fixture {
 			for _, e := range s.events {
 				sp.Events = append(sp.Events, document.Event{Name: e, Time: sp.Start + 10})
 			}
+			if s.link != 0 {
+				sp.Links = []document.Link{{TraceID: TraceID(ts.n), SpanID: spanHex(ts.n, s.link)}}
+			}
 			f.label[sp.ID] = fmt.Sprintf("t%d.%d", ts.n, s.n)
 			spans = append(spans, sp)
 		}
@@ -126,7 +130,7 @@ func kafkaSpans(customer int, consume time.Duration, status, msg string) []spec 
 			attr: map[string]any{"messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": "orders", "customer_id": customer}},
 		{n: 2, parent: 1, service: "service-b", name: "process orders", kind: "consumer", offset: 5 * time.Millisecond, duration: consume, status: status, msg: msg,
 			attr:   map[string]any{"messaging.system": "kafka", "messaging.operation.type": "process", "messaging.destination.name": "orders", "messaging.kafka.offset": 42, "customer_id": customer},
-			events: []string{"retry scheduled"}},
+			events: []string{"retry scheduled"}, link: 1},
 	}
 }
 

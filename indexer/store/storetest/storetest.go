@@ -52,6 +52,8 @@ var Cases = []Case{
 	{Query: "status=ERROR", Want: []string{"t1.5", "t7.2"}},
 	{Query: "error=true", Want: []string{"t1.5", "t7.2"}},
 	{Query: "service=nope", Want: nil},
+	// The other way of a link: the spans linking to a span (querysvc's Trace.LinkedFrom).
+	{Query: "links.span_id IN [" + fmt.Sprintf("%016x", 6*100+1) + ", " + fmt.Sprintf("%016x", 8*100+1) + "]", Want: []string{"t6.2", "t8.2"}},
 
 	// Ordering operators compare numbers; durations take units.
 	{Query: "attr.http.response.status_code>=500", Want: []string{"t1.5"}},
