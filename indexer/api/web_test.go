@@ -277,6 +277,10 @@ func TestWebPageInBrowser(t *testing.T) {
 	if got := text("#details h3"); got != "service-b process orders" {
 		t.Errorf("selected span %q, want the failing Kafka consumer", got)
 	}
+	// The Kafka trace lists the span that read its message (it links to the producer span).
+	if got := text(".linked-from"); got != "Read by: service-b process orders" {
+		t.Errorf("read by %q, want the service-b consumer", got)
+	}
 }
 
 // screenshot saves the page to the test's artifact directory (kept with `go test -artifacts`).

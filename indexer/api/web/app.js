@@ -481,11 +481,27 @@ async function showTrace(id, spanID) {
       el('p', {className: 'meta'}, 'Trace ', el('code', {}, trace.trace_id), ` · ${when(trace.start)} UTC · ${duration(trace.duration)} · ` +
         `${plural(trace.span_count, 'span')} · ${plural((trace.services || []).length, 'service')} · `,
         el('span', {className: trace.error_count ? 'badge error' : 'badge'}, plural(trace.error_count, 'error'))),
-      keyLinks(trace.keys || {})),
+      keyLinks(trace.keys || {}),
+      readBy(trace.trace_id, res.linked_from || [])),
     el('div', {className: 'trace-body'}, waterfall(trace, spans, details), details));
   view.hidden = false;
   const selected = spans.find((s) => s.span_id === spanID) || spans.find((s) => s.error) || spans[0];
   if (selected) select(selected, trace, false);
+}
+
+// readBy lists the spans that link to the trace's producer spans (the consumers of its messages), each a link
+// to that span in its trace, with its consumer group and how long the message waited when the link says.
+function readBy(traceID, linked) {
+  if (!linked.length) return null;
+  return el('p', {className: 'meta linked-from'}, 'Read by: ', ...linked.flatMap((s, i) => {
+    const wait = (s.links || []).find((l) => l.trace_id === traceID && l.attr &&
+      l.attr['meshtrace.kafka.time_in_topic_ms'] !== undefined);
+    const group = (s.attr || {})['messaging.consumer.group.name'];
+    const text = `${s.service} ${s.name}` + (group ? ` (${group})` : '') +
+      (wait ? `, waited ${wait.attr['meshtrace.kafka.time_in_topic_ms']} ms` : '');
+    const a = link(new URLSearchParams({trace: s.trace_id, span: s.span_id}), text, `Open the span ${s.service} ${s.name}`);
+    return i ? [' · ', a] : [a];
+  }));
 }
 
 // keyLinks shows a trace's business keys, each a link to the other traces with the same value.
