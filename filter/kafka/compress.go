@@ -229,20 +229,38 @@ func unlz4(dst, src []byte, limit int) ([]byte, error) {
 			dst = append(dst, block...)
 			continue
 		}
-		room := limit - len(dst)
-		if room <= 0 {
-			return dst, errLimit
-		}
-		if cap(dst)-len(dst) < min(room, 4<<20) {
-			dst = append(make([]byte, 0, len(dst)+min(room, 4<<20)), dst...)
-		}
-		m, err := lz4.UncompressBlock(block, dst[len(dst):cap(dst)])
-		if err != nil {
-			if cap(dst)-len(dst) >= room {
-				return dst, errLimit
-			}
+		var err error
+		if dst, err = unlz4Block(dst, block, limit); err != nil {
 			return dst, err
 		}
-		dst = dst[:len(dst)+m]
+	}
+}
+
+// lz4MaxBlock is the largest block an lz4 frame may hold (block maximum size 7: 4 MiB).
+const lz4MaxBlock = 4 << 20
+
+// unlz4Block appends the decompressed block to dst, at most limit bytes in all. The room it decodes into starts
+// at a guess from the block's size and doubles, decoding again, until the block fits, the limit is reached
+// (errLimit) or the room exceeds any block's size (the block is corrupt).
+func unlz4Block(dst, block []byte, limit int) ([]byte, error) {
+	room := limit - len(dst)
+	if room <= 0 {
+		return dst, errLimit
+	}
+	want := min(room, max(16*len(block), 64<<10))
+	for {
+		if cap(dst)-len(dst) < want {
+			dst = append(make([]byte, 0, len(dst)+want), dst...)
+		}
+		m, err := lz4.UncompressBlock(block, dst[len(dst):len(dst)+want])
+		switch {
+		case err == nil:
+			return dst[:len(dst)+m], nil
+		case want >= lz4MaxBlock:
+			return dst, err
+		case want >= room:
+			return dst, errLimit
+		}
+		want = min(2*want, room)
 	}
 }
