@@ -287,7 +287,12 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "trace " + id + " not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, HiddenSpans: t.Hidden, LinkedFrom: t.LinkedFrom,
+	linked, err := s.svc.LinkedFrom(r.Context(), t.Spans)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TraceResponse{Trace: t.Trace, Spans: t.Spans, HiddenSpans: t.Hidden, LinkedFrom: linked,
 		IndexLagSeconds: s.lag().Seconds()})
 }
 

@@ -57,14 +57,9 @@ type Trace struct {
 	// Hidden counts the spans of the trace that belong to tenants outside the scope: not returned, only
 	// counted, so that a view of a trace crossing teams says that part of it is someone else's.
 	Hidden int
-	// LinkedFrom are the spans, of this trace or others, that link to a producer span of this trace or to its
-	// parent (the context a record carries): the consumers that read its messages (a Kafka receive span links
-	// to every producer context it carried, with the wait in the link's meshtrace.kafka.time_in_topic_ms). At
-	// most MaxLinkedFrom, in start order.
-	LinkedFrom []document.Span
 }
 
-// MaxLinkedFrom bounds Trace.LinkedFrom, and MaxLinkedProducers the producer spans of a trace whose consumers
+// MaxLinkedFrom bounds what LinkedFrom returns, and MaxLinkedProducers the producer spans of a trace whose consumers
 // are looked up (the first ones in start order).
 const (
 	MaxLinkedFrom      = 100
@@ -113,16 +108,20 @@ func (s *Service) Trace(ctx context.Context, traceID string) (t Trace, found boo
 		}
 		t.Hidden = max(0, all.Total-len(t.Spans))
 	}
-	if t.LinkedFrom, err = linkedFrom(ctx, rd, t.Spans); err != nil {
-		return Trace{}, false, err
-	}
 	return t, len(docs.Traces) > 0 || len(t.Spans) > 0, nil
 }
 
-// linkedFrom returns the spans that link to the producer spans among spans, or to their parents: the other
-// way of the links. A record carries its producer's context: the producing application's PRODUCER span when
-// its instrumentation made one, else the span the send happened in, whose child is the filter's send span.
-func linkedFrom(ctx context.Context, rd Reader, spans []document.Span) ([]document.Span, error) {
+// LinkedFrom returns the spans the scope of ctx sees, of any trace, that link to the producer spans among
+// spans or to their parents: the other way of the links, i.e. the consumers that read a trace's messages (a
+// Kafka receive span links to every producer context it carried, with the wait in the link's
+// meshtrace.kafka.time_in_topic_ms). A record carries its producer's context: the producing application's
+// PRODUCER span when its instrumentation made one, else the span the send happened in, whose child is the
+// filter's send span. At most MaxLinkedFrom, in start order; none (and no search) without producer spans.
+func (s *Service) LinkedFrom(ctx context.Context, spans []document.Span) ([]document.Span, error) {
+	rd, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var ids []query.Value
 	for _, sp := range spans {
 		if sp.Kind != "producer" || len(ids) >= 2*MaxLinkedProducers {

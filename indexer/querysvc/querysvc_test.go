@@ -85,7 +85,7 @@ func TestJaegerReads(t *testing.T) {
 	}
 }
 
-// TestTraceLinkedFrom reads a producer's trace back with the spans of other traces that link to its producer
+// TestTraceLinkedFrom reads a producer's trace back, then the spans of other traces that link to its producer
 // span or to that span's parent (the consumers of its messages), within the reader's scope: another tenant's
 // consumer is not shown.
 func TestTraceLinkedFrom(t *testing.T) {
@@ -130,19 +130,26 @@ func TestTraceLinkedFrom(t *testing.T) {
 			if err != nil || !found {
 				t.Fatalf("Trace: found %v, err %v", found, err)
 			}
+			linked, err := svc.LinkedFrom(tc.ctx, got.Spans)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var svcs []string
-			for _, s := range got.LinkedFrom {
+			for _, s := range linked {
 				svcs = append(svcs, s.Service)
 			}
 			if fmt.Sprint(svcs) != fmt.Sprint(tc.want) {
 				t.Fatalf("linked from %v, want %v", svcs, tc.want)
 			}
-			if w := got.LinkedFrom[0].Links[0].Attr["meshtrace.kafka.time_in_topic_ms"]; fmt.Sprint(w) != "7" {
+			if w := linked[0].Links[0].Attr["meshtrace.kafka.time_in_topic_ms"]; fmt.Sprint(w) != "7" {
 				t.Errorf("the link's time in topic %v, want 7", w)
 			}
 		})
 	}
-	if got, _, err := svc.Trace(admin, consumers[0].TraceID); err != nil || len(got.LinkedFrom) != 0 {
-		t.Errorf("a trace without producer spans: linked from %d spans, err %v", len(got.LinkedFrom), err)
+	if linked, err := svc.LinkedFrom(admin, consumers); err != nil || len(linked) != 0 {
+		t.Errorf("a trace without producer spans: linked from %d spans, err %v", len(linked), err)
+	}
+	if _, err := svc.LinkedFrom(context.Background(), producer); err == nil {
+		t.Error("LinkedFrom without a scope: no error")
 	}
 }
