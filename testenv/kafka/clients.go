@@ -83,10 +83,24 @@ func (r Record) KeyString() string {
 	return *r.Key
 }
 
+// Summary is what a driver run with --summary true prints instead of its records: a throughput measured
+// inside the client, which leaves the process's start out.
+type Summary struct {
+	// Records are the records produced and acknowledged, or consumed.
+	Records int64 `json:"records"`
+	// Bytes are those records' key and value bytes.
+	Bytes int64 `json:"bytes"`
+	// Seconds run from the first send to the last acknowledgement, or from the first record consumed to
+	// the last.
+	Seconds float64 `json:"seconds"`
+}
+
 // Result is what one driver run gave.
 type Result struct {
-	// Records are the JSON lines of stdout, parsed, in order.
+	// Records are the JSON lines of stdout, parsed, in order (none with --summary true).
 	Records []Record
+	// Summary is the one line a driver run with --summary true prints; nil without.
+	Summary *Summary
 	// Stderr is the driver's log (the client library's warnings and errors, and the driver's own).
 	Stderr string
 	// Duration is the run's wall time, from starting the process (a JVM, or a Python) to its exit.
@@ -182,11 +196,18 @@ func Run(ctx context.Context, kind ClientKind, bootstrap string, args ...string)
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
-		var r Record
+		var r struct {
+			Record
+			Summary *Summary `json:"summary"`
+		}
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return res, fmt.Errorf("kafka: %s %s: bad output line %q: %v", kind, args[0], line, err)
 		}
-		res.Records = append(res.Records, r)
+		if r.Summary != nil {
+			res.Summary = r.Summary
+			continue
+		}
+		res.Records = append(res.Records, r.Record)
 	}
 	if runErr != nil {
 		return res, fmt.Errorf("kafka: %s %s %s: %v after %v, %d records printed; stderr:\n%s",

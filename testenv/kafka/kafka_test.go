@@ -79,9 +79,28 @@ func TestClients(t *testing.T) {
 		t.Errorf("a committed group consumed again: %d records, err %v", len(res.Records), err)
 	}
 
+	// --summary: one line with the records, their bytes and the seconds taken, in place of the records.
+	b.CreateTopic(t, "summary", 2, nil)
+	prod, err := Run(ctx, Java, boot, "produce", "--topic", "summary", "--count", "20", "--key", "k",
+		"--value-size", "100", "--summary", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := Run(ctx, Librdkafka, boot, "consume", "--topic", "summary", "--group", "g-summary", "--count", "20",
+		"--summary", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bytes = 20*100 + 10*3 + 10*4 // values of 100 bytes, keys k-0..k-9 and k-10..k-19
+	for name, r := range map[string]Result{"java produce": prod, "librdkafka consume": cons} {
+		if s := r.Summary; len(r.Records) != 0 || s == nil || s.Records != 20 || s.Bytes != bytes || s.Seconds <= 0 {
+			t.Errorf("%s --summary: %d record lines, summary %+v, want 20 records of %d bytes", name, len(r.Records), s, bytes)
+		}
+	}
+
 	// Every client connection went through the forwarder: the bootstrap and the broker connections the
-	// metadata named, of nine runs.
-	if c := fwd.Conns(); c < 9 {
+	// metadata named, of eleven runs.
+	if c := fwd.Conns(); c < 11 {
 		t.Errorf("the forwarder saw %d connections, want at least one per run", c)
 	}
 }

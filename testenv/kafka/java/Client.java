@@ -7,15 +7,19 @@
 //   Client produce --bootstrap HOST:PORT --topic T [--count N] [--key PREFIX] [--value PREFIX]
 //                  [--header NAME=VALUE]... [--compression none|gzip|snappy|lz4|zstd] [--idempotence true|false]
 //                  [--transactional-id ID] [--linger-ms N] [--batch-size N] [--acks all|1|0] [--partition P]
-//                  [--property KEY=VALUE]... [--timeout-ms N]
+//                  [--value-size N] [--property KEY=VALUE]... [--timeout-ms N] [--summary true]
 //   Client consume --bootstrap HOST:PORT --topic T --group G [--count N] [--group-protocol classic|consumer]
 //                  [--isolation read_committed|read_uncommitted] [--property KEY=VALUE]... [--timeout-ms N]
+//                  [--summary true]
 //
 // produce sends N records (key PREFIX-i, value PREFIX-i; no --key: null keys), each with every --header, in one
 // transaction when --transactional-id is given, and prints {"partition","offset","key"} per acknowledged record.
 // consume reads from the earliest offset (or the group's committed one) until N records have arrived, prints
 // {"topic","partition","offset","key","value","headers":[{"key","value"}]} for each of those N, commits the
 // offsets after them synchronously and exits; it exits 1 when fewer arrive within --timeout-ms.
+// --value-size pads each value with '.' to N bytes. --summary true prints, instead of a line per record, one line
+// {"summary":{"records","bytes","seconds"}}: the records and their key and value bytes, and the seconds from the
+// first send (or the first record received) to the last acknowledgement (or record), which leaves the JVM's start out of a throughput.
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -132,6 +136,8 @@ public final class Client {
         int partition = a.num("partition", -1);
         String keyPrefix = a.get("key", null);
         String valuePrefix = a.get("value", "value");
+        int valueSize = a.num("value-size", 0);
+        boolean summary = Boolean.parseBoolean(a.get("summary", "false"));
         List<Future<RecordMetadata>> acks = new ArrayList<>();
         List<String> keys = new ArrayList<>();
         try (KafkaProducer<byte[], byte[]> producer =
@@ -140,16 +146,24 @@ public final class Client {
                 producer.initTransactions();
                 producer.beginTransaction();
             }
+            long begin = System.nanoTime(), size = 0;
             for (int i = 0; i < count; i++) {
                 String key = keyPrefix == null ? null : keyPrefix + "-" + i;
+                byte[] value = pad(valuePrefix + "-" + i, valueSize);
+                size += value.length + (key == null ? 0 : bytes(key).length);
                 ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(topic, partition < 0 ? null : partition,
-                        bytes(key), bytes(valuePrefix + "-" + i));
+                        bytes(key), value);
                 for (String[] h : a.headers) r.headers().add(h[0], bytes(h[1]));
                 acks.add(producer.send(r));
                 keys.add(key);
             }
             if (txn != null) producer.commitTransaction();
             producer.flush();
+            for (Future<RecordMetadata> f : acks) f.get(); // throws for a record not delivered
+            if (summary) {
+                printSummary(count, size, begin);
+                return 0;
+            }
             for (int i = 0; i < acks.size(); i++) {
                 RecordMetadata m = acks.get(i).get();
                 System.out.println("{\"partition\":" + m.partition() + ",\"offset\":" + m.offset()
@@ -173,7 +187,9 @@ public final class Client {
         String topic = a.need("topic");
         int count = a.num("count", 1);
         long deadline = System.currentTimeMillis() + a.num("timeout-ms", 30000);
+        boolean summary = Boolean.parseBoolean(a.get("summary", "false"));
         int got = 0;
+        long begin = System.nanoTime(), size = 0;
         Map<TopicPartition, OffsetAndMetadata> done = new LinkedHashMap<>(); // the next offset per partition printed
         try (KafkaConsumer<byte[], byte[]> consumer =
                 new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
@@ -182,6 +198,13 @@ public final class Client {
                 ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(200));
                 for (ConsumerRecord<byte[], byte[]> r : records) {
                     if (got >= count) break;
+                    if (got == 0) begin = System.nanoTime();
+                    got++;
+                    done.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                    if (summary) {
+                        size += (r.key() == null ? 0 : r.key().length) + (r.value() == null ? 0 : r.value().length);
+                        continue;
+                    }
                     StringBuilder hs = new StringBuilder("[");
                     for (Header h : r.headers()) {
                         if (hs.length() > 1) hs.append(',');
@@ -192,10 +215,9 @@ public final class Client {
                     System.out.println("{\"topic\":" + json(r.topic()) + ",\"partition\":" + r.partition()
                             + ",\"offset\":" + r.offset() + ",\"key\":" + json(str(r.key())) + ",\"value\":"
                             + json(str(r.value())) + ",\"headers\":" + hs + "}");
-                    got++;
-                    done.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                 }
             }
+            if (summary && got == count) printSummary(got, size, begin);
             if (!done.isEmpty()) consumer.commitSync(done, Duration.ofSeconds(15));
         }
         if (got < count) {
@@ -203,6 +225,22 @@ public final class Client {
             return 1;
         }
         return 0;
+    }
+
+    /** pad returns s in UTF-8, padded with '.' to size bytes when it is shorter. */
+    private static byte[] pad(String s, int size) {
+        byte[] b = bytes(s);
+        if (b.length >= size) return b;
+        byte[] out = new byte[size];
+        System.arraycopy(b, 0, out, 0, b.length);
+        java.util.Arrays.fill(out, b.length, size, (byte) '.');
+        return out;
+    }
+
+    /** printSummary prints the --summary line: records, their key and value bytes, seconds since begin. */
+    private static void printSummary(long records, long size, long begin) {
+        double seconds = (System.nanoTime() - begin) / 1e9;
+        System.out.println("{\"summary\":{\"records\":" + records + ",\"bytes\":" + size + ",\"seconds\":" + seconds + "}}");
     }
 
     /** json quotes s as a JSON string (null as null). */

@@ -7,9 +7,10 @@ pip --target under .tools on PYTHONPATH.
   client.py produce --bootstrap HOST:PORT --topic T [--count N] [--key PREFIX] [--value PREFIX]
                     [--header NAME=VALUE]... [--compression none|gzip|snappy|lz4|zstd] [--idempotence true|false]
                     [--transactional-id ID] [--linger-ms N] [--batch-size N] [--acks all|1|0] [--partition P]
-                    [--property KEY=VALUE]... [--timeout-ms N]
+                    [--value-size N] [--property KEY=VALUE]... [--timeout-ms N] [--summary true]
   client.py consume --bootstrap HOST:PORT --topic T --group G [--count N] [--group-protocol classic|consumer]
                     [--isolation read_committed|read_uncommitted] [--property KEY=VALUE]... [--timeout-ms N]
+                    [--summary true]
 """
 
 import argparse
@@ -36,6 +37,8 @@ def parse(argv):
     p.add_argument("--client-id")
     p.add_argument("--key")
     p.add_argument("--value", default="value")
+    p.add_argument("--value-size", type=int, default=0)
+    p.add_argument("--summary", default="false", choices=["true", "false"])
     p.add_argument("--header", type=pair, action="append", default=[])
     p.add_argument("--compression", default="none")
     p.add_argument("--idempotence", default="true", choices=["true", "false"])
@@ -54,6 +57,16 @@ def parse(argv):
 
 def text(b):
     return None if b is None else b.decode("utf-8", "replace")
+
+
+def pad(s, size):
+    b = s.encode("utf-8")
+    return b + b"." * (size - len(b)) if len(b) < size else b
+
+
+def print_summary(records, size, begin):
+    seconds = time.monotonic() - begin
+    print(json.dumps({"summary": {"records": records, "bytes": size, "seconds": seconds}}))
 
 
 def log_error(err):
@@ -93,10 +106,13 @@ def produce(a):
         return cb
 
     keys = []
+    begin, size = time.monotonic(), 0
     for i in range(a.count):
         key = None if a.key is None else "%s-%d" % (a.key, i)
         keys.append(key)
-        kw = {"value": "%s-%d" % (a.value, i), "headers": list(a.header), "on_delivery": delivered(i)}
+        value = pad("%s-%d" % (a.value, i), a.value_size)
+        size += len(value) + (0 if key is None else len(key.encode("utf-8")))
+        kw = {"value": value, "headers": list(a.header), "on_delivery": delivered(i)}
         if key is not None:
             kw["key"] = key
         if a.partition >= 0:
@@ -113,6 +129,9 @@ def produce(a):
     if left or failed or any(m is None for m in acks):
         print("client: %d records undelivered, errors: %s" % (left or acks.count(None), failed), file=sys.stderr)
         return 1
+    if a.summary == "true":
+        print_summary(a.count, size, begin)
+        return 0
     for key, m in zip(keys, acks):
         print(json.dumps({"partition": m.partition(), "offset": m.offset(), "key": key}))
     return 0
@@ -137,6 +156,7 @@ def consume(a):
     consumer.subscribe([a.topic])
     deadline = time.monotonic() + a.timeout_ms / 1000
     got = 0
+    begin, size = time.monotonic(), 0
     try:
         while got < a.count and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
@@ -147,6 +167,12 @@ def consume(a):
                     continue
                 print("client: consume error:", msg.error(), file=sys.stderr)
                 continue
+            if got == 0:
+                begin = time.monotonic()
+            got += 1
+            if a.summary == "true":
+                size += len(msg.key() or b"") + len(msg.value() or b"")
+                continue
             headers = [{"key": k, "value": text(v)} for k, v in (msg.headers() or [])]
             print(json.dumps({
                 "topic": msg.topic(),
@@ -156,7 +182,8 @@ def consume(a):
                 "value": text(msg.value()),
                 "headers": headers,
             }))
-            got += 1
+        if a.summary == "true" and got == a.count:
+            print_summary(got, size, begin)
         if got:
             consumer.commit(asynchronous=False)
     finally:
