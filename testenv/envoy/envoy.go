@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -54,6 +55,10 @@ type Process struct {
 	client  *http.Client
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid after done is closed
+
+	workerOnce sync.Once // finds workerStat, the worker thread's /proc stat file, on the first WorkerCPU
+	workerStat string
+	workerErr  error
 }
 
 // Start renders b into opts.Dir, starts Envoy and waits until it is live. If Envoy exits or does not become

@@ -3,6 +3,7 @@ package envoy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -103,11 +104,45 @@ func TestProcessProxiesHTTPAndTCP(t *testing.T) {
 	if rss, err := p.RSS(); err != nil || rss < 1<<20 {
 		t.Errorf("RSS = %d, %v", rss, err)
 	}
+	// The worker thread is found and read; its time only grows.
+	cpu0, err := p.WorkerCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 200 {
+		get(t, "http://"+addr("inbound")+"/load")
+	}
+	if cpu1, err := p.WorkerCPU(); err != nil || cpu1 < cpu0 {
+		t.Errorf("WorkerCPU after 200 requests %v (%v), before %v", cpu1, err, cpu0)
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if !p.Exited() {
 		t.Error("process still running after Close")
+	}
+}
+
+// TestParseThreadCPU reads utime+stime (fields 14 and 15, in clock ticks) out of a thread's stat line, whose
+// comm may hold spaces and parentheses, and refuses a short or garbled one.
+func TestParseThreadCPU(t *testing.T) {
+	const rest = " S 1 2 3 4 5 6 7 8 9 10 %s %s 13 14 15"
+	for _, tc := range []struct {
+		name, stat string
+		want       time.Duration
+		wantErr    bool
+	}{
+		{"worker", "42 (wrk:worker_0)" + fmt.Sprintf(rest, "150", "25"), 1750 * time.Millisecond, false},
+		{"comm with spaces and a paren", "42 (a) b (c)" + fmt.Sprintf(rest, "1", "2"), 30 * time.Millisecond, false},
+		{"idle", "42 (x)" + fmt.Sprintf(rest, "0", "0"), 0, false},
+		{"no comm", "42 x S 1 2", 0, true},
+		{"short", "42 (x) S 1 2 3", 0, true},
+		{"not a number", "42 (x)" + fmt.Sprintf(rest, "1", "zz"), 0, true},
+	} {
+		got, err := parseThreadCPU([]byte(tc.stat))
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v, error %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
 	}
 }
 

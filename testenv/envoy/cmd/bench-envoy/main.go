@@ -159,7 +159,7 @@ func run(ctx context.Context, cfg config) error {
 			return err
 		}
 		defer v.proc.Close()
-		if v.worker, err = findWorker(v.proc.PID()); err != nil {
+		if _, err := v.proc.WorkerCPU(); err != nil {
 			return err
 		}
 		if v.addr, err = v.proc.ListenerAddr(ctx, "inbound"); err != nil {
@@ -181,7 +181,7 @@ func run(ctx context.Context, cfg config) error {
 		// Rotate the order so no variant always runs first after a pause.
 		for i := range variants {
 			v := variants[(round+i)%len(variants)]
-			cpu0, err := threadCPU(v.worker)
+			cpu0, err := v.proc.WorkerCPU()
 			if err != nil {
 				return err
 			}
@@ -192,7 +192,7 @@ func run(ctx context.Context, cfg config) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			cpu1, err := threadCPU(v.worker)
+			cpu1, err := v.proc.WorkerCPU()
 			if err != nil {
 				return err
 			}

@@ -65,7 +65,6 @@ type variant struct {
 	proc    *envoy.Process
 	addr    string
 	sink    *sink
-	worker  string    // /proc/<pid>/task/<tid>/stat of the worker thread
 	rounds  []float64 // requests/s per round
 	cpu     []float64 // worker CPU per request per round, us
 	cpuDiff []float64 // cpu minus the no-filter Envoy's in the same round, us
