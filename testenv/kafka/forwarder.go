@@ -17,6 +17,7 @@ type Forwarder struct {
 	l      net.Listener
 	target atomic.Pointer[string]
 	conns  atomic.Int64
+	active atomic.Int64
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
@@ -49,6 +50,9 @@ func (f *Forwarder) SetTarget(addr string) { f.target.Store(&addr) }
 
 // Conns returns how many connections the forwarder has accepted.
 func (f *Forwarder) Conns() int64 { return f.conns.Load() }
+
+// Active returns how many connections are still open: accepted, and not yet closed both ways.
+func (f *Forwarder) Active() int64 { return f.active.Load() }
 
 // Record starts recording: connections accepted from now on are numbered from 0 and their bytes kept;
 // connections open before are not recorded.
@@ -94,15 +98,24 @@ func (f *Forwarder) accept() {
 			rc.id, f.recorded = f.recorded, f.recorded+1
 		}
 		f.mu.Unlock()
+		f.active.Add(1)
+		pipes := new(atomic.Int32)
+		pipes.Store(2)
 		f.wg.Add(2)
-		go f.pipe(up, c, rc, true)
-		go f.pipe(c, up, rc, false)
+		go f.pipe(up, c, rc, true, pipes)
+		go f.pipe(c, up, rc, false, pipes)
 	}
 }
 
-// pipe copies src to dst, recording what it reads, and closes dst when src ends.
-func (f *Forwarder) pipe(dst, src net.Conn, rc recConn, fromClient bool) {
+// pipe copies src to dst, recording what it reads, and closes dst when src ends; the last of a connection's
+// two pipes to end counts the connection closed.
+func (f *Forwarder) pipe(dst, src net.Conn, rc recConn, fromClient bool, pipes *atomic.Int32) {
 	defer f.wg.Done()
+	defer func() {
+		if pipes.Add(-1) == 0 {
+			f.active.Add(-1)
+		}
+	}()
 	defer dst.Close()
 	buf := make([]byte, 64<<10)
 	for {

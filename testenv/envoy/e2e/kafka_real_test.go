@@ -1,15 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshtrace/meshtrace/filter/kafka/kafkatest"
 	"github.com/meshtrace/meshtrace/indexer/api"
 	"github.com/meshtrace/meshtrace/indexer/document"
 	"github.com/meshtrace/meshtrace/testenv/artifact"
@@ -18,126 +21,75 @@ import (
 	"github.com/meshtrace/meshtrace/testenv/kafka"
 )
 
+// kafkaProducer is one producer run of a kafkaScenario: n records carrying the trace context trace.
+type kafkaProducer struct {
+	kind          kafka.ClientKind
+	trace         string // the trace id of the traceparent header every record carries
+	compression   string
+	transactional bool
+	args          []string // more driver arguments
+}
+
+// kafkaScenario is the traffic one Envoy sidecar (one build of the filter) carries: producers into one
+// topic, then one consumer reading all their records.
+type kafkaScenario struct {
+	build      artifact.Build
+	topic      string
+	partitions int
+	n          int // records per producer
+	producers  []kafkaProducer
+	consumer   kafka.ClientKind
+	group      string
+	protocol   string // group protocol: classic or consumer (KIP-848)
+}
+
 // TestKafkaRealClients runs the official Java client and librdkafka against a real Kafka broker through Envoy
-// with the filter as a network filter, and checks the send and receive spans the decoder makes of their bytes.
+// with the filter as a network filter, each build of the filter in its own sidecar, and checks the send and
+// receive spans the decoder makes of their bytes, the message journey through the real indexer, and that the
+// filter changed no byte: a recording forwarder on each side of Envoy sees the same streams.
+//
+//	client -> front (recording, advertised by the broker) -> Envoy + filter -> back (recording) -> broker
 func TestKafkaRealClients(t *testing.T) {
-	build := artifact.Builds(t)[0]
+	builds := artifact.Builds(t)
 	ix := startIndexer(t)
 	col := newCollector(t, ix.Receiver)
-	port, err := kafka.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	front, back := kafka.NewForwarder(t), kafka.NewForwarder(t)
+	b := kafka.StartBroker(t, kafka.BrokerConfig{AdvertisedAddr: front.Addr(), NumPartitions: 3})
+	back.SetTarget(b.Addr)
+	sidecars := map[string]string{} // build name: the sidecar's Kafka listener
+	for _, build := range builds {
+		sidecars[build.Name] = startKafkaSidecar(t, build.Name, build.Path, back.Addr(), col.Addr())
 	}
-	proxy := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	b := kafka.StartBroker(t, kafka.BrokerConfig{AdvertisedAddr: proxy, NumPartitions: 3})
-
-	plugin := &envoy.Wasm{Name: "meshtrace", RootID: networkRootID, VMID: "meshtrace", File: build.Path, Config: networkPolicy}
-	dir := filepath.Join(t.TempDir(), "sidecar-orders")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	p, err := envoy.Start(ctx, envoy.Bootstrap{
-		Node: envoy.Node{Metadata: map[string]any{
-			"NAMESPACE": "shop", "WORKLOAD_NAME": "orders", "LABELS": map[string]any{"app": "orders"},
-		}},
-		Listeners: []envoy.Listener{
-			{Name: "kafka", Address: proxy, Direction: envoy.Outbound, TCP: true, Cluster: kafkaCluster, Wasm: plugin},
-		},
-		Clusters: []envoy.Cluster{
-			{Name: kafkaCluster, Address: b.Addr},
-			{Name: mesh.ExportCluster, Address: col.Addr()},
-		},
-	}, envoy.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if _, err := p.ListenerAddr(ctx, "kafka"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("--- envoy.log (tail) ---\n%s", p.LogTail(30))
-		}
-	}()
-
-	const topic, n = "payments", 30
-	const javaTrace, pyTrace = "11111111111111111111111111111111", "22222222222222222222222222222222"
-	b.CreateTopic(t, topic, 3, nil)
+	front.Record()
+	back.Record()
 	begin := time.Now()
-	javaAcks := kafka.RunJava(t, proxy, "produce", "--topic", topic, "--count", strconv.Itoa(n), "--key", "j",
-		"--client-id", "java-producer", "--compression", "lz4", "--idempotence", "true",
-		"--header", "traceparent=00-"+javaTrace+"-00f067aa0ba902b7-01")
-	pyAcks := kafka.RunPython(t, proxy, "produce", "--topic", topic, "--count", strconv.Itoa(n), "--key", "p",
-		"--client-id", "rdkafka-producer", "--compression", "zstd",
-		"--header", "traceparent=00-"+pyTrace+"-00f067aa0ba902b8-01", "--header", "x-order-id=o-77")
-	got := kafka.RunJava(t, proxy, "consume", "--topic", topic, "--group", "billing", "--client-id", "billing-consumer",
-		"--count", strconv.Itoa(2*n))
-	if len(javaAcks) != n || len(pyAcks) != n || len(got) != 2*n {
-		t.Fatalf("acks java %d librdkafka %d, consumed %d", len(javaAcks), len(pyAcks), len(got))
-	}
-	traces := map[string]int{}
-	for _, r := range got {
-		tp, _ := r.Header("traceparent")
-		traces[tp]++
-	}
-	if len(traces) != 2 {
-		t.Errorf("consumed traceparents %v", traces)
-	}
 
-	count := func(s document.Span) int {
-		v, _ := strconv.Atoi(fmt.Sprint(s.Attr["messaging.batch.message_count"]))
-		return v
+	const javaTrace, pyTrace = "11111111111111111111111111111111", "22222222222222222222222222222222"
+	scenarios := []kafkaScenario{
+		{
+			build: builds[0], topic: "payments", partitions: 3, n: 30,
+			producers: []kafkaProducer{
+				{kind: kafka.Java, trace: javaTrace, compression: "lz4", args: []string{"--client-id", "java-producer"}},
+				{kind: kafka.Librdkafka, trace: pyTrace, compression: "zstd",
+					args: []string{"--client-id", "rdkafka-producer", "--header", "x-order-id=o-77"}},
+			},
+			consumer: kafka.Java, group: "billing", protocol: "classic",
+		},
+		{
+			build: builds[1], topic: "refunds", partitions: 2, n: 20,
+			producers: []kafkaProducer{
+				{kind: kafka.Java, trace: "33333333333333333333333333333333", compression: "zstd", transactional: true,
+					args: []string{"--transactional-id", "refunds-txn"}},
+				{kind: kafka.Librdkafka, trace: "44444444444444444444444444444444", compression: "gzip"},
+			},
+			consumer: kafka.Librdkafka, group: "audit", protocol: "consumer",
+		},
 	}
-	var sendJava, sendPy, recv int
-	var sums [3]int
-	ok := waitFor(30*time.Second, func() bool {
-		sums = [3]int{}
-		for _, s := range col.Spans() {
-			switch {
-			case s.Name == "send "+topic && s.TraceID == javaTrace:
-				sums[0] += count(s)
-			case s.Name == "send "+topic && s.TraceID == pyTrace:
-				sums[1] += count(s)
-			case s.Name == "receive "+topic:
-				sums[2] += count(s)
-			}
-		}
-		return sums[0] >= n && sums[1] >= n && sums[2] >= 2*n
-	})
-	if !ok {
-		t.Fatalf("record counts java send %d librdkafka send %d receive %d: %s", sums[0], sums[1], sums[2], describe(col.Spans()))
-	}
-	for _, s := range col.Spans() {
-		if _, bad := s.Attr["meshtrace.kafka.parse_error"]; bad {
-			t.Errorf("%s: parse error %v", s.Name, s.Attr["meshtrace.kafka.parse_error"])
-		}
-		if n, bad := s.Attr["meshtrace.kafka.undecoded_records"]; bad {
-			t.Errorf("%s: %v records not decoded", s.Name, n)
-		}
-		switch {
-		case s.Name == "send "+topic && s.TraceID == javaTrace:
-			sendJava++
-			checkAttr(t, s, "messaging.kafka.compression", "lz4")
-		case s.Name == "send "+topic && s.TraceID == pyTrace:
-			sendPy++
-			checkAttr(t, s, "messaging.kafka.compression", "zstd")
-		case s.Name == "receive "+topic:
-			recv++
-			if g, ok := s.Attr["messaging.consumer.group.name"]; ok && g != "billing" {
-				t.Errorf("receive span group %v, want billing", g)
-			}
-			// every producer context it links to says how long its first record waited: at most the time since
-			// the first producer started
-			for _, l := range s.Links {
-				wait, err := strconv.Atoi(fmt.Sprint(l.Attr["meshtrace.kafka.time_in_topic_ms"]))
-				if err != nil || wait < 0 || time.Duration(wait)*time.Millisecond > time.Since(begin) {
-					t.Errorf("receive span link to %s: time in topic %v, want 0..%v", l.TraceID, l.Attr["meshtrace.kafka.time_in_topic_ms"], time.Since(begin))
-				}
-			}
-		}
+	for _, sc := range scenarios {
+		t.Run(sc.build.Name+"/"+sc.topic, func(t *testing.T) {
+			front.SetTarget(sidecars[sc.build.Name])
+			runKafkaScenario(t, b, front.Addr(), col, sc, begin)
+		})
 	}
 
 	// The journey question, asked of the real indexer: the messages of order o-77 in the topic that waited
@@ -151,7 +103,7 @@ func TestKafkaRealClients(t *testing.T) {
 		t.Fatalf("%q: %d spans", journey+">= 0", waited.Total)
 	}
 	for _, s := range waited.Spans {
-		if s.Name != "receive "+topic || s.Attr["order_id"] != "o-77" {
+		if s.Name != "receive payments" || s.Attr["order_id"] != "o-77" {
 			t.Errorf("%q found %s with order_id %v", journey+">= 0", s.Name, s.Attr["order_id"])
 		}
 	}
@@ -164,13 +116,261 @@ func TestKafkaRealClients(t *testing.T) {
 		found := false
 		for _, s := range tr.LinkedFrom {
 			for _, l := range s.Links {
-				found = found || (s.Name == "receive "+topic && l.TraceID == id && l.Attr["meshtrace.kafka.time_in_topic_ms"] != nil)
+				found = found || (s.Name == "receive payments" && l.TraceID == id && l.Attr["meshtrace.kafka.time_in_topic_ms"] != nil)
 			}
 		}
 		if !found {
 			t.Errorf("trace %s: linked from %d spans, none the receive span with a time in topic", id, len(tr.LinkedFrom))
 		}
 	}
-	t.Logf("java producer %d records, %d send spans; librdkafka producer %d records, %d send spans; consumer billing %d records, %d receive spans (%d); in %v",
-		sums[0], sendJava, sums[1], sendPy, sums[2], recv, len(got), time.Since(begin).Round(time.Millisecond))
+
+	// Once every connection is closed on both sides of Envoy, the bytes each side saw are compared.
+	if !waitFor(30*time.Second, func() bool { return front.Active() == 0 && back.Active() == 0 }) {
+		t.Fatalf("connections still open after the clients exited: %d in front of Envoy, %d behind", front.Active(), back.Active())
+	}
+	checkSameBytes(t, front.Capture(), back.Capture())
+}
+
+// startKafkaSidecar starts an Envoy sidecar whose outbound TCP listener runs the filter build at path as a
+// network filter in front of tcp_proxy to broker, exporting to collector, and returns the listener's address.
+func startKafkaSidecar(t *testing.T, name, path, broker, collector string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "sidecar-orders-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l := envoy.Listener{Name: "kafka", Direction: envoy.Outbound, TCP: true, Cluster: kafkaCluster}
+	if path != "" {
+		l.Wasm = &envoy.Wasm{Name: "meshtrace", RootID: networkRootID, VMID: "meshtrace", File: path, Config: networkPolicy}
+	}
+	p, err := envoy.Start(ctx, envoy.Bootstrap{
+		Node: envoy.Node{Metadata: map[string]any{
+			"NAMESPACE": "shop", "WORKLOAD_NAME": "orders", "LABELS": map[string]any{"app": "orders"},
+		}},
+		Listeners: []envoy.Listener{l},
+		Clusters: []envoy.Cluster{
+			{Name: kafkaCluster, Address: broker},
+			{Name: mesh.ExportCluster, Address: collector},
+		},
+	}, envoy.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- %s envoy.log (tail) ---\n%s", name, p.LogTail(30))
+		}
+		_ = p.Close()
+	})
+	addr, err := p.ListenerAddr(ctx, "kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// runKafkaScenario creates the scenario's topic, runs its producers and its consumer through bootstrap and
+// checks what they did and the spans the collector received for the topic.
+func runKafkaScenario(t *testing.T, b *kafka.Broker, bootstrap string, col *collector, sc kafkaScenario, begin time.Time) {
+	b.CreateTopic(t, sc.topic, sc.partitions, nil)
+	run := func(kind kafka.ClientKind, args ...string) []kafka.Record {
+		if kind == kafka.Java {
+			return kafka.RunJava(t, bootstrap, args...)
+		}
+		return kafka.RunPython(t, bootstrap, args...)
+	}
+	for i, p := range sc.producers {
+		args := append([]string{"produce", "--topic", sc.topic, "--count", strconv.Itoa(sc.n), "--key", fmt.Sprint("p", i),
+			"--compression", p.compression, "--header", "traceparent=00-" + p.trace + "-00f067aa0ba902b7-01"}, p.args...)
+		if acks := run(p.kind, args...); len(acks) != sc.n {
+			t.Fatalf("%s producer: %d acks, want %d", p.kind, len(acks), sc.n)
+		}
+	}
+	total := sc.n * len(sc.producers)
+	got := run(sc.consumer, "consume", "--topic", sc.topic, "--group", sc.group, "--group-protocol", sc.protocol,
+		"--client-id", sc.group+"-consumer", "--count", strconv.Itoa(total))
+	traces := map[string]int{}
+	for _, r := range got {
+		tp, _ := r.Header("traceparent")
+		traces[tp]++
+	}
+	if len(got) != total || len(traces) != len(sc.producers) {
+		t.Fatalf("consumed %d records, want %d; traceparents %v", len(got), total, traces)
+	}
+
+	count := func(s document.Span) int {
+		v, _ := strconv.Atoi(fmt.Sprint(s.Attr["messaging.batch.message_count"]))
+		return v
+	}
+	sent := make([]int, len(sc.producers)) // records in send spans, per producer
+	received := 0
+	ok := waitFor(30*time.Second, func() bool {
+		clear(sent)
+		received = 0
+		for _, s := range col.Spans() {
+			if s.Name == "receive "+sc.topic {
+				received += count(s)
+			}
+			for i, p := range sc.producers {
+				if s.Name == "send "+sc.topic && s.TraceID == p.trace {
+					sent[i] += count(s)
+				}
+			}
+		}
+		return received >= total && !slices.ContainsFunc(sent, func(n int) bool { return n < sc.n })
+	})
+	if !ok {
+		t.Fatalf("records in send spans %v, in receive spans %d, want %d each and %d", sent, received, sc.n, total)
+	}
+	if received != total {
+		t.Errorf("records in receive spans %d, want %d", received, total)
+	}
+	var sends, recvs, grouped int
+	for _, s := range col.Spans() {
+		if s.Attr["messaging.destination.name"] != sc.topic {
+			continue
+		}
+		if _, bad := s.Attr["meshtrace.kafka.parse_error"]; bad {
+			t.Errorf("%s: parse error %v", s.Name, s.Attr["meshtrace.kafka.parse_error"])
+		}
+		if n, bad := s.Attr["meshtrace.kafka.undecoded_records"]; bad {
+			t.Errorf("%s: %v records not decoded", s.Name, n)
+		}
+		if s.Name == "receive "+sc.topic {
+			recvs++
+			if g, ok := s.Attr["messaging.consumer.group.name"]; ok {
+				grouped++
+				if g != sc.group {
+					t.Errorf("receive span group %v, want %s", g, sc.group)
+				}
+			}
+			// every producer context it links to says how long its first record waited: at most the time since
+			// the first producer started
+			for _, l := range s.Links {
+				wait, err := strconv.Atoi(fmt.Sprint(l.Attr["meshtrace.kafka.time_in_topic_ms"]))
+				if err != nil || wait < 0 || time.Duration(wait)*time.Millisecond > time.Since(begin) {
+					t.Errorf("receive span link to %s: time in topic %v, want 0..%v", l.TraceID, l.Attr["meshtrace.kafka.time_in_topic_ms"], time.Since(begin))
+				}
+			}
+			continue
+		}
+		for _, p := range sc.producers {
+			if s.Name != "send "+sc.topic || s.TraceID != p.trace {
+				continue
+			}
+			sends++
+			checkAttr(t, s, "messaging.kafka.compression", p.compression)
+			if _, txn := s.Attr["messaging.kafka.transactional"]; txn != p.transactional {
+				t.Errorf("%s producer's send span: transactional %v, want %v", p.kind, txn, p.transactional)
+			}
+		}
+	}
+	if grouped == 0 {
+		t.Errorf("none of %d receive spans names the consumer group %s", recvs, sc.group)
+	}
+	t.Logf("%s: records per producer %v in %d send spans; %s consumer group %s (%s) %d records in %d receive spans, %d naming the group",
+		sc.build.Name, sent, sends, sc.consumer, sc.group, sc.protocol, received, recvs, grouped)
+}
+
+// byteStreams sums up a comparison of two captures of the same connections (compareStreams).
+type byteStreams struct {
+	conns       int // connections with bytes
+	client      int // bytes clients sent
+	server      int // bytes the broker sent that reached the clients
+	afterClosed int // bytes the broker sent after the client had closed
+}
+
+// compareStreams checks that every connection recorded in front of Envoy has a connection recorded behind it
+// with the same bytes: every byte the client sent, unchanged, and the broker's bytes, unchanged, up to
+// where the client closed (Envoy drops what the broker still answers after that, so the client's side may be
+// a prefix of the broker's).
+func compareStreams(front, back *kafkatest.Capture) (byteStreams, error) {
+	type stream struct{ client, server []byte }
+	streams := func(c *kafkatest.Capture) []stream {
+		m := map[int]*stream{}
+		for _, ch := range c.Chunks {
+			s := m[ch.Conn]
+			if s == nil {
+				s = &stream{}
+				m[ch.Conn] = s
+			}
+			if ch.FromClient {
+				s.client = append(s.client, ch.Data...)
+			} else {
+				s.server = append(s.server, ch.Data...)
+			}
+		}
+		out := make([]stream, 0, len(m))
+		for _, s := range m {
+			out = append(out, *s)
+		}
+		return out
+	}
+	f, bk := streams(front), streams(back)
+	sum := byteStreams{conns: len(f)}
+	if len(f) != len(bk) {
+		return sum, fmt.Errorf("%d connections with bytes in front of Envoy, %d behind it", len(f), len(bk))
+	}
+	var mismatched []string
+	for _, fs := range f {
+		i := slices.IndexFunc(bk, func(bs stream) bool {
+			return bytes.Equal(fs.client, bs.client) && bytes.HasPrefix(bs.server, fs.server)
+		})
+		if i < 0 {
+			mismatched = append(mismatched, fmt.Sprintf("%d bytes sent, %d received", len(fs.client), len(fs.server)))
+			continue
+		}
+		sum.client += len(fs.client)
+		sum.server += len(fs.server)
+		sum.afterClosed += len(bk[i].server) - len(fs.server)
+		bk = slices.Delete(bk, i, i+1)
+	}
+	if len(mismatched) > 0 {
+		return sum, fmt.Errorf("%d of %d connections differ across Envoy (front: %s)", len(mismatched), len(f), strings.Join(mismatched, "; "))
+	}
+	return sum, nil
+}
+
+// checkSameBytes fails the test unless compareStreams finds the same bytes on both sides, some from each end.
+func checkSameBytes(t *testing.T, front, back *kafkatest.Capture) {
+	t.Helper()
+	sum, err := compareStreams(front, back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.client == 0 || sum.server == 0 {
+		t.Fatalf("no bytes compared: %d from clients, %d from the broker", sum.client, sum.server)
+	}
+	t.Logf("bytes unchanged across Envoy on %d connections: %d from clients, %d from the broker (%d more the broker sent after clients closed)",
+		sum.conns, sum.client, sum.server, sum.afterClosed)
+}
+
+// TestCompareStreams checks the byte comparison itself: the same streams cut differently pass, a broker's
+// answer the client closed before is allowed, and a changed, missing or extra byte, or connection, is not.
+func TestCompareStreams(t *testing.T) {
+	capture := func(chunks ...kafkatest.Chunk) *kafkatest.Capture { return &kafkatest.Capture{Chunks: chunks} }
+	req := func(conn int, s string) kafkatest.Chunk { return kafkatest.Chunk{Conn: conn, FromClient: true, Data: []byte(s)} }
+	resp := func(conn int, s string) kafkatest.Chunk { return kafkatest.Chunk{Conn: conn, Data: []byte(s)} }
+	front := capture(req(0, "hello"), resp(0, "world"), req(1, "fetch"), resp(1, "records"))
+	for _, tc := range []struct {
+		name    string
+		back    *kafkatest.Capture
+		wantErr bool
+	}{
+		{"same, other order and cuts", capture(req(0, "fet"), req(1, "hel"), req(0, "ch"), resp(0, "records"), req(1, "lo"), resp(1, "world")), false},
+		{"broker answered after the client closed", capture(req(0, "hello"), resp(0, "world"), req(1, "fetch"), resp(1, "records+late")), false},
+		{"a request byte changed", capture(req(0, "hellO"), resp(0, "world"), req(1, "fetch"), resp(1, "records")), true},
+		{"a request byte missing", capture(req(0, "hell"), resp(0, "world"), req(1, "fetch"), resp(1, "records")), true},
+		{"a response byte changed", capture(req(0, "hello"), resp(0, "w0rld"), req(1, "fetch"), resp(1, "records")), true},
+		{"a response shorter behind Envoy", capture(req(0, "hello"), resp(0, "worl"), req(1, "fetch"), resp(1, "records")), true},
+		{"a connection missing", capture(req(0, "hello"), resp(0, "world")), true},
+		{"a connection more", capture(req(0, "hello"), resp(0, "world"), req(1, "fetch"), resp(1, "records"), req(2, "x")), true},
+	} {
+		sum, err := compareStreams(front, tc.back)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s: %+v, %v; want error %v", tc.name, sum, err, tc.wantErr)
+		}
+	}
 }
