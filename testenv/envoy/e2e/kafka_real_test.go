@@ -351,7 +351,9 @@ func checkSameBytes(t *testing.T, front, back *kafkatest.Capture) {
 // answer the client closed before is allowed, and a changed, missing or extra byte, or connection, is not.
 func TestCompareStreams(t *testing.T) {
 	capture := func(chunks ...kafkatest.Chunk) *kafkatest.Capture { return &kafkatest.Capture{Chunks: chunks} }
-	req := func(conn int, s string) kafkatest.Chunk { return kafkatest.Chunk{Conn: conn, FromClient: true, Data: []byte(s)} }
+	req := func(conn int, s string) kafkatest.Chunk {
+		return kafkatest.Chunk{Conn: conn, FromClient: true, Data: []byte(s)}
+	}
 	resp := func(conn int, s string) kafkatest.Chunk { return kafkatest.Chunk{Conn: conn, Data: []byte(s)} }
 	front := capture(req(0, "hello"), resp(0, "world"), req(1, "fetch"), resp(1, "records"))
 	for _, tc := range []struct {
