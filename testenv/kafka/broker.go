@@ -438,15 +438,20 @@ func freePorts(n int) ([]int, error) {
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // clusterID returns a random KRaft cluster id: 16 bytes, URL-safe base64 without padding (as
-// `kafka-storage random-uuid` prints).
+// `kafka-storage random-uuid` prints). Like Kafka's Uuid.randomUuid it never starts with '-', which the
+// storage tool's command line would take for an option (one id in 64 did).
 func clusterID() (string, error) {
-	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		return "", err
+	for {
+		var u [16]byte
+		if _, err := rand.Read(u[:]); err != nil {
+			return "", err
+		}
+		u[6] = u[6]&0x0f | 0x40 // a version-4 UUID, as Kafka's Uuid.randomUuid
+		u[8] = u[8]&0x3f | 0x80
+		if id := base64.RawURLEncoding.EncodeToString(u[:]); id[0] != '-' {
+			return id, nil
+		}
 	}
-	u[6] = u[6]&0x0f | 0x40 // a version-4 UUID, as Kafka's Uuid.randomUuid
-	u[8] = u[8]&0x3f | 0x80
-	return base64.RawURLEncoding.EncodeToString(u[:]), nil
 }
 
 // adminClient returns a franz-go client bootstrapped to InternalAddr, for the helpers of this package.

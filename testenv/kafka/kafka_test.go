@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -230,4 +231,19 @@ func metadataBroker(t *testing.T, addr string) string {
 		t.Fatalf("metadata from %s names %d brokers", addr, len(m.Brokers))
 	}
 	return net.JoinHostPort(m.Brokers[0].Host, fmt.Sprint(m.Brokers[0].Port))
+}
+
+// TestClusterID checks the random cluster ids: 16 bytes of a version-4 UUID, and none starting with '-'
+// (which kafka-storage would take for an option: about 1 in 64 before they were drawn again).
+func TestClusterID(t *testing.T) {
+	for range 5000 {
+		id, err := clusterID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := base64.RawURLEncoding.DecodeString(id)
+		if err != nil || len(u) != 16 || u[6]>>4 != 4 || u[8]>>6 != 2 || strings.HasPrefix(id, "-") {
+			t.Fatalf("cluster id %q: %x, %v", id, u, err)
+		}
+	}
 }

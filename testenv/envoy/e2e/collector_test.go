@@ -33,7 +33,7 @@ type collector struct {
 	spans []document.Span // as the indexer would store them
 }
 
-func newCollector(t *testing.T, next http.Handler) *collector {
+func newCollector(t testing.TB, next http.Handler) *collector {
 	t.Helper()
 	c := &collector{next: next}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))

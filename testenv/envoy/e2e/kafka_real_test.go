@@ -58,7 +58,7 @@ func TestKafkaRealClients(t *testing.T) {
 	back.SetTarget(b.Addr)
 	sidecars := map[string]string{} // build name: the sidecar's Kafka listener
 	for _, build := range builds {
-		sidecars[build.Name] = startKafkaSidecar(t, build.Name, build.Path, back.Addr(), col.Addr())
+		_, sidecars[build.Name] = startKafkaSidecar(t, build.Name, build.Path, back.Addr(), col.Addr())
 	}
 	front.Record()
 	back.Record()
@@ -132,8 +132,9 @@ func TestKafkaRealClients(t *testing.T) {
 }
 
 // startKafkaSidecar starts an Envoy sidecar whose outbound TCP listener runs the filter build at path as a
-// network filter in front of tcp_proxy to broker, exporting to collector, and returns the listener's address.
-func startKafkaSidecar(t *testing.T, name, path, broker, collector string) string {
+// network filter in front of tcp_proxy to broker (no filter when path is ""), exporting to collector, and
+// returns the Envoy and its listener's address.
+func startKafkaSidecar(t testing.TB, name, path, broker, collector string) (*envoy.Process, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "sidecar-orders-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -168,7 +169,7 @@ func startKafkaSidecar(t *testing.T, name, path, broker, collector string) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return addr
+	return p, addr
 }
 
 // runKafkaScenario creates the scenario's topic, runs its producers and its consumer through bootstrap and
