@@ -37,8 +37,11 @@ const (
 	maxRequestSize  = 100 << 20
 	maxResponseSize = 1 << 30
 	inflatePerFrame = 4
-	maxAPIKey       = 1000
-	maxVersion      = 100
+	// keptBuffer is the size of the buffer a stream keeps for frames that arrive in pieces: larger frames
+	// are buffered in one of their own size, released after the frame.
+	keptBuffer = 64 << 10
+	maxAPIKey  = 1000
+	maxVersion = 100
 )
 
 // Config bounds what a Decoder keeps and says which record data it collects.
@@ -68,6 +71,9 @@ type Config struct {
 	// a client names to its coordinator on one connection names its Fetch exchanges on another (see
 	// Exchange.Group). Optional.
 	Groups *GroupNames
+	// Frames lends the buffers of frames larger than 64 KiB that arrive in pieces; share one between the
+	// decoders of a process. Optional: without it each such frame gets a buffer of its own.
+	Frames *FramePool
 }
 
 // Handler receives each completed exchange. The Exchange is only valid during the call.
@@ -161,14 +167,26 @@ func (d *Decoder) Close(now uint64) {
 	for len(d.pending) > 0 {
 		d.giveUp(now)
 	}
-	d.req, d.resp, d.scratch, d.free = stream{}, stream{}, nil, nil
+	d.dropStreams()
+	d.scratch, d.free = nil, nil
 }
 
 func (d *Decoder) stop(err error) {
 	if d.err == nil {
 		d.err = err
 	}
-	d.pending, d.req, d.resp, d.scratch, d.free = nil, stream{}, stream{}, nil, nil
+	d.dropStreams()
+	d.pending, d.scratch, d.free = nil, nil, nil
+}
+
+// dropStreams forgets both directions' frame state; a large frame buffer goes back to the pool.
+func (d *Decoder) dropStreams() {
+	for _, s := range [2]*stream{&d.req, &d.resp} {
+		if cap(s.buf) > keptBuffer && d.cfg.Frames != nil {
+			d.cfg.Frames.put(s.buf)
+		}
+		*s = stream{}
+	}
 }
 
 // feed splits data into frames, calling frame with each body (or its first MaxFrameBytes).
@@ -202,6 +220,16 @@ func (d *Decoder) feed(s *stream, data []byte, maxSize int32, frame func(body []
 			s.endFrame()
 			frame(body, s.skip > 0)
 		default:
+			if cap(s.buf) < s.keep {
+				// One buffer for the frame: growing it by append would copy and allocate a large frame about
+				// twice over. Frames up to keptBuffer share one buffer of that size, kept across frames; a
+				// larger one is assembled in a buffer of the frame pool's, or of its own.
+				if s.keep > keptBuffer && d.cfg.Frames != nil {
+					s.buf = d.cfg.Frames.get(s.keep)
+				} else {
+					s.buf = make([]byte, 0, max(s.keep, keptBuffer))
+				}
+			}
 			n := min(s.keep-len(s.buf), len(data))
 			s.buf = append(s.buf, data[:n]...)
 			data = data[n:]
@@ -210,8 +238,12 @@ func (d *Decoder) feed(s *stream, data []byte, maxSize int32, frame func(body []
 				s.endFrame()
 				frame(body, s.skip > 0)
 				s.buf = body[:0]
-				if cap(s.buf) > 64<<10 {
-					s.buf = nil // do not hold a large buffer for an idle connection
+				if cap(s.buf) > keptBuffer {
+					// An idle connection holds no large buffer: it goes back to the pool.
+					if d.cfg.Frames != nil {
+						d.cfg.Frames.put(s.buf)
+					}
+					s.buf = nil
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"testing"
@@ -419,5 +420,42 @@ func TestInflateBudget(t *testing.T) {
 	if got.Records != 20 || got.Undecoded != 16 || len(got.Contexts) != 1 || got.Compression != kafka.CodecGzip {
 		t.Fatalf("got %d records, %d undecoded, %d contexts, %s; want 20, 16, 1, gzip (frame %d bytes)",
 			got.Records, got.Undecoded, len(got.Contexts), got.Compression, len(frame))
+	}
+}
+
+// TestFramePoolDecoding feeds large Produce requests (about 230 KB each) in 16 KiB pieces: the results are
+// the same with and without a pool, one pooled buffer serves every frame, and once it exists, decoding
+// allocates almost nothing per frame.
+func TestFramePoolDecoding(t *testing.T) {
+	reqs, _ := kafkatest.ProduceTraffic(4, 1000, 200)
+	run := func(pool *kafka.FramePool) (records int) {
+		d := kafka.NewDecoder(kafka.Config{Frames: pool}, func(ex *kafka.Exchange) {
+			for _, tp := range ex.Topics {
+				records += tp.Records
+			}
+		})
+		for i := 0; i < len(reqs); i += 16 << 10 {
+			d.Requests(reqs[i:min(i+16<<10, len(reqs))], 1)
+		}
+		d.Close(2) // the requests are never answered: Close reports them
+		return records
+	}
+	pool := kafka.NewFramePool(4)
+	if without, with := run(nil), run(pool); without != 4000 || with != 4000 {
+		t.Fatalf("records: %d without a pool, %d with, want 4000", without, with)
+	}
+	if pool.Len() != 1 {
+		t.Errorf("pool holds %d buffers after sequential frames, want 1", pool.Len())
+	}
+	// With the pooled buffer warm, a frame allocates its exchange's bookkeeping, not a buffer of its size.
+	allocated := func(pool *kafka.FramePool) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		run(pool)
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	if with, without := allocated(pool), allocated(nil); with > 200<<10 || without < 4*200<<10 {
+		t.Errorf("decoding 4 frames of 230 KB allocated %d bytes with a warm pool (want < 200 KiB), %d without (want > 800 KiB)", with, without)
 	}
 }

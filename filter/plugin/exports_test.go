@@ -87,6 +87,13 @@ func TestBuildsTrimmed(t *testing.T) {
 			if _, ok := exports[plugin.SDKABIExport]; ok {
 				t.Errorf("%s still exports %s", b.Path, plugin.SDKABIExport)
 			}
+			// The allocator is the plugin's, under the name the host calls.
+			if _, ok := exports[plugin.HostAllocExport]; ok {
+				t.Errorf("%s exports %s: its allocator was not put in place of the SDK's", b.Path, plugin.HostAllocExport)
+			}
+			if _, ok := exports[plugin.SDKAllocExport]; !ok {
+				t.Errorf("%s exports no %s", b.Path, plugin.SDKAllocExport)
+			}
 			for _, name := range []string{"proxy_on_request_headers", "proxy_on_log", "proxy_on_new_connection"} {
 				if _, ok := exports[name]; !ok {
 					t.Errorf("%s lost the export %s", b.Path, name)

@@ -37,6 +37,11 @@ var topicNames = kafka.NewTopicNames(4096)
 // connection and fetches on the partition leaders' ones, with the same client id on all of them.
 var groupNames = kafka.NewGroupNames(1024)
 
+// framePool is shared by the connections of this VM: the buffers of large frames (a producer's request of a
+// few hundred KB, a fetch response up to MaxFrameBytes) are reused across frames and connections instead of
+// being made per frame, at most 4 of them (4 MiB at the default MaxFrameBytes).
+var framePool = kafka.NewFramePool(4)
+
 // kafkaStopped is the metric behind MetricKafkaStopped, defined on first use.
 var kafkaStopped *proxywasm.MetricCounter
 
@@ -57,6 +62,7 @@ func newKafkaConn(c *tcpContext) *kafkaConn {
 		RecordKey: p.Network.Kafka.RecordKey,
 		Topics:    topicNames,
 		Groups:    groupNames,
+		Frames:    framePool,
 	}, k.exchange)
 	return k
 }

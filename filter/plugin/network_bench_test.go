@@ -53,11 +53,24 @@ func must(b *testing.B) func(wasmhost.Action, error) {
 	}
 }
 
-// BenchmarkKafkaWasm measures Kafka decoding throughput inside the compiled filter: 64 Produce requests of
-// 100 records (with traceparent and x-customer-id headers) and their responses per connection, delivered in
-// 16 KiB pieces, each exchange becoming an exported span. MB/s counts both directions.
+// BenchmarkKafkaWasm measures Kafka decoding throughput inside the compiled filter: per connection, 64
+// Produce requests of 100 records of 100 bytes (small: about 15 KB a request) or 8 of 1,000 records of 200
+// bytes (large: about 230 KB, a Java producer's request with batch.size 64 KiB on a few partitions), with
+// traceparent and x-customer-id headers, and their responses, delivered in 16 KiB pieces, each exchange
+// becoming an exported span. MB/s counts both directions.
 func BenchmarkKafkaWasm(b *testing.B) {
-	reqs, resps := kafkatest.ProduceTraffic(64, 100, 100)
+	for _, shape := range []struct {
+		name                      string
+		requests, records, values int
+	}{{"small", 64, 100, 100}, {"large", 8, 1000, 200}} {
+		b.Run(shape.name, func(b *testing.B) {
+			benchKafkaWasm(b, shape.requests, shape.records, shape.values)
+		})
+	}
+}
+
+func benchKafkaWasm(b *testing.B, requests, records, values int) {
+	reqs, resps := kafkatest.ProduceTraffic(requests, records, values)
 	const chunk = 16 << 10
 	b.Run("native", func(b *testing.B) {
 		// The decoder alone, compiled natively, on the same traffic: the reference for the wasm builds.

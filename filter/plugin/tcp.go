@@ -99,7 +99,10 @@ func (c *tcpContext) OnNewConnection() types.Action {
 func (c *tcpContext) OnDownstreamData(size int, endOfStream bool) types.Action {
 	c.fromDown += int64(size)
 	if c.decide() && size > 0 {
-		if data, err := proxywasm.GetDownstreamData(0, size); err == nil {
+		lendNext(size) // the decoder keeps no slice of what it is fed
+		data, err := proxywasm.GetDownstreamData(0, size)
+		lendDone()
+		if err == nil {
 			c.kafka.requests(data)
 		}
 	}
@@ -110,7 +113,10 @@ func (c *tcpContext) OnDownstreamData(size int, endOfStream bool) types.Action {
 func (c *tcpContext) OnUpstreamData(size int, endOfStream bool) types.Action {
 	c.fromUp += int64(size)
 	if c.decide() && size > 0 {
-		if data, err := proxywasm.GetUpstreamData(0, size); err == nil {
+		lendNext(size)
+		data, err := proxywasm.GetUpstreamData(0, size)
+		lendDone()
+		if err == nil {
 			c.kafka.responses(data)
 		}
 	}

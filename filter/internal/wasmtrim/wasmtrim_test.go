@@ -82,6 +82,34 @@ func TestTrimSDKBuilds(t *testing.T) {
 	}
 }
 
+// TestTrimSwapsAllocator trims a module that exports the plugin's allocator: it takes the SDK's name, the
+// SDK's export is gone, and the rest is trimmed as usual; a second run is a no-op.
+func TestTrimSwapsAllocator(t *testing.T) {
+	exports := append([]string{plugin.SDKAllocExport, plugin.HostAllocExport, plugin.SDKABIExport, "proxy_on_log"}, plugin.TrimmedExports...)
+	out, _, changed, err := trim(module(exports...))
+	if err != nil || !changed {
+		t.Fatalf("trim: changed %v, %v", changed, err)
+	}
+	got := functionExports(t, out)
+	want := map[string]bool{plugin.SDKAllocExport: true, plugin.ABIExport: true, "proxy_on_log": true}
+	if !maps.Equal(got, want) {
+		t.Fatalf("exports %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	// The SDK's allocator was function 0, the plugin's function 1: the name now points at function 1.
+	list, err := wasmexports.List(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range list {
+		if x.Name == plugin.SDKAllocExport && x.Index != 1 {
+			t.Errorf("%s exports function %d, want the plugin's (1)", x.Name, x.Index)
+		}
+	}
+	if again, _, changed, err := trim(out); err != nil || changed || !slices.Equal(again, out) {
+		t.Errorf("second trim: changed %v, %v", changed, err)
+	}
+}
+
 func TestTrimRefuses(t *testing.T) {
 	exports := append([]string{"proxy_on_memory_allocate", plugin.SDKABIExport}, plugin.TrimmedExports...)
 	partial, err := wasmexports.Rewrite(module(exports...), wasmexports.Edit{Drop: plugin.TrimmedExports[:1]})
@@ -100,6 +128,8 @@ func TestTrimRefuses(t *testing.T) {
 		{"no ABI marker", module(slices.Delete(slices.Clone(exports), 1, 2)...), `cannot rename "` + plugin.SDKABIExport + `"`},
 		{"both ABI markers", module(append(slices.Clone(exports), plugin.ABIExport)...), `exports "` + plugin.ABIExport + `" twice`},
 		{"not a function", moduleWithGlobal(exports, plugin.TrimmedExports[1]), "not a function"},
+		{"the plugin's allocator but not the SDK's", module(append(slices.Clone(exports[1:]), plugin.HostAllocExport)...),
+			`cannot drop "` + plugin.SDKAllocExport + `"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -193,11 +193,18 @@ func (c *Capture) Feed(cfg kafka.Config, h kafka.Handler) []*kafka.Decoder {
 	for i := range decoders {
 		decoders[i] = kafka.NewDecoder(cfg, h)
 	}
+	// Every chunk is fed from one buffer, overwritten after each call, as the filter feeds the host's copies
+	// (plugin.lend): a decoder that kept a slice of its input would report the overwritten bytes.
+	var buf []byte
 	for i, ch := range c.Chunks {
+		buf = append(buf[:0], ch.Data...)
 		if ch.FromClient {
-			decoders[ch.Conn].Requests(ch.Data, uint64(i))
+			decoders[ch.Conn].Requests(buf, uint64(i))
 		} else {
-			decoders[ch.Conn].Responses(ch.Data, uint64(i))
+			decoders[ch.Conn].Responses(buf, uint64(i))
+		}
+		for j := range buf {
+			buf[j] = 0xa5
 		}
 	}
 	for _, d := range decoders {
