@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Defaults for the zero values of Config.
@@ -160,6 +161,33 @@ func (d *Decoder) Requests(data []byte, now uint64) {
 // Responses feeds bytes sent by the broker; now is the current time in Unix nanoseconds.
 func (d *Decoder) Responses(data []byte, now uint64) {
 	d.feed(&d.resp, data, maxResponseSize, func(body []byte, truncated bool) { d.response(body, truncated, now) })
+}
+
+// Skippable returns how many of the next bytes of the client's stream (requests true) or the broker's the
+// decoder will discard unread: the rest of a frame beyond MaxFrameBytes, or every byte once it has stopped. A
+// caller that copies the bytes from elsewhere can pass their count to Skip instead of copying them.
+func (d *Decoder) Skippable(requests bool) int {
+	if d.err != nil {
+		return math.MaxInt
+	}
+	return d.stream(requests).skip
+}
+
+// Skip consumes n bytes of a stream unread, as Requests or Responses would have discarded them; n is at most
+// Skippable (more is taken as Skippable).
+func (d *Decoder) Skip(requests bool, n int) {
+	if d.err != nil {
+		return
+	}
+	s := d.stream(requests)
+	s.skip -= min(max(n, 0), s.skip)
+}
+
+func (d *Decoder) stream(requests bool) *stream {
+	if requests {
+		return &d.req
+	}
+	return &d.resp
 }
 
 // Close reports the Produce requests still awaiting a response as unanswered and releases buffers.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
+	"reflect"
 	"runtime"
 	"slices"
 	"sort"
@@ -36,6 +38,13 @@ type summary struct {
 
 // replay feeds a capture into one decoder per connection, sharing topic names, and totals the exchanges.
 func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*summary {
+	t.Helper()
+	return replayWith(t, c, cfg, (*kafkatest.Capture).Feed)
+}
+
+// replayWith is replay with feed in place of Capture.Feed.
+func replayWith(t testing.TB, c *kafkatest.Capture, cfg kafka.Config,
+	feed func(*kafkatest.Capture, kafka.Config, kafka.Handler) []*kafka.Decoder) map[string]*summary {
 	t.Helper()
 	cfg.Topics = kafka.NewTopicNames(64)
 	cfg.Groups = kafka.NewGroupNames(16)
@@ -88,7 +97,7 @@ func replay(t testing.TB, c *kafkatest.Capture, cfg kafka.Config) map[string]*su
 			}
 		}
 	}
-	for i, d := range c.Feed(cfg, handle) {
+	for i, d := range feed(c, cfg, handle) {
 		if err := d.Err(); err != nil {
 			t.Errorf("connection %d: decoder stopped: %v", i, err)
 		}
@@ -458,4 +467,72 @@ func TestFramePoolDecoding(t *testing.T) {
 	if with, without := allocated(pool), allocated(nil); with > 200<<10 || without < 4*200<<10 {
 		t.Errorf("decoding 4 frames of 230 KB allocated %d bytes with a warm pool (want < 200 KiB), %d without (want > 800 KiB)", with, without)
 	}
+}
+
+// TestSkip replays the real clients' captures with frames cut at 200 bytes, once fed whole and once as the
+// filter feeds them, leaving out what Skippable says the decoder discards: the decoders report the same, and
+// nearly half the bytes are left out (the rest are frames under 200 bytes).
+func TestSkip(t *testing.T) {
+	scs, err := kafkatest.LoadRecorded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig
+	cfg.MaxFrameBytes = 200
+	var skipped, fed int
+	skipping := func(c *kafkatest.Capture, cfg kafka.Config, h kafka.Handler) []*kafka.Decoder {
+		decoders := make([]*kafka.Decoder, c.Conns())
+		for i := range decoders {
+			decoders[i] = kafka.NewDecoder(cfg, h)
+		}
+		for i, ch := range c.Chunks {
+			d, data := decoders[ch.Conn], ch.Data
+			for len(data) > 0 {
+				if n := min(d.Skippable(ch.FromClient), len(data)); n > 0 {
+					d.Skip(ch.FromClient, n)
+					skipped, data = skipped+n, data[n:]
+					continue
+				}
+				n := min(len(data), 7) // small pieces, so that a frame's end falls inside one
+				if ch.FromClient {
+					d.Requests(data[:n], uint64(i))
+				} else {
+					d.Responses(data[:n], uint64(i))
+				}
+				fed, data = fed+n, data[n:]
+			}
+		}
+		for _, d := range decoders {
+			d.Close(uint64(len(c.Chunks)))
+		}
+		return decoders
+	}
+	for _, sc := range scs {
+		c, err := kafkatest.Load(sc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if whole, skip := replay(t, c, cfg), replayWith(t, c, cfg, skipping); !reflect.DeepEqual(whole, skip) {
+			t.Errorf("%s: fed whole %v, skipping %v", sc.Name, describeSummaries(whole), describeSummaries(skip))
+		}
+	}
+	if skipped*2 < fed {
+		t.Errorf("%d bytes skipped, %d fed: frames cut at 200 bytes should leave out nearly half", skipped, fed)
+	}
+	t.Logf("%d bytes skipped, %d fed", skipped, fed)
+
+	// A stopped decoder skips everything.
+	d := kafka.NewDecoder(kafka.Config{}, func(*kafka.Exchange) {})
+	d.Requests([]byte("\x16\x03\x01\x02\x00"), 1) // a TLS ClientHello's record header
+	if d.Err() == nil || d.Skippable(true) != math.MaxInt || d.Skippable(false) != math.MaxInt {
+		t.Errorf("after %v: Skippable %d and %d, want everything", d.Err(), d.Skippable(true), d.Skippable(false))
+	}
+}
+
+func describeSummaries(m map[string]*summary) string {
+	var b []string
+	for _, k := range keys(m) {
+		b = append(b, fmt.Sprintf("%s: %+v", k, *m[k]))
+	}
+	return fmt.Sprint(b)
 }

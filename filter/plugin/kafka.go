@@ -80,13 +80,34 @@ func recordHeaderNames(tags []policy.Tag) []string {
 	return names
 }
 
-func (k *kafkaConn) requests(data []byte) {
-	k.dec.Requests(data, hostNow())
-	k.checkStopped()
-}
-
-func (k *kafkaConn) responses(data []byte) {
-	k.dec.Responses(data, hostNow())
+// in feeds the size bytes of a data callback (requests: the client's) to the decoder. The bytes it would
+// discard unread (the rest of a frame beyond its limit, everything once it stopped) are not copied in; the
+// others are copied by get (the host's copy of the connection's data) in pieces of at most maxLent, each into
+// the lent buffer: the decoder keeps no slice of its input. Envoy hands a network filter up to its connection
+// buffer limit (1 MiB by default) at once, so no piece needs a buffer of its own. A piece the host refuses
+// ends the callback's copy.
+func (k *kafkaConn) in(requests bool, size int, get func(start, size int) ([]byte, error)) {
+	for start := 0; start < size; {
+		if skip := k.dec.Skippable(requests); skip > 0 {
+			n := min(skip, size-start)
+			k.dec.Skip(requests, n)
+			start += n
+			continue
+		}
+		n := min(size-start, maxLent)
+		lendNext(n)
+		data, err := get(start, n)
+		lendDone()
+		if err != nil {
+			break
+		}
+		if requests {
+			k.dec.Requests(data, hostNow())
+		} else {
+			k.dec.Responses(data, hostNow())
+		}
+		start += n
+	}
 	k.checkStopped()
 }
 

@@ -99,12 +99,7 @@ func (c *tcpContext) OnNewConnection() types.Action {
 func (c *tcpContext) OnDownstreamData(size int, endOfStream bool) types.Action {
 	c.fromDown += int64(size)
 	if c.decide() && size > 0 {
-		lendNext(size) // the decoder keeps no slice of what it is fed
-		data, err := proxywasm.GetDownstreamData(0, size)
-		lendDone()
-		if err == nil {
-			c.kafka.requests(data)
-		}
+		c.kafka.in(true, size, proxywasm.GetDownstreamData)
 	}
 	return types.ActionContinue
 }
@@ -113,12 +108,7 @@ func (c *tcpContext) OnDownstreamData(size int, endOfStream bool) types.Action {
 func (c *tcpContext) OnUpstreamData(size int, endOfStream bool) types.Action {
 	c.fromUp += int64(size)
 	if c.decide() && size > 0 {
-		lendNext(size)
-		data, err := proxywasm.GetUpstreamData(0, size)
-		lendDone()
-		if err == nil {
-			c.kafka.responses(data)
-		}
+		c.kafka.in(false, size, proxywasm.GetUpstreamData)
 	}
 	return types.ActionContinue
 }

@@ -17,7 +17,27 @@ import (
 var (
 	kafkaBenchRecords   = flag.Int("kafka-records", 200_000, "BenchmarkKafkaThroughEnvoy: records produced and consumed per sidecar and round")
 	kafkaBenchValueSize = flag.Int("kafka-value-size", 200, "BenchmarkKafkaThroughEnvoy: bytes per record value")
+	kafkaBenchRounds    = flag.Int("kafka-rounds", 3, "BenchmarkKafkaThroughEnvoy: alternating rounds per benchmark iteration")
+	kafkaBenchBuilds    kafkaBuilds
 )
+
+func init() {
+	flag.Var(&kafkaBenchBuilds, "kafka-build", "BenchmarkKafkaThroughEnvoy: name=path of one more filter build in its own sidecar, e.g. an earlier one (repeatable)")
+}
+
+// kafkaBuilds are the -kafka-build flags, in order.
+type kafkaBuilds []artifact.Build
+
+func (b *kafkaBuilds) String() string { return fmt.Sprint(*b) }
+
+func (b *kafkaBuilds) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("want name=path, got %q", s)
+	}
+	*b = append(*b, artifact.Build{Name: name, Path: path})
+	return nil
+}
 
 // kafkaBenchTopics numbers the topics BenchmarkKafkaThroughEnvoy creates.
 var kafkaBenchTopics int
@@ -35,14 +55,18 @@ type kafkaArm struct {
 // BenchmarkKafkaThroughEnvoy measures what the filter costs a Kafka client and its broker: the official Java
 // client produces and then consumes -kafka-records records (headers traceparent and baggage, values of
 // -kafka-value-size bytes) through an Envoy sidecar without the filter, with the TinyGo build and with the Go
-// build as a network filter in front of tcp_proxy, in alternating rounds (b.N rounds: -benchtime 3x for three).
+// build as a network filter in front of tcp_proxy, in -kafka-rounds alternating rounds (3; an iteration of
+// the benchmark is all of them, so the default -benchtime runs them once).
 // The broker is real (Kafka 4.4, KRaft, C2 on); it advertises a forwarder that each round points at one
 // sidecar. Per sidecar it reports the median producer and consumer throughput (MB/s of keys and values,
 // measured inside the client, so the JVM's start is left out), their ratio to the no-filter sidecar's in the
 // same round, and the worker thread's CPU per MB moved, minus the no-filter sidecar's. Each codec is a
-// sub-benchmark: none, and zstd, which the filter must decompress to read record headers.
+// sub-benchmark: none, and zstd, which the filter must decompress to read record headers. -kafka-build
+// name=path adds a sidecar with another build (an earlier one, to measure a change side by side):
+//
+//	go test ./testenv/envoy/e2e -run '^$' -bench KafkaThroughEnvoy -args -kafka-rounds 5 -kafka-build old=/tmp/old.wasm
 func BenchmarkKafkaThroughEnvoy(b *testing.B) {
-	builds := artifact.Builds(b)
+	builds := append(artifact.Builds(b), kafkaBenchBuilds...)
 	col := newCollector(b, nil)
 	front := kafka.NewForwarder(b)
 	broker := kafka.StartBroker(b, kafka.BrokerConfig{
@@ -77,7 +101,7 @@ func BenchmarkKafkaThroughEnvoy(b *testing.B) {
 			for _, a := range arms {
 				a.produce, a.consume, a.workerUs = nil, nil, nil
 			}
-			for round := 0; round < b.N; round++ {
+			for round := 0; round < b.N**kafkaBenchRounds; round++ {
 				for i := range arms {
 					a := arms[(round+i)%len(arms)] // rotate, so no sidecar always runs first
 					front.SetTarget(a.addr)
