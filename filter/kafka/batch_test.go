@@ -55,3 +55,34 @@ func TestContextTimestamps(t *testing.T) {
 		})
 	}
 }
+
+// TestOldestPartition checks that a fetch over several partitions names the one whose records waited longest.
+func TestOldestPartition(t *testing.T) {
+	const ts = 1_700_000_000_000
+	batch := func(offset, age int64) []byte {
+		return kafkatest.Batch{BaseOffset: offset, Records: 1, FirstTimestamp: ts - age, MaxTimestamp: ts - age}.Encode()
+	}
+	for _, tc := range []struct {
+		name       string
+		partitions [][]byte
+		want       int32
+		oldest     int64
+	}{
+		{"the middle one", [][]byte{batch(0, 500), batch(0, 9000), batch(0, 20)}, 1, ts - 9000},
+		{"the first one", [][]byte{batch(0, 9000), batch(0, 500)}, 0, ts - 9000},
+		{"the last one, after an empty partition", [][]byte{batch(0, 5), nil, batch(0, 70)}, 2, ts - 70},
+		{"the older of two batches in one partition", [][]byte{batch(0, 10), append(batch(0, 30), batch(1, 600)...)}, 1, ts - 600},
+	} {
+		req, resp := kafkatest.FetchPartitions(12, 1, kafkatest.ClientID, "orders", tc.partitions...)
+		c := &kafkatest.Capture{Chunks: []kafkatest.Chunk{{FromClient: true, Data: req}, {Data: resp}}}
+		var got []kafka.Topic
+		c.Feed(kafka.Config{}, func(ex *kafka.Exchange) {
+			for _, tp := range ex.Topics {
+				got = append(got, kafka.Topic{OldestTimestamp: tp.OldestTimestamp, OldestPartition: tp.OldestPartition})
+			}
+		})
+		if len(got) != 1 || got[0].OldestPartition != tc.want || got[0].OldestTimestamp != tc.oldest {
+			t.Errorf("%s: %+v, want partition %d at %d", tc.name, got, tc.want, tc.oldest)
+		}
+	}
+}

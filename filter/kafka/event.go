@@ -81,6 +81,9 @@ type Topic struct {
 	// batches (Unix milliseconds; with LogAppendTime both are the broker's append time), 0 if no batch carried
 	// one. Now less these is how long the records waited in the topic.
 	OldestTimestamp, NewestTimestamp int64
+	// OldestPartition is the partition whose batch has OldestTimestamp (Fetch; meaningful when that is set):
+	// where the records that waited longest were.
+	OldestPartition int32
 	// Transactional reports that a batch was written by a transactional producer (attribute bit 4).
 	Transactional bool
 	// Key is the key of the only record when Records == 1 and Config.RecordKey is set.

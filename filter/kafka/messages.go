@@ -106,10 +106,13 @@ func (d *Decoder) readFetchResponse(r *reader, ex *Exchange, truncated bool) {
 			if v >= 11 {
 				r.int32() // preferred read replica
 			}
-			before := t.Batches
+			before, oldest := t.Batches, t.OldestTimestamp
 			d.readRecordSet(t, r.records(flex, truncated))
 			if t.Batches > before {
 				t.addPartition(part)
+			}
+			if t.OldestTimestamp != oldest {
+				t.OldestPartition = part
 			}
 			if t.ErrorCode == 0 {
 				t.ErrorCode = code

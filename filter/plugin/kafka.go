@@ -26,7 +26,10 @@ const (
 	// end less the oldest batch timestamp, in ms), attrKafkaTimeInTopicMin how long the newest did.
 	attrKafkaTimeInTopic    = "meshtrace.kafka.time_in_topic_ms"
 	attrKafkaTimeInTopicMin = "meshtrace.kafka.time_in_topic_min_ms"
-	attrKafkaTransactional  = "messaging.kafka.transactional"
+	// attrKafkaTimeInTopicPartition is the partition whose records waited attrKafkaTimeInTopic: on a receive
+	// span over several partitions, the one that lags.
+	attrKafkaTimeInTopicPartition = "meshtrace.kafka.time_in_topic_partition"
+	attrKafkaTransactional        = "messaging.kafka.transactional"
 )
 
 // topicNames is shared by the connections of this VM: clients learn topic ids from Metadata, often on another
@@ -182,7 +185,8 @@ func (k *kafkaConn) topicSpan(ex *kafka.Exchange, t *kafka.Topic) {
 			s.Attrs = append(s.Attrs, span.String("messaging.consumer.group.name", ex.Group))
 		}
 		if t.OldestTimestamp > 0 {
-			s.Attrs = append(s.Attrs, span.Int(attrKafkaTimeInTopic, ageMillis(ex.EndNanos, t.OldestTimestamp)))
+			s.Attrs = append(s.Attrs, span.Int(attrKafkaTimeInTopic, ageMillis(ex.EndNanos, t.OldestTimestamp)),
+				span.String(attrKafkaTimeInTopicPartition, strconv.Itoa(int(t.OldestPartition))))
 		}
 		if t.NewestTimestamp > 0 {
 			s.Attrs = append(s.Attrs, span.Int(attrKafkaTimeInTopicMin, ageMillis(ex.EndNanos, t.NewestTimestamp)))

@@ -127,6 +127,9 @@ func checkKafkaSpans(t *testing.T, sc kafkatest.Scenario, spans []*tracepb.Span,
 			if err1 != nil || err2 != nil || newest < 0 || oldest < newest {
 				t.Errorf("%s: time in topic %q, min %q", s.Name, a["meshtrace.kafka.time_in_topic_ms"], a["meshtrace.kafka.time_in_topic_min_ms"])
 			}
+			if p, err := strconv.Atoi(a["meshtrace.kafka.time_in_topic_partition"]); err != nil || p < 0 || (want.Partitions != nil && !slices.Contains(want.Partitions, int32(p))) {
+				t.Errorf("%s: oldest records in partition %q, want one of %v", s.Name, a["meshtrace.kafka.time_in_topic_partition"], want.Partitions)
+			}
 			// each link: how long the first record of that producer context waited, within the span's range
 			for _, l := range s.Links {
 				la := attrs(l.Attributes)
@@ -291,11 +294,12 @@ func TestKafkaBatchHeaderSpans(t *testing.T) {
 		join.Version, join.Group, join.ProtocolType = 9, kafkatest.Group, "consumer"
 		add(0, kafkatest.Request(join, 1, kafkatest.ClientID), nil)
 
+		// partition 0: a batch 1.2 s old; partition 1: a transactional batch 5 s old and its commit marker
 		records := append(
 			kafkatest.Batch{BaseOffset: 20, Records: 2, Attributes: 0x10, ProducerID: 4, FirstTimestamp: now - 5000, MaxTimestamp: now - 4000}.Encode(),
 			kafkatest.Batch{BaseOffset: 22, Records: 1, Attributes: 0x30, ProducerID: 4, FirstTimestamp: now - 100, MaxTimestamp: now - 100}.Encode()...)
-		records = append(records, kafkatest.Batch{BaseOffset: 23, Records: 1, FirstTimestamp: now - 1200, MaxTimestamp: now - 1200}.Encode()...)
-		req, resp = kafkatest.Fetch(12, 1, kafkatest.ClientID, "orders", records)
+		req, resp = kafkatest.FetchPartitions(12, 1, kafkatest.ClientID, "orders",
+			kafkatest.Batch{BaseOffset: 23, Records: 1, FirstTimestamp: now - 1200, MaxTimestamp: now - 1200}.Encode(), records)
 		add(1, req, resp)
 		req, resp = kafkatest.Fetch(12, 2, "other-client", "events", kafkatest.Batch{Records: 1, FirstTimestamp: now + 10000, MaxTimestamp: now + 10000}.Encode())
 		add(1, req, resp)
@@ -324,7 +328,8 @@ func TestKafkaBatchHeaderSpans(t *testing.T) {
 		}
 		want := map[string]map[string]string{
 			"receive orders": {"messaging.batch.message_count": "3", "messaging.consumer.group.name": kafkatest.Group,
-				"meshtrace.kafka.time_in_topic_ms": "5000", "meshtrace.kafka.time_in_topic_min_ms": "1200"},
+				"meshtrace.kafka.time_in_topic_ms": "5000", "meshtrace.kafka.time_in_topic_min_ms": "1200",
+				"meshtrace.kafka.time_in_topic_partition": "1", "messaging.destination.partition.id": ""},
 			"receive events": {"messaging.batch.message_count": "1", "messaging.consumer.group.name": "",
 				"meshtrace.kafka.time_in_topic_ms": "0", "meshtrace.kafka.time_in_topic_min_ms": "0", "messaging.client.id": "other-client"},
 			"receive payments": {"messaging.batch.message_count": "2", "meshtrace.kafka.undecoded_records": "2",

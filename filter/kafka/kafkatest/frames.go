@@ -85,19 +85,28 @@ func Response(resp kmsg.Response, corr int32) []byte {
 // Fetch returns a Fetch request of this version for topic partition 0 and its response carrying records
 // (the concatenated batches or messages) for that partition.
 func Fetch(version int16, corr int32, clientID, topic string, records []byte) (request, response []byte) {
+	return FetchPartitions(version, corr, clientID, topic, records)
+}
+
+// FetchPartitions is Fetch with one partition per records argument: partition i carries records[i].
+func FetchPartitions(version int16, corr int32, clientID, topic string, records ...[]byte) (request, response []byte) {
 	req := kmsg.NewPtrFetchRequest()
 	req.Version, req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = version, -1, 500, 1, 1<<20
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic = topic
-	rt.Partitions = append(rt.Partitions, kmsg.NewFetchRequestTopicPartition())
-	req.Topics = append(req.Topics, rt)
-
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	t := kmsg.NewFetchResponseTopic()
 	t.Topic = topic
-	p := kmsg.NewFetchResponseTopicPartition()
-	p.HighWatermark, p.LastStableOffset, p.RecordBatches = 100, 100, records
-	t.Partitions = append(t.Partitions, p)
+	for i, recs := range records {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = int32(i)
+		rt.Partitions = append(rt.Partitions, rp)
+		p := kmsg.NewFetchResponseTopicPartition()
+		p.Partition = int32(i)
+		p.HighWatermark, p.LastStableOffset, p.RecordBatches = 100, 100, recs
+		t.Partitions = append(t.Partitions, p)
+	}
+	req.Topics = append(req.Topics, rt)
 	resp.Topics = append(resp.Topics, t)
 	return Request(req, corr, clientID), Response(resp, corr)
 }

@@ -247,6 +247,9 @@ func runKafkaScenario(t *testing.T, b *kafka.Broker, bootstrap string, col *coll
 					t.Errorf("receive span group %v, want %s", g, sc.group)
 				}
 			}
+			if p, err := strconv.Atoi(fmt.Sprint(s.Attr["meshtrace.kafka.time_in_topic_partition"])); err != nil || p < 0 || p >= sc.partitions {
+				t.Errorf("receive span: oldest records in partition %v, want 0..%d", s.Attr["meshtrace.kafka.time_in_topic_partition"], sc.partitions-1)
+			}
 			// every producer context it links to says how long its first record waited: at most the time since
 			// the first producer started
 			for _, l := range s.Links {
