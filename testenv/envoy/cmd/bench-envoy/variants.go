@@ -40,7 +40,7 @@ const tagPolicy = `{
 }`
 
 // priceOps are the host calls the price list measures (see package pricelist).
-var priceOps = []string{"clock", "property", "log-property", "headers", "header", "replace", "expr", "end-props", "end-expr"}
+var priceOps = []string{"clock", "property", "log-property", "headers", "header", "replace", "expr", "end-props", "end-expr", "end-concat"}
 
 // request is what every connection sends: it joins an incoming trace and matches all three rules.
 var request = load.Request{

@@ -16,6 +16,8 @@
 //	              a time: five properties (response code, flags and code details, the cluster, the peer
 //	              address) and the traceparent header (N times the set)
 //	end-expr      the same values from one expr_evaluate of the CEL map the filter evaluates (N times)
+//	end-concat    the same values from one expr_evaluate of a CEL string joining them (N times): what a map's
+//	              serialization costs over a string's
 //
 // The first stream's first value is checked to be non-empty, so a host call that quietly fails (a property
 // Envoy does not serve, a foreign function it was built without) stops the benchmark instead of pricing an
@@ -69,10 +71,13 @@ func (p *plugin) configure(cfg string) error {
 	p.op, p.n = op, count
 	switch op {
 	case "none", "clock", "property", "log-property", "headers", "header", "replace", "end-props":
-	case "expr", "end-expr":
+	case "expr", "end-expr", "end-concat":
 		expr := "source.address"
-		if op == "end-expr" {
+		switch op {
+		case "end-expr":
 			expr = endExpr
+		case "end-concat":
+			expr = endConcat
 		}
 		tok, err := proxywasm.CallForeignFunction("expr_create", []byte(expr))
 		if err != nil || len(tok) != 4 {
@@ -97,6 +102,10 @@ type stream struct {
 const endExpr = `{'c': response.code, 'f': response.flags, 'd': response.code_details, 'k': xds.cluster_name, ` +
 	`'s': source.address, 't': request.headers['traceparent']}`
 
+// endConcat is endExpr as one string, the values joined by '|'.
+const endConcat = `string(response.code) + '|' + string(response.flags) + '|' + response.code_details + '|' + ` +
+	`xds.cluster_name + '|' + source.address + '|' + request.headers['traceparent']`
+
 // endPaths are the properties end-props reads.
 var endPaths = [][]string{
 	{"response", "code"}, {"response", "flags"}, {"response", "code_details"}, {"xds", "cluster_name"},
@@ -104,7 +113,9 @@ var endPaths = [][]string{
 }
 
 // atEnd reports whether op runs at the end of the stream.
-func atEnd(op string) bool { return op == "log-property" || op == "end-props" || op == "end-expr" }
+func atEnd(op string) bool {
+	return op == "log-property" || op == "end-props" || op == "end-expr" || op == "end-concat"
+}
 
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	if !atEnd(s.p.op) {
@@ -153,7 +164,7 @@ func (s *stream) run() {
 		case "replace":
 			err = proxywasm.ReplaceHttpRequestHeader("x-price-list", "1")
 			n = 1
-		case "expr", "end-expr":
+		case "expr", "end-expr", "end-concat":
 			var b []byte
 			b, err = proxywasm.CallForeignFunction("expr_evaluate", s.p.token)
 			n = len(b)
