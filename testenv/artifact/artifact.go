@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -162,4 +163,27 @@ func BuildPlugin(pkgDir, outDir string) ([]Build, error) {
 		}
 	}
 	return builds, nil
+}
+
+// BuildFlag is a repeatable command-line flag (flag.Var) of filter builds, each given as name=path: the
+// builds a benchmark runs beside the current ones (an earlier build, or one compiled with other flags).
+type BuildFlag []Build
+
+// String returns the builds as name=path, comma-separated.
+func (f *BuildFlag) String() string {
+	var s []string
+	for _, b := range *f {
+		s = append(s, b.Name+"="+b.Path)
+	}
+	return strings.Join(s, ",")
+}
+
+// Set adds one name=path build.
+func (f *BuildFlag) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || name == "" || path == "" {
+		return fmt.Errorf("want name=path, got %q", s)
+	}
+	*f = append(*f, Build{Name: name, Path: path})
+	return nil
 }

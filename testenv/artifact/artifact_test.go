@@ -111,3 +111,21 @@ func TestBuildsFailsWithMakeHint(t *testing.T) {
 		t.Errorf("Builds on a missing file: Fatalf(%q), want the `make filter` hint", rec.msg)
 	}
 }
+
+// TestBuildFlag checks the name=path flag: builds in order, and a value without a name or a path refused.
+func TestBuildFlag(t *testing.T) {
+	var f BuildFlag
+	for _, v := range []string{"old=/tmp/old.wasm", "opt-s=/tmp/a=b.wasm"} {
+		if err := f.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	if f.String() != "old=/tmp/old.wasm,opt-s=/tmp/a=b.wasm" || len(f) != 2 || f[1].Path != "/tmp/a=b.wasm" {
+		t.Errorf("flag = %q %+v", f.String(), f)
+	}
+	for _, bad := range []string{"", "old", "=/tmp/x.wasm", "old="} {
+		if err := f.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}

@@ -18,25 +18,11 @@ var (
 	kafkaBenchRecords   = flag.Int("kafka-records", 200_000, "BenchmarkKafkaThroughEnvoy: records produced and consumed per sidecar and round")
 	kafkaBenchValueSize = flag.Int("kafka-value-size", 200, "BenchmarkKafkaThroughEnvoy: bytes per record value")
 	kafkaBenchRounds    = flag.Int("kafka-rounds", 3, "BenchmarkKafkaThroughEnvoy: alternating rounds per benchmark iteration")
-	kafkaBenchBuilds    kafkaBuilds
+	kafkaBenchBuilds    artifact.BuildFlag
 )
 
 func init() {
 	flag.Var(&kafkaBenchBuilds, "kafka-build", "BenchmarkKafkaThroughEnvoy: name=path of one more filter build in its own sidecar, e.g. an earlier one (repeatable)")
-}
-
-// kafkaBuilds are the -kafka-build flags, in order.
-type kafkaBuilds []artifact.Build
-
-func (b *kafkaBuilds) String() string { return fmt.Sprint(*b) }
-
-func (b *kafkaBuilds) Set(s string) error {
-	name, path, ok := strings.Cut(s, "=")
-	if !ok || name == "" || path == "" {
-		return fmt.Errorf("want name=path, got %q", s)
-	}
-	*b = append(*b, artifact.Build{Name: name, Path: path})
-	return nil
 }
 
 // kafkaBenchTopics numbers the topics BenchmarkKafkaThroughEnvoy creates.

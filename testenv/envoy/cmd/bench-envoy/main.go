@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshtrace/meshtrace/testenv/artifact"
 	"github.com/meshtrace/meshtrace/testenv/envoy"
 	"github.com/meshtrace/meshtrace/testenv/envoy/load"
 )
@@ -45,27 +46,13 @@ type config struct {
 	tinygo, golang string
 	set            string
 	only           string
-	builds         builds
+	builds         artifact.BuildFlag
 	calls          int
 	ops            string
 	conns          int
 	round, warmup  time.Duration
 	requests       int
 	maxRounds      int
-}
-
-// builds are the -build name=path flags, in order.
-type builds [][2]string
-
-func (b *builds) String() string { return fmt.Sprint(*b) }
-
-func (b *builds) Set(s string) error {
-	name, path, ok := strings.Cut(s, "=")
-	if !ok || name == "" || path == "" {
-		return fmt.Errorf("want name=path, got %q", s)
-	}
-	*b = append(*b, [2]string{name, path})
-	return nil
 }
 
 func main() {

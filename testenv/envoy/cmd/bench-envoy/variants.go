@@ -100,7 +100,7 @@ var tracing = &envoy.Tracing{
 func plan(cfg config, dir string) ([]*variant, error) {
 	paths := []string{cfg.tinygo, cfg.golang}
 	for _, b := range cfg.builds {
-		paths = append(paths, b[1])
+		paths = append(paths, b.Path)
 	}
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
@@ -122,7 +122,7 @@ func plan(cfg config, dir string) ([]*variant, error) {
 			{name: "tinygo", plugin: cfg.tinygo, config: policy},
 		}
 		for _, b := range cfg.builds {
-			vs = append(vs, &variant{name: b[0], plugin: b[1], config: policy})
+			vs = append(vs, &variant{name: b.Name, plugin: b.Path, config: policy})
 		}
 		vs = append(vs,
 			&variant{name: "go", plugin: cfg.golang, config: policy},
