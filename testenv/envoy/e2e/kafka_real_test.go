@@ -21,13 +21,22 @@ import (
 	"github.com/meshtrace/meshtrace/testenv/kafka"
 )
 
-// kafkaProducer is one producer run of a kafkaScenario: n records carrying the trace context trace.
+// kafkaProducer is one producer run of a kafkaScenario: records carrying the trace context trace.
 type kafkaProducer struct {
 	kind          kafka.ClientKind
+	count         int    // records; 0: the scenario's n
 	trace         string // the trace id of the traceparent header every record carries
 	compression   string
 	transactional bool
 	args          []string // more driver arguments
+}
+
+// records returns how many records p produces in sc.
+func (p kafkaProducer) records(sc kafkaScenario) int {
+	if p.count > 0 {
+		return p.count
+	}
+	return sc.n
 }
 
 // kafkaScenario is the traffic one Envoy sidecar (one build of the filter) carries: producers into one
@@ -81,6 +90,8 @@ func TestKafkaRealClients(t *testing.T) {
 				{kind: kafka.Java, trace: "33333333333333333333333333333333", compression: "zstd", transactional: true,
 					args: []string{"--transactional-id", "refunds-txn"}},
 				{kind: kafka.Librdkafka, trace: "44444444444444444444444444444444", compression: "gzip"},
+				// one record: its send span carries its key and offset (the policy allows keys)
+				{kind: kafka.Java, count: 1, trace: "55555555555555555555555555555555", compression: "none"},
 			},
 			consumer: kafka.Librdkafka, group: "audit", protocol: "consumer",
 		},
@@ -182,14 +193,21 @@ func runKafkaScenario(t *testing.T, b *kafka.Broker, bootstrap string, col *coll
 		}
 		return kafka.RunPython(t, bootstrap, args...)
 	}
+	total := 0
+	offsets := map[string]int64{} // the offset of each single-record producer's record, by trace
 	for i, p := range sc.producers {
-		args := append([]string{"produce", "--topic", sc.topic, "--count", strconv.Itoa(sc.n), "--key", fmt.Sprint("p", i),
+		n := p.records(sc)
+		total += n
+		args := append([]string{"produce", "--topic", sc.topic, "--count", strconv.Itoa(n), "--key", fmt.Sprint("p", i),
 			"--compression", p.compression, "--header", "traceparent=00-" + p.trace + "-00f067aa0ba902b7-01"}, p.args...)
-		if acks := run(p.kind, args...); len(acks) != sc.n {
-			t.Fatalf("%s producer: %d acks, want %d", p.kind, len(acks), sc.n)
+		acks := run(p.kind, args...)
+		if len(acks) != n {
+			t.Fatalf("%s producer: %d acks, want %d", p.kind, len(acks), n)
+		}
+		if n == 1 {
+			offsets[p.trace] = acks[0].Offset
 		}
 	}
-	total := sc.n * len(sc.producers)
 	got := run(sc.consumer, "consume", "--topic", sc.topic, "--group", sc.group, "--group-protocol", sc.protocol,
 		"--client-id", sc.group+"-consumer", "--count", strconv.Itoa(total))
 	traces := map[string]int{}
@@ -220,10 +238,15 @@ func runKafkaScenario(t *testing.T, b *kafka.Broker, bootstrap string, col *coll
 				}
 			}
 		}
-		return received >= total && !slices.ContainsFunc(sent, func(n int) bool { return n < sc.n })
+		for i, p := range sc.producers {
+			if sent[i] < p.records(sc) {
+				return false
+			}
+		}
+		return received >= total
 	})
 	if !ok {
-		t.Fatalf("records in send spans %v, in receive spans %d, want %d each and %d", sent, received, sc.n, total)
+		t.Fatalf("records in send spans %v, in receive spans %d, want %d in all", sent, received, total)
 	}
 	if received != total {
 		t.Errorf("records in receive spans %d, want %d", received, total)
@@ -260,12 +283,18 @@ func runKafkaScenario(t *testing.T, b *kafka.Broker, bootstrap string, col *coll
 			}
 			continue
 		}
-		for _, p := range sc.producers {
+		for i, p := range sc.producers {
 			if s.Name != "send "+sc.topic || s.TraceID != p.trace {
 				continue
 			}
 			sends++
-			checkAttr(t, s, "messaging.kafka.compression", p.compression)
+			if p.compression != "none" {
+				checkAttr(t, s, "messaging.kafka.compression", p.compression)
+			}
+			if offset, single := offsets[p.trace]; single {
+				checkAttr(t, s, "messaging.kafka.message.key", fmt.Sprint("p", i, "-0"))
+				checkAttr(t, s, "messaging.kafka.offset", strconv.FormatInt(offset, 10))
+			}
 			if _, txn := s.Attr["messaging.kafka.transactional"]; txn != p.transactional {
 				t.Errorf("%s producer's send span: transactional %v, want %v", p.kind, txn, p.transactional)
 			}

@@ -35,7 +35,7 @@ const networkPolicy = `{
   "network": {
     "peer_services": [{"cluster": "` + postgresCluster + `", "service": "postgres"},
                       {"cluster": "` + kafkaCluster + `", "service": "kafka"}],
-    "kafka": {"clusters": ["` + kafkaCluster + `"]}
+    "kafka": {"clusters": ["` + kafkaCluster + `"], "record_key": true}
   }
 }`
 
