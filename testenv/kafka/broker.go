@@ -40,6 +40,9 @@ type BrokerConfig struct {
 	NumPartitions int
 	// AutoCreateTopics is auto.create.topics.enable (default false: tests create their topics, CreateTopic).
 	AutoCreateTopics bool
+	// SASL, when set, makes the client listener SASL_PLAINTEXT with its users; the internal listener stays
+	// PLAINTEXT for the helpers of this package.
+	SASL *SASL
 	// Properties are added to server.properties last, overriding what StartBroker writes, e.g.
 	// "message.max.bytes": "2097152" or "group.consumer.heartbeat.interval.ms": "1000".
 	Properties map[string]string
@@ -53,6 +56,38 @@ type BrokerConfig struct {
 	StartTimeout time.Duration
 	// StopTimeout bounds the wait after SIGTERM before the broker is killed (default 15s).
 	StopTimeout time.Duration
+}
+
+// SASL is the client listener's authentication: PLAIN users (checked by the broker's PlainLoginModule) and
+// SCRAM-SHA-256 users (their credentials written into the metadata when the storage is formatted).
+type SASL struct {
+	// Plain maps PLAIN user names to passwords.
+	Plain map[string]string
+	// SCRAM maps SCRAM-SHA-256 user names to passwords.
+	SCRAM map[string]string
+}
+
+// properties returns the broker settings that put the client listener behind SASL.
+func (a *SASL) properties() map[string]string {
+	var users strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(a.Plain)) {
+		fmt.Fprintf(&users, " user_%s=%q", name, a.Plain[name])
+	}
+	return map[string]string{
+		"listener.security.protocol.map":                      "CLIENT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"sasl.enabled.mechanisms":                             "PLAIN,SCRAM-SHA-256",
+		"listener.name.client.plain.sasl.jaas.config":         "org.apache.kafka.common.security.plain.PlainLoginModule required" + users.String() + ";",
+		"listener.name.client.scram-sha-256.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+	}
+}
+
+// formatArgs returns the storage tool's --add-scram arguments for the SCRAM users.
+func (a *SASL) formatArgs() []string {
+	var args []string
+	for _, name := range slices.Sorted(maps.Keys(a.SCRAM)) {
+		args = append(args, "--add-scram", fmt.Sprintf("SCRAM-SHA-256=[name=%s,password=%s]", name, a.SCRAM[name]))
+	}
+	return args
 }
 
 // Broker is a running single-node KRaft broker (process.roles=broker,controller). It has three listeners on
@@ -188,8 +223,12 @@ func start(java, libs, dir string, cfg BrokerConfig) (*Broker, error) {
 	}
 
 	// Format: a static quorum (controller.quorum.voters), so no --standalone.
-	format := exec.CommandContext(ctx, java, slices.Concat(jvm, []string{"kafka.tools.StorageTool", "format",
-		"--cluster-id", id, "--config", filepath.Join(dir, "server.properties"), "--ignore-formatted"})...)
+	formatArgs := []string{"kafka.tools.StorageTool", "format",
+		"--cluster-id", id, "--config", filepath.Join(dir, "server.properties"), "--ignore-formatted"}
+	if cfg.SASL != nil {
+		formatArgs = append(formatArgs, cfg.SASL.formatArgs()...)
+	}
+	format := exec.CommandContext(ctx, java, slices.Concat(jvm, formatArgs)...)
 	if out, err := format.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("kafka: formatting the storage: %v\n%s", err, tail(out, 30))
 	}
@@ -255,6 +294,9 @@ func (b *Broker) properties(controllerAddr string) string {
 		"num.network.threads":                              "2",
 		"num.io.threads":                                   "2",
 		"num.recovery.threads.per.data.dir":                "1",
+	}
+	if b.cfg.SASL != nil {
+		maps.Copy(p, b.cfg.SASL.properties())
 	}
 	maps.Copy(p, b.cfg.Properties)
 	var s strings.Builder

@@ -17,7 +17,7 @@ type clientRun struct {
 	name   string
 	kind   ClientKind
 	topic  string
-	codec  string // produce runs
+	codec  string // of the records produced, or consumed
 	group  string // consume runs
 	txn    bool
 	args   []string
@@ -26,7 +26,7 @@ type clientRun struct {
 
 // TestRecordClients records the bytes of the Java client and librdkafka against the real broker, one capture
 // per run: producing with every codec, idempotent and transactional, and consuming with classic and KIP-848
-// groups. It replays each capture into the filter's decoder and requires every record the client
+// groups, then, on a broker that wants SASL, producing with PLAIN and consuming with SCRAM-SHA-256. It replays each capture into the filter's decoder and requires every record the client
 // acknowledged or received to be counted and decoded; with -update it stores the captures, with what the
 // clients reported, for filter/kafka's TestRecordedClients and the fuzz corpus.
 func TestRecordClients(t *testing.T) {
@@ -34,10 +34,6 @@ func TestRecordClients(t *testing.T) {
 	b := StartBroker(t, BrokerConfig{AdvertisedAddr: fwd.Addr(), NumPartitions: 2})
 	fwd.SetTarget(b.Addr)
 
-	// The headers of kafkatest's scenarios, which filter/plugin's policy tags.
-	const n, recBaggage, customer = 6, "customer_id=cust-42,region=eu", "cust-42"
-	headers := []string{"--header", "traceparent=" + traceparent, "--header", "baggage=" + recBaggage,
-		"--header", "x-customer-id=" + customer}
 	var runs []clientRun
 	for _, kind := range []ClientKind{Java, Librdkafka} {
 		for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
@@ -53,10 +49,39 @@ func TestRecordClients(t *testing.T) {
 			other = Java
 		}
 		for _, proto := range []string{"classic", "consumer"} {
-			runs = append(runs, clientRun{name: "consume-" + proto, kind: kind, topic: fmt.Sprintf("%s-zstd", other),
+			runs = append(runs, clientRun{name: "consume-" + proto, kind: kind, topic: fmt.Sprintf("%s-zstd", other), codec: "zstd",
 				group: fmt.Sprintf("g-%s-%s", kind, proto), args: []string{"--group-protocol", proto}})
 		}
 	}
+	recordRuns(t, b, fwd, runs)
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same through a listener that wants SASL: the Java client produces with PLAIN, librdkafka consumes
+	// with SCRAM-SHA-256; their SaslHandshake and SaslAuthenticate frames precede the exchanges.
+	sfwd := NewForwarder(t)
+	sb := StartBroker(t, BrokerConfig{AdvertisedAddr: sfwd.Addr(), NumPartitions: 2, SASL: &SASL{
+		Plain: map[string]string{"alice": "alice-secret"}, SCRAM: map[string]string{"bob": "bob-secret"},
+	}})
+	sfwd.SetTarget(sb.Addr)
+	recordRuns(t, sb, sfwd, []clientRun{
+		{name: "produce-sasl-plain", kind: Java, topic: "java-sasl", codec: "lz4", args: []string{"--compression", "lz4",
+			"--property", "security.protocol=SASL_PLAINTEXT", "--property", "sasl.mechanism=PLAIN",
+			"--property", `sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="alice" password="alice-secret";`}},
+		{name: "consume-sasl-scram", kind: Librdkafka, topic: "java-sasl", codec: "lz4", group: "g-librdkafka-sasl", args: []string{
+			"--property", "security.protocol=SASL_PLAINTEXT", "--property", "sasl.mechanism=SCRAM-SHA-256",
+			"--property", "sasl.username=bob", "--property", "sasl.password=bob-secret"}},
+	})
+}
+
+// recordRuns creates the topics runs produce to on b, then records each run through fwd, checks the decoder
+// counts what the client reported, and with -update saves the capture.
+func recordRuns(t *testing.T, b *Broker, fwd *Forwarder, runs []clientRun) {
+	// The headers of kafkatest's scenarios, which filter/plugin's policy tags.
+	const n, recBaggage, customer = 6, "customer_id=cust-42,region=eu", "cust-42"
+	headers := []string{"--header", "traceparent=" + traceparent, "--header", "baggage=" + recBaggage,
+		"--header", "x-customer-id=" + customer}
 	for _, r := range runs {
 		if r.group == "" {
 			b.CreateTopic(t, r.topic, 2, nil)
@@ -93,7 +118,7 @@ func TestRecordClients(t *testing.T) {
 				}
 				slices.Sort(want.Partitions)
 			} else {
-				want.Consumed, want.Codec, want.TraceParents = n, "zstd", nil
+				want.Consumed, want.TraceParents = n, nil
 				for _, rec := range recs {
 					if tp, _ := rec.Header("traceparent"); !slices.Contains(want.TraceParents, tp) {
 						want.TraceParents = append(want.TraceParents, tp)
