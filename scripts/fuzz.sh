@@ -9,6 +9,8 @@ mapfile -t files < <(git ls-files '*_test.go' | xargs grep -l '^func Fuzz')
 for pkg in $(printf '%s\n' "${files[@]}" | xargs -n1 dirname | sort -u); do
 	for target in $(go test -list '^Fuzz' "./$pkg" | grep '^Fuzz'); do
 		echo ">> fuzz ./$pkg $target ($fuzztime)"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$pkg"
+		# A new input is minimized for at most 5 s (Go's default is 60 s, which can take a short run whole
+		# when the seeds are large captures).
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "./$pkg"
 	done
 done

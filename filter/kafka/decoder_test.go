@@ -264,6 +264,13 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 		c.Feed(cfg, handle)
+		// Again as the filter feeds it, skipping, with frames up to 128 KiB assembled in a pool's buffers.
+		pool := kafka.NewFramePool(2)
+		cfg.Topics, cfg.Groups, cfg.MaxFrameBytes, cfg.Frames = kafka.NewTopicNames(4), kafka.NewGroupNames(2), 128<<10, pool
+		feedSkipping(&c, cfg, handle)
+		if pool.Len() > 2 {
+			t.Fatalf("frame pool holds %d buffers, capacity 2", pool.Len())
+		}
 	})
 }
 
@@ -481,30 +488,8 @@ func TestSkip(t *testing.T) {
 	cfg.MaxFrameBytes = 200
 	var skipped, fed int
 	skipping := func(c *kafkatest.Capture, cfg kafka.Config, h kafka.Handler) []*kafka.Decoder {
-		decoders := make([]*kafka.Decoder, c.Conns())
-		for i := range decoders {
-			decoders[i] = kafka.NewDecoder(cfg, h)
-		}
-		for i, ch := range c.Chunks {
-			d, data := decoders[ch.Conn], ch.Data
-			for len(data) > 0 {
-				if n := min(d.Skippable(ch.FromClient), len(data)); n > 0 {
-					d.Skip(ch.FromClient, n)
-					skipped, data = skipped+n, data[n:]
-					continue
-				}
-				n := min(len(data), 7) // small pieces, so that a frame's end falls inside one
-				if ch.FromClient {
-					d.Requests(data[:n], uint64(i))
-				} else {
-					d.Responses(data[:n], uint64(i))
-				}
-				fed, data = fed+n, data[n:]
-			}
-		}
-		for _, d := range decoders {
-			d.Close(uint64(len(c.Chunks)))
-		}
+		decoders, sk, fd := feedSkipping(c, cfg, h)
+		skipped, fed = skipped+sk, fed+fd
 		return decoders
 	}
 	for _, sc := range scs {
@@ -527,6 +512,37 @@ func TestSkip(t *testing.T) {
 	if d.Err() == nil || d.Skippable(true) != math.MaxInt || d.Skippable(false) != math.MaxInt {
 		t.Errorf("after %v: Skippable %d and %d, want everything", d.Err(), d.Skippable(true), d.Skippable(false))
 	}
+}
+
+// feedSkipping feeds a capture as the filter does: what Skippable says the decoder discards is passed to Skip
+// uncopied, the rest fed in pieces of 7 bytes (so that frame ends fall inside pieces). It returns the
+// decoders, closed, and the bytes skipped and fed.
+func feedSkipping(c *kafkatest.Capture, cfg kafka.Config, h kafka.Handler) (decoders []*kafka.Decoder, skipped, fed int) {
+	decoders = make([]*kafka.Decoder, c.Conns())
+	for i := range decoders {
+		decoders[i] = kafka.NewDecoder(cfg, h)
+	}
+	for i, ch := range c.Chunks {
+		d, data := decoders[ch.Conn], ch.Data
+		for len(data) > 0 {
+			if n := min(d.Skippable(ch.FromClient), len(data)); n > 0 {
+				d.Skip(ch.FromClient, n)
+				skipped, data = skipped+n, data[n:]
+				continue
+			}
+			n := min(len(data), 7)
+			if ch.FromClient {
+				d.Requests(data[:n], uint64(i))
+			} else {
+				d.Responses(data[:n], uint64(i))
+			}
+			fed, data = fed+n, data[n:]
+		}
+	}
+	for _, d := range decoders {
+		d.Close(uint64(len(c.Chunks)))
+	}
+	return decoders, skipped, fed
 }
 
 func describeSummaries(m map[string]*summary) string {
