@@ -5,7 +5,8 @@ package plugin
 // copies into the guest (headers, properties, a connection's bytes). It allocates as the SDK's does, except for
 // the one copy announced with lendNext, which lands in the plugin's own buffer: copying a Kafka connection's
 // bytes in then allocates nothing, where the SDK's allocator made a new buffer of every chunk's size for the
-// collector to reclaim (most of what decoding cost under TinyGo's collector, after the decoder's own buffers).
+// collector to reclaim (most of what decoding cost under TinyGo's collector, after the decoder's own buffers),
+// and neither does the result of a stream's end expression (one guest allocation fewer per HTTP request).
 const HostAllocExport = "meshtrace_on_memory_allocate"
 
 // SDKAllocExport is the proxy-wasm Go SDK's allocator export, dropped from the shipped module.

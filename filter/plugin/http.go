@@ -209,7 +209,7 @@ func (h *httpContext) applyTags(evaluate bool) {
 	if len(tags) == 0 {
 		return
 	}
-	h.baggage = tc.ParseBaggage(h.header(tc.HeaderBaggage))
+	h.baggage.Parse(h.header(tc.HeaderBaggage))
 	for i := range tags {
 		t := &tags[i]
 		v, ok := "", false
@@ -318,11 +318,19 @@ func (h *httpContext) propagateBaggage() {
 	replaceRequestHeader(tc.HeaderBaggage, r.scratch)
 }
 
-// OnHttpStreamDone (the log phase) finishes the span with what Envoy knows about the stream and submits it.
+// OnHttpStreamDone (the log phase) finishes the span with what Envoy knows about the stream and submits it,
+// then gives the context back to the root for the next stream: the SDK makes no call into an HTTP context
+// after this one (proxy_on_done and proxy_on_delete only drop its id), and a context made per stream was
+// two guest allocations (it and its baggage members) of a handful per request.
 func (h *httpContext) OnHttpStreamDone() {
-	if !h.active {
-		return
+	if h.active {
+		h.finish()
 	}
+	h.root.releaseHTTP(h)
+}
+
+// finish finishes and submits the stream's span.
+func (h *httpContext) finish() {
 	h.active = false
 	s := &h.span
 	s.EndUnixNano = hostNow()

@@ -358,3 +358,39 @@ func TestSpanNameFromRoute(t *testing.T) {
 		})
 	})
 }
+
+// TestStreamContextReuse checks that a stream carries nothing of the one before it: a finished stream's
+// context is reused for the next (rootContext.releaseHTTP). The first stream has a tag, a propagated baggage
+// member and an error; the second has none of them.
+func TestStreamContextReuse(t *testing.T) {
+	forEachRunner(t, func(t *testing.T, r runner) {
+		r.skipIfManyHeaderWrites(t) // traceparent and baggage
+		e := r.setup(t, `{"direction": "inbound", "trace": {"trust_baggage": true}, "tags": [
+			{"attribute": "customer_id", "from": [{"header": "x-customer-id"}], "propagate": true}]}`, nil)
+		first := e.do(request{headers: get([2]string{"x-customer-id", "42"}, [2]string{"baggage", "region=eu"}), status: "503"})
+		second := e.do(request{headers: get(), status: "200"})
+		third := e.do(request{headers: get([2]string{"baggage", "tier=gold"}), status: "200"})
+		if b := header(first, "baggage"); !strings.Contains(b, "customer_id=42") || !strings.Contains(b, "region=eu") {
+			t.Errorf("first stream's baggage %q", b)
+		}
+		if b := header(second, "baggage"); b != "" {
+			t.Errorf("second stream got baggage %q, from the stream before it", b)
+		}
+		if b := header(third, "baggage"); b != "tier=gold" {
+			t.Errorf("third stream's baggage %q, want its own, unchanged", b)
+		}
+		spans := e.spans()
+		if len(spans) != 3 {
+			t.Fatalf("%d spans, want 3", len(spans))
+		}
+		for i, s := range spans[1:] {
+			a := attrs(s.Attributes)
+			if a["customer_id"] != "" || a["http.response.status_code"] != "200" || s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+				t.Errorf("stream %d: customer_id %q, status %s %v: left over from the first stream", i+2, a["customer_id"], a["http.response.status_code"], s.GetStatus())
+			}
+			if hexID(s.TraceId) == hexID(spans[0].TraceId) {
+				t.Errorf("stream %d shares the first stream's trace", i+2)
+			}
+		}
+	})
+}

@@ -40,11 +40,12 @@ type rootContext struct {
 	propagates   bool // some tag rule has propagate
 	ids          idSource
 	exporter     *exporter
-	kind         pluginKind    // HTTP or network filter, resolved on the first stream (see tcp.go)
-	scratch      []byte        // header values being written to the host (a VM runs one callback at a time)
-	freeAttrs    [][]span.Attr // attribute slices of submitted HTTP spans, for reuse
-	tracerSeen   bool          // Envoy's tracer was seen injecting its context (logged once)
-	endExprs     [2]endExpr    // the stream end expressions, server and client kind (see readEnd)
+	kind         pluginKind     // HTTP or network filter, resolved on the first stream (see tcp.go)
+	scratch      []byte         // header values being written to the host (a VM runs one callback at a time)
+	freeAttrs    [][]span.Attr  // attribute slices of submitted HTTP spans, for reuse
+	freeHTTP     []*httpContext // contexts of finished HTTP streams, for reuse
+	tracerSeen   bool           // Envoy's tracer was seen injecting its context (logged once)
+	endExprs     [2]endExpr     // the stream end expressions, server and client kind (see readEnd)
 }
 
 // noteTracer logs, once per plugin, that Envoy's own tracer rewrites the trace context after the filter and
@@ -107,7 +108,22 @@ func (r *rootContext) NewHttpContext(contextID uint32) types.HttpContext {
 	if r.isNetworkFilter() {
 		return nil
 	}
+	if n := len(r.freeHTTP); n > 0 {
+		h := r.freeHTTP[n-1]
+		r.freeHTTP = r.freeHTTP[:n-1]
+		return h
+	}
 	return &httpContext{root: r}
+}
+
+// releaseHTTP keeps the context of a finished stream for NewHttpContext, emptied; its baggage members'
+// memory is kept. There are at most as many as streams were open at once.
+func (r *rootContext) releaseHTTP(h *httpContext) {
+	b := h.baggage
+	clear(b.Members)
+	b.Members = b.Members[:0]
+	*h = httpContext{root: r, baggage: b}
+	r.freeHTTP = append(r.freeHTTP, h)
 }
 
 // NewTcpContext returns the network tracing context of a new TCP connection (see tcp.go).

@@ -188,6 +188,10 @@ func indexOf(keys []string, k []byte) int {
 	return -1
 }
 
+// endResultLend is the room lent to the host for the stream end expression's result (a few hundred bytes;
+// a larger one is allocated as usual).
+const endResultLend = 4 << 10
+
 // readEnd reads the end of a stream of kind: with one expr_evaluate when Envoy offers it, else (and for
 // a stream that lacks one of the values) one property or header at a time.
 func (r *rootContext) readEnd(kind span.Kind) streamEnd {
@@ -196,7 +200,11 @@ func (r *rootContext) readEnd(kind span.Kind) streamEnd {
 		r.createEndExpr(x, kind)
 	}
 	if x.state == exprReady {
+		// The result goes into the lent buffer: its strings are read, and copied into the span's encoding,
+		// before this stream's log phase ends.
+		lendNext(endResultLend)
 		b, err := proxywasm.CallForeignFunction("expr_evaluate", x.token)
+		lendDone()
 		if err == nil {
 			e, err := parseEnd(b, x.keys)
 			if err == nil {

@@ -30,8 +30,17 @@ type Baggage struct {
 // kept); parsing stops at MaxBaggageMembers members or when the value exceeds MaxBaggageBytes.
 func ParseBaggage(v string) Baggage {
 	var b Baggage
+	b.Parse(v)
+	return b
+}
+
+// Parse replaces b's members with those of the baggage header value v, as ParseBaggage reads them, reusing
+// b's memory.
+func (b *Baggage) Parse(v string) {
+	clear(b.Members)
+	b.Members = b.Members[:0]
 	if len(v) > MaxBaggageBytes {
-		return b
+		return
 	}
 	for len(v) > 0 && len(b.Members) < MaxBaggageMembers {
 		var item string
@@ -40,7 +49,6 @@ func ParseBaggage(v string) Baggage {
 			b.Members = append(b.Members, m)
 		}
 	}
-	return b
 }
 
 // Get returns the value of the first member named key.
