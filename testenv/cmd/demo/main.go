@@ -125,8 +125,8 @@ func run(ctx context.Context, indexerBin, wasmPath, dataDir string, requests int
 	fmt.Printf("   %d requests (%d slow, %d failing); the proxies exported %d spans (%d dropped, %d failed exports)\n",
 		res.Requests, res.Slow, res.Failed, res.SpansExported, res.SpansDropped, res.ExportFailures)
 
-	step("waiting until all %d spans are searchable", res.SpansExported)
-	if err := waitIndexed(ctx, base, int(res.SpansExported)); err != nil {
+	step("waiting until all %d spans and %d traces are searchable", res.SpansExported, res.Requests)
+	if err := waitIndexed(ctx, base, int(res.SpansExported), res.Requests); err != nil {
 		return err
 	}
 
@@ -269,18 +269,25 @@ func waitHealthy(ctx context.Context, base string, exited <-chan struct{}) error
 	}
 }
 
-// waitIndexed polls the search API until want spans of the last two hours are searchable.
-func waitIndexed(ctx context.Context, base string, want int) error {
+// waitIndexed polls the search API until the spans and traces of the last two hours are searchable (every
+// gateway request is one trace).
+func waitIndexed(ctx context.Context, base string, spans, traces int) error {
 	deadline := time.Now().Add(2 * time.Minute)
-	var got api.SearchResponse
+	var got, gotTraces api.SearchResponse
 	for {
+		// The span and the trace documents are separate indexes (in Meilisearch, separate task queues):
+		// the answer needs both.
 		err := getJSON(ctx, base+"/api/v1/search?limit=1&q="+url.QueryEscape("since=2h"), &got)
-		if err == nil && got.Total >= want {
-			fmt.Printf("   %d spans searchable\n", got.Total)
+		if err == nil {
+			err = getJSON(ctx, base+"/api/v1/search?target=traces&limit=1&q="+url.QueryEscape("since=2h"), &gotTraces)
+		}
+		if err == nil && got.Total >= spans && gotTraces.Total >= traces {
+			fmt.Printf("   %d spans and %d traces searchable\n", got.Total, gotTraces.Total)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d spans searchable after 2 minutes (last error: %v)", got.Total, want, err)
+			return fmt.Errorf("only %d of %d spans and %d of %d traces searchable after 2 minutes (last error: %v)",
+				got.Total, spans, gotTraces.Total, traces, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -153,7 +153,11 @@ func TestMeshIdentityTenant(t *testing.T) {
 			case w.refused != "" && err == nil:
 				t.Errorf("%s: the export was accepted; want it refused (%s)", svc, w.refused)
 			case w.refused == noClientCert:
-				if n := sc.stat(t, "listener.inbound_"+m.mode+".ssl.fail_verify_no_cert"); n != 1 {
+				// The client can read the alert before the admin endpoint shows the count: wait a little.
+				stat := "listener.inbound_" + m.mode + ".ssl.fail_verify_no_cert"
+				var n int64
+				waitFor(5*time.Second, func() bool { n = sc.stat(t, stat); return n >= 1 })
+				if n != 1 {
 					t.Errorf("%s: export error %v, and Envoy counts %d handshakes refused for want of a client certificate; want 1", svc, err, n)
 				}
 			case w.refused != "" && !(strings.Contains(err.Error(), "401 Unauthorized") && strings.Contains(err.Error(), w.refused)):
