@@ -116,9 +116,17 @@ func (r *rootContext) NewHttpContext(contextID uint32) types.HttpContext {
 	return &httpContext{root: r}
 }
 
+// maxPooled bounds each of the root's free lists (stream contexts, attribute slices): they hold what the
+// most streams open at once used, up to this many, so that a burst of concurrent streams does not pin its
+// memory for the life of the VM.
+const maxPooled = 1024
+
 // releaseHTTP keeps the context of a finished stream for NewHttpContext, emptied; its baggage members'
-// memory is kept. There are at most as many as streams were open at once.
+// memory is kept. At most maxPooled are kept.
 func (r *rootContext) releaseHTTP(h *httpContext) {
+	if len(r.freeHTTP) >= maxPooled {
+		return
+	}
 	b := h.baggage
 	clear(b.Members)
 	b.Members = b.Members[:0]
@@ -145,9 +153,12 @@ func (r *rootContext) takeAttrs() []span.Attr {
 	return make([]span.Attr, 0, maxHTTPAttrs+len(r.policy.Tags))
 }
 
-// putAttrs keeps the attribute slice of a submitted span (already encoded) for takeAttrs. There are at
-// most as many as streams were open at once.
+// putAttrs keeps the attribute slice of a submitted span (already encoded) for takeAttrs, at most maxPooled
+// of them.
 func (r *rootContext) putAttrs(a []span.Attr) {
+	if len(r.freeAttrs) >= maxPooled {
+		return
+	}
 	clear(a) // drop references to request data
 	r.freeAttrs = append(r.freeAttrs, a[:0])
 }
